@@ -1,0 +1,77 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let upcoming: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "ccat-data-transfer",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "ccat", targets: ["ccat"]),
+        .executable(name: "ccat-runner", targets: ["ccat-runner"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // System libraries. Each ships a pkg-config file on Debian; the providers name the -dev package.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CLibArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CLibCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CMunge", pkgConfig: "munge", providers: [.apt(["libmunge-dev"])]),
+
+        .target(
+            name: "Postgres",
+            dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "OpsDB",
+            dependencies: ["Postgres"],
+            resources: [.copy("Migrations")],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "CCatConfig",
+            dependencies: ["Postgres", .product(name: "Yams", package: "Yams")],
+            swiftSettings: upcoming
+        ),
+        // Options, output formatting and database discovery shared by both executables.
+        .target(
+            name: "CCatCLI",
+            dependencies: [
+                "Postgres", "OpsDB", "CCatConfig", "CLibPQ", "CLibArchive", "CLibCurl",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "ccat",
+            dependencies: [
+                "Postgres", "OpsDB", "CCatConfig", "CCatCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "ccat-runner",
+            dependencies: [
+                "Postgres", "OpsDB", "CCatConfig", "CCatCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "OpsDBTests", dependencies: ["OpsDB", "Postgres", "CCatConfig", "TestSupport"], swiftSettings: upcoming),
+        .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport", swiftSettings: upcoming),
+    ]
+)

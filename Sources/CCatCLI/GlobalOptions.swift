@@ -1,0 +1,79 @@
+import ArgumentParser
+import CCatConfig
+import Foundation
+import Logging
+import OpsDB
+import Postgres
+
+/// Options every `ccat` and `ccat-runner` command accepts.
+public struct GlobalOptions: ParsableArguments, Sendable {
+    @Option(name: .long, help: ArgumentHelp(
+        "libpq connection string or URI of the ops database.",
+        discussion: "Without it: CCAT_DATABASE_URL, then libpq's PGHOST/PGDATABASE/PGSERVICE..., then 'database:' in the config file, then the local cluster from 'make db'. Keep passwords in ~/.pgpass, not here.",
+        valueName: "conninfo"))
+    public var database: String?
+
+    @Option(name: .long, help: ArgumentHelp("Configuration file (default: $CCAT_CONFIG, else /etc/ccat/ccat.yaml if present).", valueName: "path"))
+    public var config: String?
+
+    @Flag(name: .long, help: "Print machine-readable JSON instead of text.")
+    public var json = false
+
+    @Option(name: .long, help: ArgumentHelp("Log level on standard error: trace, debug, info, notice, warning, error, critical (default: $CCAT_LOG_LEVEL or warning).", valueName: "level"))
+    public var logLevel: String?
+
+    public init() {}
+
+    public func validate() throws {
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("unknown log level '\(logLevel)'; use one of: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    public var resolvedLogLevel: Logger.Level {
+        if let logLevel, let level = Logger.Level(rawValue: logLevel) { return level }
+        if let value = ProcessInfo.processInfo.environment["CCAT_LOG_LEVEL"], let level = Logger.Level(rawValue: value) { return level }
+        return .warning
+    }
+
+    public func makeLogger(label: String) -> Logger {
+        var logger = Logger(label: label) { label in StreamLogHandler.standardError(label: label) }
+        logger.logLevel = resolvedLogLevel
+        return logger
+    }
+
+    public func loadConfiguration() throws -> CCatConfiguration? {
+        try CCatConfiguration.load(explicitPath: config)
+    }
+
+    public func locateDatabase() throws -> DatabaseLocation {
+        try DatabaseLocator(option: database, configuration: loadConfiguration()).locate()
+    }
+
+    /// Connects to the ops database; errors name the source of the connection string.
+    public func connect(applicationName: String, logger: Logger) async throws -> (PostgresConnection, DatabaseLocation) {
+        let location = try locateDatabase()
+        do {
+            let connection = try await PostgresConnection.connect(
+                PostgresConfiguration(conninfo: location.conninfo, applicationName: applicationName), logger: logger)
+            return (connection, location)
+        } catch var error as PostgresError {
+            error.message += " [connection string from \(location.source)]"
+            throw error
+        }
+    }
+
+    /// Connects, runs `body`, and closes the connection whether `body` succeeded or not.
+    public func withDatabase<T>(applicationName: String, logger: Logger,
+                                _ body: (PostgresConnection, DatabaseLocation) async throws -> T) async throws -> T {
+        let (connection, location) = try await connect(applicationName: applicationName, logger: logger)
+        do {
+            let result = try await body(connection, location)
+            await connection.close()
+            return result
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+}

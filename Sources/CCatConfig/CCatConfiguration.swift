@@ -1,0 +1,105 @@
+import Foundation
+import Yams
+
+/// The daemon and CLI configuration file (YAML), `/etc/ccat/ccat.yaml` unless `--config` or
+/// `CCAT_CONFIG` names another. Every key is optional.
+public struct CCatConfiguration: Sendable, Equatable {
+    public static let defaultPath = "/etc/ccat/ccat.yaml"
+
+    /// The file it was read from.
+    public var path: String
+    /// libpq conninfo or URI of the ops database (without a password: use ~/.pgpass or PGPASSFILE).
+    public var database: String?
+
+    static let knownKeys: Set<String> = ["database"]
+
+    public init(path: String, database: String? = nil) {
+        self.path = path
+        self.database = database
+    }
+
+    /// Reads the configuration: `explicitPath` must exist; the default path may be absent (nil).
+    public static func load(explicitPath: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> CCatConfiguration? {
+        let path = explicitPath ?? environment["CCAT_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        guard let path else {
+            guard FileManager.default.fileExists(atPath: defaultPath) else { return nil }
+            return try parse(contentsOf: defaultPath)
+        }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ConfigurationError(path: path, line: nil, message: "file not found")
+        }
+        return try parse(contentsOf: path)
+    }
+
+    public static func parse(contentsOf path: String) throws -> CCatConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(path: path, line: nil, message: "cannot read: \(error.localizedDescription)")
+        }
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws -> CCatConfiguration {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigurationError(path: path, line: yamlLine(error), message: "not valid YAML: \(yamlProblem(error))")
+        }
+        var configuration = CCatConfiguration(path: path)
+        guard let node else { return configuration }
+        guard let mapping = node.mapping else {
+            throw ConfigurationError(path: path, line: node.mark.map { $0.line }, message: "the top level must be a mapping of keys to values")
+        }
+        for (key, value) in mapping {
+            guard let name = key.string else {
+                throw ConfigurationError(path: path, line: key.mark.map { $0.line }, message: "keys must be strings")
+            }
+            guard knownKeys.contains(name) else {
+                throw ConfigurationError(path: path, line: key.mark.map { $0.line },
+                                         message: "unknown key '\(name)' (known: \(knownKeys.sorted().joined(separator: ", ")))")
+            }
+            switch name {
+            case "database":
+                guard let string = value.string else {
+                    throw ConfigurationError(path: path, line: value.mark.map { $0.line }, message: "'database' must be a libpq connection string or URI")
+                }
+                configuration.database = string
+            default:
+                break
+            }
+        }
+        return configuration
+    }
+
+    private static func yamlLine(_ error: YamlError) -> Int? {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
+            return mark.line
+        default:
+            return nil
+        }
+    }
+
+    private static func yamlProblem(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
+            return problem
+        default:
+            return "\(error)"
+        }
+    }
+}
+
+/// A problem in a configuration file, naming the file and, where known, the line.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var line: Int?
+    public var message: String
+
+    public var description: String {
+        "\(path)\(line.map { ":\($0)" } ?? ""): \(message)"
+    }
+}

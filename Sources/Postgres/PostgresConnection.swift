@@ -1,0 +1,315 @@
+import CLibPQ
+import Dispatch
+import Foundation
+import Logging
+
+/// One connection to PostgreSQL over libpq.
+///
+/// Every libpq call runs on this connection's own serial dispatch queue, never on Swift's
+/// cooperative thread pool, so a slow query or a wait for notifications blocks nothing else.
+/// A connection runs one command at a time; give each concurrent task its own connection.
+///
+/// A connection that broke is re-established before the next command (and its `LISTEN`s renewed).
+/// A command that was in flight when it broke fails with `.connectionLost`: its outcome is unknown.
+public final class PostgresConnection: @unchecked Sendable {
+    public let configuration: PostgresConfiguration
+    public let logger: Logger
+
+    private let queue: DispatchQueue
+    // State below is only touched on `queue`.
+    private var handle: OpaquePointer?
+    private var channels: Set<String> = []
+    private var closed = false
+    private var everConnected = false
+    // The cancel handle is used from other threads (PQcancel is thread-safe); guarded by `cancelLock`.
+    private let cancelLock = NSLock()
+    private var cancelHandle: OpaquePointer?
+
+    private init(configuration: PostgresConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.queue = DispatchQueue(label: "ccat.postgres.connection")
+    }
+
+    deinit {
+        if let cancelHandle { PQfreeCancel(cancelHandle) }
+        if let handle { PQfinish(handle) }
+    }
+
+    /// Opens a connection; throws `.connectionFailed` with one line naming what failed.
+    public static func connect(_ configuration: PostgresConfiguration,
+                               logger: Logger = Logger(label: "ccat.postgres")) async throws -> PostgresConnection {
+        let connection = PostgresConnection(configuration: configuration, logger: logger)
+        try await connection.onQueue { _ = try connection.ensureConnected() }
+        return connection
+    }
+
+    // MARK: - Running commands
+
+    /// Runs a statement and returns its rows.
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        let (sql, binds) = query.render()
+        return try await cancellable { try self.run(sql: sql, binds: binds) }
+    }
+
+    /// Runs a statement and returns the number of rows it affected.
+    @discardableResult
+    public func execute(_ query: PostgresQuery) async throws -> Int {
+        try await self.query(query).affectedRows
+    }
+
+    /// Runs a trusted, parameterless SQL text that may hold several statements (a migration file).
+    /// Values never belong here: use `query(_:)` with interpolation for anything not written by us.
+    public func executeScript(_ sql: String) async throws {
+        try await cancellable {
+            let handle = try self.ensureConnected()
+            _ = try self.handleResult(PQexec(handle, sql), handle: handle, sql: "<script>", binds: [])
+        }
+    }
+
+    /// Closes the connection. Later calls fail with `.misuse`.
+    public func close() async {
+        try? await onQueue {
+            self.closed = true
+            self.dropHandle()
+        }
+    }
+
+    /// The server's version as an integer, e.g. 150018 for 15.18.
+    public func serverVersion() async throws -> Int {
+        try await onQueue { Int(PQserverVersion(try self.ensureConnected())) }
+    }
+
+    /// Where this connection goes, without the password: host (or socket directory), port, database, user.
+    public func target() async throws -> ConnectionTarget {
+        try await onQueue { ConnectionTarget(handle: try self.ensureConnected()) }
+    }
+
+    // MARK: - Queue plumbing
+
+    func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    /// Runs `work` on the queue; if the task is cancelled meanwhile, asks the server to cancel the
+    /// running statement (it then fails with SQLSTATE 57014).
+    func cancellable<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        if Task.isCancelled { throw PostgresError(code: .cancelled, message: "the task was cancelled before the statement was sent") }
+        return try await withTaskCancellationHandler {
+            try await onQueue(work)
+        } onCancel: {
+            self.sendCancel()
+        }
+    }
+
+    private func sendCancel() {
+        cancelLock.lock()
+        defer { cancelLock.unlock() }
+        guard let cancelHandle else { return }
+        var buffer = [CChar](repeating: 0, count: 256)
+        if PQcancel(cancelHandle, &buffer, Int32(buffer.count)) == 0 {
+            logger.warning("cannot cancel the running statement", metadata: ["postgres.error": "\(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))"])
+        }
+    }
+
+    // MARK: - Connection management (on queue)
+
+    func ensureConnected() throws -> OpaquePointer {
+        if closed { throw PostgresError(code: .misuse, message: "the connection was closed") }
+        if let handle, PQstatus(handle) == CONNECTION_OK { return handle }
+        let reconnecting = everConnected
+        dropHandle()
+        let attempts = reconnecting ? max(1, configuration.reconnectAttempts) : 1
+        var delay = configuration.reconnectDelay
+        var lastError: (any Error)?
+        for attempt in 1...attempts {
+            do {
+                let handle = try open()
+                if reconnecting {
+                    logger.notice("reconnected to PostgreSQL", metadata: ["postgres.attempt": "\(attempt)"])
+                }
+                return handle
+            } catch {
+                lastError = error
+                if attempt < attempts {
+                    logger.warning("reconnecting to PostgreSQL failed; retrying",
+                                   metadata: ["postgres.attempt": "\(attempt)", "postgres.error": "\(error)"])
+                    Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
+                    delay = delay * 2
+                }
+            }
+        }
+        throw lastError!
+    }
+
+    private func open() throws -> OpaquePointer {
+        var keywords = ["fallback_application_name"]
+        var values = [configuration.applicationName]
+        let environment = ProcessInfo.processInfo.environment
+        if environment["PGCONNECT_TIMEOUT"] == nil {
+            keywords.append("connect_timeout"); values.append("10")
+        }
+        // Detect dead peers within minutes rather than the kernel's default two hours.
+        keywords.append("keepalives_idle"); values.append("60")
+        // Last, so that anything the caller's conninfo sets overrides the defaults above.
+        keywords.append("dbname"); values.append(configuration.conninfo)
+
+        let handle: OpaquePointer? = withCStrings(keywords) { keywordPointers in
+            withCStrings(values) { valuePointers in
+                PQconnectdbParams(keywordPointers, valuePointers, 1)
+            }
+        }
+        guard let handle else {
+            throw PostgresError(code: .connectionFailed, message: "libpq could not allocate a connection")
+        }
+        guard PQstatus(handle) == CONNECTION_OK else {
+            let message = oneLine(String(cString: PQerrorMessage(handle)))
+            let target = ConnectionTarget(handle: handle)
+            PQfinish(handle)
+            var error = PostgresError(code: .connectionFailed, message: "\(message) (\(target.summary))")
+            if message.contains("password authentication failed") {
+                error.hint = "check the password in ~/.pgpass or PGPASSFILE"
+            }
+            throw error
+        }
+        PQsetNoticeReceiver(handle, { context, result in
+            guard let context, let result else { return }
+            let connection = Unmanaged<PostgresConnection>.fromOpaque(context).takeUnretainedValue()
+            let message = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) } ?? ""
+            connection.logger.debug("server notice", metadata: ["postgres.notice": "\(message)"])
+        }, Unmanaged.passUnretained(self).toOpaque())
+
+        self.handle = handle
+        everConnected = true
+        cancelLock.lock()
+        cancelHandle = PQgetCancel(handle)
+        cancelLock.unlock()
+        // Fixed session settings make text-format decoding independent of server defaults.
+        _ = try handleResult(
+            PQexec(handle, "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; SET IntervalStyle TO 'iso_8601'; SET extra_float_digits TO 3"),
+            handle: handle, sql: "<session setup>", binds: [])
+        for channel in channels.sorted() {
+            _ = try handleResult(PQexec(handle, "LISTEN \(quoteIdentifier(channel))"), handle: handle, sql: "LISTEN", binds: [])
+        }
+        return handle
+    }
+
+    private func dropHandle() {
+        cancelLock.lock()
+        if let cancelHandle { PQfreeCancel(cancelHandle) }
+        cancelHandle = nil
+        cancelLock.unlock()
+        if let handle { PQfinish(handle) }
+        handle = nil
+    }
+
+    func addChannel(_ channel: String) { channels.insert(channel) }
+    func removeChannel(_ channel: String) { channels.remove(channel) }
+
+    var transactionStatus: PGTransactionStatusType {
+        guard let handle else { return PQTRANS_UNKNOWN }
+        return PQtransactionStatus(handle)
+    }
+
+    // MARK: - Statements (on queue)
+
+    func run(sql: String, binds: [PostgresBind]) throws -> PostgresRows {
+        for (index, bind) in binds.enumerated() where bind.text?.utf8.contains(0) == true {
+            throw PostgresError(code: .invalidParameter,
+                                message: "parameter $\(index + 1) contains a NUL character, which PostgreSQL text cannot store",
+                                query: sql)
+        }
+        let handle = try ensureConnected()
+        let types = binds.map { Oid($0.type.rawValue) }
+        let texts = binds.map(\.text)
+        let result: OpaquePointer? = withOptionalCStrings(texts) { values in
+            types.withUnsafeBufferPointer { typePointer in
+                PQexecParams(handle, sql, Int32(binds.count), typePointer.baseAddress, values, nil, nil, 0)
+            }
+        }
+        return try handleResult(result, handle: handle, sql: sql, binds: binds)
+    }
+
+    func handleResult(_ result: OpaquePointer?, handle: OpaquePointer, sql: String, binds: [PostgresBind]) throws -> PostgresRows {
+        guard let result else {
+            let message = oneLine(String(cString: PQerrorMessage(handle)))
+            if PQstatus(handle) != CONNECTION_OK {
+                throw PostgresError(code: .connectionLost, message: message, query: sql)
+            }
+            throw PostgresError(code: .server, message: "no result from libpq: \(message)", query: sql)
+        }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_SINGLE_TUPLE:
+            let storage = PostgresResultStorage(result)
+            return PostgresRows(storage: storage, affectedRows: storage.rowCount)
+        case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+            PQclear(result)
+            return PostgresRows(storage: nil, affectedRows: affected)
+        default:
+            let error = serverError(result, handle: handle, sql: sql, binds: binds)
+            PQclear(result)
+            throw error
+        }
+    }
+
+    private func serverError(_ result: OpaquePointer, handle: OpaquePointer, sql: String, binds: [PostgresBind]) -> PostgresError {
+        func field(_ code: Character) -> String? {
+            PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
+        }
+        let lost = PQstatus(handle) != CONNECTION_OK
+        let primary = field("M") ?? oneLine(String(cString: PQerrorMessage(handle)))
+        var error = PostgresError(code: lost ? .connectionLost : .server,
+                                  message: redact(primary, binds: binds),
+                                  sqlState: field("C").map(SQLState.init(rawValue:)),
+                                  hint: field("H").map { redact($0, binds: binds) },
+                                  query: sql)
+        error.severity = field("V") ?? field("S")
+        error.detail = field("D")
+        error.schemaName = field("s")
+        error.tableName = field("t")
+        error.columnName = field("c")
+        error.constraintName = field("n")
+        return error
+    }
+}
+
+/// Where a connection goes, without secrets.
+public struct ConnectionTarget: Sendable, Codable, Equatable {
+    public var host: String
+    public var port: String
+    public var database: String
+    public var user: String
+
+    init(handle: OpaquePointer) {
+        host = PQhost(handle).map { String(cString: $0) } ?? ""
+        port = PQport(handle).map { String(cString: $0) } ?? ""
+        database = PQdb(handle).map { String(cString: $0) } ?? ""
+        user = PQuser(handle).map { String(cString: $0) } ?? ""
+    }
+
+    public var summary: String {
+        var parts: [String] = []
+        if !database.isEmpty { parts.append("database \"\(database)\"") }
+        if !user.isEmpty { parts.append("user \"\(user)\"") }
+        if !host.isEmpty { parts.append(host.hasPrefix("/") ? "socket directory \(host)" : "host \(host)") }
+        if !port.isEmpty { parts.append("port \(port)") }
+        return parts.joined(separator: ", ")
+    }
+}
+
+// MARK: - C string helpers
+
+func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    withOptionalCStrings(strings.map(Optional.some), body)
+}
+
+/// Lends `strings` as a NULL-terminated array of C strings (nil entries stay NULL; one extra NULL at the end).
+func withOptionalCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let copies: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0)! } }
+    defer { copies.forEach { free($0) } }
+    return body(copies.map { UnsafePointer($0) } + [nil])
+}

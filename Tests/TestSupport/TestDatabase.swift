@@ -1,0 +1,119 @@
+import Foundation
+import Postgres
+
+/// Where the tests find PostgreSQL: `CCAT_TEST_DATABASE_URL`, else the repository's local cluster
+/// (`scripts/local-postgres.sh start`, which `make test` runs). When `CI` is set a missing server is
+/// a test failure, never a skip.
+public enum TestEnvironment {
+    public static let repositoryRoot: URL = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }()
+
+    public static var isCI: Bool {
+        let value = ProcessInfo.processInfo.environment["CI"] ?? ""
+        return !value.isEmpty && value != "false" && value != "0"
+    }
+
+    /// Conninfo of a database on the test server with the right to create databases.
+    public static let adminConninfo: String? = {
+        if let url = ProcessInfo.processInfo.environment["CCAT_TEST_DATABASE_URL"], !url.isEmpty { return url }
+        let pointer = repositoryRoot.appendingPathComponent(".ccat-dev/postgres/conninfo")
+        guard let text = try? String(contentsOf: pointer, encoding: .utf8) else { return nil }
+        let conninfo = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return conninfo.isEmpty ? nil : conninfo
+    }()
+
+    /// Run PostgreSQL tests: the server is configured, or we are in CI where its absence must fail.
+    public static var runPostgresTests: Bool { adminConninfo != nil || isCI }
+
+    /// Directory of the built executables (`ccat`, `ccat-runner`).
+    public static var binDirectory: URL {
+        if let dir = ProcessInfo.processInfo.environment["CCAT_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+        return repositoryRoot.appendingPathComponent(".build/debug")
+    }
+}
+
+public struct TestSetupError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// A database of its own for one test, dropped afterwards, so tests run in parallel and leave nothing.
+public struct TestDatabase: Sendable {
+    public let name: String
+    public let conninfo: String
+
+    public static func create() async throws -> TestDatabase {
+        guard let admin = TestEnvironment.adminConninfo else {
+            throw TestSetupError(description: "PostgreSQL test server not found: run 'scripts/local-postgres.sh start' (make test does) or set CCAT_TEST_DATABASE_URL")
+        }
+        let name = "ccat_test_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+        let connection = try await PostgresConnection.connect(PostgresConfiguration(conninfo: admin, applicationName: "ccat-tests"))
+        try await connection.execute("CREATE DATABASE \(identifier: name)")
+        await connection.close()
+        return TestDatabase(name: name, conninfo: try replacingDatabase(in: admin, with: name))
+    }
+
+    public func connect(applicationName: String = "ccat-tests") async throws -> PostgresConnection {
+        try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: applicationName))
+    }
+
+    public func drop() async throws {
+        guard let admin = TestEnvironment.adminConninfo else { return }
+        let connection = try await PostgresConnection.connect(PostgresConfiguration(conninfo: admin, applicationName: "ccat-tests"))
+        try await connection.execute("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
+        await connection.close()
+    }
+
+    static func replacingDatabase(in conninfo: String, with database: String) throws -> String {
+        let options = try PostgresConnInfo.parse(conninfo).filter { $0.keyword != "dbname" }
+        return (options.map { "\($0.keyword)=\(PostgresConnInfo.quote($0.value))" } + ["dbname=\(database)"]).joined(separator: " ")
+    }
+}
+
+/// Runs `body` with a fresh database and a connection to it; drops the database afterwards.
+public func withTestDatabase(_ body: (TestDatabase, PostgresConnection) async throws -> Void) async throws {
+    let database = try await TestDatabase.create()
+    do {
+        let connection = try await database.connect()
+        do {
+            try await body(database, connection)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        await connection.close()
+    } catch {
+        try? await database.drop()
+        throw error
+    }
+    try await database.drop()
+}
+
+/// Runs a built executable; returns exit status, standard output and standard error.
+public func runExecutable(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = TestEnvironment.binDirectory.appendingPathComponent(name)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    for key in ["CCAT_DATABASE_URL", "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "CCAT_CONFIG"] {
+        env.removeValue(forKey: key)
+    }
+    env.merge(environment) { $1 }
+    process.environment = env
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes to the end before waiting, so a chatty child cannot block on a full pipe.
+    let group = DispatchGroup()
+    nonisolated(unsafe) var errData = Data()
+    group.enter()
+    DispatchQueue.global().async {
+        errData = err.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}

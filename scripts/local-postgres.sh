@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for development, tests and the demo.
+#
+#   scripts/local-postgres.sh start     create (first time) and start it; prints its conninfo
+#   scripts/local-postgres.sh stop      stop it (data is kept)
+#   scripts/local-postgres.sh status    say whether it runs
+#   scripts/local-postgres.sh conninfo  print the libpq connection string
+#   scripts/local-postgres.sh destroy   stop it and delete its data
+#
+# The cluster lives under $CCAT_DEV_DIR/postgres (default: .ccat-dev/postgres in the repository,
+# git-ignored) and listens only on a unix socket in that directory, so it never collides with a
+# system PostgreSQL or another checkout. PostgreSQL refuses to run as root: when invoked as root the
+# server runs as the unprivileged user $CCAT_PG_USER (default: postgres). Starting is idempotent: a
+# running cluster is reused.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+base="${CCAT_DEV_DIR:-$repo/.ccat-dev}/postgres"
+data="$base/data"
+run="$base/run"
+log="$base/server.log"
+port="${CCAT_PG_PORT:-5432}"     # with a private socket directory this only names the socket file
+database=ccat
+superuser=ccat
+state_home="${XDG_STATE_HOME:-$HOME/.local/state}/ccat"
+pointer="$state_home/local-database"
+
+die() { echo "local-postgres: $*" >&2; exit 1; }
+
+bindir=""
+if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
+    bindir="$(pg_config --bindir)"
+fi
+if [ -z "$bindir" ]; then
+    newest="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    [ -n "$newest" ] && bindir="$newest"
+fi
+if [ -z "$bindir" ] && command -v initdb >/dev/null 2>&1; then bindir="$(dirname "$(command -v initdb)")"; fi
+[ -n "$bindir" ] && [ -x "$bindir/initdb" ] || die "PostgreSQL server binaries not found: install them (Debian: apt-get install postgresql)"
+
+server_user=""
+if [ "$(id -u)" = 0 ]; then
+    server_user="${CCAT_PG_USER:-postgres}"
+    id "$server_user" >/dev/null 2>&1 || die "running as root, but user '$server_user' does not exist to run the server; create it or set CCAT_PG_USER"
+fi
+
+as_server() {
+    if [ -n "$server_user" ]; then runuser -u "$server_user" -- "$@"; else "$@"; fi
+}
+
+conninfo="host=$run port=$port dbname=$database user=$superuser"
+
+running() { [ -f "$data/PG_VERSION" ] && as_server "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; }
+
+start() {
+    mkdir -p "$base"
+    if [ -n "$server_user" ]; then
+        chown "$server_user" "$base"
+        as_server test -w "$base" || die "user '$server_user' cannot write $base: make its parent directories searchable (chmod o+x) or set CCAT_DEV_DIR elsewhere"
+    fi
+    if [ ! -f "$data/PG_VERSION" ]; then
+        as_server "$bindir/initdb" -D "$data" -U "$superuser" --auth=trust --encoding=UTF8 --locale=C >"$base/initdb.log" 2>&1 \
+            || die "initdb failed; see $base/initdb.log"
+        # A throwaway cluster: durability is traded for speed (tests create and drop many databases).
+        cat >>"$data/postgresql.conf" <<CONF
+
+# ccat-data-transfer development cluster
+listen_addresses = ''
+unix_socket_directories = '$run'
+port = $port
+max_connections = 300
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+logging_collector = off
+CONF
+    fi
+    as_server mkdir -p "$run"
+    if running; then
+        echo "local-postgres: already running ($data)" >&2
+    else
+        as_server "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null \
+            || die "the server did not start; see $log"
+    fi
+    exists="$("$bindir/psql" "host=$run port=$port dbname=postgres user=$superuser" -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'")" \
+        || die "cannot connect to the server on $run; see $log"
+    if [ "$exists" != 1 ]; then
+        "$bindir/createdb" -h "$run" -p "$port" -U "$superuser" "$database"
+    fi
+    printf '%s\n' "$conninfo" >"$base/conninfo"
+    mkdir -p "$state_home" 2>/dev/null && printf '%s\n' "$conninfo" >"$pointer" 2>/dev/null || true
+    echo "$conninfo"
+}
+
+stop() {
+    if running; then
+        as_server "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+        echo "local-postgres: stopped" >&2
+    else
+        echo "local-postgres: not running" >&2
+    fi
+    if [ -f "$pointer" ] && [ "$(cat "$pointer")" = "$conninfo" ]; then rm -f "$pointer"; fi
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) if running; then echo "running: $conninfo"; else echo "not running"; exit 3; fi ;;
+    conninfo) echo "$conninfo" ;;
+    destroy) stop; rm -rf "$base" ;;
+    *) echo "usage: $0 start|stop|status|conninfo|destroy" >&2; exit 2 ;;
+esac
