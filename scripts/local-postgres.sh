@@ -16,9 +16,6 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 base="${CCAT_DEV_DIR:-$repo/.ccat-dev}/postgres"
-data="$base/data"
-run="$base/run"
-log="$base/server.log"
 port="${CCAT_PG_PORT:-5432}"     # with a private socket directory this only names the socket file
 database=ccat
 superuser=ccat
@@ -48,19 +45,41 @@ as_server() {
     if [ -n "$server_user" ]; then runuser -u "$server_user" -- "$@"; else "$@"; fi
 }
 
+# The server's files live under $base, unless the server user cannot reach it (a checkout under
+# /root, say): then under /tmp, in a directory named after $base and owned by that user.
+# Unix socket paths are limited to 107 bytes, so a deep checkout also moves them to /tmp.
+server_root="$base"
+mkdir -p "$base"
+if [ -f "$base/server-root" ]; then
+    server_root="$(cat "$base/server-root")"
+else
+    fallback="/tmp/ccat-postgres-$(id -u)-$(printf '%s' "$base" | cksum | cut -d' ' -f1)"
+    if [ ${#base} -gt 80 ]; then
+        server_root="$fallback"
+        echo "local-postgres: $base is too long for a unix socket path; keeping the server files in $server_root" >&2
+    elif [ -n "$server_user" ]; then
+        chown "$server_user" "$base"
+        if ! as_server test -w "$base"; then
+            server_root="$fallback"
+            echo "local-postgres: user '$server_user' cannot reach $base; keeping the server files in $server_root" >&2
+        fi
+    fi
+    printf '%s\n' "$server_root" >"$base/server-root"
+fi
+mkdir -p "$server_root"
+if [ -n "$server_user" ]; then chown "$server_user" "$server_root" && chmod 755 "$server_root"; fi
+data="$server_root/data"
+run="$server_root/run"
+log="$server_root/server.log"
 conninfo="host=$run port=$port dbname=$database user=$superuser"
 
 running() { [ -f "$data/PG_VERSION" ] && as_server "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; }
 
 start() {
     mkdir -p "$base"
-    if [ -n "$server_user" ]; then
-        chown "$server_user" "$base"
-        as_server test -w "$base" || die "user '$server_user' cannot write $base: make its parent directories searchable (chmod o+x) or set CCAT_DEV_DIR elsewhere"
-    fi
     if [ ! -f "$data/PG_VERSION" ]; then
-        as_server "$bindir/initdb" -D "$data" -U "$superuser" --auth=trust --encoding=UTF8 --locale=C >"$base/initdb.log" 2>&1 \
-            || die "initdb failed; see $base/initdb.log"
+        as_server "$bindir/initdb" -D "$data" -U "$superuser" --auth=trust --encoding=UTF8 --locale=C >"$server_root/initdb.log" 2>&1 \
+            || die "initdb failed; see $server_root/initdb.log"
         # A throwaway cluster: durability is traded for speed (tests create and drop many databases).
         cat >>"$data/postgresql.conf" <<CONF
 
@@ -107,6 +126,6 @@ case "${1:-}" in
     stop) stop ;;
     status) if running; then echo "running: $conninfo"; else echo "not running"; exit 3; fi ;;
     conninfo) echo "$conninfo" ;;
-    destroy) stop; rm -rf "$base" ;;
+    destroy) stop; rm -rf "$server_root" "$base" ;;
     *) echo "usage: $0 start|stop|status|conninfo|destroy" >&2; exit 2 ;;
 esac

@@ -36,6 +36,11 @@ public struct DatabaseLocation: Sendable, Equatable {
     public var conninfo: String
     public var source: DatabaseSource
 
+    public init(conninfo: String, source: DatabaseSource) {
+        self.conninfo = conninfo
+        self.source = source
+    }
+
     /// The connection string without any password, safe to print.
     public var redactedConninfo: String { PostgresConnInfo.redacted(conninfo) }
 }

@@ -1,0 +1,43 @@
+# ccat-data-transfer: the two commands that matter are `make demo` and `make test`.
+SWIFT ?= swift
+CONFIGURATION ?= debug
+SWIFT_FLAGS ?= -c $(CONFIGURATION)
+PREFIX ?= /usr/local
+PG := scripts/local-postgres.sh
+BIN_DIR = $(shell $(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)
+
+.PHONY: all build db db-stop demo test install clean
+
+all: build
+
+build:
+	$(SWIFT) build $(SWIFT_FLAGS)
+
+## db: start the local PostgreSQL cluster (under .ccat-dev/) and apply migrations
+db: build
+	@$(PG) start >/dev/null
+	$(BIN_DIR)/ccat db migrate
+
+## db-stop: stop the local PostgreSQL cluster (its data is kept; `scripts/local-postgres.sh destroy` removes it)
+db-stop:
+	$(PG) stop
+
+## demo: bring up the local database, migrate, and show its state
+demo: db
+	$(BIN_DIR)/ccat db status
+
+## test: the whole test suite against a real PostgreSQL
+test:
+	@$(PG) start >/dev/null
+	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	CCAT_BIN_DIR=$(BIN_DIR) $(SWIFT) test --skip-build $(SWIFT_FLAGS)
+
+## install: release binaries and their resources into $(PREFIX)/bin
+install:
+	$(SWIFT) build -c release
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $$($(SWIFT) build -c release --show-bin-path)/ccat $$($(SWIFT) build -c release --show-bin-path)/ccat-runner $(DESTDIR)$(PREFIX)/bin/
+	cp -R $$($(SWIFT) build -c release --show-bin-path)/ccat-data-transfer_OpsDB.resources $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	$(SWIFT) package clean

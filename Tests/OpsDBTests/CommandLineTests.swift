@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("ccat db and ccat-runner check as a user runs them", .enabled(if: TestEnvironment.runPostgresTests, "requires PostgreSQL: run 'make test'"))
+struct CommandLineTests {
+    @Test func twoConcurrentMigrateProcessesBothSucceed() async throws {
+        try await withTestDatabase { database, _ in
+            async let first = Task.detached { try runExecutable("ccat", ["db", "migrate", "--json", "--database", database.conninfo]) }.value
+            async let second = Task.detached { try runExecutable("ccat", ["db", "migrate", "--json", "--database", database.conninfo]) }.value
+            let results = try await [first, second]
+            for result in results {
+                #expect(result.status == 0, "ccat db migrate failed: \(result.stderr)")
+            }
+            struct Output: Decodable { var applied: [Applied]; struct Applied: Decodable { var version: Int } }
+            let applied = try results.map { try JSONDecoder().decode(Output.self, from: Data($0.stdout.utf8)).applied.count }
+            #expect(applied.filter { $0 > 0 }.count == 1)
+            #expect(applied.contains(0))
+
+            let status = try runExecutable("ccat", ["db", "status", "--json"], environment: ["CCAT_DATABASE_URL": database.conninfo])
+            #expect(status.status == 0, "\(status.stderr)")
+            struct Status: Decodable {
+                var upToDate: Bool
+                var pending: Int
+                var database: DB
+                struct DB: Decodable { var source: String; var target: Target }
+                struct Target: Decodable { var database: String }
+            }
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            let parsed = try decoder.decode(Status.self, from: Data(status.stdout.utf8))
+            #expect(parsed.upToDate && parsed.pending == 0)
+            #expect(parsed.database.source == "environment")
+            #expect(parsed.database.target.database == database.name)
+
+            let check = try runExecutable("ccat-runner", ["check", "--database", database.conninfo])
+            #expect(check.status == 0, "\(check.stderr)")
+            #expect(check.stdout.contains("schema:    matches this build"))
+        }
+    }
+
+    @Test func pendingMigrationsAreReportedAndStopTheRunner() async throws {
+        try await withTestDatabase { database, _ in
+            let status = try runExecutable("ccat", ["db", "status", "--database", database.conninfo])
+            #expect(status.status == 0)
+            #expect(status.stdout.contains("pending migration"))
+            #expect(status.stdout.contains("from:      the --database option"))
+            let check = try runExecutable("ccat-runner", ["check", "--database", database.conninfo])
+            #expect(check.status == 3)
+        }
+    }
+
+    @Test func unreachableServerGivesOneLineAndNonZeroExit() throws {
+        let result = try runExecutable("ccat", ["db", "status", "--database", "host=127.0.0.1 port=1 dbname=ops connect_timeout=3"])
+        #expect(result.status != 0)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "expected one line, got: \(result.stderr)")
+        #expect(result.stderr.contains("cannot connect to PostgreSQL"))
+        #expect(result.stderr.contains("127.0.0.1"))
+        #expect(result.stderr.contains("--database option"))
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func passwordsNeverReachTheOutput() async throws {
+        let result = try runExecutable("ccat", ["db", "status", "--database", "postgresql://ops:VerySecret123@127.0.0.1:1/ops?connect_timeout=3"])
+        #expect(result.status != 0)
+        #expect(!result.stderr.contains("VerySecret123"))
+        #expect(!result.stdout.contains("VerySecret123"))
+    }
+}

@@ -1,0 +1,66 @@
+import CCatConfig
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("Where the database is found (pure logic)")
+struct ConfigurationTests {
+    func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    @Test func precedenceOptionEnvironmentLibpqConfigLocal() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let nested = dir.appendingPathComponent("a/b")
+        try FileManager.default.createDirectory(at: nested, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent(".ccat-dev/postgres"), withIntermediateDirectories: true)
+        try "host=/tmp/local dbname=ccat\n".write(to: dir.appendingPathComponent(".ccat-dev/postgres/conninfo"), atomically: true, encoding: .utf8)
+        let config = CCatConfiguration(path: "/etc/ccat/ccat.yaml", database: "service=ops")
+        let env = ["CCAT_DATABASE_URL": "postgresql://env/db", "PGHOST": "pghost", "HOME": dir.path]
+
+        func locate(_ option: String?, _ config: CCatConfiguration?, _ env: [String: String]) throws -> DatabaseLocation {
+            try DatabaseLocator(option: option, configuration: config, environment: env, currentDirectory: nested.path).locate()
+        }
+        #expect(try locate("dbname=cli", config, env) == DatabaseLocation(conninfo: "dbname=cli", source: .commandLine))
+        #expect(try locate(nil, config, env).source == .environment(variable: "CCAT_DATABASE_URL"))
+        var noURL = env
+        noURL["CCAT_DATABASE_URL"] = nil
+        #expect(try locate(nil, config, noURL) == DatabaseLocation(conninfo: "", source: .libpqEnvironment(variables: ["PGHOST"])))
+        let onlyHome = ["HOME": dir.path]
+        #expect(try locate(nil, config, onlyHome) == DatabaseLocation(conninfo: "service=ops", source: .configFile(path: "/etc/ccat/ccat.yaml")))
+        let local = try locate(nil, nil, onlyHome)
+        #expect(local.conninfo == "host=/tmp/local dbname=ccat")
+        #expect(local.source == .localCluster(pointer: dir.appendingPathComponent(".ccat-dev/postgres/conninfo").path))
+    }
+
+    @Test func nothingConfiguredSaysWhatToDo() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let error = #expect(throws: DatabaseNotConfigured.self) {
+            try DatabaseLocator(option: nil, configuration: nil, environment: ["HOME": dir.path], currentDirectory: dir.path).locate()
+        }
+        #expect(error?.description.contains("make db") == true)
+        #expect(error?.description.contains("CCAT_DATABASE_URL") == true)
+    }
+
+    @Test func configFileErrorsNameFileAndLine() throws {
+        #expect(try CCatConfiguration.parse("database: host=db dbname=ops\n", path: "c.yaml").database == "host=db dbname=ops")
+        let unknown = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("# comment\ndatabse: x\n", path: "c.yaml") }
+        #expect(unknown?.description == "c.yaml:2: unknown key 'databse' (known: database)")
+        let wrongType = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("database:\n  - a\n", path: "c.yaml") }
+        #expect(wrongType?.line == 2)
+        let broken = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("database: [unclosed\n", path: "c.yaml") }
+        #expect(broken?.description.hasPrefix("c.yaml:") == true)
+        let missing = #expect(throws: ConfigurationError.self) { try CCatConfiguration.load(explicitPath: "/nonexistent/ccat.yaml") }
+        #expect(missing?.description == "/nonexistent/ccat.yaml: file not found")
+    }
+
+    @Test func exampleConfigurationParses() throws {
+        let path = TestEnvironment.repositoryRoot.appendingPathComponent("etc/ccat.example.yaml").path
+        let configuration = try CCatConfiguration.parse(contentsOf: path)
+        #expect(configuration.database?.contains("dbname=ccat_ops") == true)
+    }
+}
