@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import Testing
 import TestSupport
 
@@ -66,5 +67,21 @@ struct CommandLineTests {
         #expect(result.status != 0)
         #expect(!result.stderr.contains("VerySecret123"))
         #expect(!result.stdout.contains("VerySecret123"))
+    }
+
+    @Test func libpqServiceFileIsHonoured() async throws {
+        try await withTestDatabase { database, _ in
+            // An admin hands out access as a pg_service.conf entry; ccat needs nothing else.
+            let options = try PostgresConnInfo.parse(database.conninfo)
+            let serviceFile = FileManager.default.temporaryDirectory.appendingPathComponent("pg_service-\(UUID().uuidString).conf")
+            let body = "[ccat_ops]\n" + options.map { "\($0.keyword)=\($0.value)" }.joined(separator: "\n") + "\n"
+            try body.write(to: serviceFile, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: serviceFile) }
+            let result = try runExecutable("ccat", ["db", "status", "--json"],
+                                           environment: ["PGSERVICEFILE": serviceFile.path, "PGSERVICE": "ccat_ops"])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("\"source\" : \"libpq-environment\""))
+            #expect(result.stdout.contains("\"database\" : \"\(database.name)\""))
+        }
     }
 }
