@@ -37,6 +37,11 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(
+            name: "Topology",
+            dependencies: ["OpsDB", "Postgres", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: upcoming
+        ),
+        .target(
             name: "CCatConfig",
             dependencies: ["Postgres", .product(name: "Yams", package: "Yams")],
             swiftSettings: upcoming
@@ -54,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "ccat",
             dependencies: [
-                "Postgres", "OpsDB", "CCatConfig", "CCatCLI",
+                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -71,6 +76,7 @@ let package = Package(
         ),
 
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "TopologyTests", dependencies: ["Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "OpsDBTests", dependencies: ["OpsDB", "Postgres", "CCatConfig", "TestSupport"], swiftSettings: upcoming),
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport", swiftSettings: upcoming),
     ]

@@ -56,22 +56,33 @@ else
     fallback="/tmp/ccat-postgres-$(id -u)-$(printf '%s' "$base" | cksum | cut -d' ' -f1)"
     if [ ${#base} -gt 80 ]; then
         server_root="$fallback"
-        echo "local-postgres: $base is too long for a unix socket path; keeping the server files in $server_root" >&2
+        echo "local-postgres: $base is too long for a unix socket path; keeping the server files in $server_root (lost when /tmp is cleared)" >&2
     elif [ -n "$server_user" ]; then
         chown "$server_user" "$base"
         if ! as_server test -w "$base"; then
             server_root="$fallback"
-            echo "local-postgres: user '$server_user' cannot reach $base; keeping the server files in $server_root" >&2
+            echo "local-postgres: user '$server_user' cannot reach $base; keeping the server files in $server_root (lost when /tmp is cleared)" >&2
         fi
     fi
     printf '%s\n' "$server_root" >"$base/server-root"
 fi
-mkdir -p "$server_root"
+owner="${server_user:-$(id -un)}"
+if [ "$server_root" != "$base" ]; then
+    # A predictable name in /tmp: refuse anything we did not create ourselves.
+    if [ -L "$server_root" ]; then die "$server_root is a symbolic link; remove it (it was not made by this script)"; fi
+    if [ -e "$server_root" ] && [ "$(stat -c %U "$server_root")" != "$owner" ]; then
+        die "$server_root exists but belongs to $(stat -c %U "$server_root"), not $owner; remove it"
+    fi
+fi
+if [ ! -d "$server_root" ]; then
+    (umask 077 && mkdir -p "$server_root")
+fi
 if [ -n "$server_user" ]; then chown "$server_user" "$server_root" && chmod 755 "$server_root"; fi
 data="$server_root/data"
 run="$server_root/run"
 log="$server_root/server.log"
-conninfo="host=$run port=$port dbname=$database user=$superuser"
+quote_conninfo() { local v=${1//\\/\\\\}; printf "'%s'" "${v//\'/\\\'}"; }
+conninfo="host=$(quote_conninfo "$run") port=$port dbname=$database user=$superuser"
 
 running() { [ -f "$data/PG_VERSION" ] && as_server "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; }
 
@@ -83,10 +94,8 @@ start() {
         # A throwaway cluster: durability is traded for speed (tests create and drop many databases).
         cat >>"$data/postgresql.conf" <<CONF
 
-# ccat-data-transfer development cluster
+# ccat-data-transfer development cluster (socket directory and port are given at each start)
 listen_addresses = ''
-unix_socket_directories = '$run'
-port = $port
 max_connections = 300
 fsync = off
 synchronous_commit = off
@@ -98,10 +107,11 @@ CONF
     if running; then
         echo "local-postgres: already running ($data)" >&2
     else
-        as_server "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null \
+        as_server "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 \
+            -o "-c port=$port -c unix_socket_directories='${run//\'/\'\'}'" start >/dev/null \
             || die "the server did not start; see $log"
     fi
-    exists="$("$bindir/psql" "host=$run port=$port dbname=postgres user=$superuser" -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'")" \
+    exists="$("$bindir/psql" "host=$(quote_conninfo "$run") port=$port dbname=postgres user=$superuser" -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'")" \
         || die "cannot connect to the server on $run; see $log"
     if [ "$exists" != 1 ]; then
         "$bindir/createdb" -h "$run" -p "$port" -U "$superuser" "$database"

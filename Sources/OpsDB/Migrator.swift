@@ -41,12 +41,12 @@ public struct MigrationError: Error, CustomStringConvertible {
 
 /// Applies the shipped migrations that a database is missing.
 ///
-/// Safe to run from several processes at once: a session advisory lock serializes them, and each
+/// Safe to run from several processes at once: an advisory lock serializes them, and each
 /// migration runs in its own transaction together with its `schema_migrations` row.
 public struct Migrator: Sendable {
     public let migrations: [Migration]
 
-    /// Advisory lock key: "ccat-migrate" folded into a bigint.
+    /// Advisory lock key: "ccatmigr" as a bigint.
     static let lockKey: Int64 = 0x6363_6174_6d69_6772
 
     public init(migrations: [Migration]) {
@@ -59,29 +59,23 @@ public struct Migrator: Sendable {
     }
 
     /// Applies missing migrations; returns the ones it applied (empty when up to date).
+    ///
+    /// Each migration runs in its own transaction that first takes a transaction-scoped advisory
+    /// lock and re-checks `schema_migrations`, so concurrent runs (and retries after a lost
+    /// connection) never apply a migration twice.
     @discardableResult
     public func migrate(_ db: PostgresConnection) async throws -> [Migration] {
-        try await db.execute("SELECT pg_advisory_lock(\(Self.lockKey))")
-        do {
-            let applied = try await apply(db)
-            try await db.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
-            return applied
-        } catch {
-            // Also released when the session ends; unlock now so a long-lived caller does not hold it.
-            _ = try? await db.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
-            throw error
+        try await db.transaction { db in
+            try await db.execute("SELECT pg_advisory_xact_lock(\(Self.lockKey))")
+            try await db.executeScript("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """)
         }
-    }
-
-    private func apply(_ db: PostgresConnection) async throws -> [Migration] {
-        try await db.executeScript("""
-            CREATE TABLE IF NOT EXISTS schema_migrations (
-                version integer PRIMARY KEY,
-                name text NOT NULL,
-                checksum text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )
-            """)
         let states = try await status(db)
         if let modified = states.first(where: \.modifiedSinceApplied) {
             throw MigrationError(description: "migration \(modified.version) (\(modified.name)) was changed after it was applied; ship changes as a new migration instead")
@@ -90,19 +84,23 @@ public struct Migrator: Sendable {
         var applied: [Migration] = []
         for migration in migrations where !appliedVersions.contains(migration.version) {
             do {
-                try await db.transaction { db in
+                let ran = try await db.transaction { db in
+                    try await db.execute("SELECT pg_advisory_xact_lock(\(Self.lockKey))")
+                    let done = try await db.query("SELECT 1 FROM schema_migrations WHERE version = \(migration.version)")
+                    guard done.isEmpty else { return false }
                     try await db.executeScript(migration.sql)
                     try await db.execute("""
                         INSERT INTO schema_migrations (version, name, checksum)
                         VALUES (\(migration.version), \(migration.name), \(migration.checksum))
                         """)
+                    return true
                 }
+                if ran { applied.append(migration) }
             } catch let error as PostgresError {
                 var wrapped = error
                 wrapped.message = "migration \(migration.version) (\(migration.name)) failed: \(error.message)"
                 throw wrapped
             }
-            applied.append(migration)
         }
         return applied
     }

@@ -32,17 +32,7 @@ extension OpsDB {
                 VALUES (\(siteID), \(name), \(type), \(storage.storageType), \(priority), \(active), \(description))
                 RETURNING \(Self.locationColumns)
                 """)
-            switch storage {
-            case .disk(let rootPath):
-                try await db.connection.execute("INSERT INTO disk_data_location (data_location_id, root_path) VALUES (\(location.id), \(rootPath))")
-            case .s3(let endpoint, let bucket, let region, let prefix, let credentials, let pathStyle):
-                try await db.connection.execute("""
-                    INSERT INTO s3_data_location (data_location_id, endpoint_url, bucket, region, prefix, credentials_source, path_style)
-                    VALUES (\(location.id), \(endpoint), \(bucket), \(region), \(prefix), \(credentials), \(pathStyle))
-                    """)
-            case .tape(let library, let pool):
-                try await db.connection.execute("INSERT INTO tape_data_location (data_location_id, library, pool) VALUES (\(location.id), \(library), \(pool))")
-            }
+            try await db.insertStorage(locationID: location.id, storage)
             return location
         }
     }

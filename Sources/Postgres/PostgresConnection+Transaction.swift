@@ -39,36 +39,60 @@ extension PostgresConnection {
                 throw error
             }
             do {
-                try await execute("COMMIT")
+                try await commit()
                 return value
-            } catch let error as PostgresError where error.code == .server && error.sqlState?.isTransactionRetryable == true && attempt < maxAttempts {
-                // The server rolled back at COMMIT (serializable conflict detected late).
+            } catch let error as PostgresError where Self.shouldRetry(error) && attempt < maxAttempts {
+                // Rolled back by the server: a late serialization conflict, or the connection
+                // broke before COMMIT was sent.
                 try await backoff(attempt)
                 continue
-            } catch var error as PostgresError where error.code == .connectionLost {
-                error.message += "; the transaction may or may not have committed"
-                throw error
             }
         }
     }
 
     private static func shouldRetry(_ error: PostgresError) -> Bool {
-        if error.code == .connectionLost { return true }
+        if error.code == .connectionLost { return !error.commitOutcomeUnknown }
         return error.code == .server && error.sqlState?.isTransactionRetryable == true
     }
 
     private func begin(_ isolation: IsolationLevel) async throws {
         try await onQueue {
             let handle = try self.ensureConnected()
-            guard PQtransactionStatus(handle) == PQTRANS_IDLE else {
+            guard !self.transactionOpen, PQtransactionStatus(handle) == PQTRANS_IDLE else {
                 throw PostgresError(code: .misuse, message: "a transaction is already open on this connection; nested transactions are not supported")
             }
             _ = try self.run(sql: "BEGIN ISOLATION LEVEL \(isolation.rawValue)", binds: [])
+            self.transactionOpen = true
+        }
+    }
+
+    /// COMMIT runs even when the task was cancelled meanwhile: a transaction must never be left open.
+    private func commit() async throws {
+        try await onQueue {
+            defer { self.transactionOpen = false }
+            let handle = try self.ensureConnected()
+            switch PQtransactionStatus(handle) {
+            case PQTRANS_INTRANS:
+                break
+            case PQTRANS_INERROR:
+                _ = try? self.run(sql: "ROLLBACK", binds: [])
+                throw PostgresError(code: .misuse, message: "a statement in the transaction failed but the transaction body did not throw (was an error caught?); rolled back")
+            default:
+                throw PostgresError(code: .misuse, message: "the transaction was ended inside its body; use the transaction's return or throw instead of COMMIT/ROLLBACK")
+            }
+            do {
+                _ = try self.run(sql: "COMMIT", binds: [])
+            } catch var error as PostgresError where error.code == .connectionLost {
+                error.message += "; the transaction may or may not have committed"
+                error.commitOutcomeUnknown = true
+                throw error
+            }
         }
     }
 
     private func rollback() async {
         _ = try? await onQueue {
+            defer { self.transactionOpen = false }
             guard self.transactionStatus == PQTRANS_INTRANS || self.transactionStatus == PQTRANS_INERROR else { return }
             _ = try self.run(sql: "ROLLBACK", binds: [])
         }

@@ -21,6 +21,12 @@ public final class PostgresConnection: @unchecked Sendable {
     private var channels: Set<String> = []
     private var closed = false
     private var everConnected = false
+    /// Set from BEGIN until COMMIT/ROLLBACK: a connection that breaks meanwhile is not silently
+    /// replaced, so the rest of the transaction cannot autocommit on a new session.
+    var transactionOpen = false
+    /// Receives server notices; retained by every result, because libpq hands a result's notice
+    /// hooks to it (and may call them) after the connection is gone.
+    let notices: NoticeContext
     // The cancel handle is used from other threads (PQcancel is thread-safe); guarded by `cancelLock`.
     private let cancelLock = NSLock()
     private var cancelHandle: OpaquePointer?
@@ -29,6 +35,7 @@ public final class PostgresConnection: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.queue = DispatchQueue(label: "ccat.postgres.connection")
+        self.notices = NoticeContext(logger: logger)
     }
 
     deinit {
@@ -94,14 +101,21 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Runs `work` on the queue; if the task is cancelled meanwhile, asks the server to cancel the
-    /// running statement (it then fails with SQLSTATE 57014).
+    /// Runs `work` on the queue. If the task is cancelled while the work waits its turn, it never
+    /// starts; if cancelled while it runs, the server is asked to cancel that statement (which then
+    /// fails with SQLSTATE 57014). A cancel request never reaches another call's statement.
     func cancellable<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        if Task.isCancelled { throw PostgresError(code: .cancelled, message: "the task was cancelled before the statement was sent") }
+        let call = CallState()
         return try await withTaskCancellationHandler {
-            try await onQueue(work)
+            try await onQueue {
+                guard call.begin() else {
+                    throw PostgresError(code: .cancelled, message: "the task was cancelled before the statement was sent")
+                }
+                defer { call.end() }
+                return try work()
+            }
         } onCancel: {
-            self.sendCancel()
+            if call.cancel() { self.sendCancel() }
         }
     }
 
@@ -120,6 +134,9 @@ public final class PostgresConnection: @unchecked Sendable {
     func ensureConnected() throws -> OpaquePointer {
         if closed { throw PostgresError(code: .misuse, message: "the connection was closed") }
         if let handle, PQstatus(handle) == CONNECTION_OK { return handle }
+        if transactionOpen {
+            throw PostgresError(code: .connectionLost, message: "the connection broke inside a transaction; the server rolled it back")
+        }
         let reconnecting = everConnected
         dropHandle()
         let attempts = reconnecting ? max(1, configuration.reconnectAttempts) : 1
@@ -177,23 +194,28 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         PQsetNoticeReceiver(handle, { context, result in
             guard let context, let result else { return }
-            let connection = Unmanaged<PostgresConnection>.fromOpaque(context).takeUnretainedValue()
+            let notices = Unmanaged<NoticeContext>.fromOpaque(context).takeUnretainedValue()
             let message = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) } ?? ""
-            connection.logger.debug("server notice", metadata: ["postgres.notice": "\(message)"])
-        }, Unmanaged.passUnretained(self).toOpaque())
+            notices.logger.debug("server notice", metadata: ["postgres.notice": "\(message)"])
+        }, Unmanaged.passUnretained(notices).toOpaque())
 
+        // Fixed session settings make text-format decoding independent of server and role defaults.
+        do {
+            _ = try handleResult(
+                PQexec(handle, "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; SET IntervalStyle TO 'iso_8601'; SET extra_float_digits TO 3; SET bytea_output TO 'hex'"),
+                handle: handle, sql: "<session setup>", binds: [])
+            for channel in channels.sorted() {
+                _ = try handleResult(PQexec(handle, "LISTEN \(quoteIdentifier(channel))"), handle: handle, sql: "LISTEN", binds: [])
+            }
+        } catch {
+            PQfinish(handle)
+            throw error
+        }
         self.handle = handle
         everConnected = true
         cancelLock.lock()
         cancelHandle = PQgetCancel(handle)
         cancelLock.unlock()
-        // Fixed session settings make text-format decoding independent of server defaults.
-        _ = try handleResult(
-            PQexec(handle, "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; SET IntervalStyle TO 'iso_8601'; SET extra_float_digits TO 3"),
-            handle: handle, sql: "<session setup>", binds: [])
-        for channel in channels.sorted() {
-            _ = try handleResult(PQexec(handle, "LISTEN \(quoteIdentifier(channel))"), handle: handle, sql: "LISTEN", binds: [])
-        }
         return handle
     }
 
@@ -243,7 +265,7 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         switch PQresultStatus(result) {
         case PGRES_TUPLES_OK, PGRES_SINGLE_TUPLE:
-            let storage = PostgresResultStorage(result)
+            let storage = PostgresResultStorage(result, retaining: notices)
             return PostgresRows(storage: storage, affectedRows: storage.rowCount)
         case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
             let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
@@ -312,4 +334,36 @@ func withOptionalCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar
     let copies: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0)! } }
     defer { copies.forEach { free($0) } }
     return body(copies.map { UnsafePointer($0) } + [nil])
+}
+
+/// Holds the logger the notice receiver writes to. Connections and results keep it alive.
+final class NoticeContext: @unchecked Sendable {
+    let logger: Logger
+    init(logger: Logger) { self.logger = logger }
+}
+
+/// One call's progress, so that a cancellation only ever affects that call.
+final class CallState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cancelled = false
+    private var running = false
+
+    /// On the queue, before the work: false if the call was cancelled while waiting.
+    func begin() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if cancelled { return false }
+        running = true
+        return true
+    }
+
+    func end() {
+        lock.lock(); running = false; lock.unlock()
+    }
+
+    /// From the cancellation handler: true if the call is running now and the server must be asked.
+    func cancel() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        cancelled = true
+        return running
+    }
 }

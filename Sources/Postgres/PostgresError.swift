@@ -39,6 +39,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     public var constraintName: String?
     /// The SQL text that failed, with `$n` placeholders.
     public var query: String?
+    /// The connection broke while COMMIT was in flight: the transaction may or may not have committed.
+    public var commitOutcomeUnknown = false
 
     public init(code: Code, message: String, sqlState: SQLState? = nil, hint: String? = nil, query: String? = nil) {
         self.code = code
@@ -78,7 +80,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     /// serialization failures, deadlocks, lock timeouts.
     public var isTransient: Bool {
         switch code {
-        case .connectionFailed, .connectionLost: return true
+        case .connectionFailed: return true
+        case .connectionLost: return !commitOutcomeUnknown
         case .server:
             guard let sqlState else { return false }
             return sqlState.isTransactionRetryable || sqlState == .lockNotAvailable

@@ -80,6 +80,11 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
             parts.append(.bind(PostgresBind(type: Value.postgresType, text: value.postgresText)))
         }
 
+        /// An optional value: `nil` becomes SQL NULL.
+        public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
+            parts.append(.bind(PostgresBind(type: Value.postgresType, text: value?.postgresText)))
+        }
+
         /// An identifier (table, schema, role, channel): quoted, embedded quotes doubled.
         public mutating func appendInterpolation(identifier: String) {
             parts.append(.sql(quoteIdentifier(identifier)))

@@ -8,8 +8,12 @@ final class PostgresResultStorage: @unchecked Sendable {
     let columnIndex: [String: Int]
     let rowCount: Int
 
-    init(_ result: OpaquePointer) {
+    /// libpq may call the connection's notice receiver through this result, so its context lives as long.
+    private let noticeContext: AnyObject
+
+    init(_ result: OpaquePointer, retaining noticeContext: AnyObject) {
         self.result = result
+        self.noticeContext = noticeContext
         let count = Int(PQnfields(result))
         var columns: [String] = []
         var types: [PostgresDataType] = []
@@ -29,6 +33,7 @@ final class PostgresResultStorage: @unchecked Sendable {
     deinit { PQclear(result) }
 
     func cell(row: Int, column: Int) -> PostgresCell {
+        precondition(row >= 0 && row < rowCount && column >= 0 && column < columns.count, "row \(row), column \(column) out of range")
         let text: String?
         if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
             text = nil
@@ -94,7 +99,7 @@ public struct PostgresRow: Sendable {
     }
 
     public func decode<T: PostgresDecodable>(_ type: T.Type, at position: Int) throws -> T {
-        guard position < storage.columns.count else {
+        guard position >= 0 && position < storage.columns.count else {
             throw PostgresError.decoding(column: "#\(position)", "the result has only \(storage.columns.count) columns")
         }
         return try T.decode(from: cell(at: position))

@@ -23,14 +23,18 @@ enum PostgresTimestamp {
             let digits = String(value)
             return String(repeating: "0", count: max(0, width - digits.count)) + digits
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(seconds / 3600, 2)):\(pad(seconds / 60 % 60, 2)):\(pad(seconds % 60, 2)).\(pad(fraction, 6))Z"
+        // PostgreSQL has no year 0: astronomical year 0 is 1 BC, -1 is 2 BC, ...
+        let era = year <= 0 ? " BC" : ""
+        let shownYear = year <= 0 ? 1 - year : year
+        return "\(pad(shownYear, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(seconds / 3600, 2)):\(pad(seconds / 60 % 60, 2)):\(pad(seconds % 60, 2)).\(pad(fraction, 6))+00\(era)"
     }
 
-    /// Parses `YYYY-MM-DD[ HH:MM:SS[.ffffff]][+HH[:MM[:SS]]]`, `infinity` and `-infinity`.
+    /// Parses `YYYY-MM-DD[ HH:MM:SS[.ffffff]][+HH[:MM[:SS]]][ BC]`, `infinity` and `-infinity`.
     static func parse(_ text: String) -> Date? {
         if text == "infinity" { return .distantFuture }
         if text == "-infinity" { return .distantPast }
-        let bytes = Array(text.utf8)
+        let beforeChrist = text.hasSuffix(" BC")
+        let bytes = Array((beforeChrist ? String(text.dropLast(3)) : text).utf8)
         var index = 0
         func number(_ width: Int) -> Int64? {
             guard index + width <= bytes.count else { return nil }
@@ -89,7 +93,7 @@ enum PostgresTimestamp {
             }
         }
         guard index == bytes.count, (1...12).contains(month), (1...31).contains(day) else { return nil }
-        let days = daysFromCivil(year: year, month: month, day: day)
+        let days = daysFromCivil(year: beforeChrist ? 1 - year : year, month: month, day: day)
         let unixMicros = days * 86_400_000_000 + micros
         return Date(timeIntervalSince1970: Double(unixMicros) / 1_000_000)
     }

@@ -1,5 +1,5 @@
 import Foundation
-import Postgres
+@testable import Postgres
 import Testing
 import TestSupport
 
@@ -46,8 +46,11 @@ struct ConnectionTests {
                 SELECT \(Int64.max) AS big, \(Int32.min) AS small, \(Int16(-7)) AS tiny, \(3.25) AS real,
                        \(true) AS yes, \(date) AS at, \(uuid) AS id, \(bytes) AS raw, \(strings) AS list,
                        \([1, 2, 3]) AS numbers, \(Optional<Int>.none) AS nothing,
-                       \(Double.infinity) AS inf, \(Date.distantFuture) AS forever
+                       \(Double.infinity) AS inf, \(Date.distantFuture) AS forever,
+                       \(Date(timeIntervalSince1970: -63_000_000_000)) AS ancient, '0044-03-15 12:00:00+00 BC'::timestamptz AS ides
                 """).first)
+            #expect(try row["ancient", as: Date.self].timeIntervalSince1970 == -63_000_000_000)
+            #expect(PostgresTimestamp.parse("0044-03-15 12:00:00+00 BC") == (try row["ides", as: Date.self]))
             #expect(try row["big", as: Int64.self] == Int64.max)
             #expect(try row["small", as: Int32.self] == Int32.min)
             #expect(try row["tiny", as: Int16.self] == -7)

@@ -53,8 +53,12 @@ struct QueryRenderingTests {
         #expect(PostgresTimestamp.parse("infinity") == .distantFuture)
         #expect(PostgresTimestamp.parse("2026-13-01") == nil)
         #expect(PostgresTimestamp.parse("yesterday") == nil)
-        #expect(PostgresTimestamp.format(date) == "2026-11-21T07:17:31.123456Z")
-        #expect(PostgresTimestamp.format(Date(timeIntervalSince1970: -0.5)) == "1969-12-31T23:59:59.500000Z")
+        #expect(PostgresTimestamp.format(date) == "2026-11-21 07:17:31.123456+00")
+        #expect(PostgresTimestamp.format(Date(timeIntervalSince1970: -0.5)) == "1969-12-31 23:59:59.500000+00")
+        // Year 1 BC is astronomical year 0; both directions agree.
+        let ancient = try #require(PostgresTimestamp.parse("0044-03-15 12:00:00+00 BC"))
+        #expect(PostgresTimestamp.format(ancient) == "0044-03-15 12:00:00.000000+00 BC")
+        #expect(ancient < (PostgresTimestamp.parse("0001-01-01 00:00:00+00") ?? .distantPast))
     }
 
     @Test func snakeCaseMapping() {

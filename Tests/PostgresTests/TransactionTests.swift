@@ -32,6 +32,45 @@ struct TransactionTests {
         }
     }
 
+    @Test func swallowedErrorInsideBodyDoesNotCommit() async throws {
+        try await withTestDatabase { _, db in
+            try await db.execute("CREATE TABLE t (v int)")
+            let error = await #expect(throws: PostgresError.self) {
+                try await db.transaction { tx in
+                    try await tx.execute("INSERT INTO t VALUES (\(1))")
+                    _ = try? await tx.execute("INSERT INTO t VALUES (\("oops"))")
+                }
+            }
+            #expect(error?.code == .misuse)
+            #expect(try await db.query("SELECT count(*) AS n FROM t").first?["n", as: Int.self] == 0)
+            // The connection is usable again: no transaction was left open.
+            try await db.transaction { tx in try await tx.execute("INSERT INTO t VALUES (\(2))") }
+            #expect(try await db.query("SELECT count(*) AS n FROM t").first?["n", as: Int.self] == 1)
+        }
+    }
+
+    @Test func connectionLostInsideTransactionRetriesOnAFreshSession() async throws {
+        try await withTestDatabase { database, db in
+            try await db.execute("CREATE TABLE t (v int)")
+            let admin = try await database.connect()
+            var attempts = 0
+            try await db.transaction { tx in
+                attempts += 1
+                try await tx.execute("INSERT INTO t VALUES (\(attempts))")
+                if attempts == 1 {
+                    let pid: Int32 = try #require(try await tx.query("SELECT pg_backend_pid() AS pid").first?["pid"])
+                    try await admin.execute("SELECT pg_terminate_backend(\(pid))")
+                    // This statement finds the connection gone; it must not autocommit on a new session.
+                    try await tx.execute("INSERT INTO t VALUES (\(100))")
+                }
+            }
+            #expect(attempts == 2)
+            let values: [Int] = try await db.query("SELECT v FROM t ORDER BY v").map { try $0["v"] }
+            #expect(values == [2])
+            await admin.close()
+        }
+    }
+
     @Test func serializationFailureIsRetried() async throws {
         try await withTestDatabase { database, db in
             try await db.execute("CREATE TABLE counter (id int PRIMARY KEY, value int NOT NULL)")

@@ -396,7 +396,9 @@ CREATE TABLE batch_job (
     started_at timestamptz,
     ended_at timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (state IN ('PREPARED', 'SUBMITTING') OR scheduler_job_id IS NOT NULL)
+    -- A job has a scheduler id once submitted; one that never reached the scheduler can still end
+    -- (sbatch refused it, or reconciliation proved the submission never happened).
+    CHECK (state IN ('PREPARED', 'SUBMITTING', 'FAILED', 'CANCELLED', 'LOST') OR scheduler_job_id IS NOT NULL)
 );
 CREATE INDEX batch_job_active ON batch_job (scheduler, cluster)
     WHERE state IN ('PREPARED', 'SUBMITTING', 'PENDING', 'RUNNING', 'COMPLETING', 'SUSPENDED', 'REQUEUED');
@@ -470,9 +472,15 @@ CREATE UNIQUE INDEX operation_live_physical_copy ON operation (operation_type, p
     WHERE physical_copy_id IS NOT NULL AND state NOT IN ('succeeded', 'cancelled');
 CREATE UNIQUE INDEX operation_live_monitoring ON operation (data_location_id)
     WHERE operation_type = 'MONITORING' AND state NOT IN ('succeeded', 'cancelled');
--- Lookups from a target back to its operations (ops show, foreign-key checks on delete).
+-- Lookups from a target or location back to its operations, in any state (ops show, history,
+-- foreign-key checks when a parent row is deleted).
 CREATE INDEX operation_raw_data_package ON operation (raw_data_package_id) WHERE raw_data_package_id IS NOT NULL;
+CREATE INDEX operation_data_transfer_package ON operation (data_transfer_package_id) WHERE data_transfer_package_id IS NOT NULL;
+CREATE INDEX operation_data_transfer ON operation (data_transfer_id) WHERE data_transfer_id IS NOT NULL;
+CREATE INDEX operation_long_term_archive_transfer ON operation (long_term_archive_transfer_id) WHERE long_term_archive_transfer_id IS NOT NULL;
+CREATE INDEX operation_staging_job ON operation (staging_job_id) WHERE staging_job_id IS NOT NULL;
 CREATE INDEX operation_physical_copy ON operation (physical_copy_id) WHERE physical_copy_id IS NOT NULL;
+CREATE INDEX operation_location ON operation (data_location_id, created_at);
 
 -- Lightweight log entries: the path of the full log file, never the log itself.
 CREATE TABLE data_transfer_log (

@@ -1,0 +1,218 @@
+import Foundation
+import Logging
+import OpsDB
+import Postgres
+
+/// What `ccat topology apply` did (or, with `--dry-run`, would do).
+public struct TopologyChanges: Codable, Sendable, Equatable {
+    public var created: [String] = []
+    public var changed: [String] = []
+    public var unchanged: [String] = []
+    public var deactivated: [String] = []
+    public var deleted: [String] = []
+
+    public var isEmpty: Bool { created.isEmpty && changed.isEmpty && deactivated.isEmpty && deleted.isEmpty }
+}
+
+/// The topology change cannot be made without losing track of data. Nothing was written.
+public struct TopologyConflict: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// Brings the database in line with a topology file, in one transaction.
+///
+/// Sites and locations are matched by short name and by (site, name). A location missing from the
+/// file is deleted only if nothing refers to it; one that holds data or history is deactivated
+/// instead, and the report says so. Storage of a location that holds data cannot be changed here.
+public struct TopologySync: Sendable {
+    /// Advisory lock taken for the transaction, so two applies never interleave.
+    static let lockKey: Int64 = 0x6363_6174_746f_706f
+
+    public let logger: Logger
+
+    public init(logger: Logger = Logger(label: "ccat.topology")) {
+        self.logger = logger
+    }
+
+    public func apply(_ spec: TopologySpec, to connection: PostgresConnection, dryRun: Bool = false) async throws -> TopologyChanges {
+        do {
+            return try await connection.transaction { tx in
+                try await tx.execute("SELECT pg_advisory_xact_lock(\(Self.lockKey))")
+                let changes = try await sync(spec, OpsDB(tx))
+                if dryRun { throw DryRun(changes: changes) }
+                if !changes.isEmpty { try await tx.notify("ccat_topology", payload: "changed") }
+                return changes
+            }
+        } catch let dryRun as DryRun {
+            return dryRun.changes
+        }
+    }
+
+    private struct DryRun: Error { var changes: TopologyChanges }
+
+    private func sync(_ spec: TopologySpec, _ db: OpsDB) async throws -> TopologyChanges {
+        var changes = TopologyChanges()
+        let existingSites = Dictionary(uniqueKeysWithValues: try await db.sites().map { ($0.shortName, $0) })
+        let existingLocations = try await db.locations()
+        var keptLocationIDs = Set<Int64>()
+
+        for siteSpec in spec.sites {
+            let site: Site
+            if let current = existingSites[siteSpec.shortName] {
+                site = current
+                var differences: [String] = []
+                if current.name != siteSpec.name { differences.append("name '\(current.name)' -> '\(siteSpec.name)'") }
+                if current.location != siteSpec.location { differences.append("location '\(current.location ?? "")' -> '\(siteSpec.location ?? "")'") }
+                if differences.isEmpty {
+                    changes.unchanged.append("site \(siteSpec.shortName)")
+                } else {
+                    try await db.connection.execute("UPDATE site SET name = \(siteSpec.name), location = \(siteSpec.location) WHERE id = \(current.id)")
+                    changes.changed.append("site \(siteSpec.shortName): \(differences.joined(separator: ", "))")
+                }
+            } else {
+                site = try await db.insertSite(name: siteSpec.name, shortName: siteSpec.shortName, location: siteSpec.location)
+                changes.created.append("site \(siteSpec.shortName)")
+            }
+
+            for locationSpec in siteSpec.locations {
+                let label = "location \(siteSpec.shortName).\(locationSpec.name)"
+                if let current = existingLocations.first(where: { $0.siteID == site.id && $0.name == locationSpec.name }) {
+                    keptLocationIDs.insert(current.id)
+                    let differences = try await update(current, to: locationSpec, label: label, db)
+                    if differences.isEmpty {
+                        changes.unchanged.append(label)
+                    } else {
+                        changes.changed.append("\(label): \(differences.joined(separator: ", "))")
+                    }
+                } else {
+                    let created = try await db.insertLocation(
+                        siteID: site.id, name: locationSpec.name, type: locationSpec.type, storage: locationSpec.storage,
+                        priority: locationSpec.priority, active: locationSpec.active, description: locationSpec.description)
+                    try await db.connection.execute("""
+                        UPDATE data_location SET fill_threshold_percent = \(locationSpec.fillThresholdPercent),
+                            retention = \(locationSpec.retentionSeconds) * interval '1 second'
+                        WHERE id = \(created.id)
+                        """)
+                    _ = try await syncProfiles(locationID: created.id, spec: locationSpec, db)
+                    keptLocationIDs.insert(created.id)
+                    changes.created.append(label)
+                }
+            }
+        }
+
+        // Locations no longer in the file.
+        let siteNames = Dictionary(uniqueKeysWithValues: existingSites.values.map { ($0.id, $0.shortName) })
+        for location in existingLocations where !keptLocationIDs.contains(location.id) {
+            let label = "location \(siteNames[location.siteID] ?? "?").\(location.name)"
+            let usage = try await db.locationUsage(id: location.id)
+            if usage.liveCopies > 0 || usage.references > 0 {
+                if location.active {
+                    try await db.connection.execute("UPDATE data_location SET active = false WHERE id = \(location.id)")
+                    let why = usage.liveCopies > 0 ? "it still holds \(usage.liveCopies) cop\(usage.liveCopies == 1 ? "y" : "ies")" : "its history is kept"
+                    changes.deactivated.append("\(label): not in the file; deactivated, not deleted, because \(why)")
+                } else {
+                    changes.unchanged.append("\(label) (not in the file; stays inactive because it is referenced)")
+                }
+            } else {
+                try await db.connection.execute("DELETE FROM data_location WHERE id = \(location.id)")
+                changes.deleted.append(label)
+            }
+        }
+        // Sites no longer in the file, once they have no locations left.
+        let declared = Set(spec.sites.map(\.shortName))
+        for site in existingSites.values.sorted(by: { $0.shortName < $1.shortName }) where !declared.contains(site.shortName) {
+            let remaining: Int = try await db.connection.query("SELECT count(*) AS n FROM data_location WHERE site_id = \(site.id)").first?["n"] ?? 0
+            let routes: Int = try await db.connection.query("""
+                SELECT count(*) AS n FROM data_transfer_route
+                WHERE \(site.id) IN (origin_site_id, destination_site_id, relay_site_id)
+                """).first?["n"] ?? 0
+            if remaining == 0 && routes == 0 {
+                try await db.connection.execute("DELETE FROM site WHERE id = \(site.id)")
+                changes.deleted.append("site \(site.shortName)")
+            } else {
+                changes.unchanged.append("site \(site.shortName) (not in the file; kept because \(remaining > 0 ? "it still has locations" : "routes refer to it"))")
+            }
+        }
+        return changes
+    }
+
+    /// Updates a location in place; returns what changed.
+    private func update(_ current: DataLocation, to spec: LocationSpec, label: String, _ db: OpsDB) async throws -> [String] {
+        var differences: [String] = []
+        if current.locationType != spec.type {
+            let usage = try await db.locationUsage(id: current.id)
+            guard usage.references == 0 && usage.liveCopies == 0 else {
+                throw TopologyConflict(description: "\(label): cannot change type \(current.locationType.rawValue) -> \(spec.type.rawValue) while the location is in use; add a new location instead")
+            }
+            differences.append("type \(current.locationType.rawValue) -> \(spec.type.rawValue)")
+        }
+        if current.priority != spec.priority { differences.append("priority \(current.priority) -> \(spec.priority)") }
+        if current.active != spec.active { differences.append(spec.active ? "activated" : "deactivated") }
+        if current.fillThresholdPercent != spec.fillThresholdPercent {
+            differences.append("fill threshold \(current.fillThresholdPercent)% -> \(spec.fillThresholdPercent)%")
+        }
+        if current.retentionSeconds != spec.retentionSeconds {
+            differences.append("retention \(current.retentionSeconds.map { "\($0)s" } ?? "default") -> \(spec.retentionSeconds.map { "\($0)s" } ?? "default")")
+        }
+        if current.description != spec.description { differences.append("description") }
+        if !differences.isEmpty {
+            try await db.connection.execute("""
+                UPDATE data_location SET location_type = \(spec.type), priority = \(spec.priority), active = \(spec.active),
+                    fill_threshold_percent = \(spec.fillThresholdPercent),
+                    retention = \(spec.retentionSeconds) * interval '1 second', description = \(spec.description)
+                WHERE id = \(current.id)
+                """)
+        }
+        let storage = try await db.storage(of: current)
+        if storage != spec.storage {
+            let usage = try await db.locationUsage(id: current.id)
+            guard usage.liveCopies == 0 else {
+                throw TopologyConflict(description: "\(label): cannot change its storage while it holds \(usage.liveCopies) cop\(usage.liveCopies == 1 ? "y" : "ies") recorded at the old place; move the data and its records first, or add a new location")
+            }
+            try await db.replaceStorage(locationID: current.id, with: spec.storage)
+            differences.append("storage \(describe(storage)) -> \(describe(spec.storage))")
+        }
+        differences += try await syncProfiles(locationID: current.id, spec: spec, db)
+        return differences
+    }
+
+    private func syncProfiles(locationID: Int64, spec: LocationSpec, _ db: OpsDB) async throws -> [String] {
+        let current = try await db.submissionProfiles(locationID: locationID)
+        var differences: [String] = []
+        var desired: [OperationType?: BatchProfile] = [nil: spec.batch]
+        for (operation, profile) in spec.operationBatch { desired[operation] = profile }
+        for (operation, profile) in desired where current[operation].map(BatchProfile.init(row:)) != profile {
+            try await db.upsertSubmissionProfile(profile.row(locationID: locationID, operation: operation))
+            differences.append(operation.map { "batch settings for \($0.queueSuffix)" } ?? "batch settings")
+        }
+        for operation in current.keys where desired[operation] == nil {
+            try await db.deleteSubmissionProfile(locationID: locationID, operation: operation)
+            differences.append("batch override for \(operation?.queueSuffix ?? "?") removed")
+        }
+        return differences.sorted()
+    }
+
+    private func describe(_ storage: LocationStorage) -> String {
+        switch storage {
+        case .disk(let root): return "disk \(root)"
+        case .s3(let endpoint, let bucket, _, let prefix, _, _): return "s3 \(endpoint)/\(bucket)/\(prefix)"
+        case .tape(let library, _): return "tape \(library)"
+        }
+    }
+}
+
+extension BatchProfile {
+    public init(row: SubmissionProfileRow) {
+        self.init(partition: row.partition, account: row.account, qos: row.qos, timeLimitMinutes: row.timeLimitMinutes,
+                  cpus: row.cpus, memoryMB: row.memoryMB, constraint: row.nodeConstraint, nodelist: row.nodelist,
+                  cluster: row.cluster, extra: row.extraDirectives, maxQueuedJobs: row.maxQueuedJobs,
+                  maxOperationsPerJob: row.maxOperationsPerJob, maxBytesPerJob: row.maxBytesPerJob)
+    }
+
+    public func row(locationID: Int64, operation: OperationType?) -> SubmissionProfileRow {
+        SubmissionProfileRow(dataLocationID: locationID, operationType: operation, partition: partition, account: account,
+                             qos: qos, timeLimitMinutes: timeLimitMinutes, cpus: cpus, memoryMB: memoryMB,
+                             nodeConstraint: constraint, nodelist: nodelist, cluster: cluster, extraDirectives: extra,
+                             maxQueuedJobs: maxQueuedJobs, maxOperationsPerJob: maxOperationsPerJob, maxBytesPerJob: maxBytesPerJob)
+    }
+}
