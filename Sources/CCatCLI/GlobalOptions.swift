@@ -77,3 +77,16 @@ public struct GlobalOptions: ParsableArguments, Sendable {
         }
     }
 }
+
+public struct SchemaNotCurrent: Error, CustomStringConvertible {
+    public var pending: [Int]
+    public var description: String {
+        "the ops database schema is not up to date (pending migration\(pending.count == 1 ? "" : "s") \(pending.map(String.init).joined(separator: ", "))); run 'ccat db migrate' first"
+    }
+}
+
+/// Commands that work on the ops tables refuse to run against a database that lacks migrations.
+public func requireCurrentSchema(_ db: PostgresConnection) async throws {
+    let pending = try await Migrator.bundled().status(db).filter { !$0.isApplied }.map(\.version)
+    if !pending.isEmpty { throw SchemaNotCurrent(pending: pending) }
+}

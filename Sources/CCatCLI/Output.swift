@@ -47,3 +47,9 @@ public func formatTimestamp(_ date: Date) -> String {
 public func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
+
+/// An error found while running a command (not a mistake in its arguments, so no usage text).
+public struct CommandError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

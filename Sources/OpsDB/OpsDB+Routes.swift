@@ -10,6 +10,17 @@ public struct LocationStatus: Codable, Sendable, Equatable {
     public var freeBytes: Int64?
     public var usedBytes: Int64?
     public var errorMessage: String?
+
+    public init(dataLocationID: Int64, measuredAt: Date, reachable: Bool, totalBytes: Int64?, freeBytes: Int64?,
+                usedBytes: Int64?, errorMessage: String?) {
+        self.dataLocationID = dataLocationID
+        self.measuredAt = measuredAt
+        self.reachable = reachable
+        self.totalBytes = totalBytes
+        self.freeBytes = freeBytes
+        self.usedBytes = usedBytes
+        self.errorMessage = errorMessage
+    }
 }
 
 extension OpsDB {

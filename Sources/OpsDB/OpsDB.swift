@@ -10,9 +10,11 @@ public struct OpsDB: Sendable {
         self.connection = connection
     }
 
-    /// Runs `body` in one transaction (see `PostgresConnection.transaction`).
+    /// Runs `body` in one transaction (see `PostgresConnection.transaction`). Inside a transaction
+    /// that is already open, `body` simply joins it, so query functions compose.
     public func transaction<T>(isolation: IsolationLevel = .readCommitted, _ body: (OpsDB) async throws -> T) async throws -> T {
-        try await connection.transaction(isolation: isolation) { try await body(OpsDB($0)) }
+        if try await connection.isInTransaction() { return try await body(self) }
+        return try await connection.transaction(isolation: isolation) { try await body(OpsDB($0)) }
     }
 
     func one<T: Decodable>(_ type: T.Type, _ query: PostgresQuery) async throws -> T {

@@ -50,6 +50,11 @@ extension PostgresConnection {
         }
     }
 
+    /// Whether a transaction opened by `transaction(_:)` is in progress on this connection.
+    public func isInTransaction() async throws -> Bool {
+        try await onQueue { self.transactionOpen }
+    }
+
     private static func shouldRetry(_ error: PostgresError) -> Bool {
         if error.code == .connectionLost { return !error.commitOutcomeUnknown }
         return error.code == .server && error.sqlState?.isTransactionRetryable == true

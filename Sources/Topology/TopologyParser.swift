@@ -17,7 +17,12 @@ public struct TopologyIssue: Sendable, Equatable, CustomStringConvertible {
 
 /// A topology file that failed validation. Nothing was written.
 public struct TopologyValidationError: Error, Sendable, CustomStringConvertible {
+    /// In file order.
     public var issues: [TopologyIssue]
+
+    public init(issues: [TopologyIssue]) {
+        self.issues = issues.enumerated().sorted { ($0.element.line ?? 0, $0.offset) < ($1.element.line ?? 0, $1.offset) }.map(\.element)
+    }
 
     public var description: String {
         let count = issues.count == 1 ? "1 problem" : "\(issues.count) problems"

@@ -1,0 +1,188 @@
+import Foundation
+import OpsDB
+import Postgres
+import Testing
+import TestSupport
+@testable import Topology
+
+@Suite("Topology files: validation (pure logic)")
+struct TopologyValidationTests {
+    /// Each broken file names its problem, the field, and the line it is on.
+    static let broken: [(name: String, old: String, new: String, field: String, message: String, line: Int)] = [
+        ("unknown location type", "type: SOURCE\n        storage: {disk: {root: /data/ccat/chai_raw_data}}", "type: SORCE\n        storage: {disk: {root: /data/ccat/chai_raw_data}}",
+         "sites[0].locations[1].type", "unknown location type 'SORCE' (allowed: SOURCE, BUFFER, LONG_TERM_ARCHIVE, PROCESSING)", 33),
+        ("duplicate short name", "short_name: us", "short_name: cologne", "sites[2].short_name", "duplicate site short name 'cologne'", 87),
+        ("duplicate location name", "name: buffer_secondary", "name: buffer", "sites[1].locations[1].name", "duplicate location name 'buffer' at site 'cologne'", 55),
+        ("PROCESSING on S3", "storage: {disk: {root: /scratch/ccat/staging}}",
+         "storage: {s3: {endpoint: https://s3.example, bucket: scratch, credentials: env:S3}}",
+         "sites[1].locations[4].storage", "PROCESSING locations cannot use S3 storage in this version (supported: DISK)", 79),
+        ("negative priority", "priority: 2", "priority: -2", "sites[1].locations[1].priority", "priority must be 0 or more", 57),
+        ("override of an operation the location does not run", "data_transfer: {time_limit: \"1-00:00:00\", cpus: 8, max_operations_per_job: 4}",
+         "staging: {cpus: 8}", "sites[0].locations[2].batch.operations.staging", "staging does not run at BUFFER locations", 44),
+        ("unknown operation in an override", "staging: {qos: interactive, time_limit: \"30:00\"}", "stageing: {qos: interactive}",
+         "sites[1].locations[4].batch.operations.stageing", "unknown operation 'stageing'", 85),
+        ("unknown key", "fill_threshold_percent: 85", "fill_treshold_percent: 85", "sites[0].locations[2].fill_treshold_percent", "unknown key 'fill_treshold_percent'", 39),
+        ("relative disk root", "root: /archive/ccat", "root: archive/ccat", "sites[2].locations[1].storage.disk.root", "must be an absolute path", 96),
+        ("secret in credentials", "credentials: env:CCAT_S3_COLOGNE", "credentials: AKIAIOSFODNN7EXAMPLE", "sites[1].locations[3].storage.s3.credentials", "never put keys in the topology file", 74),
+        ("bad time limit", "time_limit: \"2:00:00\"", "time_limit: two hours", "batch.time_limit", "'two hours' is not a Slurm time limit", 17),
+        ("buffers sharing a priority", "priority: 2", "priority: 1", "sites[1].locations[1].priority", "both have priority 1", 55),
+        ("missing storage", "        storage: {disk: {root: /data/us/buffer}}\n", "", "sites[2].locations[0].storage", "missing; this field is required", 91),
+        ("bad short name", "short_name: us", "short_name: US-East", "sites[2].short_name", "'US-East' is not a valid short name", 87),
+    ]
+
+    @Test(arguments: 0..<broken.count)
+    func brokenFileNamesItsProblem(_ index: Int) throws {
+        let case_ = Self.broken[index]
+        let text = try exampleTopology(replacing: case_.old, with: case_.new)
+        let error = #expect(throws: TopologyValidationError.self, "\(case_.name)") {
+            try TopologyParser.parse(text, file: "topology.yaml")
+        }
+        let issue = try #require(error?.issues.first { $0.field == case_.field }, "\(case_.name): no issue for \(case_.field) in \(error?.description ?? "")")
+        #expect(issue.message.contains(case_.message), "\(case_.name): \(issue.message)")
+        #expect(issue.file == "topology.yaml")
+        #expect(issue.line == case_.line, "\(case_.name): reported on line \(issue.line.map(String.init) ?? "none")")
+        #expect(error?.description.contains("topology.yaml:\(issue.line ?? 0): \(case_.field): ") == true)
+    }
+
+    @Test func exampleParses() throws {
+        let spec = try TopologyParser.parse(contentsOf: exampleTopologyPath)
+        #expect(spec.sites.map(\.shortName) == ["ccat", "cologne", "us"])
+        let cologne = try #require(spec.sites.first { $0.shortName == "cologne" })
+        #expect(cologne.locations.filter { $0.type == .buffer }.map(\.priority) == [1, 2, 3])
+        #expect(cologne.locations.first { $0.name == "buffer_backup" }?.active == false)
+        let ramses = try #require(cologne.locations.first { $0.name == "ramses_processing" })
+        #expect(ramses.retentionSeconds == Int64(14 * 86_400))
+        // Location settings overlay the defaults; operation overrides are kept apart.
+        #expect(ramses.batch.partition == "ramses")
+        #expect(ramses.batch.cpus == 2)
+        #expect(ramses.operationBatch[.staging]?.qos == "interactive")
+        #expect(ramses.operationBatch[.staging]?.timeLimitMinutes == 30)
+    }
+
+    @Test func slurmTimesAndSizes() {
+        #expect(BatchProfile.parseTimeLimit("90") == 90)
+        #expect(BatchProfile.parseTimeLimit("30:00") == 30)
+        #expect(BatchProfile.parseTimeLimit("30:01") == 31)
+        #expect(BatchProfile.parseTimeLimit("2:00:00") == 120)
+        #expect(BatchProfile.parseTimeLimit("1-00:00:00") == 1440)
+        #expect(BatchProfile.parseTimeLimit("1-2") == 1560)
+        #expect(BatchProfile.parseTimeLimit("0") == nil)
+        #expect(BatchProfile.parseTimeLimit("1:xx") == nil)
+        #expect(BatchProfile.formatMinutes(1440 + 61) == "1-01:01:00")
+        #expect(BatchProfile.formatMinutes(30) == "0:30:00")
+        #expect(BatchProfile.parseSize("4G", defaultUnit: 1 << 20) == 4 << 30)
+        #expect(BatchProfile.parseSize("512", defaultUnit: 1 << 20) == 512 << 20)
+        #expect(BatchProfile.parseSize("100GB", defaultUnit: 1) == 100 << 30)
+        #expect(BatchProfile.parseSize("-1G", defaultUnit: 1) == nil)
+        #expect(BatchProfile.parseSize("lots", defaultUnit: 1) == nil)
+    }
+}
+
+@Suite("Topology apply, queues, routes and buffers against a real PostgreSQL", .enabled(if: TestEnvironment.runPostgresTests, "requires PostgreSQL: run 'make test'"))
+struct TopologyApplyTests {
+    static let expectedQueues = [
+        "ccat_buffer_data_transfer", "ccat_buffer_data_transfer_package_creation", "ccat_buffer_data_transfer_unpacking",
+        "ccat_buffer_deletion", "ccat_buffer_monitoring",
+        "ccat_chai_raw_data_deletion", "ccat_chai_raw_data_monitoring", "ccat_chai_raw_data_raw_data_package_creation",
+        "ccat_primecam_raw_data_deletion", "ccat_primecam_raw_data_monitoring", "ccat_primecam_raw_data_raw_data_package_creation",
+        "cologne_buffer_data_transfer", "cologne_buffer_data_transfer_package_creation", "cologne_buffer_data_transfer_unpacking",
+        "cologne_buffer_deletion", "cologne_buffer_monitoring",
+        "cologne_buffer_secondary_data_transfer", "cologne_buffer_secondary_data_transfer_package_creation",
+        "cologne_buffer_secondary_data_transfer_unpacking", "cologne_buffer_secondary_deletion", "cologne_buffer_secondary_monitoring",
+        "cologne_long_term_archive_long_term_archive_transfer", "cologne_long_term_archive_monitoring",
+        "cologne_ramses_processing_deletion", "cologne_ramses_processing_monitoring", "cologne_ramses_processing_staging",
+        "us_buffer_data_transfer", "us_buffer_data_transfer_package_creation", "us_buffer_data_transfer_unpacking",
+        "us_buffer_deletion", "us_buffer_monitoring",
+        "us_long_term_archive_long_term_archive_transfer", "us_long_term_archive_monitoring",
+    ]
+
+    @Test func exampleAppliesAndYieldsExactlyTheMatrixQueues() async throws {
+        try await withExampleTopology { _, db in
+            let queues = try await QueueDiscovery.discover(db)
+            #expect(queues.map(\.name) == Self.expectedQueues)
+            // Every name is a valid Slurm job name and follows {site}_{location}_{operation}.
+            for queue in queues {
+                #expect(queue.name.wholeMatch(of: /[a-z0-9_]+/) != nil)
+                #expect(queue.name == "\(queue.siteShortName)_\(queue.locationName)_\(queue.operation.queueSuffix)")
+            }
+            // The inactive buffer has no queues; profiles are merged default -> location -> operation.
+            #expect(!queues.contains { $0.locationName == "buffer_backup" })
+            let staging = try #require(queues.first { $0.name == "cologne_ramses_processing_staging" })
+            #expect(staging.profile.partition == "ramses" && staging.profile.qos == "interactive" && staging.profile.timeLimitMinutes == 30)
+            let deletion = try #require(queues.first { $0.name == "cologne_ramses_processing_deletion" })
+            #expect(deletion.profile.qos == "staging" && deletion.profile.timeLimitMinutes == 120)
+            let transfer = try #require(queues.first { $0.name == "ccat_buffer_data_transfer" })
+            #expect(transfer.profile.cpus == 8 && transfer.profile.constraint == "buffer" && transfer.profile.maxOperationsPerJob == 4)
+        }
+    }
+
+    @Test func reapplyingChangesNothingAndDryRunWritesNothing() async throws {
+        try await withExampleTopology { _, db in
+            let spec = try TopologyParser.parse(contentsOf: exampleTopologyPath)
+            let before = try await topologySnapshot(db)
+            let again = try await TopologySync().apply(spec, to: db.connection)
+            #expect(again.isEmpty)
+            #expect(again.unchanged.count == 13)
+            #expect(try await topologySnapshot(db) == before)
+
+            let changed = try TopologyParser.parse(try exampleTopology(replacing: "priority: 2", with: "priority: 5"), file: "t.yaml")
+            let preview = try await TopologySync().apply(changed, to: db.connection, dryRun: true)
+            #expect(preview.changed == ["location cologne.buffer_secondary: priority 2 -> 5"])
+            #expect(try await topologySnapshot(db) == before)
+            let applied = try await TopologySync().apply(changed, to: db.connection)
+            #expect(applied.changed == preview.changed)
+            #expect(try await db.location(siteShortName: "cologne", name: "buffer_secondary")?.priority == 5)
+        }
+    }
+
+    @Test func removedLocationWithDataIsDeactivatedNotDeleted() async throws {
+        try await withExampleTopology { _, db in
+            let buffer = try #require(try await db.location(siteShortName: "us", name: "buffer"))
+            let source = try #require(try await db.location(siteShortName: "ccat", name: "chai_raw_data"))
+            let observation = try await db.upsertObservation(obsID: "obs-1")
+            let file = try await db.registerRawDataFile(NewRawDataFile(
+                relativePath: "a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64), executedObsUnitID: observation.id, sourceLocationID: source.id)).file
+            _ = try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: buffer.id, relativePath: "a.fits", sizeBytes: 1, checksum: nil, verified: false)
+
+            var text = try exampleTopology(replacing: "      - name: buffer\n        type: BUFFER\n        storage: {disk: {root: /data/us/buffer}}\n", with: "")
+            text = text.replacingOccurrences(of: "      - name: buffer_backup\n        type: BUFFER\n        priority: 3\n        active: false\n        description: spare buffer, enabled during maintenance of the others\n        storage: {disk: {root: /data/cologne/buffer_backup}}\n", with: "")
+            let changes = try await TopologySync().apply(try TopologyParser.parse(text, file: "t.yaml"), to: db.connection)
+            #expect(changes.deactivated == ["location us.buffer: not in the file; deactivated, not deleted, because it still holds 1 copy"])
+            #expect(changes.deleted == ["location cologne.buffer_backup"])
+            #expect(try await db.location(siteShortName: "us", name: "buffer")?.active == false)
+            #expect(try await db.location(siteShortName: "cologne", name: "buffer_backup") == nil)
+        }
+    }
+
+    @Test func storageOfALocationHoldingDataCannotChange() async throws {
+        try await withExampleTopology { _, db in
+            let source = try #require(try await db.location(siteShortName: "ccat", name: "primecam_raw_data"))
+            let observation = try await db.upsertObservation(obsID: "obs-1")
+            let file = try await db.registerRawDataFile(NewRawDataFile(
+                relativePath: "a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64), executedObsUnitID: observation.id, sourceLocationID: source.id)).file
+            _ = try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: source.id, relativePath: "a.fits", sizeBytes: 1, checksum: nil, verified: false)
+            let before = try await topologySnapshot(db)
+            // Two changes in one file: the first is fine, the second conflicts; neither may land.
+            var text = try exampleTopology(replacing: "root: /data/ccat/primecam_raw_data", with: "root: /data/elsewhere")
+            text = text.replacingOccurrences(of: "name: CCAT Observatory", with: "name: CCAT Observatory (renamed)")
+            let error = await #expect(throws: TopologyConflict.self) {
+                try await TopologySync().apply(try TopologyParser.parse(text, file: "t.yaml"), to: db.connection)
+            }
+            #expect(error?.description.contains("ccat.primecam_raw_data") == true)
+            #expect(try await topologySnapshot(db) == before)
+        }
+    }
+
+    @Test func invalidFilesLeaveTheDatabaseUnchanged() async throws {
+        try await withExampleTopology { _, db in
+            let before = try await topologySnapshot(db)
+            for broken in TopologyValidationTests.broken {
+                let text = try exampleTopology(replacing: broken.old, with: broken.new)
+                await #expect(throws: TopologyValidationError.self) {
+                    try await TopologySync().apply(try TopologyParser.parse(text, file: "t.yaml"), to: db.connection)
+                }
+            }
+            #expect(try await topologySnapshot(db) == before)
+        }
+    }
+}
