@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // System libraries. Each ships a pkg-config file on Debian; the providers name the -dev package.
@@ -39,6 +40,11 @@ let package = Package(
         .target(
             name: "Topology",
             dependencies: ["OpsDB", "Postgres", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "Scheduling",
+            dependencies: ["OpsDB", "Postgres", "Topology", .product(name: "Mustache", package: "swift-mustache"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
         .target(
@@ -76,6 +82,8 @@ let package = Package(
         ),
 
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"],
+                    resources: [.copy("Golden")], swiftSettings: upcoming),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "OpsDBTests", dependencies: ["OpsDB", "Postgres", "CCatConfig", "TestSupport"], swiftSettings: upcoming),
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport", swiftSettings: upcoming),

@@ -1,0 +1,66 @@
+import OpsDB
+import Topology
+
+/// A value that cannot go into an `#SBATCH` line.
+public struct JobScriptError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// The `#SBATCH` options of one job. They are built here, not in templates: bash reads these lines
+/// as comments, so the one danger is a value that starts a new line; every value is checked, and
+/// values sbatch would split are refused with a message naming the setting.
+public struct SbatchDirectives: Sendable, Equatable {
+    public var options: [(name: String, value: String?)]
+
+    public static func == (lhs: SbatchDirectives, rhs: SbatchDirectives) -> Bool {
+        lhs.options.map { "\($0.name)=\($0.value ?? "")" } == rhs.options.map { "\($0.name)=\($0.value ?? "")" }
+    }
+
+    /// - Parameters:
+    ///   - signalMarginSeconds: the runner gets SIGUSR2 this long before the time limit.
+    public static func make(queue: String, profile: BatchProfile, stdoutPath: String, stderrPath: String,
+                            submitToken: String, signalMarginSeconds: Int) throws -> SbatchDirectives {
+        var options: [(String, String?)] = [
+            ("job-name", queue),
+            ("output", stdoutPath),
+            ("error", stderrPath),
+            ("comment", "ccat-submit-token=\(submitToken)"),
+            ("signal", "B:USR2@\(signalMarginSeconds)"),
+            ("requeue", nil),
+            ("open-mode", "append"),
+        ]
+        if let value = profile.partition { options.append(("partition", value)) }
+        if let value = profile.account { options.append(("account", value)) }
+        if let value = profile.qos { options.append(("qos", value)) }
+        if let value = profile.timeLimitMinutes { options.append(("time", BatchProfile.formatMinutes(value))) }
+        if let value = profile.cpus { options.append(("cpus-per-task", String(value))) }
+        if let value = profile.memoryMB { options.append(("mem", "\(value)M")) }
+        if let value = profile.constraint { options.append(("constraint", value)) }
+        if let value = profile.nodelist { options.append(("nodelist", value)) }
+        if let value = profile.cluster { options.append(("clusters", value)) }
+        for (name, value) in options {
+            guard let value else { continue }
+            if value.isEmpty || value.contains(where: { $0.isWhitespace || $0 == "\"" || $0 == "'" || $0 == "\\" || ($0.asciiValue.map { $0 < 32 || $0 == 127 } ?? false) }) {
+                throw JobScriptError(description: "the --\(name) value '\(value.debugDescription.dropFirst().dropLast())' for queue \(queue) contains spaces, quotes or control characters, which an #SBATCH line cannot carry; change it in the topology or configuration")
+            }
+        }
+        var directives = SbatchDirectives(options: options)
+        for extra in profile.extra {
+            guard extra.hasPrefix("--"), !extra.hasPrefix("--wrap"), !extra.contains(where: { $0.isNewline || ($0.asciiValue.map { $0 < 32 } ?? false) }) else {
+                throw JobScriptError(description: "extra sbatch option '\(extra)' for queue \(queue) must be one long option on one line (and not --wrap)")
+            }
+            let body = extra.dropFirst(2)
+            if let equals = body.firstIndex(of: "=") {
+                directives.options.append((String(body[..<equals]), String(body[body.index(after: equals)...])))
+            } else {
+                directives.options.append((String(body), nil))
+            }
+        }
+        return directives
+    }
+
+    /// `#SBATCH --name=value` lines.
+    public var lines: String {
+        options.map { "#SBATCH --\($0.name)\($0.value.map { "=\($0)" } ?? "")" }.joined(separator: "\n")
+    }
+}

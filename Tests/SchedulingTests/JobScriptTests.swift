@@ -1,0 +1,119 @@
+import Foundation
+import OpsDB
+import Testing
+import TestSupport
+import Topology
+@testable import Scheduling
+
+@Suite("Job script rendering (template logic, real bash)")
+struct JobScriptTests {
+    static let builtin = TestEnvironment.repositoryRoot.appendingPathComponent("jobscripts").path
+    static let hostile = [
+        "two words", "it's \"quoted\"", "$(touch PWNED)", "`touch PWNED`", "a; touch PWNED", "line1\ntouch PWNED",
+        "$HOME ${PATH} \\ back", "Grüße 観測", "",
+    ]
+
+    func context(environment: [(String, String)] = [("CCAT_DATABASE_URL", "host=/run/ccat dbname=ops")],
+                 runner: String = "/opt/ccat/bin/ccat-runner") throws -> JobScriptContext {
+        let profile = BatchProfile(partition: "transfer", account: "ccat", qos: "normal", timeLimitMinutes: 120, cpus: 4,
+                                   memoryMB: 4096, constraint: "buffer&ib", nodelist: "node[01-02]", cluster: "cologne",
+                                   extra: ["--exclusive", "--gres=none"])
+        let directives = try SbatchDirectives.make(queue: "cologne_buffer_data_transfer", profile: profile,
+                                                   stdoutPath: "/var/log/ccat/jobs/42/stdout.log", stderrPath: "/var/log/ccat/jobs/42/stderr.log",
+                                                   submitToken: "7d6f3c9e-1111-4a5b-9c2d-000000000042", signalMarginSeconds: 300)
+        return JobScriptContext(batchJobID: 42, queue: "cologne_buffer_data_transfer", operation: .dataTransfer, scheduler: .slurm,
+                                directives: directives, runnerPath: runner, environment: environment)
+    }
+
+    @Test func defaultTemplateMatchesGolden() throws {
+        let renderer = try JobScriptRenderer(builtinDirectory: Self.builtin)
+        let script = try renderer.render(try context())
+        let golden = try #require(Bundle.module.url(forResource: "Golden/default-data-transfer", withExtension: "sh"))
+        let expected = try String(contentsOf: golden, encoding: .utf8)
+            .replacingOccurrences(of: "@TEMPLATE@", with: "\(Self.builtin)/default.sh.mustache")
+        #expect(script == expected)
+    }
+
+    @Test func hostileValuesStayLiteralData() throws {
+        let renderer = try JobScriptRenderer(builtinDirectory: Self.builtin)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-jobscript-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        // A stand-in runner whose directory name is hostile too: it records its arguments and environment.
+        let runnerDirectory = work.appendingPathComponent("bin dir $(touch PWNED) 'q'")
+        try FileManager.default.createDirectory(at: runnerDirectory, withIntermediateDirectories: true)
+        let runner = runnerDirectory.appendingPathComponent("ccat-runner")
+        try """
+            #!/bin/bash
+            printf '%s\\0' "$@" > "$RECORD.args"
+            for i in $(seq 0 \(Self.hostile.count - 1)); do v="HOSTILE_$i"; printf '%s\\0' "${!v}"; done > "$RECORD.env"
+            """.write(to: runner, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: runner.path)
+        var environment = Self.hostile.enumerated().map { ("HOSTILE_\($0.offset)", $0.element) }
+        environment.append(("RECORD", work.appendingPathComponent("record").path))
+        let script = try renderer.render(try context(environment: environment, runner: runner.path))
+        let scriptURL = work.appendingPathComponent("job.sh")
+        try script.write(to: scriptURL, atomically: true, encoding: .utf8)
+
+        let syntax = try runProcess("/bin/bash", ["-n", scriptURL.path])
+        #expect(syntax.status == 0, "bash -n: \(syntax.stderr)")
+        let run = try runProcess("/bin/bash", [scriptURL.path], currentDirectory: work.path)
+        #expect(run.status == 0, "\(run.stderr)")
+
+        let args = try String(contentsOf: work.appendingPathComponent("record.args"), encoding: .utf8).split(separator: "\0", omittingEmptySubsequences: false).dropLast()
+        #expect(Array(args) == ["run", "--batch-job", "42"])
+        let values = try String(contentsOf: work.appendingPathComponent("record.env"), encoding: .utf8).split(separator: "\0", omittingEmptySubsequences: false).dropLast().map(String.init)
+        #expect(values == Self.hostile)
+        // Nothing was executed: no file created by an injected command, anywhere we ran.
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("PWNED").path))
+        #expect(!FileManager.default.fileExists(atPath: "PWNED"))
+    }
+
+    @Test func directivesRefuseValuesThatCouldBreakALine() throws {
+        for bad in ["two words", "new\nline", "quote'd", "tab\there"] {
+            #expect(throws: JobScriptError.self) {
+                try SbatchDirectives.make(queue: "q", profile: BatchProfile(partition: bad), stdoutPath: "/o", stderrPath: "/e",
+                                          submitToken: "t", signalMarginSeconds: 60)
+            }
+        }
+        #expect(throws: JobScriptError.self) {
+            try SbatchDirectives.make(queue: "q", profile: BatchProfile(extra: ["--comment=x\n#!/bin/sh"]), stdoutPath: "/o",
+                                      stderrPath: "/e", submitToken: "t", signalMarginSeconds: 60)
+        }
+        #expect(throws: JobScriptError.self) {
+            try SbatchDirectives.make(queue: "q", profile: BatchProfile(), stdoutPath: "/var/log/with space/o", stderrPath: "/e",
+                                      submitToken: "t", signalMarginSeconds: 60)
+        }
+    }
+
+    @Test func overrideDirectoryReplacesTemplatesByName() throws {
+        let overrides = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-overrides-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: overrides, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: overrides) }
+        try "module load ccat/{{queue}}\n".write(to: overrides.appendingPathComponent("setup.mustache"), atomically: true, encoding: .utf8)
+        try "#!/bin/bash\n{{{sbatch_directives}}}\nexec {{runner}} stage --batch-job {{batch_job_id}}\n"
+            .write(to: overrides.appendingPathComponent("staging.sh.mustache"), atomically: true, encoding: .utf8)
+        let renderer = try JobScriptRenderer(builtinDirectory: Self.builtin, overrideDirectory: overrides.path)
+        let transfer = try renderer.render(try context())
+        #expect(transfer.contains("module load ccat/'cologne_buffer_data_transfer'\n"))
+        var staging = try context()
+        staging.operation = .staging
+        #expect(renderer.templateName(for: .staging) == "staging.sh")
+        #expect(try renderer.render(staging).hasSuffix("exec '/opt/ccat/bin/ccat-runner' stage --batch-job '42'\n"))
+    }
+}
+
+func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
