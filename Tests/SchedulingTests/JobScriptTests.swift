@@ -103,11 +103,39 @@ struct JobScriptTests {
     }
 }
 
-func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+@Suite("Rendered scripts on the Slurm test cluster", .enabled(if: TestEnvironment.runSlurmTests, "requires the Slurm test cluster: run 'make test' as root with Slurm installed"))
+struct SlurmScriptTests {
+    @Test func renderedScriptsPassSbatchTestOnly() throws {
+        let environment = try TestEnvironment.slurmEnvironment()
+        let renderer = try JobScriptRenderer(builtinDirectory: JobScriptTests.builtin)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-testonly-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        // Every operation's script, with a profile the test cluster accepts and hostile environment values.
+        for operation in OperationType.allCases {
+            let profile = BatchProfile(partition: "debug", timeLimitMinutes: 5, cpus: 1, memoryMB: 100, extra: ["--gres=none"])
+            let directives = try SbatchDirectives.make(queue: "ccat_buffer_\(operation.queueSuffix)", profile: profile,
+                                                       stdoutPath: "\(work.path)/out.log", stderrPath: "\(work.path)/err.log",
+                                                       submitToken: UUID().uuidString, signalMarginSeconds: 60)
+            let script = try renderer.render(JobScriptContext(
+                batchJobID: 7, queue: "ccat_buffer_\(operation.queueSuffix)", operation: operation, scheduler: .slurm, directives: directives,
+                runnerPath: "/usr/local/bin/ccat-runner", environment: JobScriptTests.hostile.enumerated().map { ("V\($0.offset)", $0.element) }))
+            let path = work.appendingPathComponent("\(operation.queueSuffix).sh").path
+            try script.write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(try runProcess("/bin/bash", ["-n", path]).status == 0)
+            let check = try runProcess("/usr/bin/env", ["sbatch", "--test-only", path], environment: environment)
+            #expect(check.status == 0, "sbatch --test-only rejected the \(operation.rawValue) script: \(check.stderr)")
+            #expect(check.stderr.contains("to start at"), "\(check.stderr)")
+        }
+    }
+}
+
+func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil, environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+    if let environment { process.environment = environment }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

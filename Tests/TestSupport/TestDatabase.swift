@@ -26,6 +26,27 @@ public enum TestEnvironment {
     /// Run PostgreSQL tests: the server is configured, or we are in CI where its absence must fail.
     public static var runPostgresTests: Bool { adminConninfo != nil || isCI }
 
+    /// `slurm.conf` of the test cluster: `$SLURM_CONF`, else the repository's single-node cluster
+    /// (`scripts/local-slurm.sh start`, which `make test` runs where Slurm is installed).
+    public static let slurmConf: String? = {
+        if let conf = ProcessInfo.processInfo.environment["SLURM_CONF"], !conf.isEmpty { return conf }
+        let local = repositoryRoot.appendingPathComponent(".ccat-dev/slurm/etc/slurm.conf").path
+        return FileManager.default.fileExists(atPath: local) ? local : nil
+    }()
+
+    /// Run Slurm tests: a test cluster is configured, or we are in CI where its absence must fail.
+    public static var runSlurmTests: Bool { slurmConf != nil || isCI }
+
+    /// Environment for Slurm client commands (sbatch, squeue, sacct) pointing at the test cluster.
+    public static func slurmEnvironment() throws -> [String: String] {
+        guard let slurmConf else {
+            throw TestSetupError(description: "Slurm test cluster not found: run 'scripts/local-slurm.sh start' as root (make test does where Slurm is installed) or set SLURM_CONF")
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLURM_CONF"] = slurmConf
+        return environment
+    }
+
     /// Directory of the built executables (`ccat`, `ccat-runner`).
     public static var binDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["CCAT_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
