@@ -9,13 +9,14 @@
 #   scripts/local-slurm.sh env      print the environment clients need (SLURM_CONF)
 #   scripts/local-slurm.sh destroy  stop and delete all state
 #
-# Ports (override with CCAT_SLURM_PORT_BASE, default 16810): slurmctld +7, slurmd +8, slurmdbd +9,
-# MariaDB +6, all on 127.0.0.1.
+# Ports, all on 127.0.0.1: MariaDB base+6, slurmctld +7, slurmd +8, slurmdbd +9. The base is
+# derived from the checkout's path (so two checkouts do not collide) unless CCAT_SLURM_PORT_BASE
+# sets it.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 base="${CCAT_DEV_DIR:-$repo/.ccat-dev}/slurm"
-port_base="${CCAT_SLURM_PORT_BASE:-16810}"
+port_base="${CCAT_SLURM_PORT_BASE:-$((20000 + $(printf '%s' "$base" | cksum | cut -d' ' -f1) % 2000 * 10))}"
 ctld_port=$((port_base + 7)) slurmd_port=$((port_base + 8)) dbd_port=$((port_base + 9)) db_port=$((port_base + 6))
 cluster=ccatdev
 account=ccat
@@ -32,6 +33,13 @@ done
 export SLURM_CONF="$conf"
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Refuse to start a daemon on a port something else holds, instead of timing out later.
+require_free_port() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        die "port $1 (for $2) is already in use on 127.0.0.1; stop what uses it or set CCAT_SLURM_PORT_BASE"
+    fi
+}
 
 wait_for() { # seconds, description, command...
     local limit=$1 what=$2; shift 2
@@ -128,6 +136,7 @@ start_mariadb() {
     fi
     chown -R mysql: "$base/mysql"
     chown mysql: "$base/run" "$base/log"
+    require_free_port "$db_port" MariaDB
     (mariadbd --user=mysql --datadir="$base/mysql" --socket="$base/run/mariadb.sock" --port="$db_port" --bind-address=127.0.0.1 \
         --pid-file="$base/run/mariadb.pid" --log-error="$base/log/mariadb.log" --skip-name-resolve >/dev/null 2>&1 &)
     wait_for 60 MariaDB mariadb --socket="$base/run/mariadb.sock" -e "SELECT 1"
@@ -145,6 +154,7 @@ start() {
     start_munge
     start_mariadb
     if ! pid_alive "$base/run/slurmdbd.pid"; then
+        require_free_port "$dbd_port" slurmdbd
         # slurmdbd reads slurmdbd.conf from the directory of $SLURM_CONF.
         slurmdbd || die "slurmdbd did not start; see $base/log/slurmdbd.log"
     fi
@@ -153,6 +163,7 @@ start() {
         sacctmgr -i add cluster "$cluster" >/dev/null
     fi
     if ! pid_alive "$base/run/slurmctld.pid"; then
+        require_free_port "$ctld_port" slurmctld
         slurmctld -f "$conf" || die "slurmctld did not start; see $base/log/slurmctld.log"
     fi
     wait_for 60 slurmctld scontrol ping
@@ -161,6 +172,7 @@ start() {
         sacctmgr -n -P list user format=user | grep -qx "$user" || sacctmgr -i add user "$user" Account="$account" Cluster="$cluster" >/dev/null
     done
     if ! pid_alive "$base/run/slurmd.pid"; then
+        require_free_port "$slurmd_port" slurmd
         slurmd -f "$conf" || die "slurmd did not start; see $base/log/slurmd.log"
     fi
     wait_for 60 "node $node" bash -c "sinfo -h -N -o %T | grep -qE '^(idle|mixed|allocated)'"
