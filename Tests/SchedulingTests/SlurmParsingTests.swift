@@ -1,0 +1,56 @@
+import OpsDB
+import Testing
+@testable import Scheduling
+
+@Suite("Slurm output parsing and job-end mapping (pure logic)")
+struct SlurmParsingTests {
+    @Test func sbatchIDsAreParsedStrictly() throws {
+        #expect(try SlurmParsing.parseSbatch("4242\n") == ("4242", nil))
+        #expect(try SlurmParsing.parseSbatch("17;cologne\n") == ("17", "cologne"))
+        for bad in ["", "Submitted batch job 12", "sbatch: error: Batch job submission failed", "12;", "12 13", "x;y"] {
+            let error = #expect(throws: SlurmOutputError.self) { try SlurmParsing.parseSbatch(bad) }
+            #expect(error?.description.contains(bad.debugDescription) == true, "the full output must be in the error")
+        }
+    }
+
+    @Test func everyTerminalStateIsMappedExplicitly() {
+        let expected: [String: BatchJobState] = [
+            "COMPLETED": .completed, "FAILED": .failed, "CANCELLED by 0": .cancelled, "CANCELLED+": .cancelled,
+            "TIMEOUT": .timeout, "NODE_FAIL": .nodeFail, "OUT_OF_MEMORY": .outOfMemory, "PREEMPTED": .preempted,
+            "BOOT_FAIL": .bootFail, "DEADLINE": .deadline, "PENDING": .pending, "RUNNING": .running,
+            "COMPLETING": .completing, "REQUEUED": .requeued, "SUSPENDED": .suspended, "CONFIGURING": .pending,
+        ]
+        for (text, state) in expected { #expect(SlurmParsing.state(text) == state, "\(text)") }
+        #expect(SlurmParsing.state("SOMETHING_NEW") == nil)
+        // Every terminal state has a disposition; infrastructure failures do not count as attempts.
+        for state in BatchJobState.allCases where state.isTerminal {
+            #expect(JobEndDisposition.forJob(ending: state, exitCode: 1, signal: 0) != nil, "\(state)")
+        }
+        #expect(JobEndDisposition.forJob(ending: .running, exitCode: nil, signal: nil) == nil)
+        #expect(JobEndDisposition.forJob(ending: .preempted, exitCode: 0, signal: 0)?.countsAsAttempt == false)
+        #expect(JobEndDisposition.forJob(ending: .nodeFail, exitCode: 0, signal: 0)?.countsAsAttempt == false)
+        #expect(JobEndDisposition.forJob(ending: .failed, exitCode: 3, signal: 0)?.reason.contains("exit code 3") == true)
+    }
+
+    @Test func squeueAndSacctLines() throws {
+        let queue = try SlurmParsing.parseSqueue("""
+            101|RUNNING|vm|None|ccat-submit-token=aaaa
+            102|PENDING||Resources|ccat-submit-token=bbbb
+            103|PENDING||Priority|(null)
+            """)
+        #expect(queue.map(\.jobID) == ["101", "102", "103"])
+        #expect(queue.map(\.state) == [.running, .pending, .pending])
+        #expect(queue[0].node == "vm" && queue[0].reason == nil && queue[0].submitToken == "aaaa")
+        #expect(queue[1].reason == "Resources" && queue[2].submitToken == nil)
+        let accounting = try SlurmParsing.parseSacct("""
+            101|COMPLETED|0:0|vm|ccat-submit-token=aaaa
+            102|FAILED|3:0|vm|
+            104|CANCELLED by 0|0:15|None assigned|ccat-submit-token=cccc
+            """)
+        #expect(accounting.map(\.state) == [.completed, .failed, .cancelled])
+        #expect(accounting[1].exitCode == 3)
+        #expect(accounting[2].signal == 15 && accounting[2].node == nil && accounting[2].submitToken == "cccc")
+        #expect(throws: SlurmOutputError.self) { try SlurmParsing.parseSacct("101|COMPLETED") }
+        #expect(throws: SlurmOutputError.self) { try SlurmParsing.parseSqueue("101|WEIRD_STATE|vm|None|") }
+    }
+}
