@@ -61,35 +61,35 @@ public enum SlurmParsing {
 
     /// `squeue -h -o '%i|%T|%N|%r|%k'`: id, state, nodes, reason, comment.
     public static func parseSqueue(_ output: String) throws -> [SchedulerJobStatus] {
-        try lines(output).map { line in
-            let fields = line.split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 5, !fields[0].isEmpty else {
-                throw SlurmOutputError(command: "squeue", output: output, problem: "expected 5 '|'-separated fields in '\(line)'")
-            }
-            guard let state = state(fields[1]) else {
-                throw SlurmOutputError(command: "squeue", output: output, problem: "unknown job state '\(fields[1])'")
-            }
-            return SchedulerJobStatus(jobID: fields[0], state: state, rawState: fields[1], exitCode: nil, signal: nil,
-                                      node: nonEmpty(fields[2]), reason: nonEmpty(fields[3]).flatMap { $0 == "None" ? nil : $0 },
-                                      submitToken: token(fields[4]))
+        try records(output, command: "squeue").map { fields, state in
+            SchedulerJobStatus(jobID: fields[0], state: state, rawState: fields[1], exitCode: nil, signal: nil,
+                               node: nonEmpty(fields[2]), reason: nonEmpty(fields[3]).flatMap { $0 == "None" ? nil : $0 },
+                               submitToken: token(fields[4]))
         }
     }
 
     /// `sacct -n -P -X -o JobIDRaw,State,ExitCode,NodeList,Comment`: one line per job allocation.
     public static func parseSacct(_ output: String) throws -> [SchedulerJobStatus] {
-        try lines(output).map { line in
-            let fields = line.split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 5, !fields[0].isEmpty else {
-                throw SlurmOutputError(command: "sacct", output: output, problem: "expected 5 '|'-separated fields in '\(line)'")
-            }
-            guard let state = state(fields[1]) else {
-                throw SlurmOutputError(command: "sacct", output: output, problem: "unknown job state '\(fields[1])'")
-            }
+        try records(output, command: "sacct").map { fields, state in
             let codes = fields[2].split(separator: ":").map { Int($0) }
             return SchedulerJobStatus(jobID: fields[0], state: state, rawState: fields[1],
                                       exitCode: codes.first ?? nil, signal: codes.count > 1 ? codes[1] : nil,
                                       node: nonEmpty(fields[3]).flatMap { $0 == "None assigned" ? nil : $0 },
                                       reason: fields[1].contains(" by ") ? fields[1] : nil, submitToken: token(fields[4]))
+        }
+    }
+
+    /// Lines of five '|'-separated fields whose first is the job id and second a known state.
+    private static func records(_ output: String, command: String) throws -> [([String], BatchJobState)] {
+        try lines(output).map { line in
+            let fields = line.split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 5, !fields[0].isEmpty else {
+                throw SlurmOutputError(command: command, output: output, problem: "expected 5 '|'-separated fields in '\(line)'")
+            }
+            guard let state = state(fields[1]) else {
+                throw SlurmOutputError(command: command, output: output, problem: "unknown job state '\(fields[1])'")
+            }
+            return (fields, state)
         }
     }
 
