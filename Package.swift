@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // System libraries. Each ships a pkg-config file on Debian; the providers name the -dev package.
@@ -44,7 +45,12 @@ let package = Package(
         ),
         .target(
             name: "Scheduling",
-            dependencies: ["OpsDB", "Postgres", "Topology", .product(name: "Mustache", package: "swift-mustache"), .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "OpsDB", "Postgres", "Topology",
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: upcoming
         ),
         .target(
