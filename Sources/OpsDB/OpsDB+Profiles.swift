@@ -8,45 +8,6 @@ public struct LocationUsage: Sendable, Equatable {
     public var references: Int
 }
 
-/// One `submission_profile` row (the location default when `operationType` is nil).
-public struct SubmissionProfileRow: Codable, Sendable, Equatable {
-    public var dataLocationID: Int64
-    public var operationType: OperationType?
-    public var partition: String?
-    public var account: String?
-    public var qos: String?
-    public var timeLimitMinutes: Int?
-    public var cpus: Int?
-    public var memoryMB: Int?
-    public var nodeConstraint: String?
-    public var nodelist: String?
-    public var cluster: String?
-    public var extraDirectives: [String]
-    public var maxQueuedJobs: Int?
-    public var maxOperationsPerJob: Int?
-    public var maxBytesPerJob: Int64?
-
-    public init(dataLocationID: Int64, operationType: OperationType?, partition: String?, account: String?, qos: String?,
-                timeLimitMinutes: Int?, cpus: Int?, memoryMB: Int?, nodeConstraint: String?, nodelist: String?,
-                cluster: String?, extraDirectives: [String], maxQueuedJobs: Int?, maxOperationsPerJob: Int?, maxBytesPerJob: Int64?) {
-        self.dataLocationID = dataLocationID
-        self.operationType = operationType
-        self.partition = partition
-        self.account = account
-        self.qos = qos
-        self.timeLimitMinutes = timeLimitMinutes
-        self.cpus = cpus
-        self.memoryMB = memoryMB
-        self.nodeConstraint = nodeConstraint
-        self.nodelist = nodelist
-        self.cluster = cluster
-        self.extraDirectives = extraDirectives
-        self.maxQueuedJobs = maxQueuedJobs
-        self.maxOperationsPerJob = maxOperationsPerJob
-        self.maxBytesPerJob = maxBytesPerJob
-    }
-}
-
 extension OpsDB {
     static let profileColumns: PostgresQuery = """
         data_location_id, operation_type, partition, account, qos, time_limit_minutes, cpus, memory_mb,
@@ -74,26 +35,32 @@ extension OpsDB {
         return LocationUsage(liveCopies: try row["live_copies"], references: try row["refs"])
     }
 
-    /// The location's profile rows keyed by operation (nil = the location default).
-    public func submissionProfiles(locationID: Int64) async throws -> [OperationType?: SubmissionProfileRow] {
-        let rows = try await all(SubmissionProfileRow.self, "SELECT \(Self.profileColumns) FROM submission_profile WHERE data_location_id = \(locationID)")
-        return Dictionary(uniqueKeysWithValues: rows.map { ($0.operationType, $0) })
+    /// The location's profiles keyed by operation (nil = the location default).
+    public func submissionProfiles(locationID: Int64) async throws -> [OperationType?: BatchProfile] {
+        var profiles: [OperationType?: BatchProfile] = [:]
+        for row in try await connection.query("SELECT \(Self.profileColumns) FROM submission_profile WHERE data_location_id = \(locationID)") {
+            profiles[try row.decode(OperationType?.self, column: "operation_type")] = try row.decode(BatchProfile.self)
+        }
+        return profiles
     }
 
-    /// Every profile row of every location, for queue discovery in one query.
-    public func allSubmissionProfiles() async throws -> [SubmissionProfileRow] {
-        try await all(SubmissionProfileRow.self, "SELECT \(Self.profileColumns) FROM submission_profile")
+    /// Every profile of every location, for queue discovery in one query.
+    public func allSubmissionProfiles() async throws -> [(locationID: Int64, operation: OperationType?, profile: BatchProfile)] {
+        try await connection.query("SELECT \(Self.profileColumns) FROM submission_profile").map { row in
+            (try row.decode(Int64.self, column: "data_location_id"), try row.decode(OperationType?.self, column: "operation_type"),
+             try row.decode(BatchProfile.self))
+        }
     }
 
-    public func upsertSubmissionProfile(_ row: SubmissionProfileRow) async throws {
-        let conflict: PostgresQuery = row.operationType == nil
+    public func upsertSubmissionProfile(locationID: Int64, operation: OperationType?, profile: BatchProfile) async throws {
+        let conflict: PostgresQuery = operation == nil
             ? "(data_location_id) WHERE operation_type IS NULL"
             : "(data_location_id, operation_type) WHERE operation_type IS NOT NULL"
         try await connection.execute("""
             INSERT INTO submission_profile (\(Self.profileColumns))
-            VALUES (\(row.dataLocationID), \(row.operationType), \(row.partition), \(row.account), \(row.qos),
-                    \(row.timeLimitMinutes), \(row.cpus), \(row.memoryMB), \(row.nodeConstraint), \(row.nodelist),
-                    \(row.cluster), \(row.extraDirectives), \(row.maxQueuedJobs), \(row.maxOperationsPerJob), \(row.maxBytesPerJob))
+            VALUES (\(locationID), \(operation), \(profile.partition), \(profile.account), \(profile.qos),
+                    \(profile.timeLimitMinutes), \(profile.cpus), \(profile.memoryMB), \(profile.constraint), \(profile.nodelist),
+                    \(profile.cluster), \(profile.extra), \(profile.maxQueuedJobs), \(profile.maxOperationsPerJob), \(profile.maxBytesPerJob))
             ON CONFLICT \(conflict) DO UPDATE SET
                 partition = excluded.partition, account = excluded.account, qos = excluded.qos,
                 time_limit_minutes = excluded.time_limit_minutes, cpus = excluded.cpus, memory_mb = excluded.memory_mb,

@@ -19,8 +19,8 @@ public enum QueueDiscovery {
     public static func discover(_ db: OpsDB) async throws -> [Queue] {
         let sites = Dictionary(uniqueKeysWithValues: try await db.sites().map { ($0.id, $0.shortName) })
         var profiles: [Int64: [OperationType?: BatchProfile]] = [:]
-        for row in try await db.allSubmissionProfiles() {
-            profiles[row.dataLocationID, default: [:]][row.operationType] = BatchProfile(row: row)
+        for entry in try await db.allSubmissionProfiles() {
+            profiles[entry.locationID, default: [:]][entry.operation] = entry.profile
         }
         var queues: [Queue] = []
         for location in try await db.locations(activeOnly: true) {

@@ -181,8 +181,8 @@ public struct TopologySync: Sendable {
         var differences: [String] = []
         var desired: [OperationType?: BatchProfile] = [nil: spec.batch]
         for (operation, profile) in spec.operationBatch { desired[operation] = profile }
-        for (operation, profile) in desired where current[operation].map(BatchProfile.init(row:)) != profile {
-            try await db.upsertSubmissionProfile(profile.row(locationID: locationID, operation: operation))
+        for (operation, profile) in desired where current[operation] != profile {
+            try await db.upsertSubmissionProfile(locationID: locationID, operation: operation, profile: profile)
             differences.append(operation.map { "batch settings for \($0.queueSuffix)" } ?? "batch settings")
         }
         for operation in current.keys where desired[operation] == nil {
@@ -201,18 +201,3 @@ public struct TopologySync: Sendable {
     }
 }
 
-extension BatchProfile {
-    public init(row: SubmissionProfileRow) {
-        self.init(partition: row.partition, account: row.account, qos: row.qos, timeLimitMinutes: row.timeLimitMinutes,
-                  cpus: row.cpus, memoryMB: row.memoryMB, constraint: row.nodeConstraint, nodelist: row.nodelist,
-                  cluster: row.cluster, extra: row.extraDirectives, maxQueuedJobs: row.maxQueuedJobs,
-                  maxOperationsPerJob: row.maxOperationsPerJob, maxBytesPerJob: row.maxBytesPerJob)
-    }
-
-    public func row(locationID: Int64, operation: OperationType?) -> SubmissionProfileRow {
-        SubmissionProfileRow(dataLocationID: locationID, operationType: operation, partition: partition, account: account,
-                             qos: qos, timeLimitMinutes: timeLimitMinutes, cpus: cpus, memoryMB: memoryMB,
-                             nodeConstraint: constraint, nodelist: nodelist, cluster: cluster, extraDirectives: extra,
-                             maxQueuedJobs: maxQueuedJobs, maxOperationsPerJob: maxOperationsPerJob, maxBytesPerJob: maxBytesPerJob)
-    }
-}

@@ -55,7 +55,7 @@ struct TopologyShow: AsyncParsableCommand {
                     entries.append(LocationOutput(
                         name: location.name, type: location.locationType, storage: storageOutput(try await db.storage(of: location)),
                         priority: location.priority, active: location.active, fillThresholdPercent: location.fillThresholdPercent,
-                        retentionSeconds: location.retentionSeconds, batch: profiles[nil].map(BatchProfile.init(row:)) ?? BatchProfile()))
+                        retentionSeconds: location.retentionSeconds, batch: profiles[nil] ?? BatchProfile()))
                 }
                 output.append(SiteOutput(shortName: site.shortName, name: site.name, location: site.location, locations: entries))
             }
