@@ -51,7 +51,7 @@ public struct GlobalOptions: ParsableArguments, Sendable {
     }
 
     /// Connects to the ops database; errors name the source of the connection string.
-    public func connect(applicationName: String, logger: Logger) async throws -> (PostgresConnection, DatabaseLocation) {
+    func connect(applicationName: String, logger: Logger) async throws -> (PostgresConnection, DatabaseLocation) {
         let location = try locateDatabase()
         do {
             let connection = try await PostgresConnection.connect(

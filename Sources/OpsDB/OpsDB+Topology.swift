@@ -25,11 +25,14 @@ extension OpsDB {
 
     /// Inserts a location and its storage row in one transaction.
     public func insertLocation(siteID: Int64, name: String, type: LocationType, storage: LocationStorage,
-                               priority: Int = 1, active: Bool = true, description: String? = nil) async throws -> DataLocation {
+                               priority: Int = 1, active: Bool = true, fillThresholdPercent: Int = 90,
+                               retentionSeconds: Int64? = nil, description: String? = nil) async throws -> DataLocation {
         try await transaction { db in
             let location = try await db.one(DataLocation.self, """
-                INSERT INTO data_location (site_id, name, location_type, storage_type, priority, active, description)
-                VALUES (\(siteID), \(name), \(type), \(storage.storageType), \(priority), \(active), \(description))
+                INSERT INTO data_location (site_id, name, location_type, storage_type, priority, active,
+                                           fill_threshold_percent, retention, description)
+                VALUES (\(siteID), \(name), \(type), \(storage.storageType), \(priority), \(active),
+                        \(fillThresholdPercent), \(retentionSeconds) * interval '1 second', \(description))
                 RETURNING \(Self.locationColumns)
                 """)
             try await db.insertStorage(locationID: location.id, storage)

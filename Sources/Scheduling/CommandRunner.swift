@@ -18,7 +18,7 @@ public struct CommandResult: Sendable, Equatable {
 }
 
 /// A command could not be run, or did not finish in time (its process group was then terminated).
-public struct CommandError: Error, Sendable, CustomStringConvertible {
+public struct CommandRunError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable { case notFound, timedOut, failedToLaunch }
     public var kind: Kind
     public var command: String
@@ -68,9 +68,9 @@ public struct SubprocessRunner: CommandRunner {
                     return CommandResult(exitStatus: status, signal: signal, stdout: result.standardOutput ?? "", stderr: result.standardError ?? "")
                 } catch let error as SubprocessError {
                     if error.code == .executableNotFound {
-                        throw CommandError(kind: .notFound, command: executable, detail: "\(error)")
+                        throw CommandRunError(kind: .notFound, command: executable, detail: "\(error)")
                     }
-                    throw CommandError(kind: .failedToLaunch, command: display, detail: "\(error)")
+                    throw CommandRunError(kind: .failedToLaunch, command: display, detail: "\(error)")
                 }
             }
             group.addTask {
@@ -79,7 +79,7 @@ public struct SubprocessRunner: CommandRunner {
             }
             guard let first = try await group.next(), let result = first else {
                 group.cancelAll()
-                throw CommandError(kind: .timedOut, command: display, detail: "\(timeout)")
+                throw CommandRunError(kind: .timedOut, command: display, detail: "\(timeout)")
             }
             group.cancelAll()
             return result

@@ -9,12 +9,8 @@ public struct JobScriptError: Error, Sendable, CustomStringConvertible {
 /// The `#SBATCH` options of one job. They are built here, not in templates: bash reads these lines
 /// as comments, so the one danger is a value that starts a new line; every value is checked, and
 /// values sbatch would split are refused with a message naming the setting.
-public struct SbatchDirectives: Sendable, Equatable {
+public struct SbatchDirectives: Sendable {
     public var options: [(name: String, value: String?)]
-
-    public static func == (lhs: SbatchDirectives, rhs: SbatchDirectives) -> Bool {
-        lhs.options.map { "\($0.name)=\($0.value ?? "")" } == rhs.options.map { "\($0.name)=\($0.value ?? "")" }
-    }
 
     /// - Parameters:
     ///   - signalMarginSeconds: the runner gets SIGUSR2 this long before the time limit.

@@ -38,7 +38,7 @@ public struct SlurmScheduler: BatchScheduler {
         let result: CommandResult
         do {
             result = try await command("sbatch", arguments)
-        } catch let error as CommandError where error.kind == .timedOut {
+        } catch let error as CommandRunError where error.kind == .timedOut {
             throw SubmissionError(transient: true, ambiguous: true, message: "sbatch did not answer in time; the job may or may not have been queued (\(error))")
         }
         guard result.succeeded else {

@@ -87,12 +87,9 @@ public struct TopologySync: Sendable {
                 } else {
                     let created = try await db.insertLocation(
                         siteID: site.id, name: locationSpec.name, type: locationSpec.type, storage: locationSpec.storage,
-                        priority: locationSpec.priority, active: locationSpec.active, description: locationSpec.description)
-                    try await db.connection.execute("""
-                        UPDATE data_location SET fill_threshold_percent = \(locationSpec.fillThresholdPercent),
-                            retention = \(locationSpec.retentionSeconds) * interval '1 second'
-                        WHERE id = \(created.id)
-                        """)
+                        priority: locationSpec.priority, active: locationSpec.active,
+                        fillThresholdPercent: locationSpec.fillThresholdPercent, retentionSeconds: locationSpec.retentionSeconds,
+                        description: locationSpec.description)
                     _ = try await syncProfiles(locationID: created.id, spec: locationSpec, db)
                     keptLocationIDs.insert(created.id)
                     changes.created.append(label)

@@ -47,15 +47,18 @@ struct TopologyShow: AsyncParsableCommand {
             try await requireCurrentSchema(connection)
             let db = OpsDB(connection)
             let locations = try await db.locations()
+            var defaults: [Int64: BatchProfile] = [:]
+            for entry in try await db.allSubmissionProfiles() where entry.operation == nil {
+                defaults[entry.locationID] = entry.profile
+            }
             var output: [SiteOutput] = []
             for site in try await db.sites() {
                 var entries: [LocationOutput] = []
                 for location in locations where location.siteID == site.id {
-                    let profiles = try await db.submissionProfiles(locationID: location.id)
                     entries.append(LocationOutput(
                         name: location.name, type: location.locationType, storage: storageOutput(try await db.storage(of: location)),
                         priority: location.priority, active: location.active, fillThresholdPercent: location.fillThresholdPercent,
-                        retentionSeconds: location.retentionSeconds, batch: profiles[nil] ?? BatchProfile()))
+                        retentionSeconds: location.retentionSeconds, batch: defaults[location.id] ?? BatchProfile()))
                 }
                 output.append(SiteOutput(shortName: site.shortName, name: site.name, location: site.location, locations: entries))
             }

@@ -167,7 +167,15 @@ struct TransactionTests {
             let task = Task { try await listener.waitForNotifications(timeout: .seconds(600)) }
             try await Task.sleep(for: .milliseconds(200))
             task.cancel()
-            #expect(try await task.value.isEmpty)
+            // The wait must end because of the cancellation, long before its 600 s timeout.
+            let ended = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask { try await task.value.isEmpty }
+                group.addTask { try await Task.sleep(for: .seconds(30)); return false }
+                let first = try await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            #expect(ended, "waitForNotifications did not return after its task was cancelled")
         }
     }
 }

@@ -110,17 +110,25 @@ public func withTestDatabase(_ body: (TestDatabase, PostgresConnection) async th
     try await database.drop()
 }
 
-/// Runs a built executable; returns exit status, standard output and standard error.
+/// Runs a built executable (from `TestEnvironment.binDirectory`) with the database settings of the
+/// test process removed, so each test says exactly which database the command sees.
 public func runExecutable(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = TestEnvironment.binDirectory.appendingPathComponent(name)
-    process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     for key in ["CCAT_DATABASE_URL", "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "CCAT_CONFIG"] {
         env.removeValue(forKey: key)
     }
     env.merge(environment) { $1 }
-    process.environment = env
+    return try runProcess(TestEnvironment.binDirectory.appendingPathComponent(name).path, arguments, environment: env)
+}
+
+/// Runs a program; returns exit status, standard output and standard error.
+public func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil,
+                       environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+    if let environment { process.environment = environment }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
