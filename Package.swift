@@ -26,6 +26,8 @@ let package = Package(
         .systemLibrary(name: "CLibArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CLibCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CMunge", pkgConfig: "munge", providers: [.apt(["libmunge-dev"])]),
+        // glibc functions Swift's Glibc module does not expose (declared under _GNU_SOURCE).
+        .systemLibrary(name: "CGlibcExtras"),
 
         .target(
             name: "Postgres",
@@ -46,7 +48,7 @@ let package = Package(
         .target(
             name: "Scheduling",
             dependencies: [
-                "OpsDB", "Postgres", "Topology",
+                "OpsDB", "Postgres", "Topology", "CGlibcExtras",
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),

@@ -49,4 +49,9 @@ extension OpsDB {
     public func operation(id: Int64) async throws -> OperationRecord? {
         try await optional(OperationRecord.self, "SELECT \(Self.operationColumns) FROM operation WHERE id = \(id)")
     }
+
+    /// Every operation of a queue, oldest first.
+    public func operations(queue: String) async throws -> [OperationRecord] {
+        try await all(OperationRecord.self, "SELECT \(Self.operationColumns) FROM operation WHERE queue = \(queue) ORDER BY id")
+    }
 }

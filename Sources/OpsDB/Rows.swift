@@ -271,12 +271,28 @@ public struct BatchJob: Codable, Sendable, Equatable {
     public var state: BatchJobState
     public var reason: String?
     public var exitCode: Int?
+    public var exitSignal: Int?
     public var node: String?
+    public var operationType: OperationType?
     public var submitAttempts: Int
     public var createdAt: Date
     public var submittedAt: Date?
     public var startedAt: Date?
     public var endedAt: Date?
+    /// When the scheduler last reported the job.
+    public var lastSeenAt: Date?
+
+    /// The job as the scheduler knows it (nil before sbatch answered).
+    public var submitted: (jobID: String, cluster: String?)? {
+        schedulerJobID.map { ($0, cluster.isEmpty ? nil : cluster) }
+    }
+}
+
+/// One state change of a batch job.
+public struct BatchJobEvent: Codable, Sendable, Equatable {
+    public var at: Date
+    public var state: BatchJobState
+    public var reason: String?
 }
 
 public struct ServiceHeartbeat: Codable, Sendable, Equatable {

@@ -65,7 +65,7 @@ public struct SubprocessRunner: CommandRunner {
                     case .exited(let code): status = code
                     case .signaled(let code): status = 128 + code; signal = code
                     }
-                    return CommandResult(exitStatus: status, signal: signal, stdout: result.standardOutput ?? "", stderr: result.standardError ?? "")
+                    return CommandResult(exitStatus: status, signal: signal, stdout: result.standardOutput, stderr: result.standardError)
                 } catch let error as SubprocessError {
                     if error.code == .executableNotFound {
                         throw CommandRunError(kind: .notFound, command: executable, detail: "\(error)")

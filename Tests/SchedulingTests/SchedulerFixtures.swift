@@ -1,0 +1,57 @@
+import Foundation
+import OpsDB
+import Testing
+import TestSupport
+import Topology
+@testable import Scheduling
+
+/// The schedulers the integration tests run against: the embedded one always, Slurm where the test
+/// cluster runs (and always in CI, where its absence fails the tests).
+enum SchedulerUnderTest: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case slurm, local
+
+    static var available: [SchedulerUnderTest] { TestEnvironment.runSlurmTests ? [.slurm, .local] : [.local] }
+
+    var testDescription: String { rawValue }
+
+    /// A scheduler of this kind; the local one keeps its state under `work`.
+    func make(work: URL) throws -> any BatchScheduler {
+        switch self {
+        case .slurm: return SlurmScheduler(environment: try TestEnvironment.slurmEnvironment())
+        case .local: return try LocalScheduler(stateDirectory: work.appendingPathComponent("local-scheduler").path, killWait: .seconds(2))
+        }
+    }
+}
+
+func makeWorkDirectory(_ label: String) throws -> URL {
+    let work = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-\(label)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+    return work
+}
+
+/// Writes a small job script with real #SBATCH lines and returns its path.
+func writeJobScript(in directory: URL, name: String, timeLimitMinutes: Int = 5, body: String) throws -> (path: String, token: String) {
+    let token = UUID().uuidString.lowercased()
+    let directives = try SbatchDirectives.make(queue: name, profile: BatchProfile(partition: "debug", timeLimitMinutes: timeLimitMinutes, cpus: 1, memoryMB: 64),
+                                               stdoutPath: directory.appendingPathComponent("\(name).out").path,
+                                               stderrPath: directory.appendingPathComponent("\(name).err").path,
+                                               submitToken: token, signalMarginSeconds: 10)
+    let path = directory.appendingPathComponent("\(name).sh").path
+    try "#!/bin/bash\n\(directives.lines)\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
+    return (path, token)
+}
+
+/// Polls the scheduler until the job reaches a terminal state or `limit` passes.
+func waitForEnd(_ scheduler: any BatchScheduler, _ job: SubmittedJob, limit: Duration = .seconds(180)) async throws -> SchedulerJobStatus? {
+    try await waitForState(scheduler, job, limit: limit) { $0.isTerminal }
+}
+
+func waitForState(_ scheduler: any BatchScheduler, _ job: SubmittedJob, limit: Duration = .seconds(180),
+                  _ accept: (BatchJobState) -> Bool) async throws -> SchedulerJobStatus? {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if let status = try await scheduler.statuses(of: [job])[job.jobID], accept(status.state) { return status }
+        try await Task.sleep(for: .milliseconds(500))
+    }
+    return nil
+}

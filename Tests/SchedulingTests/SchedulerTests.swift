@@ -1,0 +1,95 @@
+import Foundation
+import OpsDB
+import Testing
+import TestSupport
+import Topology
+@testable import Scheduling
+
+/// The same behaviour from Slurm (single-node test cluster) and from the embedded local scheduler.
+@Suite("Batch schedulers: Slurm and local")
+struct SchedulerTests {
+
+    @Test(arguments: SchedulerUnderTest.available)
+    func completedJobIsSeenAsCompleted(_ kind: SchedulerUnderTest) async throws {
+        let work = try makeWorkDirectory("completedJobIsSeenAsCompleted")
+        let scheduler = try kind.make(work: work)
+        let script = try writeJobScript(in: work, name: "ccat_test_completed", body: "echo done")
+        let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
+        #expect(Int(job.jobID) != nil)
+        let end = try #require(try await waitForEnd(scheduler, job))
+        #expect(end.state == .completed)
+        #expect(end.exitCode == 0)
+        #expect(end.submitToken == script.token)
+        #expect(try String(contentsOfFile: work.appendingPathComponent("ccat_test_completed.out").path, encoding: .utf8) == "done\n")
+    }
+
+    @Test(arguments: SchedulerUnderTest.available)
+    func nonZeroExitIsFailedWithItsCode(_ kind: SchedulerUnderTest) async throws {
+        let work = try makeWorkDirectory("nonZeroExitIsFailedWithItsCode")
+        let scheduler = try kind.make(work: work)
+        let script = try writeJobScript(in: work, name: "ccat_test_failed", body: "exit 3")
+        let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
+        let end = try #require(try await waitForEnd(scheduler, job))
+        #expect(end.state == .failed)
+        #expect(end.exitCode == 3)
+        #expect(JobEndDisposition.forJob(ending: end.state, exitCode: end.exitCode, signal: end.signal)?.reason.contains("exit code 3") == true)
+    }
+
+    @Test(arguments: SchedulerUnderTest.available)
+    func cancelIsSeenAsCancelled(_ kind: SchedulerUnderTest) async throws {
+        let work = try makeWorkDirectory("cancelIsSeenAsCancelled")
+        let scheduler = try kind.make(work: work)
+        let script = try writeJobScript(in: work, name: "ccat_test_cancelled", body: "sleep 300")
+        let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
+        try await scheduler.cancel(job)
+        let end = try #require(try await waitForEnd(scheduler, job))
+        #expect(end.state == .cancelled)
+    }
+
+    @Test(arguments: SchedulerUnderTest.available)
+    func exceedingTheTimeLimitIsTimeout(_ kind: SchedulerUnderTest) async throws {
+        let work = try makeWorkDirectory("exceedingTheTimeLimitIsTimeout")
+        let scheduler = try kind.make(work: work)
+        // Note the walltime warning (USR2) and carry on, so the limit itself ends the job.
+        let body = "trap 'echo warned' USR2; sleep 600 & pid=$!; while kill -0 $pid 2>/dev/null; do wait $pid; done"
+        let script = try writeJobScript(in: work, name: "ccat_test_timeout", timeLimitMinutes: 1, body: body)
+        let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
+        let end = try #require(try await waitForEnd(scheduler, job, limit: .seconds(240)))
+        #expect(end.state == .timeout)
+        #expect(try String(contentsOfFile: work.appendingPathComponent("ccat_test_timeout.out").path, encoding: .utf8).contains("warned"))
+    }
+
+    @Test(arguments: SchedulerUnderTest.available)
+    func submitTokenFindsTheJob(_ kind: SchedulerUnderTest) async throws {
+        let work = try makeWorkDirectory("submitTokenFindsTheJob")
+        let scheduler = try kind.make(work: work)
+        let script = try writeJobScript(in: work, name: "ccat_test_lookup", body: "sleep 20")
+        let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
+        let found = try await scheduler.lookup(submitToken: script.token, jobName: "ccat_test_lookup", cluster: nil)
+        #expect(found?.jobID == job.jobID)
+        #expect(try await scheduler.lookup(submitToken: UUID().uuidString, jobName: "ccat_test_lookup", cluster: nil) == nil)
+        try await scheduler.cancel(job)
+    }
+
+    @Test(arguments: SchedulerUnderTest.available)
+    func rejectedSubmissionSaysWhy(_ kind: SchedulerUnderTest) async throws {
+        let work = try makeWorkDirectory("rejectedSubmissionSaysWhy")
+        let scheduler = try kind.make(work: work)
+        let path = work.appendingPathComponent("bad.sh").path
+        try "#!/bin/bash\n#SBATCH --partition=no_such_partition\necho\n".write(toFile: path, atomically: true, encoding: .utf8)
+        // Slurm refuses the partition; the local scheduler refuses a cluster it cannot reach.
+        let cluster: String? = kind == .local ? "elsewhere" : nil
+        let error = await #expect(throws: SubmissionError.self) { try await scheduler.submit(scriptPath: path, cluster: cluster) }
+        #expect(error?.transient == false)
+        #expect(error?.ambiguous == false)
+        #expect(error?.message.lowercased().contains(kind == .local ? "cluster" : "partition") == true)
+    }
+
+    @Test(arguments: SchedulerUnderTest.available)
+    func missingJobsAreUnknownNotFinished(_ kind: SchedulerUnderTest) async throws {
+        let work = try makeWorkDirectory("missingJobsAreUnknownNotFinished")
+        let scheduler = try kind.make(work: work)
+        let statuses = try await scheduler.statuses(of: [SubmittedJob(jobID: "999999", cluster: nil)])
+        #expect(statuses["999999"] == nil)
+    }
+}
