@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "CCatCLI",
             dependencies: [
-                "Postgres", "OpsDB", "CCatConfig", "CLibPQ", "CLibArchive", "CLibCurl",
+                "Postgres", "OpsDB", "CCatConfig", "Scheduling", "CLibPQ", "CLibArchive", "CLibCurl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

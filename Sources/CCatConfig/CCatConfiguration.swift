@@ -10,8 +10,22 @@ public struct CCatConfiguration: Sendable, Equatable {
     public var path: String
     /// libpq conninfo or URI of the ops database (without a password: use ~/.pgpass or PGPASSFILE).
     public var database: String?
+    /// `local` (the embedded scheduler, the default) or `slurm`.
+    public var scheduler: String?
+    /// Job scripts, job logs and the local scheduler's state. On a cluster it must be on a file
+    /// system the compute nodes see.
+    public var stateDirectory: String?
+    /// Whether Slurm accounting (slurmdbd, `sacct`) is available; without it `squeue` is used.
+    public var slurmAccounting: Bool?
+    /// Jobs of one queue the local scheduler runs at once (default: the number of cores).
+    public var localConcurrency: Int?
+    /// `ccat-runner` as the compute nodes reach it (default: next to `ccat`).
+    public var runner: String?
+    /// Directory of job script templates that override the built-in ones.
+    public var jobscriptOverrides: String?
 
-    static let knownKeys: Set<String> = ["database"]
+    static let knownKeys: Set<String> = ["database", "scheduler", "state_directory", "slurm_accounting", "local_concurrency",
+                                         "runner", "jobscript_overrides"]
 
     public init(path: String, database: String? = nil) {
         self.path = path
@@ -61,12 +75,41 @@ public struct CCatConfiguration: Sendable, Equatable {
                 throw ConfigurationError(path: path, line: key.mark.map { $0.line },
                                          message: "unknown key '\(name)' (known: \(knownKeys.sorted().joined(separator: ", ")))")
             }
+            let line = value.mark.map { $0.line }
+            func string(_ what: String) throws -> String {
+                guard let string = value.string, !string.isEmpty else {
+                    throw ConfigurationError(path: path, line: line, message: "'\(name)' must be \(what)")
+                }
+                return string
+            }
             switch name {
             case "database":
-                guard let string = value.string else {
-                    throw ConfigurationError(path: path, line: value.mark.map { $0.line }, message: "'database' must be a libpq connection string or URI")
+                configuration.database = try string("a libpq connection string or URI")
+            case "scheduler":
+                let kind = try string("'local' or 'slurm'")
+                guard ["local", "slurm"].contains(kind) else {
+                    throw ConfigurationError(path: path, line: line, message: "'scheduler' must be 'local' or 'slurm', not '\(kind)'")
                 }
-                configuration.database = string
+                configuration.scheduler = kind
+            case "state_directory":
+                configuration.stateDirectory = try string("an absolute directory path")
+                guard configuration.stateDirectory?.hasPrefix("/") == true else {
+                    throw ConfigurationError(path: path, line: line, message: "'state_directory' must be an absolute path")
+                }
+            case "slurm_accounting":
+                guard let flag = value.bool else {
+                    throw ConfigurationError(path: path, line: line, message: "'slurm_accounting' must be true or false")
+                }
+                configuration.slurmAccounting = flag
+            case "local_concurrency":
+                guard let number = value.int, number > 0 else {
+                    throw ConfigurationError(path: path, line: line, message: "'local_concurrency' must be a positive whole number")
+                }
+                configuration.localConcurrency = number
+            case "runner":
+                configuration.runner = try string("the path of ccat-runner on the compute nodes")
+            case "jobscript_overrides":
+                configuration.jobscriptOverrides = try string("a directory of job script templates")
             default:
                 break
             }

@@ -240,3 +240,16 @@ extension OpsDB {
         try await all(OperationRecord.self, "SELECT \(Self.operationColumns) FROM operation WHERE batch_job_id = \(batchJobID) ORDER BY id")
     }
 }
+
+extension OpsDB {
+    /// How many operations each job holds (currently or last), by job id.
+    public func operationCounts(batchJobIDs: [Int64]) async throws -> [Int64: Int] {
+        var counts: [Int64: Int] = [:]
+        for row in try await connection.query("""
+            SELECT batch_job_id, count(*) AS n FROM operation WHERE batch_job_id = ANY(\(batchJobIDs)) GROUP BY batch_job_id
+            """) {
+            counts[try row["batch_job_id"]] = try row["n"]
+        }
+        return counts
+    }
+}

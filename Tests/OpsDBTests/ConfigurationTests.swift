@@ -49,7 +49,13 @@ struct ConfigurationTests {
     @Test func configFileErrorsNameFileAndLine() throws {
         #expect(try CCatConfiguration.parse("database: host=db dbname=ops\n", path: "c.yaml").database == "host=db dbname=ops")
         let unknown = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("# comment\ndatabse: x\n", path: "c.yaml") }
-        #expect(unknown?.description == "c.yaml:2: unknown key 'databse' (known: database)")
+        #expect(unknown?.description.hasPrefix("c.yaml:2: unknown key 'databse' (known: database, jobscript_overrides,") == true)
+        let scheduler = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("scheduler: pbs\n", path: "c.yaml") }
+        #expect(scheduler?.description == "c.yaml:1: 'scheduler' must be 'local' or 'slurm', not 'pbs'")
+        let relative = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("state_directory: state\n", path: "c.yaml") }
+        #expect(relative?.description == "c.yaml:1: 'state_directory' must be an absolute path")
+        #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("local_concurrency: 0\n", path: "c.yaml") }
+        #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("slurm_accounting: maybe\n", path: "c.yaml") }
         let wrongType = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("database:\n  - a\n", path: "c.yaml") }
         #expect(wrongType?.line == 2)
         let broken = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("database: [unclosed\n", path: "c.yaml") }
@@ -62,5 +68,11 @@ struct ConfigurationTests {
         let path = TestEnvironment.repositoryRoot.appendingPathComponent("etc/ccat.example.yaml").path
         let configuration = try CCatConfiguration.parse(contentsOf: path)
         #expect(configuration.database?.contains("dbname=ccat_ops") == true)
+        #expect(configuration.scheduler == "slurm")
+        #expect(configuration.slurmAccounting == true)
+        #expect(configuration.stateDirectory == "/shared/ccat/state")
+        #expect(configuration.localConcurrency == 2)
+        #expect(configuration.runner == "/opt/ccat/bin/ccat-runner")
+        #expect(configuration.jobscriptOverrides == "/etc/ccat/jobscripts")
     }
 }
