@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 PG := scripts/local-postgres.sh
 BIN_DIR = $(shell $(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)
 
-.PHONY: all build db db-stop demo test install clean
+.PHONY: all build db db-stop demo test bench install clean
 
 all: build
 
@@ -33,6 +33,15 @@ test:
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then scripts/local-slurm.sh start >/dev/null; fi
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	CCAT_BIN_DIR=$(BIN_DIR) $(SWIFT) test --skip-build $(SWIFT_FLAGS)
+
+## bench: benchmarks against the standard tools, in release mode (bench/README.md says what each measures)
+BENCH_FLAGS ?= -c release
+bench:
+	@$(PG) start >/dev/null
+	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then scripts/local-slurm.sh start >/dev/null; fi
+	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-dispatch
+	@if [ -f .ccat-dev/slurm/etc/slurm.conf ]; then export SLURM_CONF="$$PWD/.ccat-dev/slurm/etc/slurm.conf"; fi; \
+	  $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-dispatch
 
 ## install: release binaries and their resources into $(PREFIX)/bin
 install:

@@ -89,6 +89,13 @@ let package = Package(
             swiftSettings: upcoming
         ),
 
+        // `make bench`: the dispatch benchmark (not part of the test suite).
+        .executableTarget(
+            name: "ccat-bench-dispatch",
+            dependencies: ["Scheduling", "OpsDB", "Postgres", "Topology", .product(name: "Logging", package: "swift-log")],
+            path: "bench/dispatch",
+            swiftSettings: upcoming
+        ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"],
                     resources: [.copy("Golden")], swiftSettings: upcoming),
