@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // System libraries. Each ships a pkg-config file on Debian; the providers name the -dev package.
@@ -53,6 +54,12 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: upcoming
+        ),
+        // Tar archives (libarchive) with SHA-256 (swift-crypto) in one pass; safe extraction.
+        .target(
+            name: "Archiving",
+            dependencies: ["CLibArchive", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
         .target(
@@ -96,6 +103,7 @@ let package = Package(
             path: "bench/dispatch",
             swiftSettings: upcoming
         ),
+        .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"],
                     resources: [.copy("Golden")], swiftSettings: upcoming),

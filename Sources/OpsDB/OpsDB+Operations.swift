@@ -16,7 +16,7 @@ extension OpsDB {
     static let operationColumns: PostgresQuery = """
         id, operation_type, queue, data_location_id, state, priority, raw_data_package_id,
         data_transfer_package_id, data_transfer_id, long_term_archive_transfer_id, staging_job_id,
-        physical_copy_id, size_hint_bytes, attempts, max_attempts, next_attempt_at, last_error,
+        physical_copy_id, target_location_id, size_hint_bytes, attempts, max_attempts, next_attempt_at, last_error,
         error_class, batch_job_id, lease_owner, lease_expires_at, bytes_processed, log_path,
         created_at, updated_at, started_at, finished_at
         """
@@ -24,7 +24,7 @@ extension OpsDB {
     /// Creates a pending operation, or returns nil when a live one of this type already holds the
     /// target (the unique indexes make that check race-free).
     public func createOperation(_ type: OperationType, queue: String, locationID: Int64, target: OperationTarget,
-                                sizeHintBytes: Int64 = 0, priority: Int = 0) async throws -> OperationRecord? {
+                                targetLocationID: Int64? = nil, sizeHintBytes: Int64 = 0, priority: Int = 0) async throws -> OperationRecord? {
         var package: Int64?, bundle: Int64?, transfer: Int64?, archive: Int64?, staging: Int64?, copy: Int64?
         switch target {
         case .none: break
@@ -38,9 +38,9 @@ extension OpsDB {
         return try await optional(OperationRecord.self, """
             INSERT INTO operation (operation_type, queue, data_location_id, raw_data_package_id, data_transfer_package_id,
                                    data_transfer_id, long_term_archive_transfer_id, staging_job_id, physical_copy_id,
-                                   size_hint_bytes, priority)
+                                   target_location_id, size_hint_bytes, priority)
             VALUES (\(type), \(queue), \(locationID), \(package), \(bundle), \(transfer), \(archive), \(staging), \(copy),
-                    \(sizeHintBytes), \(priority))
+                    \(targetLocationID), \(sizeHintBytes), \(priority))
             ON CONFLICT DO NOTHING
             RETURNING \(Self.operationColumns)
             """)

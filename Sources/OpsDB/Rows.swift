@@ -240,6 +240,8 @@ public struct OperationRecord: Codable, Sendable, Equatable {
     public var longTermArchiveTransferID: Int64?
     public var stagingJobID: Int64?
     public var physicalCopyID: Int64?
+    /// Where the operation writes, when that is not implied by its target (the buffer a package is built in).
+    public var targetLocationID: Int64?
     public var sizeHintBytes: Int64
     public var attempts: Int
     public var maxAttempts: Int

@@ -100,6 +100,9 @@ public struct JobTracker: Sendable {
     /// Operations whose runner stopped renewing its lease go back to retry. A job left with no live
     /// operation is cancelled, so a hung node does not hold the allocation until its time limit.
     func failOverExpiredLeases(report: inout TrackReport) async throws {
+        let byHand = try await db.releaseExpiredHandRuns(policy: policy)
+        report.expiredLeases += byHand
+        report.operationsReleased += byHand
         for jobID in try await db.jobsWithExpiredLeases() {
             let released = try await db.releaseOperations(
                 ofJob: jobID, countsAsAttempt: true, errorClass: "lease_expired",

@@ -164,11 +164,20 @@ struct SchemaTests {
             // Once finished, new work on the same target is allowed again.
             try await db.connection.execute("UPDATE operation SET state = 'cancelled' WHERE id = \(first.id)")
             #expect(try await db.createOperation(.rawDataPackageCreation, queue: queue, locationID: fx.source.id, target: .rawDataPackage(package)) != nil)
-            // Submitted or running operations must belong to a batch job.
-            let orphan = await #expect(throws: PostgresError.self) {
-                try await db.connection.execute("UPDATE operation SET state = 'running' WHERE raw_data_package_id = \(package) AND state = 'pending'")
+            // Submitted operations belong to a batch job; running ones have a lease holder and expiry
+            // (a batch job's runner, or an admin's `ccat-runner exec`).
+            let changes: [PostgresQuery] = ["state = 'submitted'", "state = 'running'", "state = 'running', lease_expires_at = now()",
+                                            "state = 'running', lease_owner = 'x'"]
+            for (index, change) in changes.enumerated() {
+                let orphan = await #expect(throws: PostgresError.self) {
+                    try await db.connection.execute("UPDATE operation SET \(change) WHERE raw_data_package_id = \(package) AND state = 'pending'")
+                }
+                #expect(orphan?.sqlState == .checkViolation, "change \(index)")
             }
-            #expect(orphan?.sqlState == .checkViolation)
+            try await db.connection.execute("""
+                UPDATE operation SET state = 'running', lease_owner = 'exec by admin', lease_expires_at = now() + interval '1 minute'
+                WHERE raw_data_package_id = \(package) AND state = 'pending'
+                """)
         }
     }
 

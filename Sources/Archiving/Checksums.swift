@@ -1,0 +1,151 @@
+import Crypto
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Lower-case hexadecimal, as `sha256sum` prints it.
+func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+    let digits = Array("0123456789abcdef".utf8)
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(64)
+    for byte in digest {
+        bytes.append(digits[Int(byte >> 4)])
+        bytes.append(digits[Int(byte & 0x0f)])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// An I/O or format problem with a file or archive, naming it and (for archives) the member.
+public struct ArchiveError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Codable {
+        /// Reading or writing a file failed (permissions, disk full, missing file).
+        case io
+        /// The archive is not a readable tar file, or is truncated.
+        case format
+        /// A member would land outside the target, or is a link, device or FIFO.
+        case unsafeMember
+        /// Content does not match its recorded size or checksum.
+        case checksumMismatch
+    }
+    public var kind: Kind
+    public var path: String
+    public var member: String?
+    public var problem: String
+
+    public init(kind: Kind, path: String, member: String? = nil, problem: String) {
+        self.kind = kind
+        self.path = path
+        self.member = member
+        self.problem = problem
+    }
+
+    public var description: String {
+        "\(path)\(member.map { ": member \($0.debugDescription)" } ?? ""): \(problem)"
+    }
+}
+
+func posixError(_ what: String, _ path: String, errno code: Int32 = errno) -> ArchiveError {
+    ArchiveError(kind: .io, path: path, problem: "\(what): \(String(cString: strerror(code)))")
+}
+
+/// Reads with a reusable buffer; the buffer size is the unit of every read and hash update.
+let ioBufferSize = 1 << 20
+
+public enum FileChecksum {
+    /// SHA-256 and size of a file, read once in 1 MiB blocks.
+    public static func sha256(of path: String) throws -> (size: Int64, sha256: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw posixError("cannot open", path) }
+        defer { close(fd) }
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        var hasher = SHA256()
+        var size: Int64 = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ioBufferSize, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            let count = read(fd, buffer.baseAddress, ioBufferSize)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw posixError("cannot read", path)
+            }
+            if count == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            size += Int64(count)
+        }
+        return (size, hex(hasher.finalize()))
+    }
+}
+
+/// Writes a file the safe way: under a temporary name in the same directory, fsync, rename over
+/// the final name, fsync the directory. A crash leaves either the old state or the complete file,
+/// plus at worst the temporary file, which the next attempt removes (its name is fixed).
+public struct AtomicFile {
+    public let path: String
+    public let temporaryPath: String
+    public let fd: Int32
+
+    /// The temporary name for `path`: hidden, in the same directory, the same on every attempt.
+    public static func temporaryPath(for path: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).ccat-partial").path
+    }
+
+    public init(creating path: String, mode: mode_t = 0o644) throws {
+        self.path = path
+        temporaryPath = Self.temporaryPath(for: path)
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw ArchiveError(kind: .io, path: directory, problem: "cannot create directory: \(error.localizedDescription)")
+        }
+        unlink(temporaryPath)
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw posixError("cannot create", temporaryPath) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw posixError("cannot write", temporaryPath)
+            }
+            offset += written
+        }
+    }
+
+    /// fsync, rename into place, fsync the directory.
+    public func commit() throws {
+        guard fsync(fd) == 0 else {
+            let code = errno
+            discard()
+            throw posixError("cannot fsync", temporaryPath, errno: code)
+        }
+        close(fd)
+        guard rename(temporaryPath, path) == 0 else {
+            let code = errno
+            unlink(temporaryPath)
+            throw posixError("cannot rename into \(path)", temporaryPath, errno: code)
+        }
+        syncDirectory(of: path)
+    }
+
+    /// Closes and removes the temporary file.
+    public func discard() {
+        close(fd)
+        unlink(temporaryPath)
+    }
+}
+
+func syncDirectory(of path: String) {
+    let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if fd >= 0 {
+        fsync(fd)
+        close(fd)
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Postgres
+
+/// How an operation ended, as the runner reports it.
+public struct OperationReport: Sendable {
+    public var bytesProcessed: Int64
+    /// JSON object with what the operation produced (checksums, paths, counts).
+    public var resultJSON: String
+    public var logPath: String?
+
+    public init(bytesProcessed: Int64, resultJSON: String, logPath: String?) {
+        self.bytesProcessed = bytesProcessed
+        self.resultJSON = resultJSON
+        self.logPath = logPath
+    }
+}
+
+extension OpsDB {
+    /// Claims the job's next operation still waiting for it (`submitted`), with a lease. Nil when
+    /// none is left (or another runner of the same job holds them).
+    public func claimNextOperation(batchJobID: Int64, owner: String, leaseSeconds: Double) async throws -> OperationRecord? {
+        try await optional(OperationRecord.self, """
+            UPDATE operation SET state = 'running', lease_owner = \(owner),
+                   lease_expires_at = now() + make_interval(secs => \(leaseSeconds)),
+                   started_at = now(), updated_at = now()
+            WHERE id = (SELECT id FROM operation WHERE batch_job_id = \(batchJobID) AND state = 'submitted'
+                        ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING \(Self.operationColumns)
+            """)
+    }
+
+    /// Claims one operation by id for `ccat-runner exec`: it must not be running or submitted to a
+    /// job (a finished one may be run again by hand).
+    public func claimOperationByHand(id: Int64, owner: String, leaseSeconds: Double) async throws -> OperationRecord? {
+        try await optional(OperationRecord.self, """
+            UPDATE operation SET state = 'running', lease_owner = \(owner), batch_job_id = NULL,
+                   lease_expires_at = now() + make_interval(secs => \(leaseSeconds)),
+                   started_at = now(), updated_at = now()
+            WHERE id = \(id) AND state NOT IN ('running', 'submitted')
+            RETURNING \(Self.operationColumns)
+            """)
+    }
+
+    /// Extends the lease; false when the runner no longer holds the operation (the tracker
+    /// failed it over), in which case the runner must stop working on it.
+    public func renewLease(operationID: Int64, owner: String, leaseSeconds: Double) async throws -> Bool {
+        let rows = try await connection.query("""
+            UPDATE operation SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
+            WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
+            RETURNING id
+            """)
+        return !rows.isEmpty
+    }
+
+    /// Records success. Call inside the transaction that also records the operation's effects;
+    /// throws `LeaseLostError` (rolling everything back) when the lease is no longer ours.
+    public func completeOperation(_ operationID: Int64, owner: String, report: OperationReport) async throws {
+        let rows = try await connection.query("""
+            UPDATE operation SET state = 'succeeded', bytes_processed = \(report.bytesProcessed),
+                   result = \(report.resultJSON)::jsonb, log_path = \(report.logPath), finished_at = now(), updated_at = now(),
+                   lease_owner = NULL, lease_expires_at = NULL, last_error = NULL, error_class = NULL
+            WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
+            RETURNING id
+            """)
+        guard !rows.isEmpty else { throw LeaseLostError(operationID: operationID) }
+        if let log = report.logPath {
+            try await connection.execute("INSERT INTO data_transfer_log (operation_id, data_transfer_id, log_path, summary) SELECT \(operationID), data_transfer_id, \(log), 'succeeded' FROM operation WHERE id = \(operationID)")
+        }
+    }
+
+    /// Records a failed attempt: pending again after the policy's delay, or intervention at
+    /// `max_attempts`. Returns the new state (nil if the lease was lost meanwhile).
+    @discardableResult
+    public func failOperation(_ operationID: Int64, owner: String, errorClass: String, message: String, logPath: String?,
+                              policy: RetryPolicy) async throws -> OperationState? {
+        let state: OperationState? = try await connection.query("""
+            UPDATE operation SET attempts = attempts + 1,
+                   state = CASE WHEN attempts + 1 >= max_attempts THEN 'intervention'::operation_state ELSE 'pending'::operation_state END,
+                   next_attempt_at = now() + make_interval(secs => least(\(policy.maximumDelaySeconds), \(policy.baseDelaySeconds) * power(2, attempts))),
+                   last_error = \(message), error_class = \(errorClass), log_path = coalesce(\(logPath), log_path),
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
+            RETURNING state
+            """).first?["state"]
+        if let log = logPath, state != nil {
+            try await connection.execute("INSERT INTO data_transfer_log (operation_id, data_transfer_id, log_path, summary) SELECT \(operationID), data_transfer_id, \(log), \(errorClass + ": " + message) FROM operation WHERE id = \(operationID)")
+        }
+        return state
+    }
+
+    /// Gives an operation back without counting an attempt (the runner was told to stop).
+    public func releaseOperation(_ operationID: Int64, owner: String, reason: String) async throws {
+        try await connection.execute("""
+            UPDATE operation SET state = 'pending', next_attempt_at = now(), last_error = \(reason), error_class = 'runner_stopped',
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
+            """)
+    }
+
+    /// Operations of the job the runner never started go back to pending, uncounted.
+    @discardableResult
+    public func releaseUnstarted(batchJobID: Int64, reason: String) async throws -> Int {
+        try await connection.query("""
+            UPDATE operation SET state = 'pending', next_attempt_at = now(), last_error = \(reason), updated_at = now()
+            WHERE batch_job_id = \(batchJobID) AND state = 'submitted'
+            RETURNING id
+            """).count
+    }
+
+    /// Operations run by hand (no batch job) whose lease expired go back to retry, counted.
+    @discardableResult
+    public func releaseExpiredHandRuns(policy: RetryPolicy) async throws -> Int {
+        try await connection.query("""
+            UPDATE operation SET attempts = attempts + 1,
+                   state = CASE WHEN attempts + 1 >= max_attempts THEN 'intervention'::operation_state ELSE 'pending'::operation_state END,
+                   next_attempt_at = now() + make_interval(secs => least(\(policy.maximumDelaySeconds), \(policy.baseDelaySeconds) * power(2, attempts))),
+                   last_error = 'the runner stopped renewing its lease', error_class = 'lease_expired',
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE state = 'running' AND batch_job_id IS NULL AND lease_expires_at < now()
+            RETURNING id
+            """).count
+    }
+}
+
+/// The tracker failed the operation over while the runner worked on it: the runner's result is
+/// not recorded (another attempt owns the operation now).
+public struct LeaseLostError: Error, Sendable, CustomStringConvertible {
+    public var operationID: Int64
+    public var description: String { "operation \(operationID): lease lost (the operation was failed over to another attempt); result not recorded" }
+}
