@@ -62,6 +62,12 @@ let package = Package(
             dependencies: ["CLibArchive", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
+        // What ccat-runner does on a compute node: claim, lease, execute, report.
+        .target(
+            name: "Runner",
+            dependencies: ["OpsDB", "Postgres", "Archiving", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: upcoming
+        ),
         .target(
             name: "CCatConfig",
             dependencies: ["Postgres", .product(name: "Yams", package: "Yams")],
@@ -89,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "ccat-runner",
             dependencies: [
-                "Postgres", "OpsDB", "CCatConfig", "CCatCLI",
+                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Runner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -103,6 +109,7 @@ let package = Package(
             path: "bench/dispatch",
             swiftSettings: upcoming
         ),
+        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"],

@@ -86,9 +86,10 @@ public enum TarArchive {
 
     /// Writes `inputs` into a new archive at `destination` (atomically: temporary name, fsync,
     /// rename). A member whose checksum differs from `expectedSHA256` stops the write; nothing is
-    /// left at `destination`.
+    /// left at `destination`. `progress` gets the bytes read so far; an error it throws (a stop
+    /// request) abandons the archive the same way.
     public static func create(at destination: String, inputs: [ArchiveInput],
-                              progress: ((Int64) -> Void)? = nil) throws -> ArchiveSummary {
+                              progress: ((Int64) throws -> Void)? = nil) throws -> ArchiveSummary {
         let output = try AtomicFile(creating: destination)
         do {
             let summary = try write(inputs, to: output, progress: progress)
@@ -100,7 +101,7 @@ public enum TarArchive {
         }
     }
 
-    static func write(_ inputs: [ArchiveInput], to output: AtomicFile, progress: ((Int64) -> Void)?) throws -> ArchiveSummary {
+    static func write(_ inputs: [ArchiveInput], to output: AtomicFile, progress: ((Int64) throws -> Void)?) throws -> ArchiveSummary {
         try requireUTF8(output.path)
         // The stream outlives the archive handle: freeing the handle may still call back into it.
         let stream = ArchiveStream(path: output.temporaryPath, fd: output.fd)
@@ -187,7 +188,7 @@ public enum TarArchive {
                 }
                 size += Int64(count)
                 done += Int64(count)
-                progress?(done)
+                try progress?(done)
             }
             guard size == Int64(info.st_size) else {
                 throw ArchiveError(kind: .io, path: input.source, problem: "the file shrank while it was being archived (\(size) of \(info.st_size) bytes)")

@@ -1,0 +1,149 @@
+import Archiving
+import Foundation
+import OpsDB
+
+/// What a successful operation hands back: its report, and the database changes that record its
+/// effects (applied in the same transaction that marks the operation succeeded).
+public struct ExecutionOutcome: Sendable {
+    public var report: OperationReport
+    public var record: @Sendable (OpsDB) async throws -> Void
+}
+
+/// The context an operation runs in.
+public struct ExecutionContext: Sendable {
+    public var db: OpsDB
+    public var log: OperationLog
+    public var stop: StopSignal
+}
+
+/// An operation this version cannot run (a storage type or an operation not built yet). Fails the
+/// attempt with a message that says so.
+public struct UnsupportedOperation: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// The inputs of an operation do not describe work that can be done (missing target, no buffer).
+public struct InvalidOperation: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+func diskRoot(_ db: OpsDB, locationID: Int64, purpose: String) async throws -> String {
+    guard let location = try await db.location(id: locationID) else {
+        throw InvalidOperation(description: "\(purpose) location \(locationID) does not exist")
+    }
+    switch try await db.storage(of: location) {
+    case .disk(let root): return root
+    case .s3: throw UnsupportedOperation(description: "\(purpose) location '\(location.name)' is S3; this step needs a POSIX file system")
+    case .tape: throw UnsupportedOperation(description: "\(purpose) location '\(location.name)' is tape, which this version does not support")
+    }
+}
+
+/// Joins a root and a relative path that the schema already keeps relative and free of '..'.
+func join(_ root: String, _ relative: String) -> String {
+    root.hasSuffix("/") ? root + relative : root + "/" + relative
+}
+
+func manifestJSON(_ members: [ArchiveMember]) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(members), as: UTF8.self)
+}
+
+/// RAW_DATA_PACKAGE_CREATION: the package's raw files, from the SOURCE location, into
+/// `<package>.tar` in the buffer named by the operation's target location, checksums verified
+/// against those registered; the archive checksum and manifest go to the database, with the
+/// package's physical copy at the buffer.
+enum RawDataPackageCreation {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let db = context.db
+        guard let packageID = operation.rawDataPackageID, let package = try await db.rawDataPackage(id: packageID) else {
+            throw InvalidOperation(description: "operation \(operation.id) names no raw data package")
+        }
+        guard let bufferID = operation.targetLocationID else {
+            throw InvalidOperation(description: "operation \(operation.id) names no buffer to build package \(package.name) in")
+        }
+        let files = try await db.rawDataFiles(packageID: packageID)
+        guard !files.isEmpty else { throw InvalidOperation(description: "raw data package \(package.name) has no files") }
+        let sourceRoot = try await diskRoot(db, locationID: package.sourceLocationID, purpose: "source")
+        let bufferRoot = try await diskRoot(db, locationID: bufferID, purpose: "buffer")
+        let destination = join(bufferRoot, package.relativePath)
+        let expected = files.map {
+            ArchiveMember(path: $0.relativePath, size: $0.sizeBytes, sha256: $0.checksumAlgorithm == "sha256" ? $0.checksum : "")
+        }
+        context.log.write("packaging \(files.count) files of \(package.name) from \(sourceRoot) into \(destination)")
+        try await db.setRawDataPackageStatus(packageID, .inProgress)
+
+        let summary: ArchiveSummary
+        if FileManager.default.fileExists(atPath: destination), let existing = try? reuse(destination, expected: expected, files: files) {
+            context.log.write("\(destination) already holds the verified archive (sha256 \(existing.sha256)); not rebuilt")
+            summary = existing
+        } else {
+            let inputs = files.map {
+                ArchiveInput(source: join(sourceRoot, $0.relativePath), memberPath: $0.relativePath,
+                             expectedSHA256: $0.checksumAlgorithm == "sha256" ? $0.checksum : nil)
+            }
+            let stop = context.stop
+            summary = try await runBlocking {
+                try TarArchive.create(at: destination, inputs: inputs) { _ in try stop.check() }
+            }
+            for (file, member) in zip(files, summary.members) where member.size != file.sizeBytes {
+                throw ArchiveError(kind: .checksumMismatch, path: join(sourceRoot, file.relativePath),
+                                   problem: "\(member.size) bytes, but \(file.sizeBytes) were registered")
+            }
+            context.log.write("wrote \(summary.size) bytes, sha256 \(summary.sha256)")
+        }
+        let manifest = try manifestJSON(summary.members)
+        let result = try manifestJSON([ArchiveMember(path: package.relativePath, size: summary.size, sha256: summary.sha256)])
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: summary.size, resultJSON: "{\"archive\": \(result), \"members\": \(summary.members.count)}",
+                                    logPath: context.log.path),
+            record: { db in
+                try await db.recordRawDataPackageArchive(packageID, sizeBytes: summary.size, checksum: summary.sha256, manifestJSON: manifest)
+                if try await db.liveCopy(of: .rawDataPackage(packageID), at: bufferID) == nil {
+                    _ = try await db.insertPhysicalCopy(of: .rawDataPackage(packageID), at: bufferID, relativePath: package.relativePath,
+                                                        sizeBytes: summary.size, checksum: summary.sha256, verified: true)
+                }
+            })
+    }
+
+    /// An archive left by an earlier attempt counts when every member matches the registered files.
+    static func reuse(_ path: String, expected: [ArchiveMember], files: [RawDataFile]) throws -> ArchiveSummary? {
+        let summary = try TarArchive.scan(path)
+        guard summary.members.count == expected.count else { return nil }
+        for (member, want) in zip(summary.members, expected) {
+            guard member.path == want.path, member.size == want.size, want.sha256.isEmpty || member.sha256 == want.sha256 else { return nil }
+        }
+        return summary
+    }
+}
+
+/// Runs blocking file work on a dispatch thread, off Swift's cooperative pool, so heartbeats and
+/// signal handling keep running while a large archive is written.
+func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try body() })
+        }
+    }
+}
+
+/// One log file per operation attempt, next to the batch job's logs.
+public final class OperationLog: @unchecked Sendable {
+    public let path: String
+    private let handle: FileHandle?
+    private let lock = NSLock()
+
+    public init(path: String) {
+        self.path = path
+        FileManager.default.createFile(atPath: path, contents: nil)
+        handle = FileHandle(forWritingAtPath: path)
+        _ = try? handle?.seekToEnd()
+    }
+
+    public func write(_ line: String) {
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        lock.withLock { try? handle?.write(contentsOf: Data("\(stamp) \(line)\n".utf8)) }
+    }
+
+    deinit { try? handle?.close() }
+}

@@ -1,0 +1,169 @@
+import Archiving
+import Foundation
+import Logging
+import OpsDB
+
+public struct RunnerSettings: Sendable {
+    /// How long a claim is valid without renewal; the tracker fails the operation over after that.
+    public var leaseSeconds: Double
+    /// How often the lease is renewed (well inside `leaseSeconds`).
+    public var heartbeatSeconds: Double
+    public var retryPolicy: RetryPolicy
+    /// Where per-operation logs go.
+    public var logDirectory: String
+
+    public init(leaseSeconds: Double = 180, heartbeatSeconds: Double = 30, retryPolicy: RetryPolicy = RetryPolicy(), logDirectory: String) {
+        self.leaseSeconds = leaseSeconds
+        self.heartbeatSeconds = heartbeatSeconds
+        self.retryPolicy = retryPolicy
+        self.logDirectory = logDirectory
+    }
+}
+
+/// What a runner did with its operations.
+public struct RunSummary: Sendable, Codable, Equatable {
+    public var succeeded: [Int64] = []
+    public var failed: [Int64] = []
+    public var released: [Int64] = []
+    public var leaseLost: [Int64] = []
+    /// Operations of the job given back unstarted because the runner was told to stop.
+    public var returnedUnstarted = 0
+    public var stopReason: String?
+}
+
+/// Claims operations, runs them while renewing their lease, and reports each one.
+public struct OperationRunner: Sendable {
+    public let db: OpsDB
+    /// A second connection for lease renewal, so a long database call of the work never delays it.
+    public let heartbeatDB: OpsDB
+    public let owner: String
+    public let settings: RunnerSettings
+    public let stop: StopSignal
+    public let logger: Logger
+
+    public init(db: OpsDB, heartbeatDB: OpsDB, owner: String, settings: RunnerSettings, stop: StopSignal, logger: Logger) {
+        self.db = db
+        self.heartbeatDB = heartbeatDB
+        self.owner = owner
+        self.settings = settings
+        self.stop = stop
+        self.logger = logger
+    }
+
+    /// `ccat-runner run --batch-job ID`: every operation still waiting for this job, one at a time.
+    public func runBatchJob(_ batchJobID: Int64) async throws -> RunSummary {
+        var summary = RunSummary()
+        while stop.stopReason == nil {
+            guard let operation = try await db.claimNextOperation(batchJobID: batchJobID, owner: owner, leaseSeconds: settings.leaseSeconds) else { break }
+            try await run(operation, into: &summary)
+        }
+        if let reason = stop.stopReason {
+            summary.stopReason = reason
+            summary.returnedUnstarted = try await db.releaseUnstarted(batchJobID: batchJobID, reason: "the runner stopped before starting it (\(reason))")
+        }
+        return summary
+    }
+
+    /// `ccat-runner exec --operation ID`: one operation by hand.
+    public func runByHand(_ operationID: Int64) async throws -> RunSummary {
+        guard let operation = try await db.claimOperationByHand(id: operationID, owner: owner, leaseSeconds: settings.leaseSeconds) else {
+            guard let existing = try await db.operation(id: operationID) else { throw InvalidOperation(description: "no operation \(operationID)") }
+            throw InvalidOperation(description: "operation \(operationID) is \(existing.state.rawValue)\(existing.batchJobID.map { " in batch job \($0)" } ?? ""); only one that is not submitted or running can be run by hand")
+        }
+        var summary = RunSummary()
+        try await run(operation, into: &summary)
+        summary.stopReason = stop.stopReason
+        return summary
+    }
+
+    func run(_ operation: OperationRecord, into summary: inout RunSummary) async throws {
+        let log = OperationLog(path: "\(settings.logDirectory)/operation-\(operation.id).log")
+        log.write("operation \(operation.id) \(operation.operationType.rawValue), attempt \(operation.attempts + 1), runner \(owner)")
+        let context = ExecutionContext(db: db, log: log, stop: stop)
+        let started = ContinuousClock.now
+        let lease = LeaseKeeper()
+        let heartbeat = Task { [heartbeatDB, owner, settings, stop] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(settings.heartbeatSeconds))
+                if Task.isCancelled { break }
+                do {
+                    if try await !heartbeatDB.renewLease(operationID: operation.id, owner: owner, leaseSeconds: settings.leaseSeconds) {
+                        lease.lost = true
+                        stop.request("lease of operation \(operation.id) lost")
+                        break
+                    }
+                } catch {
+                    // A database hiccup: the lease is still valid for a while; try again next beat.
+                    logger.warning("lease renewal failed", metadata: ["operation": "\(operation.id)", "error": "\(error)"])
+                }
+            }
+        }
+        defer { heartbeat.cancel() }
+        do {
+            let outcome = try await execute(operation, context: context)
+            heartbeat.cancel()
+            try await db.transaction { db in
+                try await outcome.record(db)
+                try await db.completeOperation(operation.id, owner: owner, report: outcome.report)
+            }
+            let seconds = (ContinuousClock.now - started).components.seconds
+            log.write("succeeded: \(outcome.report.bytesProcessed) bytes in \(seconds) s")
+            logger.info("operation succeeded", metadata: ["operation": "\(operation.id)", "bytes": "\(outcome.report.bytesProcessed)"])
+            summary.succeeded.append(operation.id)
+        } catch let error as LeaseLostError {
+            log.write("\(error)")
+            summary.leaseLost.append(operation.id)
+        } catch let error as StopRequested where !lease.lost {
+            log.write("abandoned: \(error.reason); nothing recorded, the operation goes back to the queue")
+            try await db.releaseOperation(operation.id, owner: owner, reason: "the runner stopped during the operation (\(error.reason))")
+            summary.released.append(operation.id)
+        } catch {
+            if lease.lost {
+                log.write("lease lost while working; result discarded: \(error)")
+                summary.leaseLost.append(operation.id)
+                return
+            }
+            let errorClass = Self.errorClass(error)
+            log.write("failed (\(errorClass)): \(error)")
+            let state = try await db.failOperation(operation.id, owner: owner, errorClass: errorClass, message: "\(error)",
+                                                   logPath: log.path, policy: settings.retryPolicy)
+            logger.error("operation failed", metadata: ["operation": "\(operation.id)", "class": "\(errorClass)", "error": "\(error)",
+                                                        "state": "\(state?.rawValue ?? "lease lost")"])
+            summary.failed.append(operation.id)
+        }
+    }
+
+    func execute(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        switch operation.operationType {
+        case .rawDataPackageCreation:
+            return try await RawDataPackageCreation.run(operation, context: context)
+        case .dataTransferPackageCreation, .dataTransfer, .dataTransferUnpacking, .longTermArchiveTransfer, .staging, .deletion, .monitoring:
+            throw UnsupportedOperation(description: "\(operation.operationType.rawValue) is not implemented by this version of ccat-runner")
+        }
+    }
+
+    /// The `error_class` recorded with a failure: what kind of problem, for dashboards and retries.
+    static func errorClass(_ error: any Error) -> String {
+        switch error {
+        case let error as ArchiveError:
+            switch error.kind {
+            case .io: return "io_error"
+            case .format: return "archive_format"
+            case .unsafeMember: return "unsafe_archive"
+            case .checksumMismatch: return "checksum_mismatch"
+            }
+        case is UnsupportedOperation: return "unsupported"
+        case is InvalidOperation: return "invalid_operation"
+        default: return "runner_error"
+        }
+    }
+}
+
+final class LeaseKeeper: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var lost: Bool {
+        get { lock.withLock { value } }
+        set { lock.withLock { value = newValue } }
+    }
+}

@@ -1,0 +1,115 @@
+import ArgumentParser
+import CCatCLI
+import Foundation
+import Logging
+import OpsDB
+import Runner
+
+/// Options shared by `run` and `exec`.
+struct LeaseOptions: ParsableArguments {
+    @Option(name: .long, help: "Seconds a claim stays valid without renewal; the daemon fails the operation over after that.")
+    var leaseSeconds: Double = 180
+
+    @Option(name: .long, help: "Seconds between lease renewals.")
+    var heartbeatSeconds: Double = 30
+
+    func validate() throws {
+        guard leaseSeconds > 0, heartbeatSeconds > 0, heartbeatSeconds < leaseSeconds else {
+            throw ValidationError("--heartbeat-seconds must be positive and shorter than --lease-seconds")
+        }
+    }
+}
+
+/// Connects twice (work and heartbeat), checks the schema, and runs `body` with a runner.
+func withRunner(_ options: GlobalOptions, lease: LeaseOptions, owner: String, logDirectory: String,
+                _ body: (OperationRunner) async throws -> RunSummary) async throws -> RunSummary {
+    let logger = options.makeLogger(label: "ccat.runner")
+    let stop = StopSignal()
+    stop.installHandlers()
+    return try await options.withDatabase(applicationName: "ccat-runner", logger: logger) { connection, _ in
+        try await requireCurrentSchema(connection)
+        return try await options.withDatabase(applicationName: "ccat-runner heartbeat", logger: logger) { heartbeat, _ in
+            try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            let runner = OperationRunner(db: OpsDB(connection), heartbeatDB: OpsDB(heartbeat), owner: owner,
+                                         settings: RunnerSettings(leaseSeconds: lease.leaseSeconds, heartbeatSeconds: lease.heartbeatSeconds,
+                                                                  logDirectory: logDirectory),
+                                         stop: stop, logger: logger)
+            return try await body(runner)
+        }
+    }
+}
+
+func printSummary(_ summary: RunSummary, json: Bool) throws {
+    if json {
+        try printJSON(summary)
+    } else {
+        print("succeeded: \(summary.succeeded.count)  failed: \(summary.failed.count)  released: \(summary.released.count + summary.returnedUnstarted)  lease lost: \(summary.leaseLost.count)")
+        if let reason = summary.stopReason { print("stopped early: \(reason)") }
+        if !summary.failed.isEmpty { print("failed operations: \(summary.failed.map(String.init).joined(separator: ", ")) (see 'ccat jobs show' or the operation logs)") }
+    }
+    // A failed operation makes the job fail in the scheduler's accounting too, where admins look.
+    if !summary.failed.isEmpty { throw ExitCode(1) }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the operations of a batch job (what job scripts call).",
+        discussion: """
+            Claims the job's operations one at a time, renews each claim (lease) while working, and \
+            reports every result to the ops database. SIGUSR2 (the walltime warning) or SIGTERM make it \
+            abandon the current operation safely, give back the unstarted ones, and exit.
+            """)
+
+    @OptionGroup var options: GlobalOptions
+    @OptionGroup var lease: LeaseOptions
+
+    @Option(name: .long, help: "The batch job id (CCAT_BATCH_JOB_ID in job scripts).")
+    var batchJob: Int64
+
+    func run() async throws {
+        let setup = ExecutionSetup(configuration: try options.loadConfiguration())
+        // Logs next to the job script when it is known; the first connection looks it up.
+        var logDirectory = "\(setup.jobDirectory)/unknown/\(batchJob)"
+        let logger = options.makeLogger(label: "ccat.runner")
+        try await options.withDatabase(applicationName: "ccat-runner", logger: logger) { connection, _ in
+            guard let job = try await OpsDB(connection).batchJob(id: batchJob) else {
+                throw CommandError("no batch job \(batchJob) in the ops database")
+            }
+            logDirectory = URL(fileURLWithPath: job.scriptPath).deletingLastPathComponent().path
+        }
+        let owner = "\(ProcessInfo.processInfo.hostName):\(getpid()):job \(batchJob)"
+        let summary = try await withRunner(options, lease: lease, owner: owner, logDirectory: logDirectory) { runner in
+            try await runner.runBatchJob(batchJob)
+        }
+        try printSummary(summary, json: options.json)
+    }
+}
+
+struct Exec: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one operation by hand (for admins debugging).",
+        discussion: """
+            The operation must not be submitted or running. It is claimed with a lease like in a batch \
+            job, run here, and its result recorded. Its log goes to <state_directory>/exec/.
+            """)
+
+    @OptionGroup var options: GlobalOptions
+    @OptionGroup var lease: LeaseOptions
+
+    @Option(name: .long, help: "The operation id.")
+    var operation: Int64
+
+    func run() async throws {
+        let setup = ExecutionSetup(configuration: try options.loadConfiguration())
+        let user = ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
+        let owner = "\(ProcessInfo.processInfo.hostName):\(getpid()):exec by \(user)"
+        let summary = try await withRunner(options, lease: lease, owner: owner, logDirectory: "\(setup.stateDirectory)/exec") { runner in
+            do {
+                return try await runner.runByHand(operation)
+            } catch let error as InvalidOperation {
+                throw CommandError(error.description)
+            }
+        }
+        try printSummary(summary, json: options.json)
+    }
+}

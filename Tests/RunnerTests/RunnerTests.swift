@@ -1,0 +1,214 @@
+import Foundation
+import OpsDB
+import Postgres
+import Scheduling
+import Testing
+import TestSupport
+import Topology
+
+/// A site with a SOURCE and a BUFFER on disk under a scratch directory, files registered at the
+/// source, a package of them, and a RAW_DATA_PACKAGE_CREATION operation into the buffer.
+struct PackagingFixture {
+    let database: TestDatabase
+    let db: OpsDB
+    let work: URL
+    let sourceRoot: URL
+    let bufferRoot: URL
+    let package: RawDataPackage
+    let operation: OperationRecord
+    let queue: Queue
+    let files: [(path: String, sha256: String)]
+
+    static let names = ["scan 1.fits", "quote's \"x\".dat", "new\nline.bin", "ümlaut/日本.raw"]
+
+    static func with(fileSize: Int = 100_000, corrupt: Bool = false, _ body: (PackagingFixture) async throws -> Void) async throws {
+        try await withTestDatabase { database, connection in
+            _ = try await Migrator.bundled().migrate(connection)
+            let work = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-runner-\(UUID().uuidString)")
+            let sourceRoot = work.appendingPathComponent("source"), bufferRoot = work.appendingPathComponent("buffer")
+            try FileManager.default.createDirectory(at: sourceRoot, withIntermediateDirectories: true)
+            let topology = """
+                sites:
+                  - short_name: ccat
+                    name: CCAT Observatory
+                    locations:
+                      - name: primecam_raw_data
+                        type: SOURCE
+                        storage: {disk: {root: "\(sourceRoot.path)"}}
+                      - name: buffer
+                        type: BUFFER
+                        storage: {disk: {root: "\(bufferRoot.path)"}}
+                """
+            _ = try await TopologySync().apply(try TopologyParser.parse(topology, file: "test.yaml"), to: connection)
+            let db = OpsDB(connection)
+            let source = try #require(try await db.location(siteShortName: "ccat", name: "primecam_raw_data"))
+            let buffer = try #require(try await db.location(siteShortName: "ccat", name: "buffer"))
+            let observation = try await db.upsertObservation(obsID: "obs-2026-0042")
+            var files: [(String, String)] = []
+            var ids: [Int64] = []
+            for (index, name) in names.enumerated() {
+                let url = sourceRoot.appendingPathComponent(name)
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                // A 64 KiB pattern repeated (tests in debug builds cannot afford a byte-by-byte loop).
+                let size = fileSize + index
+                let pattern = Data((0..<min(size, 65_536)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) })
+                FileManager.default.createFile(atPath: url.path, contents: nil)
+                let handle = try FileHandle(forWritingTo: url)
+                var written = 0
+                while written < size {
+                    let chunk = pattern.prefix(size - written)
+                    try handle.write(contentsOf: chunk)
+                    written += chunk.count
+                }
+                try handle.close()
+                let sum = try runProcess("/usr/bin/sha256sum", ["-b", url.path]).stdout.drop { $0 == "\\" }.prefix(64)
+                let registered = corrupt && index == 1 ? String(repeating: "a", count: 64) : String(sum)
+                let file = try await db.registerRawDataFile(NewRawDataFile(relativePath: name, sizeBytes: Int64(size), checksum: registered,
+                                                                           executedObsUnitID: observation.id, sourceLocationID: source.id)).file
+                files.append((name, String(sum)))
+                ids.append(file.id)
+            }
+            let package = try await db.createRawDataPackage(name: "obs-2026-0042_primecam", observationID: observation.id,
+                                                            sourceLocationID: source.id, relativePath: "raw/obs-2026-0042_primecam.tar", fileIDs: ids)
+            var queue = try #require(try await QueueDiscovery.discover(db).first { $0.operation == .rawDataPackageCreation })
+            queue.profile = BatchProfile(partition: "debug", timeLimitMinutes: 5, cpus: 1, memoryMB: 256)
+            let operation = try #require(try await db.createOperation(.rawDataPackageCreation, queue: queue.name, locationID: source.id,
+                                                                      target: .rawDataPackage(package.id), targetLocationID: buffer.id))
+            try await body(PackagingFixture(database: database, db: db, work: work, sourceRoot: sourceRoot, bufferRoot: bufferRoot,
+                                            package: package, operation: operation, queue: queue, files: files))
+        }
+    }
+
+    var archivePath: String { bufferRoot.appendingPathComponent(package.relativePath).path }
+
+    var environment: [String: String] { ["CCAT_DATABASE_URL": database.conninfo, "CCAT_STATE_DIRECTORY": work.appendingPathComponent("state").path] }
+
+    func partialFiles() -> [String] {
+        (FileManager.default.enumerator(atPath: bufferRoot.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".ccat-partial") }
+    }
+
+    /// The package is archived, verified and recorded, and GNU tar agrees.
+    func expectPackaged() async throws {
+        let package = try #require(try await db.rawDataPackage(id: self.package.id))
+        #expect(package.status == .completed)
+        let sum = try runProcess("/usr/bin/sha256sum", ["-b", archivePath]).stdout.prefix(64)
+        #expect(package.checksum == String(sum))
+        let manifest = try JSONSerialization.jsonObject(with: Data((package.manifest ?? "[]").utf8)) as? [[String: Any]] ?? []
+        #expect(manifest.compactMap { $0["sha256"] as? String } == files.sorted { $0.path < $1.path }.map(\.sha256))
+        let copies = try await db.physicalCopies(of: .rawDataPackage(package.id))
+        #expect(copies.count == 1)
+        #expect(copies.first?.checksum == package.checksum)
+        #expect(copies.first?.verifiedAt != nil)
+        let extracted = work.appendingPathComponent("gnu-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: extracted, withIntermediateDirectories: true)
+        #expect(try runProcess("/usr/bin/tar", ["-xf", archivePath, "-C", extracted.path]).status == 0)
+        for file in files {
+            #expect(FileManager.default.contentsEqual(atPath: extracted.appendingPathComponent(file.path).path,
+                                                      andPath: sourceRoot.appendingPathComponent(file.path).path), "\(file.path)")
+        }
+        #expect(partialFiles().isEmpty)
+    }
+}
+
+@Suite("ccat-runner: packaging raw data through exec and through batch jobs")
+struct RunnerTests {
+    @Test func execPackagesAndIsIdempotent() async throws {
+        try await PackagingFixture.with { fixture in
+            let first = try runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id), "--json"], environment: fixture.environment)
+            #expect(first.status == 0, "\(first.stderr)")
+            try await fixture.expectPackaged()
+            let operation = try #require(try await fixture.db.operation(id: fixture.operation.id))
+            #expect(operation.state == .succeeded)
+            #expect(operation.bytesProcessed == (try #require(try await fixture.db.rawDataPackage(id: fixture.package.id))).sizeBytes)
+            let log = try #require(operation.logPath)
+            #expect(try String(contentsOfFile: log, encoding: .utf8).contains("succeeded"))
+            let inode = try FileManager.default.attributesOfItem(atPath: fixture.archivePath)[.systemFileNumber] as? Int
+
+            // Running it again finds the verified archive and does not rebuild it.
+            let again = try runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(try FileManager.default.attributesOfItem(atPath: fixture.archivePath)[.systemFileNumber] as? Int == inode)
+            #expect(try String(contentsOfFile: log, encoding: .utf8).contains("not rebuilt"))
+            try await fixture.expectPackaged()
+
+            let busy = try runExecutable("ccat-runner", ["exec", "--operation", "999999"], environment: fixture.environment)
+            #expect(busy.status != 0)
+            #expect(busy.stderr.contains("no operation 999999"))
+        }
+    }
+
+    @Test func registeredChecksumMismatchFailsTheAttemptAndLeavesNothing() async throws {
+        try await PackagingFixture.with(corrupt: true) { fixture in
+            let result = try runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+            #expect(result.status == 1)
+            let operation = try #require(try await fixture.db.operation(id: fixture.operation.id))
+            #expect(operation.state == .pending)
+            #expect(operation.attempts == 1)
+            #expect(operation.errorClass == "checksum_mismatch")
+            #expect(operation.lastError?.contains(PackagingFixture.names[1]) == true)
+            #expect(!FileManager.default.fileExists(atPath: fixture.archivePath))
+            #expect(fixture.partialFiles().isEmpty)
+            #expect(try await fixture.db.rawDataPackage(id: fixture.package.id)?.status != .completed)
+        }
+    }
+
+    @Test func killedMidwayThenRerunCompletes() async throws {
+        // Large enough that the runner is still writing when it is killed.
+        try await PackagingFixture.with(fileSize: 100_000_000) { fixture in
+            let process = Process()
+            process.executableURL = TestEnvironment.binDirectory.appendingPathComponent("ccat-runner")
+            process.arguments = ["exec", "--operation", String(fixture.operation.id), "--lease-seconds", "2", "--heartbeat-seconds", "1"]
+            process.environment = ProcessInfo.processInfo.environment.merging(fixture.environment) { $1 }
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = ContinuousClock.now + .seconds(60)
+            while fixture.partialFiles().isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(!fixture.partialFiles().isEmpty, "the runner never started writing")
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            #expect(!FileManager.default.fileExists(atPath: fixture.archivePath))
+            // The lease runs out; the tracker's failover puts the operation back.
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await fixture.db.releaseExpiredHandRuns(policy: RetryPolicy(baseDelaySeconds: 0)) == 1)
+            #expect(try await fixture.db.operation(id: fixture.operation.id)?.state == .pending)
+            let rerun = try runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+            #expect(rerun.status == 0, "\(rerun.stderr)")
+            try await fixture.expectPackaged()
+        }
+    }
+
+    @Test(arguments: ["slurm", "local"])
+    func batchJobRunsTheRealRunner(_ kind: String) async throws {
+        guard kind == "local" || TestEnvironment.runSlurmTests else { return }
+        try await PackagingFixture.with { fixture in
+            let work = fixture.work
+            let scheduler: any BatchScheduler = kind == "slurm"
+                ? SlurmScheduler(environment: try TestEnvironment.slurmEnvironment())
+                : try LocalScheduler(stateDirectory: work.appendingPathComponent("local").path)
+            let settings = DispatchSettings(
+                jobDirectory: work.appendingPathComponent("jobs").path,
+                runnerPath: TestEnvironment.binDirectory.appendingPathComponent("ccat-runner").path,
+                environment: [("CCAT_DATABASE_URL", fixture.database.conninfo)])
+            let dispatcher = Dispatcher(db: fixture.db, scheduler: scheduler,
+                                        renderer: try JobScriptRenderer(builtinDirectory: TestEnvironment.repositoryRoot.appendingPathComponent("jobscripts").path),
+                                        settings: settings)
+            #expect(try await dispatcher.dispatch(fixture.queue).jobsSubmitted == 1)
+            let job = try #require(try await fixture.db.batchJobs().first)
+            let tracker = JobTracker(db: fixture.db, scheduler: scheduler)
+            let deadline = ContinuousClock.now + .seconds(120)
+            var current = job
+            while !current.state.isTerminal, ContinuousClock.now < deadline {
+                _ = try await tracker.poll()
+                current = try #require(try await fixture.db.batchJob(id: job.id))
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(current.state == .completed, "job output: \((try? String(contentsOfFile: job.stderrPath ?? "", encoding: .utf8)) ?? "")")
+            #expect(try await fixture.db.operation(id: fixture.operation.id)?.state == .succeeded)
+            try await fixture.expectPackaged()
+            // The operation's log sits next to the job script.
+            let log = try #require(try await fixture.db.operation(id: fixture.operation.id)?.logPath)
+            #expect(log.hasPrefix(URL(fileURLWithPath: job.scriptPath).deletingLastPathComponent().path))
+        }
+    }
+}
