@@ -1,4 +1,6 @@
 import Foundation
+import OpsDB
+import Topology
 
 /// The `#SBATCH` options of a job script as the local scheduler reads them: the block of `#SBATCH`
 /// lines after the shebang, up to the first line that is neither a comment nor blank (sbatch's rule).
@@ -67,25 +69,7 @@ public struct SbatchScriptOptions: Sendable, Equatable {
     /// mean no limit (nil is returned only for text that does not parse).
     public static func parseTime(_ text: String) -> Int? {
         if ["UNLIMITED", "INFINITE"].contains(text.uppercased()) { return Int.max }
-        var days = 0
-        var rest = Substring(text)
-        if let dash = rest.firstIndex(of: "-") {
-            guard let d = Int(rest[..<dash]), d >= 0 else { return nil }
-            days = d
-            rest = rest[rest.index(after: dash)...]
-            let parts = rest.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
-            guard (1...3).contains(parts.count), parts.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
-            let values = parts.map { $0! } + Array(repeating: 0, count: 3 - parts.count)
-            return days * 86_400 + values[0] * 3600 + values[1] * 60 + values[2]
-        }
-        let parts = rest.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
-        guard (1...3).contains(parts.count), parts.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
-        let values = parts.map { $0! }
-        switch values.count {
-        case 1: return values[0] * 60
-        case 2: return values[0] * 60 + values[1]
-        default: return values[0] * 3600 + values[1] * 60 + values[2]
-        }
+        return BatchProfile.parseSlurmTimeSeconds(text)
     }
 
     static let signalNumbers: [String: Int32] = [

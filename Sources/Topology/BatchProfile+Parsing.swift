@@ -5,29 +5,32 @@ extension BatchProfile {
     /// Parses Slurm time formats: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`.
     /// Seconds round up to the next minute.
     public static func parseTimeLimit(_ text: String) -> Int? {
+        guard let seconds = parseSlurmTimeSeconds(text), seconds > 0 else { return nil }
+        return (seconds + 59) / 60
+    }
+
+    /// The same formats in seconds (`sbatch --time`, as the local scheduler reads it).
+    public static func parseSlurmTimeSeconds(_ text: String) -> Int? {
         var days = 0
         var rest = Substring(text)
         if let dash = rest.firstIndex(of: "-") {
             guard let d = Int(rest[..<dash]), d >= 0 else { return nil }
             days = d
             rest = rest[rest.index(after: dash)...]
-            let parts = rest.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
-            guard !parts.isEmpty, parts.count <= 3, parts.allSatisfy({ $0 != nil && $0! >= 0 }) else { return nil }
-            let values = parts.map { $0! }
-            let hours = values[0], minutes = values.count > 1 ? values[1] : 0, seconds = values.count > 2 ? values[2] : 0
-            let total = days * 1440 + hours * 60 + minutes + (seconds > 0 ? 1 : 0)
-            return total > 0 ? total : nil
         }
         let parts = rest.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
-        guard !parts.isEmpty, parts.count <= 3, parts.allSatisfy({ $0 != nil && $0! >= 0 }) else { return nil }
+        guard (1...3).contains(parts.count), parts.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
         let values = parts.map { $0! }
-        let total: Int
-        switch values.count {
-        case 1: total = values[0]
-        case 2: total = values[0] + (values[1] > 0 ? 1 : 0)
-        default: total = values[0] * 60 + values[1] + (values[2] > 0 ? 1 : 0)
+        if days > 0 || text.contains("-") {
+            // D-H, D-H:M, D-H:M:S
+            let padded = values + Array(repeating: 0, count: 3 - values.count)
+            return days * 86_400 + padded[0] * 3600 + padded[1] * 60 + padded[2]
         }
-        return total > 0 ? total : nil
+        switch values.count {
+        case 1: return values[0] * 60
+        case 2: return values[0] * 60 + values[1]
+        default: return values[0] * 3600 + values[1] * 60 + values[2]
+        }
     }
 
     /// Parses sizes with a binary unit: `512M`, `4G`, `2T`, `1024K`, or a bare number of `defaultUnit`.

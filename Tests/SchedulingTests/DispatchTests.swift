@@ -219,10 +219,14 @@ struct DispatchTests {
                 try await Task.sleep(for: .milliseconds(300))
             }
             #expect(try await fixture.operations().map(\.state) == [.running, .running])
+            // Let the lease run out, and wait until the scheduler itself says RUNNING (sacct can lag
+            // behind the job's real start under load).
             try await Task.sleep(for: .seconds(3))
             let schedulerJobID = try #require(job.schedulerJobID)
-            let running = try #require(try await fixture.scheduler.statuses(of: [SubmittedJob(jobID: schedulerJobID, cluster: nil)]).values.first)
-            #expect(running.state == .running)
+            let running = try await waitForState(fixture.scheduler, SubmittedJob(jobID: schedulerJobID, cluster: nil), limit: .seconds(60)) {
+                $0 == .running
+            }
+            #expect(running?.state == .running)
             let report = try await fixture.tracker.poll()
             #expect(report.expiredLeases == 2)
             #expect(report.jobsCancelled == 1)
