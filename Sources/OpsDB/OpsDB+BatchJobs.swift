@@ -13,6 +13,23 @@ public struct RetryPolicy: Sendable, Equatable {
     }
 }
 
+extension RetryPolicy {
+    /// The assignments that put an operation back in the queue: the attempt counted or not, state
+    /// `pending` after `base * 2^attempts` seconds (capped), or `intervention` once a counted
+    /// failure reaches `max_attempts`; the reason recorded and the lease cleared. One definition
+    /// for the tracker's failovers and the runner's own failure reports.
+    public func requeue(countsAsAttempt: Bool, errorClass: String, reason: String) -> PostgresQuery {
+        """
+        attempts = attempts + \(countsAsAttempt ? 1 : 0),
+        state = CASE WHEN \(countsAsAttempt) AND attempts + 1 >= max_attempts THEN 'intervention'::operation_state
+                     ELSE 'pending'::operation_state END,
+        next_attempt_at = now() + make_interval(secs => least(\(maximumDelaySeconds), \(baseDelaySeconds) * power(2, attempts))),
+        last_error = \(reason), error_class = \(errorClass),
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+        """
+    }
+}
+
 /// An operation put back after its job ended without reporting it (or its lease expired).
 public struct ReleasedOperation: Codable, Sendable, Equatable {
     public var id: Int64
@@ -188,14 +205,7 @@ extension OpsDB {
                                   policy: RetryPolicy, onlyExpiredLeases: Bool = false) async throws -> [ReleasedOperation] {
         let leaseCondition: PostgresQuery = onlyExpiredLeases ? "AND state = 'running' AND lease_expires_at < now()" : ""
         return try await all(ReleasedOperation.self, """
-            UPDATE operation SET
-                attempts = attempts + \(countsAsAttempt ? 1 : 0),
-                state = CASE WHEN \(countsAsAttempt) AND attempts + 1 >= max_attempts THEN 'intervention'::operation_state
-                             ELSE 'pending'::operation_state END,
-                next_attempt_at = now() + make_interval(secs => least(\(policy.maximumDelaySeconds),
-                                                                      \(policy.baseDelaySeconds) * power(2, attempts))),
-                last_error = \(reason), error_class = \(errorClass),
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            UPDATE operation SET \(policy.requeue(countsAsAttempt: countsAsAttempt, errorClass: errorClass, reason: reason))
             WHERE batch_job_id = \(jobID) AND state IN ('submitted', 'running') \(leaseCondition)
             RETURNING id, state, attempts, next_attempt_at
             """)

@@ -64,7 +64,7 @@ extension OpsDB {
             """)
         guard !rows.isEmpty else { throw LeaseLostError(operationID: operationID) }
         if let log = report.logPath {
-            try await connection.execute("INSERT INTO data_transfer_log (operation_id, data_transfer_id, log_path, summary) SELECT \(operationID), data_transfer_id, \(log), 'succeeded' FROM operation WHERE id = \(operationID)")
+            try await addOperationLog(operationID, path: log, summary: "succeeded")
         }
     }
 
@@ -74,18 +74,23 @@ extension OpsDB {
     public func failOperation(_ operationID: Int64, owner: String, errorClass: String, message: String, logPath: String?,
                               policy: RetryPolicy) async throws -> OperationState? {
         let state: OperationState? = try await connection.query("""
-            UPDATE operation SET attempts = attempts + 1,
-                   state = CASE WHEN attempts + 1 >= max_attempts THEN 'intervention'::operation_state ELSE 'pending'::operation_state END,
-                   next_attempt_at = now() + make_interval(secs => least(\(policy.maximumDelaySeconds), \(policy.baseDelaySeconds) * power(2, attempts))),
-                   last_error = \(message), error_class = \(errorClass), log_path = coalesce(\(logPath), log_path),
-                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            UPDATE operation SET \(policy.requeue(countsAsAttempt: true, errorClass: errorClass, reason: message)),
+                   log_path = coalesce(\(logPath), log_path)
             WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
             RETURNING state
             """).first?["state"]
         if let log = logPath, state != nil {
-            try await connection.execute("INSERT INTO data_transfer_log (operation_id, data_transfer_id, log_path, summary) SELECT \(operationID), data_transfer_id, \(log), \(errorClass + ": " + message) FROM operation WHERE id = \(operationID)")
+            try await addOperationLog(operationID, path: log, summary: "\(errorClass): \(message)")
         }
         return state
+    }
+
+    /// One attempt's log file, linked to the operation (and its transfer, if it has one).
+    func addOperationLog(_ operationID: Int64, path: String, summary: String) async throws {
+        try await connection.execute("""
+            INSERT INTO data_transfer_log (operation_id, data_transfer_id, log_path, summary)
+            SELECT id, data_transfer_id, \(path), \(summary) FROM operation WHERE id = \(operationID)
+            """)
     }
 
     /// Gives an operation back without counting an attempt (the runner was told to stop).
@@ -111,11 +116,7 @@ extension OpsDB {
     @discardableResult
     public func releaseExpiredHandRuns(policy: RetryPolicy) async throws -> Int {
         try await connection.query("""
-            UPDATE operation SET attempts = attempts + 1,
-                   state = CASE WHEN attempts + 1 >= max_attempts THEN 'intervention'::operation_state ELSE 'pending'::operation_state END,
-                   next_attempt_at = now() + make_interval(secs => least(\(policy.maximumDelaySeconds), \(policy.baseDelaySeconds) * power(2, attempts))),
-                   last_error = 'the runner stopped renewing its lease', error_class = 'lease_expired',
-                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            UPDATE operation SET \(policy.requeue(countsAsAttempt: true, errorClass: "lease_expired", reason: "the runner stopped renewing its lease"))
             WHERE state = 'running' AND batch_job_id IS NULL AND lease_expires_at < now()
             RETURNING id
             """).count

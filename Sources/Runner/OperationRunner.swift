@@ -77,7 +77,16 @@ public struct OperationRunner: Sendable {
     }
 
     func run(_ operation: OperationRecord, into summary: inout RunSummary) async throws {
-        let log = OperationLog(path: "\(settings.logDirectory)/operation-\(operation.id).log")
+        let log: OperationLog
+        do {
+            log = try OperationLog(path: "\(settings.logDirectory)/operation-\(operation.id).log")
+        } catch {
+            // Without its log the attempt cannot be followed: give it back as a failed attempt.
+            try await db.failOperation(operation.id, owner: owner, errorClass: "runner_error", message: "\(error)", logPath: nil,
+                                       policy: settings.retryPolicy)
+            summary.failed.append(operation.id)
+            return
+        }
         log.write("operation \(operation.id) \(operation.operationType.rawValue), attempt \(operation.attempts + 1), runner \(owner)")
         let context = ExecutionContext(db: db, log: log, stop: stop)
         let started = ContinuousClock.now

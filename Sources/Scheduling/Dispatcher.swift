@@ -162,12 +162,8 @@ public struct Dispatcher: Sendable {
     /// scheduler has not heard of it for the grace period.
     func resume(_ job: BatchJob, queue: Queue, report: inout DispatchReport) async throws {
         if job.state == .submitting {
-            if let found = try await scheduler.lookup(submitToken: job.submitToken.uuidString.lowercased(), jobName: queue.name,
-                                                      cluster: job.cluster.isEmpty ? nil : job.cluster) {
-                try await db.recordSubmitted(job.id, schedulerJobID: found.jobID, cluster: nil, state: found.state,
-                                             reason: "found by submit token after an unfinished submission")
+            if try await adoptIfSubmitted(job, queue: queue, after: "an unfinished submission") {
                 report.reconciled += 1
-                logger.notice("reconciled an open submission by its token", metadata: ["batch_job": "\(job.id)", "scheduler_job": "\(found.jobID)"])
                 return
             }
             let age = try await db.secondsSinceUpdate(job.id)
@@ -175,6 +171,17 @@ public struct Dispatcher: Sendable {
             logger.warning("submission not found by token after the grace period; submitting again", metadata: ["batch_job": "\(job.id)", "age_s": "\(Int(age))"])
         }
         try await submit(job, queue: queue, report: &report)
+    }
+
+    /// Looks the job's submit token up in the scheduler; if the job is there, records it as
+    /// submitted. Returns whether it was found.
+    func adoptIfSubmitted(_ job: BatchJob, queue: Queue, after what: String) async throws -> Bool {
+        guard let found = try await scheduler.lookup(submitToken: job.submitToken.uuidString.lowercased(), jobName: queue.name,
+                                                     cluster: job.cluster.isEmpty ? nil : job.cluster) else { return false }
+        try await db.recordSubmitted(job.id, schedulerJobID: found.jobID, cluster: nil, state: found.state,
+                                     reason: "found by submit token after \(what)")
+        logger.notice("found a submission by its token", metadata: ["batch_job": "\(job.id)", "scheduler_job": "\(found.jobID)"])
+        return true
     }
 
     func submit(_ job: BatchJob, queue: Queue, report: inout DispatchReport) async throws {
@@ -198,9 +205,7 @@ public struct Dispatcher: Sendable {
                 return
             } catch let error as SubmissionError {
                 if error.ambiguous {
-                    if let found = try await scheduler.lookup(submitToken: job.submitToken.uuidString.lowercased(), jobName: queue.name, cluster: cluster) {
-                        try await db.recordSubmitted(job.id, schedulerJobID: found.jobID, cluster: cluster, state: found.state,
-                                                     reason: "found by submit token after: \(error.message)")
+                    if try await adoptIfSubmitted(job, queue: queue, after: error.message) {
                         report.jobsSubmitted += 1
                         report.reconciled += 1
                         return
