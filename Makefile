@@ -26,10 +26,11 @@ db-stop:
 demo: db
 	$(BIN_DIR)/ccat db status
 
-## test: the whole test suite against a real PostgreSQL (and the single-node Slurm cluster where
-## Slurm is installed and we are root)
+## test: the whole test suite against a real PostgreSQL, the S3 test server (moto_server), and the
+## single-node Slurm cluster where Slurm is installed and we are root
 test:
 	@$(PG) start >/dev/null
+	@scripts/local-s3.sh start >/dev/null
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then scripts/local-slurm.sh start >/dev/null; fi
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	CCAT_BIN_DIR=$(BIN_DIR) $(SWIFT) test --skip-build $(SWIFT_FLAGS)

@@ -62,10 +62,16 @@ let package = Package(
             dependencies: ["CLibArchive", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
+        // Where archives are kept: POSIX trees and S3 (libcurl with its SigV4 signing), verified writes.
+        .target(
+            name: "Storage",
+            dependencies: ["Archiving", "CLibCurl", "CGlibcExtras", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: upcoming
+        ),
         // What ccat-runner does on a compute node: claim, lease, execute, report.
         .target(
             name: "Runner",
-            dependencies: ["OpsDB", "Postgres", "Archiving", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["OpsDB", "Postgres", "Archiving", "Storage", .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
         .target(
@@ -111,6 +117,7 @@ let package = Package(
         ),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"],
                     resources: [.copy("Golden")], swiftSettings: upcoming),

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Lower-case hexadecimal, as `sha256sum` prints it.
-func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+public func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
     let digits = Array("0123456789abcdef".utf8)
     var bytes: [UInt8] = []
     bytes.reserveCapacity(64)

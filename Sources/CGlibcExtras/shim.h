@@ -2,6 +2,7 @@
 #define CCAT_CGLIBCEXTRAS_SHIM_H
 
 #include <spawn.h>
+#include <sys/types.h>
 
 /* glibc >= 2.34 declares this only under _GNU_SOURCE, which Swift's Glibc module does not set. */
 extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
@@ -9,6 +10,13 @@ extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *
 /* Close every descriptor >= from in the spawned child. */
 static inline int ccat_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
+
+/* Also _GNU_SOURCE only: in-kernel file copy (server-side on NFS 4.2, reflink on XFS/Btrfs). */
+extern ssize_t copy_file_range(int fd_in, off_t *off_in, int fd_out, off_t *off_out, size_t len, unsigned int flags);
+
+static inline ssize_t ccat_copy_file_range(int fd_in, int fd_out, size_t len) {
+    return copy_file_range(fd_in, 0, fd_out, 0, len, 0);
 }
 
 #endif

@@ -22,6 +22,10 @@ typedef size_t (*ccat_curl_data_callback)(char *ptr, size_t size, size_t nmemb, 
 static inline CURLcode ccat_curl_easy_setopt_data_callback(CURL *h, CURLoption opt, ccat_curl_data_callback cb) {
     return curl_easy_setopt(h, opt, cb);
 }
+typedef int (*ccat_curl_xferinfo_callback)(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
+static inline CURLcode ccat_curl_easy_setopt_xferinfo_callback(CURL *h, ccat_curl_xferinfo_callback cb) {
+    return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cb);
+}
 static inline CURLcode ccat_curl_easy_getinfo_long(CURL *h, CURLINFO info, long *value) {
     return curl_easy_getinfo(h, info, value);
 }

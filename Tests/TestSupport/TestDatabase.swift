@@ -47,6 +47,45 @@ public enum TestEnvironment {
         return environment
     }
 
+    /// Endpoint of the S3 test server: `CCAT_TEST_S3_ENDPOINT`, else the repository's moto_server
+    /// (`scripts/local-s3.sh start`, which `make test` runs).
+    public static let s3Endpoint: String? = {
+        if let url = ProcessInfo.processInfo.environment["CCAT_TEST_S3_ENDPOINT"], !url.isEmpty { return url }
+        let pointer = repositoryRoot.appendingPathComponent(".ccat-dev/s3/endpoint")
+        guard let text = try? String(contentsOf: pointer, encoding: .utf8) else { return nil }
+        let endpoint = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return endpoint.isEmpty ? nil : endpoint
+    }()
+
+    /// Run S3 tests: the test server is configured, or we are in CI where its absence must fail.
+    public static var runS3Tests: Bool { s3Endpoint != nil || isCI }
+
+    /// The S3 test server's endpoint, or a setup error saying how to start it.
+    public static func requireS3Endpoint() throws -> String {
+        guard let s3Endpoint else {
+            throw TestSetupError(description: "S3 test server not found: run 'scripts/local-s3.sh start' (make test does) or set CCAT_TEST_S3_ENDPOINT")
+        }
+        return s3Endpoint
+    }
+
+    /// Keys for the S3 test server: `CCAT_TEST_S3_ACCESS_KEY_ID`/`CCAT_TEST_S3_SECRET_ACCESS_KEY`, else
+    /// the test identity `scripts/local-s3.sh env` prints (moto_server accepts any keys).
+    public static func s3Keys() -> (accessKeyID: String, secretAccessKey: String) {
+        let environment = ProcessInfo.processInfo.environment
+        return (environment["CCAT_TEST_S3_ACCESS_KEY_ID"] ?? "ccat-test", environment["CCAT_TEST_S3_SECRET_ACCESS_KEY"] ?? "ccat-test-secret")
+    }
+
+    /// A Python that can import botocore (the one next to moto_server), to compare signatures.
+    public static func botocorePython() throws -> String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let candidates = path.split(separator: ":").map { "\($0)/python3" }
+            + [repositoryRoot.appendingPathComponent(".ccat-dev/venv/bin/python3").path]
+        for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
+            if let result = try? runProcess(candidate, ["-c", "import botocore"]), result.status == 0 { return candidate }
+        }
+        throw TestSetupError(description: "no python3 with botocore found: pip install 'moto[server]' (.ci/run installs it into .ccat-dev/venv)")
+    }
+
     /// Directory of the built executables (`ccat`, `ccat-runner`).
     public static var binDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["CCAT_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
@@ -56,6 +95,7 @@ public enum TestEnvironment {
 
 public struct TestSetupError: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// A database of its own for one test, dropped afterwards, so tests run in parallel and leave nothing.

@@ -1,0 +1,550 @@
+import Archiving
+import CLibCurl
+import Crypto
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keys for S3, read from where the topology says: `env:PREFIX` reads `PREFIX_ACCESS_KEY_ID` and
+/// `PREFIX_SECRET_ACCESS_KEY` (and `PREFIX_SESSION_TOKEN` if set); `file:/path` reads
+/// `aws_access_key_id` / `aws_secret_access_key` (`aws_session_token`) lines, as in an AWS
+/// credentials file, from a file only its owner can read.
+public struct S3Credentials: Sendable {
+    public var accessKeyID: String
+    public var secretAccessKey: String
+    public var sessionToken: String?
+
+    public init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
+        self.accessKeyID = accessKeyID
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+    }
+
+    public static func load(source: String, location: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> S3Credentials {
+        func missing(_ problem: String) -> StorageError {
+            StorageError(kind: .credentials, location: location, problem: problem)
+        }
+        if source.hasPrefix("env:") {
+            let prefix = String(source.dropFirst(4))
+            guard let key = environment["\(prefix)_ACCESS_KEY_ID"], !key.isEmpty,
+                  let secret = environment["\(prefix)_SECRET_ACCESS_KEY"], !secret.isEmpty else {
+                throw missing("set \(prefix)_ACCESS_KEY_ID and \(prefix)_SECRET_ACCESS_KEY in the environment of the daemon and the runner (credentials: \(source))")
+            }
+            return S3Credentials(accessKeyID: key, secretAccessKey: secret, sessionToken: environment["\(prefix)_SESSION_TOKEN"])
+        }
+        guard source.hasPrefix("file:") else {
+            throw missing("credentials must be 'env:PREFIX' or 'file:/path', not '\(source)'")
+        }
+        let path = String(source.dropFirst(5))
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw missing("cannot read the credentials file \(path): \(String(cString: strerror(errno)))")
+        }
+        if info.st_mode & 0o077 != 0 {
+            throw missing("the credentials file \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); run 'chmod 600 \(path)'")
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw missing("cannot read the credentials file \(path)")
+        }
+        var values: [String: String] = [:]
+        for line in text.split(whereSeparator: \.isNewline) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.hasPrefix("#"), !trimmed.hasPrefix("["), let equals = trimmed.firstIndex(of: "=") else { continue }
+            let name = trimmed[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
+            if values[name] == nil { values[name] = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces) }
+        }
+        guard let key = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] else {
+            throw missing("the credentials file \(path) needs 'aws_access_key_id = ...' and 'aws_secret_access_key = ...' lines")
+        }
+        return S3Credentials(accessKeyID: key, secretAccessKey: secret, sessionToken: values["aws_session_token"])
+    }
+}
+
+/// Where and how objects are sent.
+public struct S3Settings: Sendable {
+    /// Objects up to this size go in one PUT; larger ones in parts of this size.
+    public var partSize: Int
+    /// Parts sent at the same time.
+    public var parallelParts: Int
+    /// Tries per request before a transient failure (network, 5xx, throttling) is final.
+    public var attempts: Int
+    /// First wait between tries; doubled each time.
+    public var retryDelaySeconds: Double
+
+    public init(partSize: Int = 64 << 20, parallelParts: Int = 4, attempts: Int = 5, retryDelaySeconds: Double = 0.5) {
+        self.partSize = max(partSize, 5 << 20)
+        self.parallelParts = max(parallelParts, 1)
+        self.attempts = max(attempts, 1)
+        self.retryDelaySeconds = retryDelaySeconds
+    }
+}
+
+/// An S3 bucket (or a prefix in one), through libcurl with its built-in SigV4 signing. Every
+/// request carries the SHA-256 of its body in `x-amz-content-sha256`, so the server rejects
+/// damaged bodies; the whole object's SHA-256 is kept as `x-amz-meta-sha256` and checked by HEAD
+/// after an upload and by hashing the stream on download.
+public struct S3Store: ObjectStore {
+    public let name: String
+    public let endpointURL: String
+    public let bucket: String
+    public let region: String
+    public let prefix: String
+    public let pathStyle: Bool
+    public let credentials: S3Credentials
+    public let settings: S3Settings
+
+    public init(name: String, endpointURL: String, bucket: String, region: String, prefix: String, pathStyle: Bool,
+                credentials: S3Credentials, settings: S3Settings = S3Settings()) {
+        self.name = name
+        self.endpointURL = endpointURL.hasSuffix("/") ? String(endpointURL.dropLast()) : endpointURL
+        self.bucket = bucket
+        self.region = region
+        self.prefix = prefix
+        self.pathStyle = pathStyle
+        self.credentials = credentials
+        self.settings = settings
+    }
+
+    public var description: String { "\(name) (s3://\(bucket)/\(prefix))" }
+
+    static let emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    static let metadataHeader = "x-amz-meta-sha256"
+
+    // MARK: Requests
+
+    func fullKey(_ key: String) -> String {
+        prefix.isEmpty ? key : (prefix.hasSuffix("/") ? prefix + key : prefix + "/" + key)
+    }
+
+    /// RFC 3986 encoding as SigV4 wants it: unreserved characters stay, everything else is %XX;
+    /// '/' stays in paths.
+    static func encode(_ text: String, keepSlash: Bool) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            case UInt8(ascii: "/") where keepSlash:
+                out.append("/")
+            default:
+                out += String(format: "%%%02X", byte)
+            }
+        }
+        return out
+    }
+
+    /// Where a request for a key (nil: the bucket) goes: the full URL (query sorted and encoded),
+    /// the `Host` header, and the path as sent, which is what SigV4 signs.
+    func target(_ key: String?, query: [(String, String)] = []) -> (url: String, host: String, path: String) {
+        let components = URLComponents(string: endpointURL)
+        let scheme = components?.scheme ?? "https"
+        var host = components?.host ?? endpointURL
+        if let port = components?.port { host += ":\(port)" }
+        var path = components?.percentEncodedPath ?? ""
+        if path.hasSuffix("/") { path.removeLast() }
+        if pathStyle { path += "/\(bucket)" } else { host = "\(bucket).\(host)" }
+        path += "/" + (key.map { Self.encode(fullKey($0), keepSlash: true) } ?? "")
+        var url = "\(scheme)://\(host)\(path)"
+        if !query.isEmpty {
+            url += "?" + query.map { (Self.encode($0.0, keepSlash: false), Self.encode($0.1, keepSlash: false)) }
+                .sorted { $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+        }
+        return (url, host, path)
+    }
+
+    func url(_ key: String?, query: [(String, String)] = []) -> String {
+        target(key, query: query).url
+    }
+
+    /// A signed request. `payloadSHA256` is the body's SHA-256 (S3 checks it against the body).
+    func request(_ method: String, _ key: String?, query: [(String, String)] = [], headers extra: [(String, String)] = [],
+                 payloadSHA256: String = emptySHA256, body: UnsafeRawBufferPointer? = nil, download: DownloadSink? = nil) -> HTTPRequest {
+        let target = target(key, query: query)
+        var headers = [("x-amz-content-sha256", payloadSHA256)] + extra
+        if let token = credentials.sessionToken { headers.append(("x-amz-security-token", token)) }
+        let signer = SigV4Signer(accessKeyID: credentials.accessKeyID, secretAccessKey: credentials.secretAccessKey, region: region)
+        headers += signer.sign(method: method, host: target.host, path: target.path, query: query, headers: headers, payloadSHA256: payloadSHA256)
+        return HTTPRequest(method: method, url: target.url, headers: headers, body: body, download: download)
+    }
+
+    func session() throws -> CurlSession {
+        try CurlSession()
+    }
+
+    /// Runs a request, retrying transient failures (network, 5xx, throttling) with a doubling delay.
+    /// Any other non-2xx answer becomes a `StorageError` with S3's code and message.
+    func send(_ session: CurlSession, _ request: () throws -> HTTPRequest, key: String?, what: String,
+              allow: Set<Int> = [], shouldStop: @escaping ShouldStop) throws -> HTTPResponse {
+        var delay = settings.retryDelaySeconds
+        var attempt = 1
+        while true {
+            var failure: StorageError
+            do {
+                let response = try session.perform(request(), shouldAbort: shouldStop)
+                if (200..<300).contains(response.status) || allow.contains(response.status) { return response }
+                failure = responseError(response, key: key, what: what)
+                let retryable = response.status >= 500 || response.status == 429
+                    || S3XML.value("Code", in: String(decoding: response.body, as: UTF8.self)) == "SlowDown"
+                guard retryable, attempt < settings.attempts else { throw failure }
+            } catch let error as CurlFailure {
+                if error.aborted { throw StopRequestedDuringCopy() }
+                failure = StorageError(kind: .transport, location: description, object: key, problem: "\(what): \(error.message)")
+                guard error.isTransient, attempt < settings.attempts else { throw failure }
+            }
+            if shouldStop() { throw StopRequestedDuringCopy() }
+            Thread.sleep(forTimeInterval: delay)
+            delay *= 2
+            attempt += 1
+        }
+    }
+
+    func responseError(_ response: HTTPResponse, key: String?, what: String) -> StorageError {
+        let body = String(decoding: response.body, as: UTF8.self)
+        let code = S3XML.value("Code", in: body)
+        let message = S3XML.value("Message", in: body)
+        let detail = [code, message].compactMap { $0 }.joined(separator: ": ")
+        let kind: StorageError.Kind
+        switch response.status {
+        case 404: kind = .notFound
+        case 500...: kind = .transport
+        case 429: kind = .transport
+        default: kind = code == "BadDigest" || code == "XAmzContentSHA256Mismatch" ? .checksumMismatch : .rejected
+        }
+        return StorageError(kind: kind, location: description, object: key,
+                            problem: "\(what): HTTP \(response.status)\(detail.isEmpty ? "" : " (\(detail))")")
+    }
+
+    // MARK: ObjectStore
+
+    public func head(_ key: String) throws -> StoredObject? {
+        try validateKey(key, location: description)
+        let session = try session()
+        let response = try send(session, { request("HEAD", key) },
+                                key: key, what: "HEAD", allow: [404], shouldStop: { false })
+        guard response.status != 404 else { return nil }
+        return StoredObject(key: key, size: Int64(response.headers["content-length"] ?? "") ?? 0,
+                            sha256: response.headers[Self.metadataHeader])
+    }
+
+    public func holds(_ key: String, size: Int64, sha256: String) throws -> Bool {
+        guard let object = try head(key) else { return false }
+        return object.size == size && object.sha256 == sha256
+    }
+
+    public func upload(file path: String, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject {
+        try validateKey(key, location: description)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw StorageError(kind: errno == ENOENT ? .notFound : .io, location: description, object: key,
+                               problem: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var info = stat()
+        fstat(fd, &info)
+        let size = Int64(info.st_size)
+        if size <= Int64(settings.partSize) {
+            try putSingle(fd: fd, size: Int(size), path: path, key: key, sha256: sha256, shouldStop: shouldStop)
+        } else {
+            try MultipartUpload(store: self, fd: fd, path: path, size: size, key: key, sha256: sha256, shouldStop: shouldStop).run()
+        }
+        guard let stored = try head(key) else {
+            throw StorageError(kind: .transport, location: description, object: key, problem: "the object is missing right after its upload")
+        }
+        guard stored.size == size, stored.sha256 == sha256 else {
+            throw StorageError(kind: .checksumMismatch, location: description, object: key,
+                               problem: "after the upload the object has \(stored.size) bytes and sha256 metadata \(stored.sha256 ?? "none"), expected \(size) and \(sha256)")
+        }
+        return stored
+    }
+
+    func putSingle(fd: Int32, size: Int, path: String, key: String, sha256: String, shouldStop: @escaping ShouldStop) throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
+        defer { buffer.deallocate() }
+        let body = UnsafeRawBufferPointer(rebasing: buffer[0..<size])
+        try readFully(fd, into: buffer, count: size, offset: 0, path: path, key: key)
+        let actual = hex(SHA256.hash(data: body))
+        guard actual == sha256 else {
+            throw StorageError(kind: .checksumMismatch, location: description, object: key,
+                               problem: "the local file \(path) has SHA-256 \(actual), but \(sha256) was recorded; not uploaded")
+        }
+        let session = try session()
+        _ = try send(session, {
+            request("PUT", key, headers: [(Self.metadataHeader, sha256)], payloadSHA256: sha256, body: body)
+        }, key: key, what: "PUT", shouldStop: shouldStop)
+    }
+
+    func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, count: Int, offset: Int64, path: String, key: String) throws {
+        var done = 0
+        while done < count {
+            let got = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            if got < 0, errno == EINTR { continue }
+            guard got > 0 else {
+                throw StorageError(kind: .io, location: description, object: key,
+                                   problem: got == 0 ? "\(path) is shorter than expected" : "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            done += got
+        }
+    }
+
+    public func download(_ key: String, to path: String, expectedSize: Int64?, expectedSHA256: String?,
+                         shouldStop: @escaping ShouldStop) throws -> StoredObject {
+        try validateKey(key, location: description)
+        let session = try session()
+        var delay = settings.retryDelaySeconds
+        var attempt = 1
+        while true {
+            let sink = DownloadSink(file: try AtomicFile(creating: path))
+            do {
+                _ = try send(session, {
+                    request("GET", key, download: sink)
+                }, key: key, what: "GET", shouldStop: shouldStop)
+                let sha = hex(sink.hasher.finalize())
+                if let expectedSize, expectedSize != sink.bytes {
+                    throw StorageError(kind: .checksumMismatch, location: description, object: key,
+                                       problem: "received \(sink.bytes) bytes, but \(expectedSize) were recorded")
+                }
+                if let expectedSHA256, expectedSHA256 != sha {
+                    throw StorageError(kind: .checksumMismatch, location: description, object: key,
+                                       problem: "received data with SHA-256 \(sha), but \(expectedSHA256) was recorded")
+                }
+                try sink.file.commit()
+                return StoredObject(key: key, size: sink.bytes, sha256: sha)
+            } catch let error as StorageError where error.kind == .transport && attempt < settings.attempts && !shouldStop() {
+                // A connection lost mid-body: start the object over.
+                sink.file.discard()
+                Thread.sleep(forTimeInterval: delay)
+                delay *= 2
+                attempt += 1
+            } catch {
+                sink.file.discard()
+                throw error
+            }
+        }
+    }
+
+    public func delete(_ key: String) throws {
+        try validateKey(key, location: description)
+        let session = try session()
+        _ = try send(session, { request("DELETE", key) },
+                     key: key, what: "DELETE", allow: [404], shouldStop: { false })
+    }
+
+    public func list(prefix listPrefix: String) throws -> [StoredObject] {
+        try list(prefix: listPrefix, pageSize: 1000)
+    }
+
+    /// Listing in pages of `pageSize` keys (S3's maximum is 1000), following continuation tokens.
+    public func list(prefix listPrefix: String, pageSize: Int) throws -> [StoredObject] {
+        let session = try session()
+        let base = fullKey(listPrefix)
+        let strip = prefix.isEmpty ? 0 : fullKey("").count
+        var objects: [StoredObject] = []
+        var token: String?
+        repeat {
+            var query = [("list-type", "2"), ("prefix", base), ("max-keys", "\(pageSize)")]
+            if let token { query.append(("continuation-token", token)) }
+            let response = try send(session, { request("GET", nil, query: query) },
+                                    key: listPrefix, what: "list objects", shouldStop: { false })
+            let body = String(decoding: response.body, as: UTF8.self)
+            for record in S3XML.records("Contents", in: body) {
+                guard let key = S3XML.value("Key", in: record) else { continue }
+                objects.append(StoredObject(key: String(key.dropFirst(strip)), size: Int64(S3XML.value("Size", in: record) ?? "") ?? 0, sha256: nil))
+            }
+            token = S3XML.value("IsTruncated", in: body) == "true" ? S3XML.value("NextContinuationToken", in: body) : nil
+        } while token != nil
+        return objects.sorted { $0.key < $1.key }
+    }
+
+    public func probe() -> LocationProbe {
+        do {
+            let session = try session()
+            _ = try send(session, { request("HEAD", nil) },
+                         key: nil, what: "HEAD bucket", shouldStop: { false })
+            return LocationProbe(reachable: true)
+        } catch {
+            return LocationProbe(reachable: false, errorMessage: "\(error)")
+        }
+    }
+
+    /// Creates the bucket (for set-up and tests; an existing bucket of ours is fine).
+    public func createBucket() throws {
+        let session = try session()
+        let response = try send(session, { request("PUT", nil) },
+                                key: nil, what: "create bucket", allow: [409], shouldStop: { false })
+        if response.status == 409, S3XML.value("Code", in: String(decoding: response.body, as: UTF8.self)) != "BucketAlreadyOwnedByYou" {
+            throw responseError(response, key: nil, what: "create bucket")
+        }
+    }
+
+    /// Multipart uploads of `key` that were started and never completed (a killed runner), which
+    /// the store keeps, and bills, until they are aborted.
+    public func incompleteUploads(of key: String) throws -> [String] {
+        let session = try session()
+        let response = try send(session, {
+            request("GET", nil, query: [("uploads", ""), ("prefix", fullKey(key))])
+        }, key: key, what: "list multipart uploads", shouldStop: { false })
+        let body = String(decoding: response.body, as: UTF8.self)
+        return S3XML.records("Upload", in: body).compactMap { record in
+            S3XML.value("Key", in: record) == fullKey(key) ? S3XML.value("UploadId", in: record) : nil
+        }
+    }
+
+    func abortUpload(_ uploadID: String, key: String, session: CurlSession) throws {
+        _ = try send(session, {
+            request("DELETE", key, query: [("uploadId", uploadID)])
+        }, key: key, what: "abort multipart upload", allow: [404], shouldStop: { false })
+    }
+}
+
+/// One multipart upload: stale uploads of the key are aborted first, parts are read with `pread`
+/// and sent by several threads, each part retried on its own; the whole file is hashed in order
+/// meanwhile and must match before the upload is completed. Any failure aborts the upload.
+final class MultipartUpload: @unchecked Sendable {
+    let store: S3Store
+    let fd: Int32
+    let path: String
+    let size: Int64
+    let key: String
+    let sha256: String
+    let shouldStop: ShouldStop
+    let partCount: Int
+    private let lock = NSLock()
+    private var nextPart = 0
+    private var etags: [Int: String] = [:]
+    private var firstError: (any Error)?
+
+    init(store: S3Store, fd: Int32, path: String, size: Int64, key: String, sha256: String, shouldStop: @escaping ShouldStop) {
+        self.store = store
+        self.fd = fd
+        self.path = path
+        self.size = size
+        self.key = key
+        self.sha256 = sha256
+        self.shouldStop = shouldStop
+        partCount = Int((size + Int64(store.settings.partSize) - 1) / Int64(store.settings.partSize))
+    }
+
+    func run() throws {
+        let session = try store.session()
+        for stale in try store.incompleteUploads(of: key) {
+            try store.abortUpload(stale, key: key, session: session)
+        }
+        let created = try store.send(session, {
+            store.request("POST", key, query: [("uploads", "")], headers: [(S3Store.metadataHeader, sha256)])
+        }, key: key, what: "start multipart upload", shouldStop: shouldStop)
+        guard let uploadID = S3XML.value("UploadId", in: String(decoding: created.body, as: UTF8.self)) else {
+            throw StorageError(kind: .rejected, location: store.description, object: key, problem: "the server started a multipart upload without an UploadId")
+        }
+        do {
+            try sendParts(uploadID: uploadID)
+            try complete(uploadID: uploadID, session: session)
+        } catch {
+            try? store.abortUpload(uploadID, key: key, session: session)
+            throw error
+        }
+    }
+
+    private func fail(_ error: any Error) {
+        lock.withLock { if firstError == nil { firstError = error } }
+    }
+
+    private var failed: Bool { lock.withLock { firstError != nil } }
+
+    private func sendParts(uploadID: String) throws {
+        let group = DispatchGroup()
+        let workers = min(store.settings.parallelParts, partCount)
+        for _ in 0..<workers {
+            group.enter()
+            let thread = Thread { [self] in
+                defer { group.leave() }
+                do { try partWorker(uploadID: uploadID) } catch { fail(error) }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        // The whole file, in order, while the parts go out: its SHA-256 must be the recorded one.
+        var hasher = SHA256()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
+        var offset: Int64 = 0
+        var hashError: (any Error)?
+        while offset < size, !failed {
+            let count = Int(min(Int64(buffer.count), size - offset))
+            do {
+                try store.readFully(fd, into: buffer, count: count, offset: offset, path: path, key: key)
+            } catch {
+                hashError = error
+                break
+            }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            offset += Int64(count)
+        }
+        group.wait()
+        if let hashError { throw hashError }
+        if let error = lock.withLock({ firstError }) { throw error }
+        let actual = hex(hasher.finalize())
+        guard actual == sha256 else {
+            throw StorageError(kind: .checksumMismatch, location: store.description, object: key,
+                               problem: "the local file \(path) has SHA-256 \(actual), but \(sha256) was recorded; upload aborted")
+        }
+    }
+
+    private func partWorker(uploadID: String) throws {
+        let session = try store.session()
+        let partSize = store.settings.partSize
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: partSize, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            if failed { return }
+            if shouldStop() { throw StopRequestedDuringCopy() }
+            let index: Int? = lock.withLock {
+                guard nextPart < partCount else { return nil }
+                defer { nextPart += 1 }
+                return nextPart
+            }
+            guard let index else { return }
+            let offset = Int64(index) * Int64(partSize)
+            let count = Int(min(Int64(partSize), size - offset))
+            try store.readFully(fd, into: buffer, count: count, offset: offset, path: path, key: key)
+            let body = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
+            let digest = hex(SHA256.hash(data: body))
+            let number = index + 1
+            let response = try store.send(session, {
+                store.request("PUT", key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
+                          payloadSHA256: digest, body: body)
+            }, key: key, what: "upload part \(number) of \(partCount)", shouldStop: shouldStop)
+            guard let etag = response.headers["etag"] else {
+                throw StorageError(kind: .rejected, location: store.description, object: key, problem: "part \(number) was accepted without an ETag")
+            }
+            lock.withLock { etags[number] = etag }
+        }
+    }
+
+    private func complete(uploadID: String, session: CurlSession) throws {
+        let parts = lock.withLock { etags }
+        guard parts.count == partCount else {
+            throw StorageError(kind: .transport, location: store.description, object: key, problem: "only \(parts.count) of \(partCount) parts were uploaded")
+        }
+        var xml = "<CompleteMultipartUpload>"
+        for number in 1...partCount {
+            xml += "<Part><PartNumber>\(number)</PartNumber><ETag>\(S3XML.escape(parts[number]!))</ETag></Part>"
+        }
+        xml += "</CompleteMultipartUpload>"
+        let body = Array(xml.utf8)
+        let digest = hex(SHA256.hash(data: body))
+        let response = try body.withUnsafeBytes { bytes in
+            try store.send(session, {
+                store.request("POST", key, query: [("uploadId", uploadID)], headers: [("Content-Type", "application/xml")],
+                              payloadSHA256: digest, body: bytes)
+            }, key: key, what: "complete multipart upload", shouldStop: shouldStop)
+        }
+        // S3 may answer 200 and still report an error in the body.
+        let text = String(decoding: response.body, as: UTF8.self)
+        if text.contains("<Error>") {
+            throw store.responseError(HTTPResponse(status: 500, headers: [:], body: response.body), key: key, what: "complete multipart upload")
+        }
+    }
+}

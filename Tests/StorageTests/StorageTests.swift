@@ -1,0 +1,387 @@
+import Archiving
+import Foundation
+import Testing
+import TestSupport
+@testable import Storage
+
+func scratch(_ label: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-\(label)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// A file of pseudo-random bytes; returns its path and SHA-256.
+func randomFile(_ url: URL, size: Int) throws -> (path: String, sha256: String) {
+    var generator = SystemRandomNumberGenerator()
+    var bytes = [UInt8](repeating: 0, count: size)
+    for index in stride(from: 0, to: size, by: 8) {
+        var word = generator.next()
+        withUnsafeBytes(of: &word) { raw in
+            for offset in 0..<min(8, size - index) { bytes[index + offset] = raw[offset] }
+        }
+    }
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    try Data(bytes).write(to: url)
+    return (url.path, try FileChecksum.sha256(of: url.path).sha256)
+}
+
+/// Flips one byte of a file in place.
+func flipByte(_ path: String, at offset: UInt64) throws {
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    try handle.seek(toOffset: offset)
+    let byte = try handle.read(upToCount: 1)![0]
+    try handle.seek(toOffset: offset)
+    try handle.write(contentsOf: Data([byte ^ 0x01]))
+}
+
+func partials(in directory: URL) -> [String] {
+    (FileManager.default.enumerator(atPath: directory.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".ccat-partial") }
+}
+
+let never: ShouldStop = { false }
+
+@Suite("Disk storage: verified copies that stay under the root")
+struct DiskStoreTests {
+    @Test func uploadDownloadRoundTripVerifiesAndIsAtomic() throws {
+        let dir = try scratch("disk")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = DiskStore(name: "lta", root: dir.appendingPathComponent("root").path)
+        try FileManager.default.createDirectory(atPath: store.root, withIntermediateDirectories: true)
+        let source = try randomFile(dir.appendingPathComponent("in/a.tar"), size: (3 << 20) + 11)
+        let key = "2026/obs 1/ümlaut's \"pkg\".tar"
+
+        let stored = try store.upload(file: source.path, to: key, sha256: source.sha256, shouldStop: never)
+        #expect(stored == StoredObject(key: key, size: (3 << 20) + 11, sha256: source.sha256))
+        #expect(try store.holds(key, size: stored.size, sha256: source.sha256))
+        #expect(try !store.holds(key, size: stored.size, sha256: String(repeating: "0", count: 64)))
+        #expect(try store.head(key)?.size == stored.size)
+        #expect(try store.list(prefix: "2026/").map(\.key) == [key])
+
+        let back = dir.appendingPathComponent("out/b.tar").path
+        try store.download(key, to: back, expectedSize: stored.size, expectedSHA256: source.sha256, shouldStop: never)
+        #expect(try FileChecksum.sha256(of: back).sha256 == source.sha256)
+
+        try store.delete(key)
+        try store.delete(key)  // already gone: fine
+        #expect(try store.head(key) == nil)
+        #expect(partials(in: dir).isEmpty)
+        let probe = store.probe()
+        #expect(probe.reachable && (probe.totalBytes ?? 0) > 0 && (probe.freeBytes ?? -1) >= 0)
+        #expect(!DiskStore(name: "gone", root: dir.appendingPathComponent("missing").path).probe().reachable)
+    }
+
+    @Test func damagedSourceOrCopyIsNeverStored() throws {
+        let dir = try scratch("disk-damage")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = DiskStore(name: "buffer", root: dir.appendingPathComponent("root").path)
+        let source = try randomFile(dir.appendingPathComponent("a.tar"), size: 100_000)
+        try flipByte(source.path, at: 5_000)
+        let error = #expect(throws: StorageError.self) {
+            try store.upload(file: source.path, to: "a.tar", sha256: source.sha256, shouldStop: never)
+        }
+        #expect(error?.kind == .checksumMismatch)
+        #expect(try store.head("a.tar") == nil)
+
+        // A download with the wrong expectation leaves nothing behind either.
+        let good = try randomFile(dir.appendingPathComponent("root/b.tar"), size: 5_000)
+        let target = dir.appendingPathComponent("fetched.tar").path
+        let mismatch = #expect(throws: StorageError.self) {
+            try store.download("b.tar", to: target, expectedSize: 5_000, expectedSHA256: String(repeating: "a", count: 64), shouldStop: never)
+        }
+        #expect(mismatch?.kind == .checksumMismatch)
+        #expect(!FileManager.default.fileExists(atPath: target))
+        #expect(try FileChecksum.sha256(of: good.path).sha256 == good.sha256)
+        #expect(partials(in: dir).isEmpty)
+    }
+
+    @Test func pathsThatLeaveTheRootAreRefused() throws {
+        let dir = try scratch("disk-escape")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.appendingPathComponent("root")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let outside = dir.appendingPathComponent("outside")
+        try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("link").path, withDestinationPath: outside.path)
+        let store = DiskStore(name: "buffer", root: root.path)
+        let source = try randomFile(dir.appendingPathComponent("a.tar"), size: 10)
+        for key in ["../x.tar", "/etc/x.tar", "a/../../x.tar", "a//b", "./a", "link/x.tar", ""] {
+            let error = #expect(throws: StorageError.self, "key \(key.debugDescription)") {
+                try store.upload(file: source.path, to: key, sha256: source.sha256, shouldStop: never)
+            }
+            #expect(error?.kind == .invalidPath, "key \(key.debugDescription)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside.path).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("x.tar").path))
+    }
+
+    @Test func stopRequestAbandonsTheCopyWithoutLeftovers() throws {
+        let dir = try scratch("disk-stop")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = DiskStore(name: "buffer", root: dir.appendingPathComponent("root").path)
+        let source = try randomFile(dir.appendingPathComponent("a.tar"), size: 1 << 20)
+        #expect(throws: StopRequestedDuringCopy.self) {
+            try store.upload(file: source.path, to: "a.tar", sha256: source.sha256, shouldStop: { true })
+        }
+        #expect(try store.head("a.tar") == nil)
+        #expect(partials(in: dir).isEmpty)
+    }
+}
+
+@Suite("S3 credentials")
+struct S3CredentialsTests {
+    @Test func environmentAndFileSources() throws {
+        let fromEnv = try S3Credentials.load(source: "env:CCAT_S3_X", location: "lta",
+                                             environment: ["CCAT_S3_X_ACCESS_KEY_ID": "AK", "CCAT_S3_X_SECRET_ACCESS_KEY": "SK"])
+        #expect(fromEnv.accessKeyID == "AK" && fromEnv.secretAccessKey == "SK" && fromEnv.sessionToken == nil)
+        let missing = #expect(throws: StorageError.self) { try S3Credentials.load(source: "env:CCAT_S3_X", location: "lta", environment: [:]) }
+        #expect(missing?.kind == .credentials)
+        #expect(missing?.description.contains("CCAT_S3_X_ACCESS_KEY_ID") == true)
+
+        let dir = try scratch("creds")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("keys").path
+        try "[default]\n# test keys\naws_access_key_id = AK2\naws_secret_access_key=SK2\n".write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o644)
+        let open = #expect(throws: StorageError.self) { try S3Credentials.load(source: "file:\(file)", location: "lta") }
+        #expect(open?.description.contains("chmod 600") == true)
+        chmod(file, 0o600)
+        let fromFile = try S3Credentials.load(source: "file:\(file)", location: "lta")
+        #expect(fromFile.accessKeyID == "AK2" && fromFile.secretAccessKey == "SK2")
+    }
+
+    /// The "GET Object" example of the S3 SigV4 documentation, with its published signature.
+    @Test func signatureMatchesTheAwsDocumentationExample() throws {
+        let signer = SigV4Signer(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", region: "us-east-1")
+        let date = try #require(ISO8601DateFormatter().date(from: "2013-05-24T00:00:00Z"))
+        let headers = signer.sign(method: "GET", host: "examplebucket.s3.amazonaws.com", path: "/test.txt", query: [],
+                                  headers: [("Range", "bytes=0-9"), ("x-amz-content-sha256", S3Store.emptySHA256)],
+                                  payloadSHA256: S3Store.emptySHA256, date: date)
+        #expect(headers.first { $0.0 == "x-amz-date" }?.1 == "20130524T000000Z")
+        #expect(headers.first { $0.0 == "Authorization" }?.1 == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+    }
+
+    /// Our signatures equal botocore's (what aws-cli and boto3 send) for awkward keys, encoded
+    /// query values, metadata and session tokens.
+    @Test func signaturesAgreeWithBotocore() throws {
+        let python = try TestEnvironment.botocorePython()
+        let store = S3Store(name: "lta", endpointURL: "http://127.0.0.1:9000", bucket: "bkt", region: "eu-central-1", prefix: "ccat/raw",
+                            pathStyle: true, credentials: S3Credentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "se/cr+et", sessionToken: "tok=en"))
+        let cases: [(String, String?, [(String, String)], [(String, String)])] = [
+            ("PUT", "obs 1/ümlaut's \"pkg\"+&=.tar", [], [("x-amz-meta-sha256", String(repeating: "a", count: 64))]),
+            ("GET", nil, [("list-type", "2"), ("prefix", "ccat/raw/a b/ü&x=y"), ("max-keys", "2"), ("continuation-token", "1/AbC+dE==")], []),
+            ("GET", nil, [("uploads", ""), ("prefix", "ccat/raw/x.tar")], []),
+            ("PUT", "x.tar", [("uploadId", "2~VOSS/u+1=="), ("partNumber", "10")], []),
+            ("POST", "x.tar", [("uploads", "")], [("Content-Type", "application/xml")]),
+        ]
+        var lines: [String] = []
+        for (method, key, query, headers) in cases {
+            let request = store.request(method, key, query: query, headers: headers, payloadSHA256: S3Store.emptySHA256)
+            let auth = request.headers.first { $0.0 == "Authorization" }!.1
+            let signed = request.headers.filter { $0.0 != "Authorization" }
+            let json = try JSONSerialization.data(withJSONObject: ["method": method, "url": request.url, "auth": auth,
+                                                                  "headers": signed.map { [$0.0, $0.1] }])
+            lines.append(String(decoding: json, as: UTF8.self))
+        }
+        let script = """
+            import json, sys, datetime
+            from unittest import mock
+            from botocore.auth import S3SigV4Auth
+            from botocore.awsrequest import AWSRequest
+            from botocore.credentials import Credentials
+            for line in sys.stdin.read().splitlines():
+                case = json.loads(line)
+                headers = dict((k, v) for k, v in case["headers"] if k != "x-amz-date")
+                stamp = dict(case["headers"])["x-amz-date"]
+                request = AWSRequest(method=case["method"], url=case["url"], headers=headers)
+                auth = S3SigV4Auth(Credentials("AKIDEXAMPLE", "se/cr+et", "tok=en"), "s3", "eu-central-1")
+                when = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
+                with mock.patch("botocore.auth.datetime") as clock:
+                    clock.datetime.utcnow.return_value = when
+                    clock.datetime.now.return_value = when
+                    auth.add_auth(request)
+                print("same" if request.headers["Authorization"] == case["auth"] else "differs: " + case["url"] + "\\n  ours:     " + case["auth"] + "\\n  botocore: " + request.headers["Authorization"])
+            """
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("sigv4-\(UUID().uuidString).jsonl")
+        try lines.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let result = try runProcess("/bin/sh", ["-c", "exec \"$0\" -c \"$1\" < \"$2\"", python, script, input.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let verdicts = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).filter { $0.hasPrefix("same") || $0.hasPrefix("differs") }
+        #expect(verdicts.count == cases.count, "\(result.stdout)\(result.stderr)")
+        #expect(verdicts.allSatisfy { $0 == "same" }, "\(result.stdout)")
+    }
+
+    @Test func keysAndQueriesAreEncodedForSigV4() {
+        #expect(S3Store.encode("a b/ü+~.tar", keepSlash: true) == "a%20b/%C3%BC%2B~.tar")
+        #expect(S3Store.encode("x/y=z&", keepSlash: false) == "x%2Fy%3Dz%26")
+        let store = S3Store(name: "lta", endpointURL: "http://127.0.0.1:9000/", bucket: "bkt", region: "us-east-1", prefix: "ccat",
+                            pathStyle: true, credentials: S3Credentials(accessKeyID: "a", secretAccessKey: "b"))
+        #expect(store.url("p q.tar", query: [("uploadId", "u/1"), ("partNumber", "2")]) == "http://127.0.0.1:9000/bkt/ccat/p%20q.tar?partNumber=2&uploadId=u%2F1")
+        let virtual = S3Store(name: "lta", endpointURL: "https://s3.example.org", bucket: "bkt", region: "eu", prefix: "",
+                              pathStyle: false, credentials: S3Credentials(accessKeyID: "a", secretAccessKey: "b"))
+        #expect(virtual.url(nil, query: [("uploads", "")]) == "https://bkt.s3.example.org/?uploads=")
+        #expect(S3XML.values("Key", in: "<Contents><Key>a&amp;b &#233;</Key></Contents><Contents><Key>c</Key></Contents>") == ["a&b é", "c"])
+    }
+}
+
+/// A fresh bucket on the S3 test server.
+func testBucket(settings: S3Settings = S3Settings(), prefix: String = "archive") throws -> S3Store {
+    let endpoint = try TestEnvironment.requireS3Endpoint()
+    let keys = TestEnvironment.s3Keys()
+    let store = S3Store(name: "test_lta", endpointURL: endpoint, bucket: "ccat-\(UUID().uuidString.lowercased().prefix(18))", region: "us-east-1",
+                        prefix: prefix, pathStyle: true, credentials: S3Credentials(accessKeyID: keys.accessKeyID, secretAccessKey: keys.secretAccessKey),
+                        settings: settings)
+    try store.createBucket()
+    return store
+}
+
+/// aws-cli for interoperability checks: on PATH, else in the virtualenv .ci/run creates.
+func awsCLI() throws -> (path: String, environment: [String: String]) {
+    let keys = TestEnvironment.s3Keys()
+    var environment = ProcessInfo.processInfo.environment
+    environment["AWS_ACCESS_KEY_ID"] = keys.accessKeyID
+    environment["AWS_SECRET_ACCESS_KEY"] = keys.secretAccessKey
+    environment["AWS_DEFAULT_REGION"] = "us-east-1"
+    let candidates = (environment["PATH"] ?? "").split(separator: ":").map { "\($0)/aws" }
+        + [TestEnvironment.repositoryRoot.appendingPathComponent(".ccat-dev/venv/bin/aws").path]
+    guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw TestSetupError(description: "aws-cli not found: pip install awscli (.ci/run installs it into .ccat-dev/venv)")
+    }
+    return (path, environment)
+}
+
+@Suite("S3 storage against the S3 test server", .enabled(if: TestEnvironment.runS3Tests, "requires the S3 test server: run 'make test'"))
+struct S3StoreTests {
+    @Test func singlePutRoundTripHeadListDelete() throws {
+        let dir = try scratch("s3")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try testBucket()
+        let source = try randomFile(dir.appendingPathComponent("a.tar"), size: 300_001)
+        let key = "obs 1/ümlaut's \"pkg\"+&.tar"
+        #expect(try store.head(key) == nil)
+        let stored = try store.upload(file: source.path, to: key, sha256: source.sha256, shouldStop: never)
+        #expect(stored.size == 300_001 && stored.sha256 == source.sha256)
+        #expect(try store.holds(key, size: 300_001, sha256: source.sha256))
+        #expect(try store.list(prefix: "obs 1/").map(\.key) == [key])
+
+        let back = dir.appendingPathComponent("back.tar").path
+        let fetched = try store.download(key, to: back, expectedSize: 300_001, expectedSHA256: source.sha256, shouldStop: never)
+        #expect(fetched.sha256 == source.sha256)
+        #expect(try FileChecksum.sha256(of: back).sha256 == source.sha256)
+
+        let wrong = dir.appendingPathComponent("wrong.tar").path
+        let mismatch = #expect(throws: StorageError.self) {
+            try store.download(key, to: wrong, expectedSize: nil, expectedSHA256: String(repeating: "b", count: 64), shouldStop: never)
+        }
+        #expect(mismatch?.kind == .checksumMismatch)
+        #expect(!FileManager.default.fileExists(atPath: wrong) && partials(in: dir).isEmpty)
+
+        try store.delete(key)
+        try store.delete(key)
+        #expect(try store.head(key) == nil)
+        let missing = #expect(throws: StorageError.self) {
+            try store.download(key, to: wrong, expectedSize: nil, expectedSHA256: nil, shouldStop: never)
+        }
+        #expect(missing?.kind == .notFound)
+        #expect(store.probe().reachable)
+    }
+
+    @Test func multipartUploadInParallelPartsRoundTrips() throws {
+        let dir = try scratch("s3-multipart")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try testBucket(settings: S3Settings(partSize: 5 << 20, parallelParts: 3))
+        let size = (17 << 20) + 12_345  // four parts, the last one short
+        let source = try randomFile(dir.appendingPathComponent("big.tar"), size: size)
+        let stored = try store.upload(file: source.path, to: "big.tar", sha256: source.sha256, shouldStop: never)
+        #expect(stored.size == Int64(size) && stored.sha256 == source.sha256)
+        #expect(try store.incompleteUploads(of: "big.tar").isEmpty)
+        let back = dir.appendingPathComponent("back.tar").path
+        try store.download("big.tar", to: back, expectedSize: Int64(size), expectedSHA256: source.sha256, shouldStop: never)
+        #expect(try FileChecksum.sha256(of: back).sha256 == source.sha256)
+    }
+
+    @Test func damagedSourceIsNotUploadedAndLeavesNoIncompleteUpload() throws {
+        let dir = try scratch("s3-damaged")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try testBucket(settings: S3Settings(partSize: 5 << 20, parallelParts: 2))
+        for size in [40_000, (11 << 20) + 1] {
+            let source = try randomFile(dir.appendingPathComponent("f\(size).tar"), size: size)
+            try flipByte(source.path, at: UInt64(size - 2))
+            let error = #expect(throws: StorageError.self) {
+                try store.upload(file: source.path, to: "f\(size).tar", sha256: source.sha256, shouldStop: never)
+            }
+            #expect(error?.kind == .checksumMismatch)
+            #expect(try store.head("f\(size).tar") == nil)
+            #expect(try store.incompleteUploads(of: "f\(size).tar").isEmpty)
+        }
+    }
+
+    @Test func staleMultipartUploadsOfAKilledRunAreAbortedOnRetry() throws {
+        let dir = try scratch("s3-stale")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try testBucket(settings: S3Settings(partSize: 5 << 20, parallelParts: 2))
+        let source = try randomFile(dir.appendingPathComponent("big.tar"), size: (10 << 20) + 3)
+        // A stop during the parts (like a killed runner) aborts its own upload...
+        #expect(throws: StopRequestedDuringCopy.self) {
+            try store.upload(file: source.path, to: "big.tar", sha256: source.sha256, shouldStop: { true })
+        }
+        #expect(try store.incompleteUploads(of: "big.tar").isEmpty)
+        // ...and one that was left behind by a SIGKILL (started with aws-cli here) is aborted by the next upload.
+        let aws = try awsCLI()
+        let started = try runProcess(aws.path, ["--endpoint-url", store.endpointURL, "s3api", "create-multipart-upload",
+                                                "--bucket", store.bucket, "--key", "archive/big.tar"], environment: aws.environment)
+        #expect(started.status == 0, "\(started.stderr)")
+        #expect(try store.incompleteUploads(of: "big.tar").count == 1)
+        try store.upload(file: source.path, to: "big.tar", sha256: source.sha256, shouldStop: never)
+        #expect(try store.incompleteUploads(of: "big.tar").isEmpty)
+        #expect(try store.holds("big.tar", size: (10 << 20) + 3, sha256: source.sha256))
+    }
+
+    @Test func listingFollowsContinuationTokens() throws {
+        let dir = try scratch("s3-list")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try testBucket()
+        let source = try randomFile(dir.appendingPathComponent("x"), size: 10)
+        let keys = (0..<7).map { "pkg/\($0).tar" }
+        for key in keys { try store.upload(file: source.path, to: key, sha256: source.sha256, shouldStop: never) }
+        try store.upload(file: source.path, to: "other/z.tar", sha256: source.sha256, shouldStop: never)
+        #expect(try store.list(prefix: "pkg/", pageSize: 2).map(\.key) == keys)
+        #expect(try store.list(prefix: "", pageSize: 3).count == 8)
+    }
+
+    @Test func objectsAreInterchangeableWithAwsCli() throws {
+        let dir = try scratch("s3-awscli")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let aws = try awsCLI()
+        let store = try testBucket(settings: S3Settings(partSize: 5 << 20, parallelParts: 2))
+        for size in [1_000, (12 << 20) + 7] {
+            // Ours, read by aws-cli.
+            let source = try randomFile(dir.appendingPathComponent("ours-\(size).tar"), size: size)
+            try store.upload(file: source.path, to: "ours/\(size) ü.tar", sha256: source.sha256, shouldStop: never)
+            let copy = dir.appendingPathComponent("aws-read-\(size)").path
+            let read = try runProcess(aws.path, ["--endpoint-url", store.endpointURL, "s3", "cp",
+                                                 "s3://\(store.bucket)/archive/ours/\(size) ü.tar", copy], environment: aws.environment)
+            #expect(read.status == 0, "\(read.stderr)")
+            #expect(try FileChecksum.sha256(of: copy).sha256 == source.sha256)
+
+            // aws-cli's (multipart above its 8 MB threshold), read by us and verified against the local file.
+            let theirs = try randomFile(dir.appendingPathComponent("theirs-\(size).tar"), size: size)
+            let wrote = try runProcess(aws.path, ["--endpoint-url", store.endpointURL, "s3", "cp", theirs.path,
+                                                  "s3://\(store.bucket)/archive/theirs/\(size).tar"], environment: aws.environment)
+            #expect(wrote.status == 0, "\(wrote.stderr)")
+            #expect(try store.head("theirs/\(size).tar")?.size == Int64(size))
+            let back = dir.appendingPathComponent("ours-read-\(size)").path
+            try store.download("theirs/\(size).tar", to: back, expectedSize: Int64(size), expectedSHA256: theirs.sha256, shouldStop: never)
+        }
+    }
+
+    @Test func unreachableEndpointIsATransportError() throws {
+        let store = S3Store(name: "lta", endpointURL: "http://127.0.0.1:9", bucket: "nowhere", region: "us-east-1", prefix: "",
+                            pathStyle: true, credentials: S3Credentials(accessKeyID: "a", secretAccessKey: "b"),
+                            settings: S3Settings(attempts: 2, retryDelaySeconds: 0.01))
+        let error = #expect(throws: StorageError.self) { try store.head("x") }
+        #expect(error?.kind == .transport)
+        #expect(!store.probe().reachable)
+    }
+}
