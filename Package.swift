@@ -101,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "ccat-runner",
             dependencies: [
-                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Runner",
+                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Runner", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -115,7 +115,7 @@ let package = Package(
             path: "bench/dispatch",
             swiftSettings: upcoming
         ),
-        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),

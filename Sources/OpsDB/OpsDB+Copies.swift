@@ -46,6 +46,10 @@ extension OpsDB {
             """)
     }
 
+    public func physicalCopy(id: Int64) async throws -> PhysicalCopy? {
+        try await optional(PhysicalCopy.self, "SELECT \(Self.copyColumns) FROM physical_copy WHERE id = \(id)")
+    }
+
     /// Every copy of `object` that exists or existed, oldest first: the audit trail.
     public func physicalCopies(of object: CopiedObject) async throws -> [PhysicalCopy] {
         let ids = object.ids

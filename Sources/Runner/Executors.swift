@@ -1,6 +1,7 @@
 import Archiving
 import Foundation
 import OpsDB
+import Storage
 
 /// What a successful operation hands back: its report, and the database changes that record its
 /// effects (applied in the same transaction that marks the operation succeeded).
@@ -14,6 +15,13 @@ public struct ExecutionContext: Sendable {
     public var db: OpsDB
     public var log: OperationLog
     public var stop: StopSignal
+    public var s3: S3Settings
+
+    /// For storage calls, which poll it between blocks.
+    public var shouldStop: ShouldStop {
+        let stop = self.stop
+        return { stop.stopReason != nil }
+    }
 }
 
 /// An operation this version cannot run (a storage type or an operation not built yet). Fails the
@@ -71,7 +79,6 @@ enum RawDataPackageCreation {
             ArchiveMember(path: $0.relativePath, size: $0.sizeBytes, sha256: $0.checksumAlgorithm == "sha256" ? $0.checksum : "")
         }
         context.log.write("packaging \(files.count) files of \(package.name) from \(sourceRoot) into \(destination)")
-        try await db.setRawDataPackageStatus(packageID, .inProgress)
 
         let summary: ArchiveSummary
         if FileManager.default.fileExists(atPath: destination), let existing = try? reuse(destination, expected: expected, files: files) {

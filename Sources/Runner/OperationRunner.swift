@@ -2,6 +2,7 @@ import Archiving
 import Foundation
 import Logging
 import OpsDB
+import Storage
 
 public struct RunnerSettings: Sendable {
     /// How long a claim is valid without renewal; the tracker fails the operation over after that.
@@ -11,12 +12,16 @@ public struct RunnerSettings: Sendable {
     public var retryPolicy: RetryPolicy
     /// Where per-operation logs go.
     public var logDirectory: String
+    /// Part size and parallelism of S3 uploads.
+    public var s3: S3Settings
 
-    public init(leaseSeconds: Double = 180, heartbeatSeconds: Double = 30, retryPolicy: RetryPolicy = RetryPolicy(), logDirectory: String) {
+    public init(leaseSeconds: Double = 180, heartbeatSeconds: Double = 30, retryPolicy: RetryPolicy = RetryPolicy(), logDirectory: String,
+                s3: S3Settings = S3Settings()) {
         self.leaseSeconds = leaseSeconds
         self.heartbeatSeconds = heartbeatSeconds
         self.retryPolicy = retryPolicy
         self.logDirectory = logDirectory
+        self.s3 = s3
     }
 }
 
@@ -88,7 +93,7 @@ public struct OperationRunner: Sendable {
             return
         }
         log.write("operation \(operation.id) \(operation.operationType.rawValue), attempt \(operation.attempts + 1), runner \(owner)")
-        let context = ExecutionContext(db: db, log: log, stop: stop)
+        let context = ExecutionContext(db: db, log: log, stop: stop, s3: settings.s3)
         let started = ContinuousClock.now
         let lease = LeaseKeeper()
         let heartbeat = Task { [heartbeatDB, owner, settings, stop] in
@@ -109,7 +114,13 @@ public struct OperationRunner: Sendable {
         }
         defer { heartbeat.cancel() }
         do {
-            let outcome = try await execute(operation, context: context)
+            try await db.markTargetStarted(operation)
+            let outcome: ExecutionOutcome
+            do {
+                outcome = try await execute(operation, context: context)
+            } catch is StopRequestedDuringCopy {
+                throw StopRequested(reason: stop.stopReason ?? "stop requested")
+            }
             heartbeat.cancel()
             try await db.transaction { db in
                 try await outcome.record(db)
@@ -134,6 +145,7 @@ public struct OperationRunner: Sendable {
             }
             let errorClass = Self.errorClass(error)
             log.write("failed (\(errorClass)): \(error)")
+            try await db.markTargetFailed(operation, message: "\(error)")
             let state = try await db.failOperation(operation.id, owner: owner, errorClass: errorClass, message: "\(error)",
                                                    logPath: log.path, policy: settings.retryPolicy)
             logger.error("operation failed", metadata: ["operation": "\(operation.id)", "class": "\(errorClass)", "error": "\(error)",
@@ -144,10 +156,14 @@ public struct OperationRunner: Sendable {
 
     func execute(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
         switch operation.operationType {
-        case .rawDataPackageCreation:
-            return try await RawDataPackageCreation.run(operation, context: context)
-        case .dataTransferPackageCreation, .dataTransfer, .dataTransferUnpacking, .longTermArchiveTransfer, .staging, .deletion, .monitoring:
-            throw UnsupportedOperation(description: "\(operation.operationType.rawValue) is not implemented by this version of ccat-runner")
+        case .rawDataPackageCreation: return try await RawDataPackageCreation.run(operation, context: context)
+        case .dataTransferPackageCreation: return try await DataTransferPackageCreation.run(operation, context: context)
+        case .dataTransfer: return try await DataTransferExecution.run(operation, context: context)
+        case .dataTransferUnpacking: return try await DataTransferUnpacking.run(operation, context: context)
+        case .longTermArchiveTransfer: return try await LongTermArchiveTransferExecution.run(operation, context: context)
+        case .staging: return try await StagingExecution.run(operation, context: context)
+        case .deletion: return try await DeletionExecution.run(operation, context: context)
+        case .monitoring: return try await MonitoringExecution.run(operation, context: context)
         }
     }
 
@@ -161,6 +177,18 @@ public struct OperationRunner: Sendable {
             case .unsafeMember: return "unsafe_archive"
             case .checksumMismatch: return "checksum_mismatch"
             }
+        case let error as StorageError:
+            switch error.kind {
+            case .transport: return "transfer_error"
+            case .rejected: return "storage_rejected"
+            case .credentials: return "credentials"
+            case .notFound: return "not_found"
+            case .checksumMismatch: return "checksum_mismatch"
+            case .invalidPath: return "invalid_path"
+            case .io: return "io_error"
+            case .unsupported: return "unsupported"
+            }
+        case is DeletionRefused: return "deletion_refused"
         case is UnsupportedOperation: return "unsupported"
         case is InvalidOperation: return "invalid_operation"
         default: return "runner_error"

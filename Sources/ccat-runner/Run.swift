@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import OpsDB
 import Runner
+import Storage
 
 /// Options shared by `run` and `exec`.
 struct LeaseOptions: ParsableArguments {
@@ -13,7 +14,18 @@ struct LeaseOptions: ParsableArguments {
     @Option(name: .long, help: "Seconds between lease renewals.")
     var heartbeatSeconds: Double = 30
 
+    @Option(name: .long, help: "S3 uploads larger than this many MiB go in parts of this size (at least 5).")
+    var s3PartSizeMib: Int = 64
+
+    @Option(name: .long, help: "S3 parts sent at the same time.")
+    var s3ParallelParts: Int = 4
+
+    var s3: S3Settings { S3Settings(partSize: s3PartSizeMib << 20, parallelParts: s3ParallelParts) }
+
     func validate() throws {
+        guard s3PartSizeMib >= 5, s3PartSizeMib <= 5120, s3ParallelParts >= 1, s3ParallelParts <= 64 else {
+            throw ValidationError("--s3-part-size-mib must be 5 to 5120 (S3's part limits) and --s3-parallel-parts 1 to 64")
+        }
         guard leaseSeconds > 0, heartbeatSeconds > 0, heartbeatSeconds < leaseSeconds else {
             throw ValidationError("--heartbeat-seconds must be positive and shorter than --lease-seconds")
         }
@@ -32,7 +44,7 @@ func withRunner(_ options: GlobalOptions, lease: LeaseOptions, owner: String, lo
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
             let runner = OperationRunner(db: OpsDB(connection), heartbeatDB: OpsDB(heartbeat), owner: owner,
                                          settings: RunnerSettings(leaseSeconds: lease.leaseSeconds, heartbeatSeconds: lease.heartbeatSeconds,
-                                                                  logDirectory: logDirectory),
+                                                                  logDirectory: logDirectory, s3: lease.s3),
                                          stop: stop, logger: logger)
             return try await body(runner)
         }

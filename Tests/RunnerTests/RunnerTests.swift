@@ -21,7 +21,9 @@ struct PackagingFixture {
 
     static let names = ["scan 1.fits", "quote's \"x\".dat", "new\nline.bin", "ümlaut/日本.raw"]
 
-    static func with(fileSize: Int = 100_000, corrupt: Bool = false, _ body: (PackagingFixture) async throws -> Void) async throws {
+    /// `moreSites` is YAML for further sites, appended to the topology; `{work}` stands for the scratch directory.
+    static func with(fileSize: Int = 100_000, corrupt: Bool = false, moreSites: String = "",
+                     _ body: (PackagingFixture) async throws -> Void) async throws {
         try await withTestDatabase { database, connection in
             _ = try await Migrator.bundled().migrate(connection)
             let work = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-runner-\(UUID().uuidString)")
@@ -38,7 +40,7 @@ struct PackagingFixture {
                       - name: buffer
                         type: BUFFER
                         storage: {disk: {root: "\(bufferRoot.path)"}}
-                """
+                """ + "\n" + moreSites.replacingOccurrences(of: "{work}", with: work.path)
             _ = try await TopologySync().apply(try TopologyParser.parse(topology, file: "test.yaml"), to: connection)
             let db = OpsDB(connection)
             let source = try #require(try await db.location(siteShortName: "ccat", name: "primecam_raw_data"))

@@ -1,0 +1,402 @@
+import Archiving
+import Foundation
+import OpsDB
+import Storage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The store behind a location: a POSIX tree or an S3 bucket. Tape is refused with a clear error.
+func store(for locationID: Int64, _ db: OpsDB, s3: S3Settings) async throws -> (location: DataLocation, store: any ObjectStore) {
+    guard let location = try await db.location(id: locationID) else {
+        throw InvalidOperation(description: "location \(locationID) does not exist")
+    }
+    switch try await db.storage(of: location) {
+    case .disk(let root):
+        return (location, DiskStore(name: location.name, root: root))
+    case .s3(let endpoint, let bucket, let region, let prefix, let credentialsSource, let pathStyle):
+        let credentials = try S3Credentials.load(source: credentialsSource, location: location.name)
+        return (location, S3Store(name: location.name, endpointURL: endpoint, bucket: bucket, region: region, prefix: prefix,
+                                  pathStyle: pathStyle, credentials: credentials, settings: s3))
+    case .tape(let library, _):
+        throw UnsupportedOperation(description: "location '\(location.name)' is on tape (library \(library)); tape is not supported by this version of ccat-runner")
+    }
+}
+
+/// A POSIX store, for steps that read or write a file tree (packaging, unpacking, staging).
+func diskStore(for locationID: Int64, _ db: OpsDB, purpose: String) async throws -> DiskStore {
+    let root = try await diskRoot(db, locationID: locationID, purpose: purpose)
+    let name = try await db.location(id: locationID)?.name ?? "\(locationID)"
+    return DiskStore(name: name, root: root)
+}
+
+func require<T>(_ value: T?, _ what: @autoclosure () -> String) throws -> T {
+    guard let value else { throw InvalidOperation(description: what()) }
+    return value
+}
+
+func resultJSON(_ fields: [String: any Sendable]) -> String {
+    let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// DATA_TRANSFER_PACKAGE_CREATION: the bundle's raw data package archives, from the buffer, into
+/// one transfer archive next to them, each verified against its recorded checksum on the way.
+enum DataTransferPackageCreation {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let db = context.db
+        let bundleID = try require(operation.dataTransferPackageID, "operation \(operation.id) names no data transfer package")
+        let bundle = try require(try await db.dataTransferPackage(id: bundleID), "data transfer package \(bundleID) does not exist")
+        let packages = try await db.rawDataPackages(bundleID: bundleID)
+        guard !packages.isEmpty else { throw InvalidOperation(description: "data transfer package \(bundle.name) holds no raw data packages") }
+        let buffer = try await diskStore(for: bundle.originLocationID, db, purpose: "buffer")
+        var inputs: [ArchiveInput] = []
+        var expected: [ArchiveMember] = []
+        for package in packages {
+            guard package.status == .completed, let checksum = package.checksum, let size = package.sizeBytes else {
+                throw InvalidOperation(description: "raw data package \(package.name) is \(package.status.rawValue), not yet archived; it cannot be bundled")
+            }
+            inputs.append(ArchiveInput(source: try buffer.path(of: package.relativePath), memberPath: package.relativePath, expectedSHA256: checksum))
+            expected.append(ArchiveMember(path: package.relativePath, size: size, sha256: checksum))
+        }
+        let destination = try buffer.path(of: bundle.relativePath, creatingParent: true)
+        context.log.write("bundling \(packages.count) raw data packages into \(destination)")
+        let summary: ArchiveSummary
+        if FileManager.default.fileExists(atPath: destination), let existing = try? TarArchive.scan(destination, expected: expected) {
+            context.log.write("\(destination) already holds the verified bundle (sha256 \(existing.sha256)); not rebuilt")
+            summary = existing
+        } else {
+            let stop = context.stop
+            let sources = inputs
+            summary = try await runBlocking { try TarArchive.create(at: destination, inputs: sources) { _ in try stop.check() } }
+            for (member, want) in zip(summary.members, expected) where member.size != want.size {
+                throw ArchiveError(kind: .checksumMismatch, path: destination, member: member.path,
+                                   problem: "\(member.size) bytes, but \(want.size) were recorded")
+            }
+            context.log.write("wrote \(summary.size) bytes, sha256 \(summary.sha256)")
+        }
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: summary.size,
+                                    resultJSON: resultJSON(["sha256": summary.sha256, "size": summary.size, "members": summary.members.count]),
+                                    logPath: context.log.path),
+            record: { db in
+                try await db.recordDataTransferPackageArchive(bundleID, sizeBytes: summary.size, checksum: summary.sha256)
+                if try await db.liveCopy(of: .dataTransferPackage(bundleID), at: bundle.originLocationID) == nil {
+                    _ = try await db.insertPhysicalCopy(of: .dataTransferPackage(bundleID), at: bundle.originLocationID, relativePath: bundle.relativePath,
+                                                        sizeBytes: summary.size, checksum: summary.sha256, verified: true)
+                }
+            })
+    }
+}
+
+/// DATA_TRANSFER: the bundle from the origin buffer to the destination buffer by the route's
+/// method; the copy's size and SHA-256 are verified at the destination before success.
+enum DataTransferExecution {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let db = context.db
+        let transferID = try require(operation.dataTransferID, "operation \(operation.id) names no data transfer")
+        let transfer = try require(try await db.dataTransfer(id: transferID), "data transfer \(transferID) does not exist")
+        let bundle = try require(try await db.dataTransferPackage(id: transfer.dataTransferPackageID), "data transfer package \(transfer.dataTransferPackageID) does not exist")
+        guard bundle.status == .completed, let checksum = bundle.checksum, let size = bundle.sizeBytes else {
+            throw InvalidOperation(description: "data transfer package \(bundle.name) is \(bundle.status.rawValue); it is sent once it has been built")
+        }
+        let origin = try await diskStore(for: transfer.originLocationID, db, purpose: "origin buffer")
+        let destination = try await diskStore(for: transfer.destinationLocationID, db, purpose: "destination buffer")
+        let source = try origin.path(of: bundle.relativePath)
+        context.log.write("transfer \(transferID): \(bundle.name) (\(size) bytes) \(origin.description) -> \(destination.description) by \(transfer.method.rawValue)")
+
+        if try destination.holds(bundle.relativePath, size: size, sha256: checksum) {
+            context.log.write("the destination already holds the verified bundle; not sent again")
+        } else {
+            let shouldStop = context.shouldStop
+            switch transfer.method {
+            case .copy:
+                try await runBlocking { try destination.upload(file: source, to: bundle.relativePath, sha256: checksum, shouldStop: shouldStop) }
+            case .rsync, .bbcp:
+                let target = try destination.path(of: bundle.relativePath, creatingParent: true)
+                try await ExternalCopy(method: transfer.method, source: source, target: target, log: context.log, stop: context.stop).run()
+                guard try destination.holds(bundle.relativePath, size: size, sha256: checksum) else {
+                    // A damaged copy is not left under the final name.
+                    try? destination.delete(bundle.relativePath)
+                    throw StorageError(kind: .checksumMismatch, location: destination.description, object: bundle.relativePath,
+                                       problem: "the copy made by \(transfer.method.rawValue.lowercased()) does not match the recorded size \(size) and SHA-256 \(checksum)")
+                }
+            case .s3:
+                throw UnsupportedOperation(description: "transfer method S3 needs S3 buffers; buffers are POSIX trees in this version (use COPY, RSYNC or BBCP for route of transfer \(transferID))")
+            }
+            context.log.write("verified at the destination: \(size) bytes, sha256 \(checksum)")
+        }
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: size, resultJSON: resultJSON(["sha256": checksum, "size": size, "method": transfer.method.rawValue]),
+                                    logPath: context.log.path),
+            record: { db in
+                try await db.recordTransferCompleted(transferID, bytes: size)
+                if try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: transfer.destinationLocationID) == nil {
+                    _ = try await db.insertPhysicalCopy(of: .dataTransferPackage(bundle.id), at: transfer.destinationLocationID,
+                                                        relativePath: bundle.relativePath, sizeBytes: size, checksum: checksum, verified: true)
+                }
+            })
+    }
+}
+
+/// rsync (resumable: partial data kept in a hidden directory next to the target) or bbcp, run as
+/// a child process whose output goes to the operation log; a stop request terminates it.
+struct ExternalCopy {
+    var method: TransferMethod
+    var source: String
+    var target: String
+    var log: OperationLog
+    var stop: StopSignal
+
+    func run() async throws {
+        let tool = method == .rsync ? "rsync" : "bbcp"
+        guard let executable = findExecutable(tool) else {
+            throw UnsupportedOperation(description: "\(tool) is not installed on \(ProcessInfo.processInfo.hostName); install it there or change the route's method")
+        }
+        let directory = (target as NSString).deletingLastPathComponent
+        let arguments: [String]
+        if method == .rsync {
+            arguments = ["--partial", "--partial-dir=.ccat-rsync-partial", "--times", "--", source, target]
+        } else {
+            arguments = ["-f", "-P", "10", source, target]
+        }
+        log.write("running \(executable) \(arguments.joined(separator: " "))")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let logHandle = FileHandle(forWritingAtPath: log.path)
+        logHandle?.seekToEndOfFile()
+        process.standardOutput = logHandle
+        process.standardError = logHandle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let stop = self.stop
+        let watcher = Task.detached {
+            while process.isRunning {
+                if stop.stopReason != nil { process.terminate() }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                process.waitUntilExit()
+                continuation.resume()
+            }
+        }
+        watcher.cancel()
+        try? logHandle?.close()
+        try stop.check()
+        guard process.terminationStatus == 0 else {
+            throw StorageError(kind: .transport, location: directory, object: (target as NSString).lastPathComponent,
+                               problem: "\(tool) exited with status \(process.terminationStatus); see \(log.path)")
+        }
+    }
+}
+
+func findExecutable(_ name: String) -> String? {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+}
+
+/// DATA_TRANSFER_UNPACKING: the arrived bundle is extracted into the destination buffer and every
+/// raw data package archive is verified against its recorded checksum; each becomes a verified
+/// copy at the buffer.
+enum DataTransferUnpacking {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let db = context.db
+        let transferID = try require(operation.dataTransferID, "operation \(operation.id) names no data transfer")
+        let transfer = try require(try await db.dataTransfer(id: transferID), "data transfer \(transferID) does not exist")
+        guard transfer.status == .completed else {
+            throw InvalidOperation(description: "data transfer \(transferID) is \(transfer.status.rawValue); a bundle is unpacked after it arrived")
+        }
+        let bundle = try require(try await db.dataTransferPackage(id: transfer.dataTransferPackageID), "data transfer package \(transfer.dataTransferPackageID) does not exist")
+        let packages = try await db.rawDataPackages(bundleID: bundle.id)
+        let expected = try packages.map { package in
+            guard let checksum = package.checksum, let size = package.sizeBytes else {
+                throw InvalidOperation(description: "raw data package \(package.name) has no recorded checksum")
+            }
+            return ArchiveMember(path: package.relativePath, size: size, sha256: checksum)
+        }
+        let buffer = try await diskStore(for: transfer.destinationLocationID, db, purpose: "destination buffer")
+        let archive = try buffer.path(of: bundle.relativePath)
+        context.log.write("unpacking \(archive) (\(packages.count) raw data packages) into \(buffer.root)")
+        let summary = try await runBlocking { try TarArchive.extract(archive, into: buffer.root, expected: expected) }
+        if let checksum = bundle.checksum, summary.sha256 != checksum {
+            throw ArchiveError(kind: .checksumMismatch, path: archive, problem: "the bundle has SHA-256 \(summary.sha256), but \(checksum) was recorded")
+        }
+        context.log.write("\(summary.members.count) raw data packages extracted and verified")
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: summary.size, resultJSON: resultJSON(["packages": summary.members.count, "sha256": summary.sha256]),
+                                    logPath: context.log.path),
+            record: { db in
+                for (package, member) in zip(packages, expected)
+                where try await db.liveCopy(of: .rawDataPackage(package.id), at: transfer.destinationLocationID) == nil {
+                    _ = try await db.insertPhysicalCopy(of: .rawDataPackage(package.id), at: transfer.destinationLocationID, relativePath: member.path,
+                                                        sizeBytes: member.size, checksum: member.sha256, verified: true)
+                }
+                try await db.recordUnpackCompleted(transferID)
+            })
+    }
+}
+
+/// LONG_TERM_ARCHIVE_TRANSFER: a raw data package archive from a buffer into a long-term archive
+/// (disk or S3), verified there.
+enum LongTermArchiveTransferExecution {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let db = context.db
+        let transferID = try require(operation.longTermArchiveTransferID, "operation \(operation.id) names no long-term archive transfer")
+        let transfer = try require(try await db.longTermArchiveTransfer(id: transferID), "long-term archive transfer \(transferID) does not exist")
+        let package = try require(try await db.rawDataPackage(id: transfer.rawDataPackageID), "raw data package \(transfer.rawDataPackageID) does not exist")
+        guard let checksum = package.checksum, let size = package.sizeBytes else {
+            throw InvalidOperation(description: "raw data package \(package.name) has no recorded checksum; it is archived once it has been built")
+        }
+        let buffer = try await diskStore(for: transfer.originLocationID, db, purpose: "buffer")
+        let archive = try await store(for: transfer.destinationLocationID, db, s3: context.s3)
+        let source = try buffer.path(of: package.relativePath)
+        context.log.write("archiving \(package.name) (\(size) bytes) from \(buffer.description) into \(archive.store.description)")
+        if try await runBlocking({ try archive.store.holds(package.relativePath, size: size, sha256: checksum) }) {
+            context.log.write("the archive already holds the verified package; not sent again")
+        } else {
+            let shouldStop = context.shouldStop
+            try await runBlocking { try archive.store.upload(file: source, to: package.relativePath, sha256: checksum, shouldStop: shouldStop) }
+            context.log.write("uploaded and verified: \(size) bytes, sha256 \(checksum)")
+        }
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: size, resultJSON: resultJSON(["sha256": checksum, "size": size, "archive": archive.location.name]),
+                                    logPath: context.log.path),
+            record: { db in
+                try await db.recordArchiveTransferCompleted(transferID)
+                if try await db.liveCopy(of: .rawDataPackage(package.id), at: transfer.destinationLocationID) == nil {
+                    _ = try await db.insertPhysicalCopy(of: .rawDataPackage(package.id), at: transfer.destinationLocationID,
+                                                        relativePath: package.relativePath, sizeBytes: size, checksum: checksum, verified: true)
+                }
+            })
+    }
+}
+
+/// STAGING: each package of the job is fetched from its nearest verified long-term archive copy
+/// (checksum checked while it streams), unpacked into the job's directory at the PROCESSING
+/// location with every file verified against the manifest, and its files registered as copies.
+enum StagingExecution {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let db = context.db
+        let jobID = try require(operation.stagingJobID, "operation \(operation.id) names no staging job")
+        let job = try require(try await db.stagingJob(id: jobID), "staging job \(jobID) does not exist")
+        let processing = try await diskStore(for: job.destinationLocationID, db, purpose: "processing")
+        let packages = try await db.stagingJobPackages(jobID)
+        guard !packages.isEmpty else { throw InvalidOperation(description: "staging job \(jobID) names no packages") }
+        let targetRoot = try processing.path(of: job.targetDirectory, creatingParent: true)
+        var staged: [(file: RawDataFile, member: ArchiveMember)] = []
+        var bytes: Int64 = 0
+        for package in packages {
+            guard let checksum = package.checksum, let size = package.sizeBytes, let manifestText = package.manifest else {
+                throw InvalidOperation(description: "raw data package \(package.name) has no recorded checksum or manifest")
+            }
+            let manifest = try JSONDecoder().decode([ArchiveMember].self, from: Data(manifestText.utf8))
+            guard let copy = try await db.archiveCopies(of: package.id, near: job.destinationLocationID, preferring: job.originLocationID).first else {
+                throw InvalidOperation(description: "raw data package \(package.name) has no verified copy in an active long-term archive")
+            }
+            let archive = try await store(for: copy.dataLocationID, db, s3: context.s3)
+            let download = try processing.path(of: "\(job.targetDirectory)/.ccat-staging/\(package.name).tar", creatingParent: true)
+            context.log.write("staging \(package.name) from \(archive.store.description) into \(targetRoot)")
+            let shouldStop = context.shouldStop
+            try await runBlocking {
+                try archive.store.download(copy.relativePath, to: download, expectedSize: size, expectedSHA256: checksum, shouldStop: shouldStop)
+            }
+            do {
+                _ = try await runBlocking { try TarArchive.extract(download, into: targetRoot, expected: manifest) }
+            } catch {
+                unlink(download)
+                throw error
+            }
+            unlink(download)
+            bytes += size
+            let byPath = Dictionary(manifest.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+            for file in try await db.rawDataFiles(packageID: package.id) {
+                guard let member = byPath[file.relativePath] else {
+                    throw ArchiveError(kind: .checksumMismatch, path: download, member: file.relativePath, problem: "registered file missing from the package's manifest")
+                }
+                staged.append((file, member))
+            }
+        }
+        rmdir(targetRoot + "/.ccat-staging")
+        context.log.write("staged \(staged.count) files (\(bytes) bytes of archives)")
+        let count = staged.count
+        let files = staged
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: bytes, resultJSON: resultJSON(["files": count, "directory": job.targetDirectory]),
+                                    logPath: context.log.path),
+            record: { db in
+                for (file, member) in files {
+                    let existing = try await db.physicalCopies(of: .rawDataFile(file.id)).contains {
+                        $0.stagingJobID == jobID && $0.dataLocationID == job.destinationLocationID && $0.status != .deleted
+                    }
+                    if !existing {
+                        _ = try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: job.destinationLocationID,
+                                                            relativePath: "\(job.targetDirectory)/\(member.path)", sizeBytes: member.size,
+                                                            checksum: member.sha256, verified: true, stagingJobID: jobID)
+                    }
+                }
+                try await db.recordStagingCompleted(jobID)
+            })
+    }
+}
+
+/// The manager asked for a deletion the database no longer allows.
+public struct DeletionRefused: Error, Sendable, CustomStringConvertible {
+    public var copyID: Int64
+    public var reason: String
+    public var description: String { "physical copy \(copyID) is not deleted: \(reason)" }
+}
+
+/// DELETION: one copy goes, only if the database still allows it. The copy row stays locked from
+/// the check until it is marked DELETED, in one transaction, so nothing can start reading it
+/// in between.
+enum DeletionExecution {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let copyID = try require(operation.physicalCopyID, "operation \(operation.id) names no physical copy")
+        let s3 = context.s3
+        let log = context.log
+        let deleted: PhysicalCopy = try await context.db.transaction { db in
+            let copy = try require(try await db.physicalCopy(id: copyID), "physical copy \(copyID) does not exist")
+            if copy.status == .deleted {
+                log.write("copy \(copyID) was already deleted at \(copy.deletedAt.map { "\($0)" } ?? "an earlier attempt")")
+                return copy
+            }
+            if let reason = try await db.deletionBlocker(copyID: copyID, exceptOperation: operation.id) {
+                throw DeletionRefused(copyID: copyID, reason: reason)
+            }
+            let target = try await store(for: copy.dataLocationID, db, s3: s3)
+            log.write("deleting \(copy.relativePath) from \(target.store.description)")
+            try await runBlocking { try target.store.delete(copy.relativePath) }
+            try await db.markPhysicalCopyDeleted(id: copyID)
+            return copy
+        }
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: deleted.sizeBytes ?? 0, resultJSON: resultJSON(["copy": copyID, "path": deleted.relativePath]),
+                                    logPath: context.log.path),
+            record: { _ in })
+    }
+}
+
+/// MONITORING: reachability and capacity (statvfs, or a HEAD of the bucket) of one location.
+enum MonitoringExecution {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let target = try await store(for: operation.dataLocationID, context.db, s3: context.s3)
+        let probe = await (try? runBlocking { target.store.probe() }) ?? LocationProbe(reachable: false, errorMessage: "probe failed")
+        context.log.write("\(target.store.description): \(probe.reachable ? "reachable" : "unreachable")"
+                          + (probe.freeBytes.map { ", \($0) bytes free of \(probe.totalBytes ?? 0)" } ?? "")
+                          + (probe.errorMessage.map { " (\($0))" } ?? ""))
+        let locationID = operation.dataLocationID
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: 0, resultJSON: resultJSON(["reachable": probe.reachable, "free_bytes": probe.freeBytes ?? -1]),
+                                    logPath: context.log.path),
+            record: { db in
+                try await db.recordLocationStatus(LocationStatus(dataLocationID: locationID, measuredAt: Date(), reachable: probe.reachable,
+                                                                 totalBytes: probe.totalBytes, freeBytes: probe.freeBytes,
+                                                                 usedBytes: probe.usedBytes, errorMessage: probe.errorMessage))
+            })
+    }
+}

@@ -1,0 +1,310 @@
+import Archiving
+import Foundation
+import OpsDB
+import Postgres
+import Storage
+import Testing
+import TestSupport
+
+/// Where Cologne keeps its long-term archive in a test.
+enum ArchiveKind: String, CustomTestStringConvertible, Sendable {
+    case disk, s3
+    var testDescription: String { rawValue }
+}
+
+/// The pipeline after packaging: the telescope's buffer, and Cologne with a buffer, a long-term
+/// archive (disk or S3) and a PROCESSING location. Every step runs through `ccat-runner exec`.
+struct Pipeline {
+    let fixture: PackagingFixture
+    let kind: ArchiveKind
+    let bucket: String
+    var db: OpsDB { fixture.db }
+    var work: URL { fixture.work }
+
+    static func with(_ kind: ArchiveKind, fileSize: Int = 100_000, _ body: (Pipeline) async throws -> Void) async throws {
+        let bucket = "ccat-lta-\(UUID().uuidString.lowercased().prefix(13))"
+        var archive = "storage: {disk: {root: \"{work}/cologne/lta\"}}"
+        if kind == .s3 {
+            let endpoint = try TestEnvironment.requireS3Endpoint()
+            archive = "storage: {s3: {endpoint: \"\(endpoint)\", bucket: \(bucket), region: us-east-1, prefix: ccat, credentials: \"env:CCAT_TEST_LTA\"}}"
+            let keys = TestEnvironment.s3Keys()
+            try S3Store(name: "lta", endpointURL: endpoint, bucket: bucket, region: "us-east-1", prefix: "", pathStyle: true,
+                        credentials: S3Credentials(accessKeyID: keys.accessKeyID, secretAccessKey: keys.secretAccessKey)).createBucket()
+        }
+        let cologne = """
+              - short_name: cologne
+                name: University of Cologne
+                locations:
+                  - name: buffer
+                    type: BUFFER
+                    storage: {disk: {root: "{work}/cologne/buffer"}}
+                  - name: lta
+                    type: LONG_TERM_ARCHIVE
+                    \(archive)
+                  - name: ramses_processing
+                    type: PROCESSING
+                    storage: {disk: {root: "{work}/cologne/processing"}}
+            """
+        try await PackagingFixture.with(fileSize: fileSize, moreSites: cologne) { fixture in
+            for directory in ["cologne/buffer", "cologne/lta", "cologne/processing"] {
+                try FileManager.default.createDirectory(at: fixture.work.appendingPathComponent(directory), withIntermediateDirectories: true)
+            }
+            try await body(Pipeline(fixture: fixture, kind: kind, bucket: bucket))
+        }
+    }
+
+    var environment: [String: String] {
+        let keys = TestEnvironment.s3Keys()
+        return fixture.environment.merging(["CCAT_TEST_LTA_ACCESS_KEY_ID": keys.accessKeyID,
+                                            "CCAT_TEST_LTA_SECRET_ACCESS_KEY": keys.secretAccessKey]) { $1 }
+    }
+
+    func location(_ site: String, _ name: String) async throws -> DataLocation {
+        try #require(try await db.location(siteShortName: site, name: name))
+    }
+
+    func operation(_ type: OperationType, at location: DataLocation, _ target: OperationTarget) async throws -> OperationRecord {
+        try #require(try await db.createOperation(type, queue: "test_\(type.rawValue.lowercased())", locationID: location.id, target: target))
+    }
+
+    /// Runs one operation by hand; returns the runner's exit status and the operation afterwards.
+    @discardableResult
+    func exec(_ operation: OperationRecord, extra: [String] = []) async throws -> (status: Int32, stderr: String, after: OperationRecord) {
+        let result = try runExecutable("ccat-runner", ["exec", "--operation", String(operation.id)] + extra, environment: environment)
+        return (result.status, result.stderr, try #require(try await db.operation(id: operation.id)))
+    }
+
+    func path(_ relative: String) -> String { work.appendingPathComponent(relative).path }
+
+    /// Packaging, bundling and transfer to Cologne: returns the bundle and the transfer.
+    func packageBundleAndSend() async throws -> (bundle: DataTransferPackage, transfer: DataTransfer) {
+        let packaged = try await exec(fixture.operation)
+        #expect(packaged.status == 0, "\(packaged.stderr)")
+        let telescopeBuffer = try await location("ccat", "buffer")
+        let bundle = try await db.createDataTransferPackage(name: "bundle-0001", originLocationID: telescopeBuffer.id,
+                                                           relativePath: "bundles/bundle-0001.tar", packageIDs: [fixture.package.id])
+        let bundled = try await exec(try await operation(.dataTransferPackageCreation, at: telescopeBuffer, .dataTransferPackage(bundle.id)))
+        #expect(bundled.status == 0, "\(bundled.stderr)")
+        let cologneBuffer = try await location("cologne", "buffer")
+        let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: telescopeBuffer.id,
+                                                       destinationLocationID: cologneBuffer.id, routeID: nil, method: .copy)
+        return (try #require(try await db.dataTransferPackage(id: bundle.id)), transfer)
+    }
+}
+
+@Suite("ccat-runner: the pipeline from buffer to archive, staging and deletion", .serialized)
+struct PipelineTests {
+    static var kinds: [ArchiveKind] { TestEnvironment.runS3Tests ? [.disk, .s3] : [.disk] }
+
+    @Test(arguments: kinds)
+    func everyOperationRoundTrips(_ kind: ArchiveKind) async throws {
+        try await Pipeline.with(kind) { pipeline in
+            let db = pipeline.db
+            let (bundle, transfer) = try await pipeline.packageBundleAndSend()
+            #expect(bundle.status == .completed)
+            #expect(bundle.checksum == String(try runProcess("/usr/bin/sha256sum", ["-b", pipeline.path("buffer/bundles/bundle-0001.tar")]).stdout.prefix(64)))
+            let listing = try runProcess("/usr/bin/tar", ["-tf", pipeline.path("buffer/bundles/bundle-0001.tar")])
+            #expect(listing.stdout == pipeline.fixture.package.relativePath + "\n")
+
+            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
+            let cologneBuffer = try await pipeline.location("cologne", "buffer")
+            let sent = try await pipeline.exec(try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)))
+            #expect(sent.status == 0, "\(sent.stderr)")
+            #expect(try await db.dataTransfer(id: transfer.id)?.status == .completed)
+            #expect(try await db.dataTransfer(id: transfer.id)?.bytesTransferred == bundle.sizeBytes)
+            #expect(try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: cologneBuffer.id)?.verifiedAt != nil)
+            #expect(FileManager.default.contentsEqual(atPath: pipeline.path("buffer/bundles/bundle-0001.tar"),
+                                                      andPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar")))
+            // The transfer's log is linked to it.
+            let logs = try await db.connection.query("SELECT count(*) AS n FROM data_transfer_log WHERE data_transfer_id = \(transfer.id)")
+            #expect(try logs.first?["n"] as Int? == 1)
+
+            let unpacked = try await pipeline.exec(try await pipeline.operation(.dataTransferUnpacking, at: cologneBuffer, .dataTransfer(transfer.id)))
+            #expect(unpacked.status == 0, "\(unpacked.stderr)")
+            #expect(try await db.dataTransfer(id: transfer.id)?.unpackStatus == .completed)
+            let package = try #require(try await db.rawDataPackage(id: pipeline.fixture.package.id))
+            #expect(try FileChecksum.sha256(of: pipeline.path("cologne/buffer/\(package.relativePath)")).sha256 == package.checksum)
+            #expect(try await db.liveCopy(of: .rawDataPackage(package.id), at: cologneBuffer.id)?.verifiedAt != nil)
+
+            // Deleting the telescope's buffer copy before anything is archived is refused.
+            let early = try #require(try await db.liveCopy(of: .rawDataPackage(package.id), at: telescopeBuffer.id))
+            let refused = try await pipeline.exec(try await pipeline.operation(.deletion, at: telescopeBuffer, .physicalCopy(early.id)))
+            #expect(refused.status == 1)
+            #expect(refused.after.errorClass == "deletion_refused")
+            #expect(refused.after.lastError?.contains("0 of 1 archive sites") == true)
+            #expect(FileManager.default.fileExists(atPath: pipeline.fixture.archivePath))
+            #expect(try await db.physicalCopy(id: early.id)?.status == .present)
+            try await db.connection.execute("UPDATE operation SET state = 'cancelled' WHERE id = \(refused.after.id)")
+
+            let lta = try await pipeline.location("cologne", "lta")
+            let archiveTransfer = try await db.createLongTermArchiveTransfer(packageID: package.id, originLocationID: cologneBuffer.id,
+                                                                             destinationLocationID: lta.id)
+            let archived = try await pipeline.exec(try await pipeline.operation(.longTermArchiveTransfer, at: cologneBuffer, .longTermArchiveTransfer(archiveTransfer.id)))
+            #expect(archived.status == 0, "\(archived.stderr)")
+            #expect(try await db.longTermArchiveTransfer(id: archiveTransfer.id)?.status == .completed)
+            let archiveCopy = try #require(try await db.liveCopy(of: .rawDataPackage(package.id), at: lta.id))
+            #expect(archiveCopy.checksum == package.checksum && archiveCopy.verifiedAt != nil)
+            if kind == .s3 {
+                // aws-cli reads the archived package, byte for byte.
+                let fetched = pipeline.path("aws-fetched.tar")
+                try awsCopy(from: "s3://\(pipeline.bucket)/ccat/\(package.relativePath)", to: fetched)
+                #expect(try FileChecksum.sha256(of: fetched).sha256 == package.checksum)
+            } else {
+                #expect(try FileChecksum.sha256(of: pipeline.path("cologne/lta/\(package.relativePath)")).sha256 == package.checksum)
+            }
+
+            // Staging for a scientist: the files, byte for byte, registered as copies of the job.
+            let processing = try await pipeline.location("cologne", "ramses_processing")
+            let job = try await db.createStagingJob(requestID: nil, destinationLocationID: processing.id, originLocationID: nil,
+                                                    targetDirectory: "alice/request-1", packageIDs: [package.id])
+            let staged = try await pipeline.exec(try await pipeline.operation(.staging, at: processing, .stagingJob(job.id)))
+            #expect(staged.status == 0, "\(staged.stderr)")
+            #expect(try await db.stagingJob(id: job.id)?.status == .completed)
+            for file in pipeline.fixture.files {
+                #expect(FileManager.default.contentsEqual(atPath: pipeline.path("cologne/processing/alice/request-1/\(file.path)"),
+                                                          andPath: pipeline.fixture.sourceRoot.appendingPathComponent(file.path).path), "\(file.path)")
+            }
+            let stagedCopies = try await db.connection.query("SELECT count(*) AS n FROM physical_copy WHERE staging_job_id = \(job.id) AND verified_at IS NOT NULL")
+            #expect(try stagedCopies.first?["n"] as Int? == pipeline.fixture.files.count)
+            #expect(!FileManager.default.fileExists(atPath: pipeline.path("cologne/processing/alice/request-1/.ccat-staging")))
+
+            // Now archived at every archive site: the telescope's buffer copy may go.
+            let deleted = try await pipeline.exec(try await pipeline.operation(.deletion, at: telescopeBuffer, .physicalCopy(early.id)))
+            #expect(deleted.status == 0, "\(deleted.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: pipeline.fixture.archivePath))
+            let gone = try #require(try await db.physicalCopy(id: early.id))
+            #expect(gone.status == .deleted && gone.deletedAt != nil)
+            // The audit trail keeps every copy that existed: buffer (deleted), Cologne buffer, archive.
+            #expect(try await db.physicalCopies(of: .rawDataPackage(package.id)).count == 3)
+            // The archive's own copy is never deleted by the pipeline.
+            let keep = try await pipeline.exec(try await pipeline.operation(.deletion, at: lta, .physicalCopy(archiveCopy.id)))
+            #expect(keep.after.errorClass == "deletion_refused")
+            #expect(try await db.physicalCopy(id: archiveCopy.id)?.status == .present)
+
+            // Monitoring of a disk buffer and of the archive.
+            for location in [cologneBuffer, lta] {
+                let monitored = try await pipeline.exec(try await pipeline.operation(.monitoring, at: location, .none))
+                #expect(monitored.status == 0, "\(monitored.stderr)")
+                let status = try #require(try await db.locationStatus(location.id))
+                #expect(status.reachable, "\(status.errorMessage ?? "")")
+                if location.storageType == .disk { #expect((status.totalBytes ?? 0) > 0 && (status.freeBytes ?? -1) >= 0) }
+            }
+        }
+    }
+
+    @Test func flippedByteIsCaughtAtTransferUnpackAndStagingAndNothingIsVerified() async throws {
+        try await Pipeline.with(.disk) { pipeline in
+            let db = pipeline.db
+            let (bundle, transfer) = try await pipeline.packageBundleAndSend()
+            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
+            let cologneBuffer = try await pipeline.location("cologne", "buffer")
+            let origin = pipeline.path("buffer/bundles/bundle-0001.tar")
+            let arrived = pipeline.path("cologne/buffer/bundles/bundle-0001.tar")
+
+            // Transfer: the origin bundle is damaged after it was built.
+            try flipByte(origin, at: 1_000)
+            let transferOperation = try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id))
+            let sent = try await pipeline.exec(transferOperation)
+            #expect(sent.status == 1)
+            #expect(sent.after.errorClass == "checksum_mismatch")
+            #expect(try await db.dataTransfer(id: transfer.id)?.status == .failed)
+            #expect(!FileManager.default.fileExists(atPath: arrived))
+            #expect(try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: cologneBuffer.id) == nil)
+            try flipByte(origin, at: 1_000)  // repaired
+            #expect(try await pipeline.exec(transferOperation).status == 0)
+
+            // Unpacking: the arrived bundle is damaged inside a member's data.
+            try flipByte(arrived, at: 3_000)
+            let unpack = try await pipeline.exec(try await pipeline.operation(.dataTransferUnpacking, at: cologneBuffer, .dataTransfer(transfer.id)))
+            #expect(unpack.status == 1)
+            #expect(unpack.after.errorClass == "checksum_mismatch")
+            let failed = try #require(try await db.dataTransfer(id: transfer.id))
+            #expect(failed.status == .completed && failed.unpackStatus == .failed)
+            #expect(failed.unpackErrorMessage?.contains("SHA-256") == true && failed.errorMessage == nil)
+            #expect(try await db.liveCopy(of: .rawDataPackage(pipeline.fixture.package.id), at: cologneBuffer.id) == nil)
+            #expect(!FileManager.default.fileExists(atPath: pipeline.path("cologne/buffer/\(pipeline.fixture.package.relativePath)")))
+
+            // Staging: the archived package is damaged in the archive.
+            let package = try #require(try await db.rawDataPackage(id: pipeline.fixture.package.id))
+            let lta = try await pipeline.location("cologne", "lta")
+            let archiveTransfer = try await db.createLongTermArchiveTransfer(packageID: package.id, originLocationID: telescopeBuffer.id,
+                                                                             destinationLocationID: lta.id)
+            #expect(try await pipeline.exec(try await pipeline.operation(.longTermArchiveTransfer, at: telescopeBuffer, .longTermArchiveTransfer(archiveTransfer.id))).status == 0)
+            try flipByte(pipeline.path("cologne/lta/\(package.relativePath)"), at: 2_000)
+            let processing = try await pipeline.location("cologne", "ramses_processing")
+            let job = try await db.createStagingJob(requestID: nil, destinationLocationID: processing.id, originLocationID: nil,
+                                                    targetDirectory: "bob/r1", packageIDs: [package.id])
+            let staged = try await pipeline.exec(try await pipeline.operation(.staging, at: processing, .stagingJob(job.id)))
+            #expect(staged.status == 1)
+            #expect(staged.after.errorClass == "checksum_mismatch")
+            #expect(try await db.stagingJob(id: job.id)?.status == .failed)
+            let stagedCopies = try await db.connection.query("SELECT count(*) AS n FROM physical_copy WHERE staging_job_id = \(job.id)")
+            #expect(try stagedCopies.first?["n"] as Int? == 0)
+            let leftovers = FileManager.default.enumerator(atPath: pipeline.path("cologne/processing"))?.allObjects as? [String] ?? []
+            #expect(leftovers.filter { $0.hasSuffix(".tar") || $0.hasSuffix(".ccat-partial") }.isEmpty, "\(leftovers)")
+        }
+    }
+
+    @Test func tapeAndMissingToolsAreClearErrors() async throws {
+        try await Pipeline.with(.disk) { pipeline in
+            let db = pipeline.db
+            let (_, transfer) = try await pipeline.packageBundleAndSend()
+            try await db.connection.execute("UPDATE data_transfer SET method = 'BBCP' WHERE id = \(transfer.id)")
+            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
+            let transferOperation = try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id))
+            let result = try await pipeline.exec(transferOperation)
+            if findExecutableForTest("bbcp") == nil {
+                #expect(result.status == 1)
+                #expect(result.after.errorClass == "unsupported")
+                #expect(result.after.lastError?.contains("bbcp is not installed") == true)
+            }
+            // rsync, where installed, makes the same verified copy.
+            if findExecutableForTest("rsync") != nil {
+                try await db.connection.execute("UPDATE data_transfer SET method = 'RSYNC', status = 'PENDING' WHERE id = \(transfer.id)")
+                // The failed attempt put the operation back to pending; the same operation runs again.
+                try await db.connection.execute("UPDATE operation SET next_attempt_at = now() WHERE id = \(transferOperation.id)")
+                let again = try await pipeline.exec(transferOperation)
+                #expect(again.status == 0, "\(again.stderr)")
+                #expect(FileManager.default.contentsEqual(atPath: pipeline.path("buffer/bundles/bundle-0001.tar"),
+                                                          andPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar")))
+            }
+            // A tape location: monitoring it says plainly that tape is not supported.
+            let cologne = try #require(try await db.site(shortName: "cologne"))
+            let tape = try await db.insertLocation(siteID: cologne.id, name: "tape_vault", type: .longTermArchive,
+                                                   storage: .tape(library: "vault1", pool: nil))
+            let monitored = try await pipeline.exec(try await pipeline.operation(.monitoring, at: tape, .none))
+            #expect(monitored.status == 1)
+            #expect(monitored.after.errorClass == "unsupported")
+            #expect(monitored.after.lastError?.contains("tape_vault") == true)
+            #expect(monitored.after.lastError?.contains("not supported by this version") == true)
+        }
+    }
+}
+
+func findExecutableForTest(_ name: String) -> String? {
+    (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/\(name)" }
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+}
+
+func flipByte(_ path: String, at offset: UInt64) throws {
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    try handle.seek(toOffset: offset)
+    let byte = try #require(try handle.read(upToCount: 1)?.first)
+    try handle.seek(toOffset: offset)
+    try handle.write(contentsOf: Data([byte ^ 0x01]))
+}
+
+/// `aws s3 cp` against the S3 test server.
+func awsCopy(from source: String, to destination: String) throws {
+    let keys = TestEnvironment.s3Keys()
+    var environment = ProcessInfo.processInfo.environment
+    environment["AWS_ACCESS_KEY_ID"] = keys.accessKeyID
+    environment["AWS_SECRET_ACCESS_KEY"] = keys.secretAccessKey
+    environment["AWS_DEFAULT_REGION"] = "us-east-1"
+    let aws = try #require(findExecutableForTest("aws")
+        ?? [TestEnvironment.repositoryRoot.appendingPathComponent(".ccat-dev/venv/bin/aws").path].first { FileManager.default.isExecutableFile(atPath: $0) },
+        "aws-cli not found: .ci/run installs it into .ccat-dev/venv")
+    let result = try runProcess(aws, ["--endpoint-url", try TestEnvironment.requireS3Endpoint(), "s3", "cp", source, destination], environment: environment)
+    #expect(result.status == 0, "\(result.stderr)")
+}
