@@ -281,6 +281,91 @@ struct PipelineTests {
     }
 }
 
+extension Pipeline {
+    /// Starts `ccat-runner exec` on the operation, SIGKILLs it once `midway` holds, lets its lease
+    /// expire and puts the operation back, as the tracker would.
+    func killMidway(_ operation: OperationRecord, what: String, midway: () async throws -> Bool) async throws {
+        let process = Process()
+        process.executableURL = TestEnvironment.binDirectory.appendingPathComponent("ccat-runner")
+        process.arguments = ["exec", "--operation", String(operation.id), "--lease-seconds", "2", "--heartbeat-seconds", "1",
+                             "--s3-part-size-mib", "5", "--s3-parallel-parts", "2"]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(90)
+        var caught = false
+        while process.isRunning, ContinuousClock.now < deadline {
+            if try await midway() { caught = true; break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(caught, "\(what): the runner finished (or never started) before it could be killed midway")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try await Task.sleep(for: .seconds(2.5))
+        #expect(try await db.releaseExpiredHandRuns(policy: RetryPolicy(baseDelaySeconds: 0)) == 1, "\(what)")
+    }
+
+    func partials(under relative: String) -> [String] {
+        (FileManager.default.enumerator(atPath: path(relative))?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".ccat-partial") }
+    }
+}
+
+@Suite("ccat-runner killed midway: transfer, multipart upload, unpacking")
+struct KilledRunnerTests {
+    @Test func rerunAfterSIGKILLCompletesWithoutLeftovers() async throws {
+        let kind: ArchiveKind = TestEnvironment.runS3Tests ? .s3 : .disk
+        try await Pipeline.with(kind, fileSize: 40_000_000) { pipeline in
+            let db = pipeline.db
+            let (bundle, transfer) = try await pipeline.packageBundleAndSend()
+            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
+            let cologneBuffer = try await pipeline.location("cologne", "buffer")
+
+            let send = try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id))
+            try await pipeline.killMidway(send, what: "transfer") { !pipeline.partials(under: "cologne/buffer").isEmpty }
+            let sent = try await pipeline.exec(send)
+            #expect(sent.status == 0, "\(sent.stderr)")
+            #expect(try FileChecksum.sha256(of: pipeline.path("cologne/buffer/\(bundle.relativePath)")).sha256 == bundle.checksum)
+            #expect(pipeline.partials(under: "cologne/buffer").isEmpty)
+
+            let unpack = try await pipeline.operation(.dataTransferUnpacking, at: cologneBuffer, .dataTransfer(transfer.id))
+            try await pipeline.killMidway(unpack, what: "unpacking") { !pipeline.partials(under: "cologne/buffer/raw").isEmpty }
+            let unpacked = try await pipeline.exec(unpack)
+            #expect(unpacked.status == 0, "\(unpacked.stderr)")
+            let package = try #require(try await db.rawDataPackage(id: pipeline.fixture.package.id))
+            #expect(try FileChecksum.sha256(of: pipeline.path("cologne/buffer/\(package.relativePath)")).sha256 == package.checksum)
+            #expect(pipeline.partials(under: "cologne/buffer").isEmpty)
+            #expect(try await db.dataTransfer(id: transfer.id)?.unpackStatus == .completed)
+
+            let lta = try await pipeline.location("cologne", "lta")
+            let archiveTransfer = try await db.createLongTermArchiveTransfer(packageID: package.id, originLocationID: cologneBuffer.id,
+                                                                             destinationLocationID: lta.id)
+            let archive = try await pipeline.operation(.longTermArchiveTransfer, at: cologneBuffer, .longTermArchiveTransfer(archiveTransfer.id))
+            let keys = TestEnvironment.s3Keys()
+            let s3 = kind == .s3 ? S3Store(name: "lta", endpointURL: try TestEnvironment.requireS3Endpoint(), bucket: pipeline.bucket, region: "us-east-1",
+                                           prefix: "ccat", pathStyle: true,
+                                           credentials: S3Credentials(accessKeyID: keys.accessKeyID, secretAccessKey: keys.secretAccessKey)) : nil
+            try await pipeline.killMidway(archive, what: kind == .s3 ? "multipart upload" : "archive copy") {
+                if let s3 { return try !s3.incompleteUploads(of: package.relativePath).isEmpty }
+                return !pipeline.partials(under: "cologne/lta").isEmpty
+            }
+            let archived = try await pipeline.exec(archive, extra: ["--s3-part-size-mib", "5"])
+            #expect(archived.status == 0, "\(archived.stderr)")
+            if let s3 {
+                #expect(try s3.incompleteUploads(of: package.relativePath).isEmpty)
+                #expect(try s3.holds(package.relativePath, size: package.sizeBytes ?? -1, sha256: package.checksum ?? ""))
+                let fetched = pipeline.path("fetched.tar")
+                try awsCopy(from: "s3://\(pipeline.bucket)/ccat/\(package.relativePath)", to: fetched)
+                #expect(try FileChecksum.sha256(of: fetched).sha256 == package.checksum)
+            } else {
+                #expect(try FileChecksum.sha256(of: pipeline.path("cologne/lta/\(package.relativePath)")).sha256 == package.checksum)
+                #expect(pipeline.partials(under: "cologne/lta").isEmpty)
+            }
+            #expect(try await db.longTermArchiveTransfer(id: archiveTransfer.id)?.status == .completed)
+        }
+    }
+}
+
 func findExecutableForTest(_ name: String) -> String? {
     (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/\(name)" }
         .first { FileManager.default.isExecutableFile(atPath: $0) }
