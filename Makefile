@@ -40,9 +40,12 @@ BENCH_FLAGS ?= -c release
 bench:
 	@$(PG) start >/dev/null
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then scripts/local-slurm.sh start >/dev/null; fi
+	@scripts/local-s3.sh start >/dev/null
 	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-dispatch
+	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-storage
 	@if [ -f .ccat-dev/slurm/etc/slurm.conf ]; then export SLURM_CONF="$$PWD/.ccat-dev/slurm/etc/slurm.conf"; fi; \
 	  $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-dispatch
+	CCAT_TEST_S3_ENDPOINT=$$(cat .ccat-dev/s3/endpoint) $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-storage
 
 ## install: release binaries and their resources into $(PREFIX)/bin
 install:

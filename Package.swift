@@ -108,6 +108,13 @@ let package = Package(
             swiftSettings: upcoming
         ),
 
+        // `make bench`: packaging, unpack+verify and S3 upload against tar, sha256sum, cp and aws-cli.
+        .executableTarget(
+            name: "ccat-bench-storage",
+            dependencies: ["Archiving", "Storage"],
+            path: "bench/storage",
+            swiftSettings: upcoming
+        ),
         // `make bench`: the dispatch benchmark (not part of the test suite).
         .executableTarget(
             name: "ccat-bench-dispatch",

@@ -90,14 +90,22 @@ enum DataTransferPackageCreation {
     }
 }
 
+/// The data transfer an operation names, and the bundle it carries.
+func transferAndBundle(_ operation: OperationRecord, _ db: OpsDB) async throws -> (DataTransfer, DataTransferPackage) {
+    let transferID = try require(operation.dataTransferID, "operation \(operation.id) names no data transfer")
+    let transfer = try require(try await db.dataTransfer(id: transferID), "data transfer \(transferID) does not exist")
+    let bundle = try require(try await db.dataTransferPackage(id: transfer.dataTransferPackageID),
+                             "data transfer package \(transfer.dataTransferPackageID) does not exist")
+    return (transfer, bundle)
+}
+
 /// DATA_TRANSFER: the bundle from the origin buffer to the destination buffer by the route's
 /// method; the copy's size and SHA-256 are verified at the destination before success.
 enum DataTransferExecution {
     static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
         let db = context.db
-        let transferID = try require(operation.dataTransferID, "operation \(operation.id) names no data transfer")
-        let transfer = try require(try await db.dataTransfer(id: transferID), "data transfer \(transferID) does not exist")
-        let bundle = try require(try await db.dataTransferPackage(id: transfer.dataTransferPackageID), "data transfer package \(transfer.dataTransferPackageID) does not exist")
+        let (transfer, bundle) = try await transferAndBundle(operation, db)
+        let transferID = transfer.id
         guard bundle.status == .completed, let checksum = bundle.checksum, let size = bundle.sizeBytes else {
             throw InvalidOperation(description: "data transfer package \(bundle.name) is \(bundle.status.rawValue); it is sent once it has been built")
         }
@@ -206,12 +214,11 @@ func findExecutable(_ name: String) -> String? {
 enum DataTransferUnpacking {
     static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
         let db = context.db
-        let transferID = try require(operation.dataTransferID, "operation \(operation.id) names no data transfer")
-        let transfer = try require(try await db.dataTransfer(id: transferID), "data transfer \(transferID) does not exist")
+        let (transfer, bundle) = try await transferAndBundle(operation, db)
+        let transferID = transfer.id
         guard transfer.status == .completed else {
             throw InvalidOperation(description: "data transfer \(transferID) is \(transfer.status.rawValue); a bundle is unpacked after it arrived")
         }
-        let bundle = try require(try await db.dataTransferPackage(id: transfer.dataTransferPackageID), "data transfer package \(transfer.dataTransferPackageID) does not exist")
         let packages = try await db.rawDataPackages(bundleID: bundle.id)
         let expected = try packages.map { package in
             guard let checksum = package.checksum, let size = package.sizeBytes else {

@@ -73,7 +73,7 @@ public struct S3Settings: Sendable {
     /// First wait between tries; doubled each time.
     public var retryDelaySeconds: Double
 
-    public init(partSize: Int = 64 << 20, parallelParts: Int = 4, attempts: Int = 5, retryDelaySeconds: Double = 0.5) {
+    public init(partSize: Int = 16 << 20, parallelParts: Int = 8, attempts: Int = 5, retryDelaySeconds: Double = 0.5) {
         self.partSize = max(partSize, 5 << 20)
         self.parallelParts = max(parallelParts, 1)
         self.attempts = max(attempts, 1)

@@ -6,22 +6,14 @@ import Foundation
 enum S3XML {
     /// The text of every `<name>` element, in document order.
     static func values(_ name: String, in xml: String) -> [String] {
-        var result: [String] = []
-        var rest = xml[...]
-        let open = "<\(name)>", close = "</\(name)>"
-        while let start = rest.range(of: open) {
-            guard let end = rest.range(of: close, range: start.upperBound..<rest.endIndex) else { break }
-            result.append(unescape(String(rest[start.upperBound..<end.lowerBound])))
-            rest = rest[end.upperBound...]
-        }
-        return result
+        records(name, in: xml).map(unescape)
     }
 
     static func value(_ name: String, in xml: String) -> String? {
         values(name, in: xml).first
     }
 
-    /// The inner XML of every `<record>` element.
+    /// The inner XML of every `<record>` element, in document order.
     static func records(_ record: String, in xml: String) -> [String] {
         var result: [String] = []
         var rest = xml[...]

@@ -15,10 +15,10 @@ struct LeaseOptions: ParsableArguments {
     var heartbeatSeconds: Double = 30
 
     @Option(name: .long, help: "S3 uploads larger than this many MiB go in parts of this size (at least 5).")
-    var s3PartSizeMib: Int = 64
+    var s3PartSizeMib: Int = 16
 
     @Option(name: .long, help: "S3 parts sent at the same time.")
-    var s3ParallelParts: Int = 4
+    var s3ParallelParts: Int = 8
 
     var s3: S3Settings { S3Settings(partSize: s3PartSizeMib << 20, parallelParts: s3ParallelParts) }
 

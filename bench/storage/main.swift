@@ -1,0 +1,168 @@
+// Storage benchmarks: packaging, unpack+verify and S3 upload, each against the standard tool on the
+// same data in the same run, printing the ratio (ours / theirs; below 1 means faster).
+//
+//   ccat-bench-storage [--total-mb 2048] [--files 200] [--dir /var/tmp] [--s3-endpoint URL] [--rounds 2]
+//
+// The S3 part needs the S3 test server (scripts/local-s3.sh start; make bench starts it) and aws-cli.
+import Archiving
+import Foundation
+import Storage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var totalMB = 2048
+    var files = 200
+    var directory = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/var/tmp"
+    var s3Endpoint = ProcessInfo.processInfo.environment["CCAT_TEST_S3_ENDPOINT"]
+    var rounds = 2
+    var s3PartSizeMiB = S3Settings().partSize >> 20
+    var s3ParallelParts = S3Settings().parallelParts
+    var only: String?
+
+    init(_ arguments: [String]) {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
+            switch argument {
+            case "--total-mb": totalMB = Int(iterator.next() ?? "") ?? totalMB
+            case "--files": files = Int(iterator.next() ?? "") ?? files
+            case "--dir": directory = iterator.next() ?? directory
+            case "--s3-endpoint": s3Endpoint = iterator.next()
+            case "--rounds": rounds = max(1, Int(iterator.next() ?? "") ?? rounds)
+            case "--s3-part-size-mib": s3PartSizeMiB = Int(iterator.next() ?? "") ?? s3PartSizeMiB
+            case "--s3-parallel-parts": s3ParallelParts = Int(iterator.next() ?? "") ?? s3ParallelParts
+            default:
+                FileHandle.standardError.write(Data("usage: ccat-bench-storage [--total-mb N] [--files N] [--dir DIR] [--s3-endpoint URL] [--rounds N]\n".utf8))
+                exit(2)
+            }
+        }
+    }
+}
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = ContinuousClock.now
+    try body()
+    let elapsed = ContinuousClock.now - start
+    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+}
+
+/// The best of `rounds` timings (the first round also warms the page cache for both sides).
+func best(_ rounds: Int, _ body: () throws -> Void) rethrows -> Double {
+    var result = Double.infinity
+    for _ in 0..<rounds { result = min(result, try seconds(body)) }
+    return result
+}
+
+@discardableResult
+func shell(_ command: String, environment: [String: String] = [:]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw NSError(domain: "bench", code: Int(process.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "failed: \(command)"])
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+func quote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+func report(_ name: String, ours: Double, theirs: Double, theirName: String, bytes: Int64, goal: Double) {
+    let mbps = { (time: Double) in Double(bytes) / time / 1e6 }
+    let ratio = ours / theirs
+    print(String(format: "%@: ours %.2f s (%.0f MB/s), %@ %.2f s (%.0f MB/s), ratio %.2f (goal <= %.2f) %@",
+                 name, ours, mbps(ours), theirName, theirs, mbps(theirs), ratio, goal, ratio <= goal ? "met" : "NOT met"))
+}
+
+let options = Options(CommandLine.arguments)
+let work = "\(options.directory)/ccat-bench-storage-\(getpid())"
+let input = "\(work)/input"
+try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(atPath: work) }
+
+// 200 files of pseudo-random bytes (incompressible, like detector data), 2 GB in all.
+let fileSize = options.totalMB * (1 << 20) / options.files
+print("generating \(options.files) files of \(fileSize) bytes under \(input)")
+var block = [UInt8](repeating: 0, count: 1 << 20)
+let random = open("/dev/urandom", O_RDONLY)
+var inputs: [ArchiveInput] = []
+for index in 0..<options.files {
+    let path = "\(input)/scan_\(String(format: "%04d", index)).fits"
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    var remaining = fileSize
+    while remaining > 0 {
+        _ = block.withUnsafeMutableBytes { read(random, $0.baseAddress, $0.count) }
+        let count = min(remaining, block.count)
+        _ = block.withUnsafeBytes { write(fd, $0.baseAddress, count) }
+        remaining -= count
+    }
+    close(fd)
+    inputs.append(ArchiveInput(source: path, memberPath: "scan_\(String(format: "%04d", index)).fits"))
+}
+let totalBytes = Int64(fileSize) * Int64(options.files)
+
+// 1. Packaging: one pass writing the archive with SHA-256 of it and of every member, against
+//    `tar cf - | tee x.tar | sha256sum` (archive checksum only) and against `cp` (the disk floor).
+//    Ours fsyncs before the rename, so the standard tools are followed by `sync FILE...`: the same
+//    work is "the bytes are on disk".
+let ours = "\(work)/ours.tar"
+var summary: ArchiveSummary?
+let packagingOurs = try best(options.rounds) { summary = try TarArchive.create(at: ours, inputs: inputs) }
+let packagingGNU = try best(options.rounds) {
+    try shell("tar cf - -C \(quote(input)) . | tee \(quote("\(work)/gnu.tar")) | sha256sum > /dev/null && sync \(quote("\(work)/gnu.tar"))")
+}
+let packagingCopy = try best(options.rounds) {
+    try shell("rm -rf \(quote("\(work)/copy")) && cp -r \(quote(input)) \(quote("\(work)/copy")) && sync \(quote("\(work)/copy"))/*")
+}
+try? FileManager.default.removeItem(atPath: "\(work)/copy")
+try? FileManager.default.removeItem(atPath: "\(work)/gnu.tar")
+report("packaging vs tar|tee|sha256sum", ours: packagingOurs, theirs: packagingGNU, theirName: "GNU", bytes: totalBytes, goal: 0.7)
+report("packaging vs cp", ours: packagingOurs, theirs: packagingCopy, theirName: "cp", bytes: totalBytes, goal: 1.2)
+
+// 2. Unpack + verify every member against the manifest, against `tar xf` then `sha256sum -c`.
+let manifest = summary!.members
+try manifest.map { "\($0.sha256)  \($0.path)\n" }.joined().write(toFile: "\(work)/SHA256SUMS", atomically: true, encoding: .utf8)
+let unpackOurs = try best(options.rounds) {
+    try? FileManager.default.removeItem(atPath: "\(work)/unpacked")
+    _ = try TarArchive.extract(ours, into: "\(work)/unpacked", expected: manifest)
+}
+let unpackGNU = try best(options.rounds) {
+    try shell("rm -rf \(quote("\(work)/gnu-unpacked")) && mkdir \(quote("\(work)/gnu-unpacked")) && tar xf \(quote(ours)) -C \(quote("\(work)/gnu-unpacked")) && cd \(quote("\(work)/gnu-unpacked")) && sha256sum --quiet -c \(quote("\(work)/SHA256SUMS")) && sync *")
+}
+try? FileManager.default.removeItem(atPath: "\(work)/unpacked")
+try? FileManager.default.removeItem(atPath: "\(work)/gnu-unpacked")
+report("unpack+verify vs tar xf && sha256sum -c", ours: unpackOurs, theirs: unpackGNU, theirName: "GNU", bytes: totalBytes, goal: 0.8)
+
+// 3. S3 upload of the archive to the test server, against `aws s3 cp` to the same server.
+if let endpoint = options.s3Endpoint {
+    let keys = (ProcessInfo.processInfo.environment["CCAT_TEST_S3_ACCESS_KEY_ID"] ?? "ccat-test",
+                ProcessInfo.processInfo.environment["CCAT_TEST_S3_SECRET_ACCESS_KEY"] ?? "ccat-test-secret")
+    let store = S3Store(name: "bench", endpointURL: endpoint, bucket: "ccat-bench-\(getpid())", region: "us-east-1", prefix: "",
+                        pathStyle: true, credentials: S3Credentials(accessKeyID: keys.0, secretAccessKey: keys.1),
+                        settings: S3Settings(partSize: options.s3PartSizeMiB << 20, parallelParts: options.s3ParallelParts))
+    try store.createBucket()
+    let size = summary!.size
+    let sha = summary!.sha256
+    var round = 0
+    let uploadOurs = try best(options.rounds) {
+        round += 1
+        try store.upload(file: ours, to: "ours-\(round).tar", sha256: sha, shouldStop: { false })
+    }
+    let environment = ["AWS_ACCESS_KEY_ID": keys.0, "AWS_SECRET_ACCESS_KEY": keys.1, "AWS_DEFAULT_REGION": "us-east-1"]
+    let uploadAWS = try best(options.rounds) {
+        round += 1
+        try shell("aws --endpoint-url \(quote(endpoint)) s3 cp --only-show-errors \(quote(ours)) s3://\(store.bucket)/aws-\(round).tar", environment: environment)
+    }
+    for object in try store.list(prefix: "") { try store.delete(object.key) }
+    report("S3 upload vs aws s3 cp", ours: uploadOurs, theirs: uploadAWS, theirName: "aws-cli", bytes: size, goal: 1.0)
+    print("  (ours: \(store.settings.partSize >> 20) MiB parts, \(store.settings.parallelParts) in parallel, verified by HEAD; aws-cli: its defaults)")
+} else {
+    print("S3 upload: skipped (no S3 test server; run scripts/local-s3.sh start or pass --s3-endpoint)")
+}
