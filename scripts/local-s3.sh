@@ -22,7 +22,7 @@ endpoint="http://127.0.0.1:$port"
 die() { echo "local-s3: $*" >&2; exit 1; }
 
 server="$(command -v moto_server || true)"
-[ -n "$server" ] || { [ -x "$dev/venv/bin/moto_server" ] && server="$dev/venv/bin/moto_server"; } || true
+if [ -z "$server" ] && [ -x "$dev/venv/bin/moto_server" ]; then server="$dev/venv/bin/moto_server"; fi
 
 answers() { curl -s -o /dev/null --max-time 2 "$endpoint/" 2>/dev/null; }
 alive() { [ -f "$base/pid" ] && kill -0 "$(cat "$base/pid")" 2>/dev/null; }

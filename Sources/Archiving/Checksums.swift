@@ -81,10 +81,13 @@ public enum FileChecksum {
 /// Writes a file the safe way: under a temporary name in the same directory, fsync, rename over
 /// the final name, fsync the directory. A crash leaves either the old state or the complete file,
 /// plus at worst the temporary file, which the next attempt removes (its name is fixed).
-public struct AtomicFile {
+/// `commit` and `discard` close the descriptor once, whichever runs first (a failed commit
+/// followed by the caller's discard never closes a descriptor twice).
+public final class AtomicFile {
     public let path: String
     public let temporaryPath: String
     public let fd: Int32
+    private var finished = false
 
     /// The temporary name for `path`: hidden, in the same directory, the same on every attempt.
     public static func temporaryPath(for path: String) -> String {
@@ -120,12 +123,14 @@ public struct AtomicFile {
 
     /// fsync, rename into place, fsync the directory.
     public func commit() throws {
+        guard !finished else { throw ArchiveError(kind: .io, path: path, problem: "committed or discarded already") }
         guard fsync(fd) == 0 else {
             let code = errno
             discard()
             throw posixError("cannot fsync", temporaryPath, errno: code)
         }
         close(fd)
+        finished = true
         guard rename(temporaryPath, path) == 0 else {
             let code = errno
             unlink(temporaryPath)
@@ -136,6 +141,8 @@ public struct AtomicFile {
 
     /// Closes and removes the temporary file.
     public func discard() {
+        guard !finished else { return }
+        finished = true
         close(fd)
         unlink(temporaryPath)
     }

@@ -35,22 +35,6 @@ public struct InvalidOperation: Error, Sendable, CustomStringConvertible {
     public var description: String
 }
 
-func diskRoot(_ db: OpsDB, locationID: Int64, purpose: String) async throws -> String {
-    guard let location = try await db.location(id: locationID) else {
-        throw InvalidOperation(description: "\(purpose) location \(locationID) does not exist")
-    }
-    switch try await db.storage(of: location) {
-    case .disk(let root): return root
-    case .s3: throw UnsupportedOperation(description: "\(purpose) location '\(location.name)' is S3; this step needs a POSIX file system")
-    case .tape: throw UnsupportedOperation(description: "\(purpose) location '\(location.name)' is tape, which this version does not support")
-    }
-}
-
-/// Joins a root and a relative path that the schema already keeps relative and free of '..'.
-func join(_ root: String, _ relative: String) -> String {
-    root.hasSuffix("/") ? root + relative : root + "/" + relative
-}
-
 func manifestJSON(_ members: [ArchiveMember]) throws -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -72,21 +56,21 @@ enum RawDataPackageCreation {
         }
         let files = try await db.rawDataFiles(packageID: packageID)
         guard !files.isEmpty else { throw InvalidOperation(description: "raw data package \(package.name) has no files") }
-        let sourceRoot = try await diskRoot(db, locationID: package.sourceLocationID, purpose: "source")
-        let bufferRoot = try await diskRoot(db, locationID: bufferID, purpose: "buffer")
-        let destination = join(bufferRoot, package.relativePath)
+        let source = try await diskStore(for: package.sourceLocationID, db, purpose: "source")
+        let buffer = try await diskStore(for: bufferID, db, purpose: "buffer")
+        let destination = try buffer.path(of: package.relativePath, creatingParent: true)
         let expected = files.map {
             ArchiveMember(path: $0.relativePath, size: $0.sizeBytes, sha256: $0.checksumAlgorithm == "sha256" ? $0.checksum : "")
         }
-        context.log.write("packaging \(files.count) files of \(package.name) from \(sourceRoot) into \(destination)")
+        context.log.write("packaging \(files.count) files of \(package.name) from \(source.root) into \(destination)")
 
         let summary: ArchiveSummary
         if FileManager.default.fileExists(atPath: destination), let existing = try? reuse(destination, expected: expected, files: files) {
             context.log.write("\(destination) already holds the verified archive (sha256 \(existing.sha256)); not rebuilt")
             summary = existing
         } else {
-            let inputs = files.map {
-                ArchiveInput(source: join(sourceRoot, $0.relativePath), memberPath: $0.relativePath,
+            let inputs = try files.map {
+                ArchiveInput(source: try source.path(of: $0.relativePath), memberPath: $0.relativePath,
                              expectedSHA256: $0.checksumAlgorithm == "sha256" ? $0.checksum : nil)
             }
             let stop = context.stop
@@ -94,7 +78,7 @@ enum RawDataPackageCreation {
                 try TarArchive.create(at: destination, inputs: inputs) { _ in try stop.check() }
             }
             for (file, member) in zip(files, summary.members) where member.size != file.sizeBytes {
-                throw ArchiveError(kind: .checksumMismatch, path: join(sourceRoot, file.relativePath),
+                throw ArchiveError(kind: .checksumMismatch, path: try source.path(of: file.relativePath),
                                    problem: "\(member.size) bytes, but \(file.sizeBytes) were registered")
             }
             context.log.write("wrote \(summary.size) bytes, sha256 \(summary.sha256)")

@@ -26,9 +26,14 @@ func store(for locationID: Int64, _ db: OpsDB, s3: S3Settings) async throws -> (
 
 /// A POSIX store, for steps that read or write a file tree (packaging, unpacking, staging).
 func diskStore(for locationID: Int64, _ db: OpsDB, purpose: String) async throws -> DiskStore {
-    let root = try await diskRoot(db, locationID: locationID, purpose: purpose)
-    let name = try await db.location(id: locationID)?.name ?? "\(locationID)"
-    return DiskStore(name: name, root: root)
+    guard let location = try await db.location(id: locationID) else {
+        throw InvalidOperation(description: "\(purpose) location \(locationID) does not exist")
+    }
+    switch try await db.storage(of: location) {
+    case .disk(let root): return DiskStore(name: location.name, root: root)
+    case .s3: throw UnsupportedOperation(description: "\(purpose) location '\(location.name)' is S3; this step needs a POSIX file system")
+    case .tape: throw UnsupportedOperation(description: "\(purpose) location '\(location.name)' is tape, which this version does not support")
+    }
 }
 
 func require<T>(_ value: T?, _ what: @autoclosure () -> String) throws -> T {

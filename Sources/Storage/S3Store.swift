@@ -293,35 +293,29 @@ public struct S3Store: ObjectStore {
                          shouldStop: @escaping ShouldStop) throws -> StoredObject {
         try validateKey(key, location: description)
         let session = try session()
-        var delay = settings.retryDelaySeconds
-        var attempt = 1
-        while true {
-            let sink = DownloadSink(file: try AtomicFile(creating: path))
-            do {
-                _ = try send(session, {
-                    request("GET", key, download: sink)
-                }, key: key, what: "GET", shouldStop: shouldStop)
-                let sha = hex(sink.hasher.finalize())
-                if let expectedSize, expectedSize != sink.bytes {
-                    throw StorageError(kind: .checksumMismatch, location: description, object: key,
-                                       problem: "received \(sink.bytes) bytes, but \(expectedSize) were recorded")
-                }
-                if let expectedSHA256, expectedSHA256 != sha {
-                    throw StorageError(kind: .checksumMismatch, location: description, object: key,
-                                       problem: "received data with SHA-256 \(sha), but \(expectedSHA256) was recorded")
-                }
-                try sink.file.commit()
-                return StoredObject(key: key, size: sink.bytes, sha256: sha)
-            } catch let error as StorageError where error.kind == .transport && attempt < settings.attempts && !shouldStop() {
-                // A connection lost mid-body: start the object over.
-                sink.file.discard()
-                Thread.sleep(forTimeInterval: delay)
-                delay *= 2
-                attempt += 1
-            } catch {
-                sink.file.discard()
-                throw error
+        // Each try (send retries transient failures) starts the object over in a fresh temporary file.
+        var sink: DownloadSink?
+        do {
+            _ = try send(session, {
+                sink?.file.discard()
+                sink = DownloadSink(file: try AtomicFile(creating: path))
+                return request("GET", key, download: sink)
+            }, key: key, what: "GET", shouldStop: shouldStop)
+            guard let sink else { throw StorageError(kind: .io, location: description, object: key, problem: "no download was started") }
+            let sha = hex(sink.hasher.finalize())
+            if let expectedSize, expectedSize != sink.bytes {
+                throw StorageError(kind: .checksumMismatch, location: description, object: key,
+                                   problem: "received \(sink.bytes) bytes, but \(expectedSize) were recorded")
             }
+            if let expectedSHA256, expectedSHA256 != sha {
+                throw StorageError(kind: .checksumMismatch, location: description, object: key,
+                                   problem: "received data with SHA-256 \(sha), but \(expectedSHA256) was recorded")
+            }
+            try sink.file.commit()
+            return StoredObject(key: key, size: sink.bytes, sha256: sha)
+        } catch {
+            sink?.file.discard()
+            throw error
         }
     }
 

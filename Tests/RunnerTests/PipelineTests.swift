@@ -253,13 +253,14 @@ struct PipelineTests {
             let telescopeBuffer = try await pipeline.location("ccat", "buffer")
             let transferOperation = try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id))
             let result = try await pipeline.exec(transferOperation)
-            if findExecutableForTest("bbcp") == nil {
+            if TestEnvironment.tool("bbcp") == nil {
                 #expect(result.status == 1)
                 #expect(result.after.errorClass == "unsupported")
                 #expect(result.after.lastError?.contains("bbcp is not installed") == true)
             }
-            // rsync, where installed, makes the same verified copy.
-            if findExecutableForTest("rsync") != nil {
+            // rsync makes the same verified copy (.ci/run installs it; only outside CI may it be missing).
+            #expect(TestEnvironment.tool("rsync") != nil || !TestEnvironment.isCI, "rsync is not installed")
+            if TestEnvironment.tool("rsync") != nil {
                 try await db.connection.execute("UPDATE data_transfer SET method = 'RSYNC', status = 'PENDING' WHERE id = \(transfer.id)")
                 // The failed attempt put the operation back to pending; the same operation runs again.
                 try await db.connection.execute("UPDATE operation SET next_attempt_at = now() WHERE id = \(transferOperation.id)")
@@ -366,30 +367,10 @@ struct KilledRunnerTests {
     }
 }
 
-func findExecutableForTest(_ name: String) -> String? {
-    (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/\(name)" }
-        .first { FileManager.default.isExecutableFile(atPath: $0) }
-}
-
-func flipByte(_ path: String, at offset: UInt64) throws {
-    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
-    defer { try? handle.close() }
-    try handle.seek(toOffset: offset)
-    let byte = try #require(try handle.read(upToCount: 1)?.first)
-    try handle.seek(toOffset: offset)
-    try handle.write(contentsOf: Data([byte ^ 0x01]))
-}
-
 /// `aws s3 cp` against the S3 test server.
 func awsCopy(from source: String, to destination: String) throws {
-    let keys = TestEnvironment.s3Keys()
-    var environment = ProcessInfo.processInfo.environment
-    environment["AWS_ACCESS_KEY_ID"] = keys.accessKeyID
-    environment["AWS_SECRET_ACCESS_KEY"] = keys.secretAccessKey
-    environment["AWS_DEFAULT_REGION"] = "us-east-1"
-    let aws = try #require(findExecutableForTest("aws")
-        ?? [TestEnvironment.repositoryRoot.appendingPathComponent(".ccat-dev/venv/bin/aws").path].first { FileManager.default.isExecutableFile(atPath: $0) },
-        "aws-cli not found: .ci/run installs it into .ccat-dev/venv")
-    let result = try runProcess(aws, ["--endpoint-url", try TestEnvironment.requireS3Endpoint(), "s3", "cp", source, destination], environment: environment)
+    let aws = try TestEnvironment.awsCLI()
+    let result = try runProcess(aws.path, ["--endpoint-url", try TestEnvironment.requireS3Endpoint(), "s3", "cp", source, destination],
+                                environment: aws.environment)
     #expect(result.status == 0, "\(result.stderr)")
 }

@@ -25,16 +25,6 @@ func randomFile(_ url: URL, size: Int) throws -> (path: String, sha256: String) 
     return (url.path, try FileChecksum.sha256(of: url.path).sha256)
 }
 
-/// Flips one byte of a file in place.
-func flipByte(_ path: String, at offset: UInt64) throws {
-    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
-    defer { try? handle.close() }
-    try handle.seek(toOffset: offset)
-    let byte = try handle.read(upToCount: 1)![0]
-    try handle.seek(toOffset: offset)
-    try handle.write(contentsOf: Data([byte ^ 0x01]))
-}
-
 func partials(in directory: URL) -> [String] {
     (FileManager.default.enumerator(atPath: directory.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".ccat-partial") }
 }
@@ -235,21 +225,6 @@ func testBucket(settings: S3Settings = S3Settings(), prefix: String = "archive")
     return store
 }
 
-/// aws-cli for interoperability checks: on PATH, else in the virtualenv .ci/run creates.
-func awsCLI() throws -> (path: String, environment: [String: String]) {
-    let keys = TestEnvironment.s3Keys()
-    var environment = ProcessInfo.processInfo.environment
-    environment["AWS_ACCESS_KEY_ID"] = keys.accessKeyID
-    environment["AWS_SECRET_ACCESS_KEY"] = keys.secretAccessKey
-    environment["AWS_DEFAULT_REGION"] = "us-east-1"
-    let candidates = (environment["PATH"] ?? "").split(separator: ":").map { "\($0)/aws" }
-        + [TestEnvironment.repositoryRoot.appendingPathComponent(".ccat-dev/venv/bin/aws").path]
-    guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-        throw TestSetupError(description: "aws-cli not found: pip install awscli (.ci/run installs it into .ccat-dev/venv)")
-    }
-    return (path, environment)
-}
-
 @Suite("S3 storage against the S3 test server", .enabled(if: TestEnvironment.runS3Tests, "requires the S3 test server: run 'make test'"))
 struct S3StoreTests {
     @Test func singlePutRoundTripHeadListDelete() throws {
@@ -327,7 +302,7 @@ struct S3StoreTests {
         }
         #expect(try store.incompleteUploads(of: "big.tar").isEmpty)
         // ...and one that was left behind by a SIGKILL (started with aws-cli here) is aborted by the next upload.
-        let aws = try awsCLI()
+        let aws = try TestEnvironment.awsCLI()
         let started = try runProcess(aws.path, ["--endpoint-url", store.endpointURL, "s3api", "create-multipart-upload",
                                                 "--bucket", store.bucket, "--key", "archive/big.tar"], environment: aws.environment)
         #expect(started.status == 0, "\(started.stderr)")
@@ -352,7 +327,7 @@ struct S3StoreTests {
     @Test func objectsAreInterchangeableWithAwsCli() throws {
         let dir = try scratch("s3-awscli")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let aws = try awsCLI()
+        let aws = try TestEnvironment.awsCLI()
         let store = try testBucket(settings: S3Settings(partSize: 5 << 20, parallelParts: 2))
         for size in [1_000, (12 << 20) + 7] {
             // Ours, read by aws-cli.

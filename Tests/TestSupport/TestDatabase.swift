@@ -75,6 +75,14 @@ public enum TestEnvironment {
         return (environment["CCAT_TEST_S3_ACCESS_KEY_ID"] ?? "ccat-test", environment["CCAT_TEST_S3_SECRET_ACCESS_KEY"] ?? "ccat-test-secret")
     }
 
+    /// A tool on PATH, else in the virtualenv `.ci/run` creates (`.ccat-dev/venv/bin`).
+    public static func tool(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let candidates = path.split(separator: ":").map { "\($0)/\(name)" }
+            + [repositoryRoot.appendingPathComponent(".ccat-dev/venv/bin/\(name)").path]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
     /// A Python that can import botocore (the one next to moto_server), to compare signatures.
     public static func botocorePython() throws -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
@@ -86,11 +94,36 @@ public enum TestEnvironment {
         throw TestSetupError(description: "no python3 with botocore found: pip install 'moto[server]' (.ci/run installs it into .ccat-dev/venv)")
     }
 
+    /// aws-cli against the S3 test server: its path and an environment with the test keys.
+    public static func awsCLI() throws -> (path: String, environment: [String: String]) {
+        let keys = s3Keys()
+        var environment = ProcessInfo.processInfo.environment
+        environment["AWS_ACCESS_KEY_ID"] = keys.accessKeyID
+        environment["AWS_SECRET_ACCESS_KEY"] = keys.secretAccessKey
+        environment["AWS_DEFAULT_REGION"] = "us-east-1"
+        guard let path = tool("aws") else {
+            throw TestSetupError(description: "aws-cli not found: pip install awscli (.ci/run installs it into .ccat-dev/venv)")
+        }
+        return (path, environment)
+    }
+
     /// Directory of the built executables (`ccat`, `ccat-runner`).
     public static var binDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["CCAT_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
         return repositoryRoot.appendingPathComponent(".build/debug")
     }
+}
+
+/// Flips one bit of one byte of a file in place (a damaged copy).
+public func flipByte(_ path: String, at offset: UInt64) throws {
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    try handle.seek(toOffset: offset)
+    guard let byte = try handle.read(upToCount: 1)?.first else {
+        throw TestSetupError(description: "\(path) has no byte at offset \(offset)")
+    }
+    try handle.seek(toOffset: offset)
+    try handle.write(contentsOf: Data([byte ^ 0x01]))
 }
 
 public struct TestSetupError: Error, CustomStringConvertible {
