@@ -59,7 +59,7 @@ let package = Package(
         // Tar archives (libarchive) with SHA-256 (swift-crypto) in one pass; safe extraction.
         .target(
             name: "Archiving",
-            dependencies: ["CLibArchive", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CLibArchive", "CGlibcExtras", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
         // Where archives are kept: POSIX trees and S3 (libcurl with its SigV4 signing), verified writes.
@@ -123,7 +123,7 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
-        .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"],

@@ -44,6 +44,8 @@ public struct ArchiveInput: Sendable, Equatable {
 final class ArchiveStream {
     let path: String
     let fd: Int32
+    /// Set when writing: hashes and writes the archive's bytes on its own thread.
+    var writer: HashingWriter?
     var hasher = SHA256()
     var bytes: Int64 = 0
     var error: ArchiveError?
@@ -108,32 +110,30 @@ public enum TarArchive {
         guard let archive = archive_write_new() else {
             throw ArchiveError(kind: .io, path: output.path, problem: "libarchive could not allocate a writer")
         }
+        let writer = HashingWriter(path: output.temporaryPath) { try output.write($0) }
+        stream.writer = writer
         var finished = false
         defer {
             // After an error, nothing more is flushed to the (discarded) output.
             if !finished { archive_write_fail(archive) }
             archive_write_free(archive)
+            if !finished { writer.cancel() }
             withExtendedLifetime(stream) {}
         }
         let context = Unmanaged.passUnretained(stream).toOpaque()
         archive_write_set_format_pax_restricted(archive)
-        // Hand libarchive's output over in 1 MiB blocks; pad only to the tar record at the end.
+        // Hand libarchive's output over in ioBufferSize blocks; pad only to the tar record at the end.
         archive_write_set_bytes_per_block(archive, Int32(ioBufferSize))
         archive_write_set_bytes_in_last_block(archive, 1)
         let opened = archive_write_open2(archive, context, nil, { _, context, data, length in
             let stream = Unmanaged<ArchiveStream>.fromOpaque(context!).takeUnretainedValue()
             let bytes = UnsafeRawBufferPointer(start: data, count: length)
-            var offset = 0
-            while offset < length {
-                let written = Glibc.write(stream.fd, bytes.baseAddress! + offset, length - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    stream.error = posixError("cannot write", stream.path)
-                    return -1
-                }
-                offset += written
+            do {
+                try stream.writer!.write(bytes)
+            } catch {
+                stream.error = error as? ArchiveError ?? ArchiveError(kind: .io, path: stream.path, problem: "\(error)")
+                return -1
             }
-            stream.hasher.update(bufferPointer: bytes)
             stream.bytes += Int64(length)
             return length
         }, nil, nil)
@@ -204,8 +204,9 @@ public enum TarArchive {
             members.append(ArchiveMember(path: member, size: size, sha256: sha256))
         }
         guard archive_write_close(archive) == ARCHIVE_OK else { throw libarchiveError(archive, path: output.path, stream: stream) }
+        let sha256 = try writer.finish()
         finished = true
-        return ArchiveSummary(size: stream.bytes, sha256: stream.sha256, members: members)
+        return ArchiveSummary(size: stream.bytes, sha256: sha256, members: members)
     }
 
     // MARK: Reading

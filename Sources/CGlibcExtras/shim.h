@@ -19,4 +19,16 @@ static inline ssize_t ccat_copy_file_range(int fd_in, int fd_out, size_t len) {
     return copy_file_range(fd_in, 0, fd_out, 0, len, 0);
 }
 
+/* _GNU_SOURCE only as well: start or wait for writeback of a byte range of a file. The flag values
+   are the kernel's SYNC_FILE_RANGE_WAIT_BEFORE (1), _WRITE (2) and _WAIT_AFTER (4). */
+extern int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags);
+
+static inline int ccat_start_writeback(int fd, off_t offset, off_t length) {
+    return sync_file_range(fd, offset, length, 2);
+}
+
+static inline int ccat_finish_writeback(int fd, off_t offset, off_t length) {
+    return sync_file_range(fd, offset, length, 1 | 2 | 4);
+}
+
 #endif

@@ -125,7 +125,7 @@ enum DataTransferExecution {
             let shouldStop = context.shouldStop
             switch transfer.method {
             case .copy:
-                try await runBlocking { try destination.upload(file: source, to: bundle.relativePath, sha256: checksum, shouldStop: shouldStop) }
+                _ = try await runBlocking { try destination.upload(file: source, to: bundle.relativePath, sha256: checksum, shouldStop: shouldStop) }
             case .rsync, .bbcp:
                 let target = try destination.path(of: bundle.relativePath, creatingParent: true)
                 try await ExternalCopy(method: transfer.method, source: source, target: target, log: context.log, stop: context.stop).run()
@@ -272,7 +272,7 @@ enum LongTermArchiveTransferExecution {
             context.log.write("the archive already holds the verified package; not sent again")
         } else {
             let shouldStop = context.shouldStop
-            try await runBlocking { try archive.store.upload(file: source, to: package.relativePath, sha256: checksum, shouldStop: shouldStop) }
+            _ = try await runBlocking { try archive.store.upload(file: source, to: package.relativePath, sha256: checksum, shouldStop: shouldStop) }
             context.log.write("uploaded and verified: \(size) bytes, sha256 \(checksum)")
         }
         return ExecutionOutcome(
@@ -314,7 +314,7 @@ enum StagingExecution {
             let download = try processing.path(of: "\(job.targetDirectory)/.ccat-staging/\(package.name).tar", creatingParent: true)
             context.log.write("staging \(package.name) from \(archive.store.description) into \(targetRoot)")
             let shouldStop = context.shouldStop
-            try await runBlocking {
+            _ = try await runBlocking {
                 try archive.store.download(copy.relativePath, to: download, expectedSize: size, expectedSHA256: checksum, shouldStop: shouldStop)
             }
             do {

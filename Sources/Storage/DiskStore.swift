@@ -174,7 +174,10 @@ public struct DiskStore: ObjectStore {
                 if copied == 0 {
                     throw StorageError(kind: .io, location: location, object: key, problem: "\(source) shrank while it was copied")
                 }
-                if copied > 0 { remaining -= Int64(copied) }
+                if copied > 0 {
+                    remaining -= Int64(copied)
+                    if useRange { output.didWrite(copied) }
+                }
             }
             let written = try FileChecksum.sha256(of: output.temporaryPath)
             guard written.size == size, written.sha256 == want else {

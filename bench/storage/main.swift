@@ -2,6 +2,7 @@
 // same data in the same run, printing the ratio (ours / theirs; below 1 means faster).
 //
 //   ccat-bench-storage [--total-mb 2048] [--files 200] [--dir /var/tmp] [--s3-endpoint URL] [--rounds 2]
+//                      [--only packaging,unpack,s3]
 //
 // The S3 part needs the S3 test server (scripts/local-s3.sh start; make bench starts it) and aws-cli.
 import Archiving
@@ -20,7 +21,8 @@ struct Options {
     var rounds = 2
     var s3PartSizeMiB = S3Settings().partSize >> 20
     var s3ParallelParts = S3Settings().parallelParts
-    var only: String?
+    /// The benchmarks to run (all when empty). Our archive is always built: the others use it.
+    var only: Set<String> = []
 
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -33,12 +35,15 @@ struct Options {
             case "--rounds": rounds = max(1, Int(iterator.next() ?? "") ?? rounds)
             case "--s3-part-size-mib": s3PartSizeMiB = Int(iterator.next() ?? "") ?? s3PartSizeMiB
             case "--s3-parallel-parts": s3ParallelParts = Int(iterator.next() ?? "") ?? s3ParallelParts
+            case "--only": only = Set((iterator.next() ?? "").split(separator: ",").map(String.init))
             default:
-                FileHandle.standardError.write(Data("usage: ccat-bench-storage [--total-mb N] [--files N] [--dir DIR] [--s3-endpoint URL] [--rounds N]\n".utf8))
+                FileHandle.standardError.write(Data("usage: ccat-bench-storage [--total-mb N] [--files N] [--dir DIR] [--s3-endpoint URL] [--rounds N] [--s3-part-size-mib N] [--s3-parallel-parts N] [--only packaging,unpack,s3]\n".utf8))
                 exit(2)
             }
         }
     }
+
+    func runs(_ benchmark: String) -> Bool { only.isEmpty || only.contains(benchmark) }
 }
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
@@ -48,10 +53,26 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
     return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
 }
 
-/// The best of `rounds` timings (the first round also warms the page cache for both sides).
+/// User and system CPU seconds this process has used.
+func cpuSeconds() -> (user: Double, system: Double) {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func value(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return (value(usage.ru_utime), value(usage.ru_stime))
+}
+
+func - (lhs: (user: Double, system: Double), rhs: (user: Double, system: Double)) -> (user: Double, system: Double) {
+    (lhs.user - rhs.user, lhs.system - rhs.system)
+}
+
+/// The best of `rounds` timings (the first round also warms the page cache for both sides). Each
+/// round starts with a `sync`, so no side pays for the dirty pages the one before it left.
 func best(_ rounds: Int, _ body: () throws -> Void) rethrows -> Double {
     var result = Double.infinity
-    for _ in 0..<rounds { result = min(result, try seconds(body)) }
+    for _ in 0..<rounds {
+        sync()
+        result = min(result, try seconds(body))
+    }
     return result
 }
 
@@ -114,34 +135,43 @@ let totalBytes = Int64(fileSize) * Int64(options.files)
 //    work is "the bytes are on disk".
 let ours = "\(work)/ours.tar"
 var summary: ArchiveSummary?
+let cpuBefore = cpuSeconds()
 let packagingOurs = try best(options.rounds) { summary = try TarArchive.create(at: ours, inputs: inputs) }
-let packagingGNU = try best(options.rounds) {
-    try shell("tar cf - -C \(quote(input)) . | tee \(quote("\(work)/gnu.tar")) | sha256sum > /dev/null && sync \(quote("\(work)/gnu.tar"))")
+let cpuUsed = cpuSeconds() - cpuBefore
+print(String(format: "packaging (ours): best %.2f s; CPU per round %.2f s user, %.2f s system",
+             packagingOurs, cpuUsed.user / Double(options.rounds), cpuUsed.system / Double(options.rounds)))
+if options.runs("packaging") {
+    let packagingGNU = try best(options.rounds) {
+        try shell("tar cf - -C \(quote(input)) . | tee \(quote("\(work)/gnu.tar")) | sha256sum > /dev/null && sync \(quote("\(work)/gnu.tar"))")
+    }
+    let packagingCopy = try best(options.rounds) {
+        try shell("rm -rf \(quote("\(work)/copy")) && cp -r \(quote(input)) \(quote("\(work)/copy")) && sync \(quote("\(work)/copy"))/*")
+    }
+    try? FileManager.default.removeItem(atPath: "\(work)/copy")
+    try? FileManager.default.removeItem(atPath: "\(work)/gnu.tar")
+    report("packaging vs tar|tee|sha256sum", ours: packagingOurs, theirs: packagingGNU, theirName: "GNU", bytes: totalBytes, goal: 0.7)
+    report("packaging vs cp", ours: packagingOurs, theirs: packagingCopy, theirName: "cp", bytes: totalBytes, goal: 1.2)
 }
-let packagingCopy = try best(options.rounds) {
-    try shell("rm -rf \(quote("\(work)/copy")) && cp -r \(quote(input)) \(quote("\(work)/copy")) && sync \(quote("\(work)/copy"))/*")
-}
-try? FileManager.default.removeItem(atPath: "\(work)/copy")
-try? FileManager.default.removeItem(atPath: "\(work)/gnu.tar")
-report("packaging vs tar|tee|sha256sum", ours: packagingOurs, theirs: packagingGNU, theirName: "GNU", bytes: totalBytes, goal: 0.7)
-report("packaging vs cp", ours: packagingOurs, theirs: packagingCopy, theirName: "cp", bytes: totalBytes, goal: 1.2)
 
 // 2. Unpack + verify every member against the manifest, against `tar xf` then `sha256sum -c`.
 let manifest = summary!.members
 try manifest.map { "\($0.sha256)  \($0.path)\n" }.joined().write(toFile: "\(work)/SHA256SUMS", atomically: true, encoding: .utf8)
-let unpackOurs = try best(options.rounds) {
+if options.runs("unpack") {
+    let unpackOurs = try best(options.rounds) {
+        try? FileManager.default.removeItem(atPath: "\(work)/unpacked")
+        _ = try TarArchive.extract(ours, into: "\(work)/unpacked", expected: manifest)
+    }
+    let unpackGNU = try best(options.rounds) {
+        try shell("rm -rf \(quote("\(work)/gnu-unpacked")) && mkdir \(quote("\(work)/gnu-unpacked")) && tar xf \(quote(ours)) -C \(quote("\(work)/gnu-unpacked")) && cd \(quote("\(work)/gnu-unpacked")) && sha256sum --quiet -c \(quote("\(work)/SHA256SUMS")) && sync *")
+    }
     try? FileManager.default.removeItem(atPath: "\(work)/unpacked")
-    _ = try TarArchive.extract(ours, into: "\(work)/unpacked", expected: manifest)
+    try? FileManager.default.removeItem(atPath: "\(work)/gnu-unpacked")
+    report("unpack+verify vs tar xf && sha256sum -c", ours: unpackOurs, theirs: unpackGNU, theirName: "GNU", bytes: totalBytes, goal: 0.8)
 }
-let unpackGNU = try best(options.rounds) {
-    try shell("rm -rf \(quote("\(work)/gnu-unpacked")) && mkdir \(quote("\(work)/gnu-unpacked")) && tar xf \(quote(ours)) -C \(quote("\(work)/gnu-unpacked")) && cd \(quote("\(work)/gnu-unpacked")) && sha256sum --quiet -c \(quote("\(work)/SHA256SUMS")) && sync *")
-}
-try? FileManager.default.removeItem(atPath: "\(work)/unpacked")
-try? FileManager.default.removeItem(atPath: "\(work)/gnu-unpacked")
-report("unpack+verify vs tar xf && sha256sum -c", ours: unpackOurs, theirs: unpackGNU, theirName: "GNU", bytes: totalBytes, goal: 0.8)
 
 // 3. S3 upload of the archive to the test server, against `aws s3 cp` to the same server.
-if let endpoint = options.s3Endpoint {
+if !options.runs("s3") {
+} else if let endpoint = options.s3Endpoint {
     let keys = (ProcessInfo.processInfo.environment["CCAT_TEST_S3_ACCESS_KEY_ID"] ?? "ccat-test",
                 ProcessInfo.processInfo.environment["CCAT_TEST_S3_SECRET_ACCESS_KEY"] ?? "ccat-test-secret")
     let store = S3Store(name: "bench", endpointURL: endpoint, bucket: "ccat-bench-\(getpid())", region: "us-east-1", prefix: "",
@@ -153,7 +183,7 @@ if let endpoint = options.s3Endpoint {
     var round = 0
     let uploadOurs = try best(options.rounds) {
         round += 1
-        try store.upload(file: ours, to: "ours-\(round).tar", sha256: sha, shouldStop: { false })
+        _ = try store.upload(file: ours, to: "ours-\(round).tar", sha256: sha, shouldStop: { false })
     }
     let environment = ["AWS_ACCESS_KEY_ID": keys.0, "AWS_SECRET_ACCESS_KEY": keys.1, "AWS_DEFAULT_REGION": "us-east-1"]
     let uploadAWS = try best(options.rounds) {
