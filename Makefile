@@ -22,9 +22,10 @@ db: build
 db-stop:
 	$(PG) stop
 
-## demo: bring up the local database, migrate, and show its state
-demo: db
-	$(BIN_DIR)/ccat db status
+## demo: the whole pipeline on this machine (local PostgreSQL, S3 server, local scheduler;
+## SCHEDULER=slurm for the single-node Slurm cluster): instrument files to both archives, then cleanup
+demo: build
+	scripts/demo.sh $(BIN_DIR)
 
 ## test: the whole test suite against a real PostgreSQL, the S3 test server (moto_server), and the
 ## single-node Slurm cluster where Slurm is installed and we are root

@@ -57,24 +57,29 @@ extension OpsDB {
             """)
     }
 
-    /// Registers a file once. Registering the same path again returns the existing row with
-    /// `created == false`; the caller compares checksums.
-    public func registerRawDataFile(_ file: NewRawDataFile) async throws -> (file: RawDataFile, created: Bool) {
-        if let inserted = try await optional(RawDataFile.self, """
-            INSERT INTO raw_data_file (filename, relative_path, size_bytes, checksum, checksum_algorithm,
-                                       executed_obs_unit_id, instrument_module_id, source_location_id)
-            VALUES (\(file.filename), \(file.relativePath), \(file.sizeBytes), \(file.checksum), \(file.checksumAlgorithm),
-                    \(file.executedObsUnitID), \(file.instrumentModuleID), \(file.sourceLocationID))
-            ON CONFLICT (source_location_id, relative_path) DO NOTHING
-            RETURNING \(Self.rawDataFileColumns)
-            """) {
-            return (inserted, true)
+    /// Registers a file once, with its copy at the SOURCE location (`verified` when we computed the
+    /// checksum from the file ourselves). Registering the same path again returns the existing row
+    /// with `created == false`; the caller compares checksums.
+    public func registerRawDataFile(_ file: NewRawDataFile, verified: Bool = false) async throws -> (file: RawDataFile, created: Bool) {
+        try await transaction { db in
+            if let inserted = try await db.optional(RawDataFile.self, """
+                INSERT INTO raw_data_file (filename, relative_path, size_bytes, checksum, checksum_algorithm,
+                                           executed_obs_unit_id, instrument_module_id, source_location_id)
+                VALUES (\(file.filename), \(file.relativePath), \(file.sizeBytes), \(file.checksum), \(file.checksumAlgorithm),
+                        \(file.executedObsUnitID), \(file.instrumentModuleID), \(file.sourceLocationID))
+                ON CONFLICT (source_location_id, relative_path) DO NOTHING
+                RETURNING \(Self.rawDataFileColumns)
+                """) {
+                _ = try await db.insertPhysicalCopy(of: .rawDataFile(inserted.id), at: file.sourceLocationID, relativePath: file.relativePath,
+                                                    sizeBytes: file.sizeBytes, checksum: file.checksum, verified: verified)
+                return (inserted, true)
+            }
+            let existing = try await db.one(RawDataFile.self, """
+                SELECT \(Self.rawDataFileColumns) FROM raw_data_file
+                WHERE source_location_id = \(file.sourceLocationID) AND relative_path = \(file.relativePath)
+                """)
+            return (existing, false)
         }
-        let existing = try await one(RawDataFile.self, """
-            SELECT \(Self.rawDataFileColumns) FROM raw_data_file
-            WHERE source_location_id = \(file.sourceLocationID) AND relative_path = \(file.relativePath)
-            """)
-        return (existing, false)
     }
 
     /// Files at a SOURCE location not yet in a package, oldest observation first, at most `limit`.

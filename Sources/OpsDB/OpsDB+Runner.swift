@@ -66,6 +66,8 @@ extension OpsDB {
         if let log = report.logPath {
             try await addOperationLog(operationID, path: log, summary: "succeeded")
         }
+        // The next stage may start now: wake the daemon's managers.
+        try await notifyWork("operation \(operationID) succeeded")
     }
 
     /// Records a failed attempt: pending again after the policy's delay, or intervention at

@@ -311,6 +311,8 @@ extension OpsDB {
             WHERE o.id <> \(operationID) AND o.state IN ('pending', 'submitted', 'running')
               AND ((o.operation_type = 'DATA_TRANSFER' AND t.origin_location_id = \(copy.dataLocationID)
                     AND t.data_transfer_package_id = \(copy.dataTransferPackageID))
+                OR (o.operation_type = 'DATA_TRANSFER_UNPACKING' AND t.destination_location_id = \(copy.dataLocationID)
+                    AND t.data_transfer_package_id = \(copy.dataTransferPackageID))
                 OR (o.operation_type = 'LONG_TERM_ARCHIVE_TRANSFER' AND a.origin_location_id = \(copy.dataLocationID)
                     AND a.raw_data_package_id IN (SELECT id FROM packages))
                 OR (o.operation_type = 'DATA_TRANSFER_PACKAGE_CREATION' AND o.data_location_id = \(copy.dataLocationID)

@@ -127,11 +127,13 @@ struct SchemaTests {
 
     @Test func physicalCopiesKeepOneLiveCopyAndTheirHistory() async throws {
         try await withOpsDB { db, fx in
+            // Registering a file records its copy at the SOURCE, unverified unless we hashed it.
             let file = try await db.registerRawDataFile(fx.file("obs1/a.fits")).file
-            let copy = try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: fx.source.id, relativePath: "obs1/a.fits",
-                                                       sizeBytes: 10, checksum: file.checksum, verified: true)
-            #expect(copy.status == .present)
-            #expect(copy.verifiedAt != nil)
+            let copy = try #require(try await db.physicalCopies(of: .rawDataFile(file.id)).first)
+            #expect(copy.status == .present && copy.dataLocationID == fx.source.id && copy.relativePath == "obs1/a.fits")
+            #expect(copy.checksum == file.checksum && copy.verifiedAt == nil)
+            let scanned = try await db.registerRawDataFile(fx.file("obs1/b.fits"), verified: true).file
+            #expect(try await db.physicalCopies(of: .rawDataFile(scanned.id)).first?.verifiedAt != nil)
             let second = await #expect(throws: PostgresError.self) {
                 try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: fx.source.id, relativePath: "obs1/a.fits",
                                                 sizeBytes: 10, checksum: nil, verified: false)

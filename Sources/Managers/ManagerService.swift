@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import OpsDB
+import Postgres
+import ServiceLifecycle
+
+/// One manager's work: a cycle scans the database, creates records and operations, and returns
+/// how many things it created or changed (0 when there was nothing to do).
+public protocol ManagerCycle: Sendable {
+    /// The service name in `service_heartbeat` and the key of its leader lock.
+    var name: String { get }
+    func cycle(_ db: OpsDB, logger: Logger) async throws -> Int
+}
+
+/// Runs one manager as a service: its own database connection, leader election with a session
+/// advisory lock (a second daemon waits as a hot standby and takes over when the leader's
+/// connection ends), a heartbeat row in `service_heartbeat`, and a loop that wakes on NOTIFY
+/// `ccat_work` or after `interval`. The unique indexes on live operations make double submission
+/// impossible even if two leaders ever overlapped.
+public final class ManagerService: Service, @unchecked Sendable {
+    public let manager: any ManagerCycle
+    let conninfo: String
+    let interval: Duration
+    let instance: String
+    let logger: Logger
+    /// Test hook and `ccat status` detail: cycles run as leader.
+    public private(set) var cyclesRun = 0
+
+    /// Advisory-lock class for manager leadership (the second key is `hashtext(name)`).
+    static let lockClass: Int32 = 7262
+
+    public init(_ manager: any ManagerCycle, conninfo: String, interval: Duration, instance: String, logger: Logger) {
+        self.manager = manager
+        self.conninfo = conninfo
+        self.interval = interval
+        self.instance = instance
+        var logger = logger
+        logger[metadataKey: "service"] = "\(manager.name)"
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var connection: PostgresConnection?
+        var leader = false
+        var status = "STARTING"
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            var worked = 0
+            do {
+                if connection == nil {
+                    connection = try await PostgresConnection.connect(
+                        PostgresConfiguration(conninfo: conninfo, applicationName: "ccat daemon \(manager.name)"), logger: logger)
+                    try await connection!.listen(OpsDB.workChannel)
+                    leader = false
+                }
+                let db = OpsDB(connection!)
+                if !leader {
+                    leader = try await db.tryLeadership(lockClass: Self.lockClass, name: manager.name)
+                    if leader { logger.info("leader for \(manager.name)") }
+                }
+                try await db.recordHeartbeat(service: manager.name, instance: instance, status: status, leader: leader,
+                                             details: ["cycles": String(cyclesRun)])
+                status = "RUNNING"
+                if leader {
+                    worked = try await manager.cycle(db, logger: logger)
+                    cyclesRun += 1
+                    if worked > 0 {
+                        logger.info("cycle created or changed \(worked)")
+                        try await db.notifyWork(manager.name)
+                    }
+                }
+            } catch let error as PostgresError where error.code == .connectionLost || error.code == .connectionFailed {
+                logger.warning("database unavailable, retrying: \(error)")
+                leader = false
+                if let lost = connection { await lost.close() }
+                connection = nil
+            } catch is CancellationError {
+                break
+            } catch {
+                logger.error("cycle failed: \(error)")
+            }
+            // More work may be waiting behind a bounded batch: go again at once. Otherwise sleep
+            // until NOTIFY or the interval.
+            if worked > 0 { continue }
+            do {
+                if let connection {
+                    _ = try await cancelWhenGracefulShutdown { try await connection.waitForNotifications(timeout: self.interval) }
+                } else {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(2)) }
+                }
+            } catch is CancellationError {
+                break
+            } catch {
+                logger.warning("waiting for work: \(error)")
+                leader = false
+                connection = nil
+            }
+        }
+        // Leaving: the row says so, and closing the session releases the leader lock at once, so
+        // a standby takes over without waiting for a timeout.
+        if let connection {
+            let db = OpsDB(connection)
+            do {
+                try await db.recordHeartbeat(service: manager.name, instance: instance, status: "STOPPED", leader: false, details: nil)
+            } catch {
+                logger.warning("could not record the stop in service_heartbeat: \(error)")
+            }
+            await connection.close()
+        }
+        logger.info("stopped")
+    }
+}

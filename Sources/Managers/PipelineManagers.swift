@@ -1,0 +1,300 @@
+import Foundation
+import Logging
+import OpsDB
+import Postgres
+import Topology
+
+/// What the managers decide with; `etc/ccat.example.yaml` documents each setting.
+public struct ManagerSettings: Sendable {
+    /// Files of an observation are packaged once none has arrived for this long.
+    public var packageSettleSeconds: Double = 60
+    /// A bundle is closed at this size, or ...
+    public var bundleMaxBytes: Int64 = 100 << 30
+    /// ... when its oldest package has waited this long.
+    public var bundleMaxAgeSeconds: Double = 3600
+    /// SOURCE and BUFFER copies stay at least this long after they were written, unless the
+    /// location sets its own `retention`.
+    public var defaultRetentionSeconds: Double = 0
+    /// How often each location is checked (MONITORING operations).
+    public var monitoringIntervalSeconds: Double = 300
+    /// Rows a manager handles per query; a full batch makes it go again at once.
+    public var batchSize = 200
+
+    public init() {}
+}
+
+func sanitizedName(_ text: String) -> String {
+    let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    var result = String(text.map { allowed.contains($0) ? $0 : "_" })
+    while let first = result.first, !first.isLetter && !first.isNumber { result.removeFirst() }
+    return result.isEmpty ? "obs" : result
+}
+
+/// Locations and sites by id, loaded once per cycle (small tables).
+struct Places {
+    let locations: [Int64: DataLocation]
+    let sites: [Int64: Site]
+
+    static func load(_ db: OpsDB) async throws -> Places {
+        Places(locations: Dictionary(uniqueKeysWithValues: try await db.locations().map { ($0.id, $0) }),
+               sites: Dictionary(uniqueKeysWithValues: try await db.sites().map { ($0.id, $0) }))
+    }
+
+    func queue(_ locationID: Int64, _ operation: OperationType) throws -> String {
+        guard let location = locations[locationID], let site = sites[location.siteID] else {
+            throw PostgresError(code: .misuse, message: "location \(locationID) vanished while scheduling \(operation.rawValue)")
+        }
+        return OperationMatrix.queueName(site: site.shortName, location: location.name, operation: operation)
+    }
+
+    func siteName(of locationID: Int64) -> String? {
+        locations[locationID].flatMap { sites[$0.siteID]?.shortName }
+    }
+}
+
+/// 1. New files at SOURCE locations -> raw data packages, one per observation and location, and a
+/// RAW_DATA_PACKAGE_CREATION operation writing into the site's primary buffer.
+public struct RawDataPackageManager: ManagerCycle {
+    public let name = "raw-data-package-manager"
+    let settings: ManagerSettings
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        let places = try await Places.load(db)
+        var created = 0
+        for group in try await db.unpackagedGroups(settleSeconds: settings.packageSettleSeconds, limit: settings.batchSize) {
+            guard let source = places.locations[group.sourceLocationID], source.active else { continue }
+            let name = "\(sanitizedName(group.obsID))-\(source.name)-\(group.fileIDs[0])"
+            try await db.transaction { db in
+                let package = try await db.createRawDataPackage(name: name, observationID: group.observationID, sourceLocationID: source.id,
+                                                                relativePath: "packages/\(name).tar", fileIDs: group.fileIDs)
+                logger.info("package \(package.name): \(group.fileIDs.count) files, \(group.bytes) bytes")
+            }
+            created += 1
+        }
+        // Every pending package gets its operation (also after a crash between the two steps).
+        for id in try await db.packagesWithoutOperation(limit: settings.batchSize) {
+            guard let package = try await db.rawDataPackage(id: id), let site = places.siteName(of: package.sourceLocationID) else { continue }
+            let buffer = try await BufferSelection.primaryBuffer(db, siteShortName: site, logger: logger)
+            let files = try await db.rawDataFiles(packageID: id)
+            if try await db.createOperation(.rawDataPackageCreation, queue: places.queue(package.sourceLocationID, .rawDataPackageCreation),
+                                            locationID: package.sourceLocationID, target: .rawDataPackage(id),
+                                            targetLocationID: buffer.location.id, sizeHintBytes: files.reduce(0) { $0 + $1.sizeBytes }) != nil {
+                created += 1
+            }
+        }
+        return created
+    }
+}
+
+/// 2. Completed packages in a buffer -> bundles (data transfer packages) up to the size limit, or
+/// smaller once the oldest has waited `bundleMaxAgeSeconds`.
+public struct DataTransferPackageManager: ManagerCycle {
+    public let name = "data-transfer-package-manager"
+    let settings: ManagerSettings
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        let places = try await Places.load(db)
+        var created = 0
+        let waiting = try await db.unbundledPackages(limit: settings.batchSize * 10)
+        for (bufferID, packages) in Dictionary(grouping: waiting, by: \.bufferID).sorted(by: { $0.key < $1.key }) {
+            var batch: [UnbundledPackage] = []
+            var bytes: Int64 = 0
+            func close() async throws {
+                guard !batch.isEmpty else { return }
+                let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: .gmt, formatOptions: [.withYear, .withMonth, .withDay, .withTime])
+                let name = "bundle-\(places.siteName(of: bufferID) ?? "site")-\(stamp)-\(batch[0].packageID)"
+                let bundle = try await db.createDataTransferPackage(name: name, originLocationID: bufferID,
+                                                                   relativePath: "bundles/\(name).tar", packageIDs: batch.map(\.packageID))
+                logger.info("bundle \(bundle.name): \(batch.count) packages, \(bytes) bytes")
+                created += 1
+                batch = []
+                bytes = 0
+            }
+            for package in packages {
+                batch.append(package)
+                bytes += package.bytes
+                if bytes >= settings.bundleMaxBytes { try await close() }
+            }
+            if let oldest = batch.map(\.ageSeconds).max(), oldest >= settings.bundleMaxAgeSeconds { try await close() }
+        }
+        for id in try await db.bundlesWithoutOperation(limit: settings.batchSize) {
+            guard let bundle = try await db.dataTransferPackage(id: id) else { continue }
+            let size = try await db.rawDataPackages(bundleID: id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
+            if try await db.createOperation(.dataTransferPackageCreation, queue: places.queue(bundle.originLocationID, .dataTransferPackageCreation),
+                                            locationID: bundle.originLocationID, target: .dataTransferPackage(id), sizeHintBytes: size) != nil {
+                created += 1
+            }
+        }
+        return created
+    }
+}
+
+/// 3. Bundles leave a SOURCE site for one archive site chosen round-robin (primary route), then
+/// go from there to every other archive site (secondary routes), so each ends with a copy.
+/// Custom routes replace the automatic ones; a relay route's first hop is taken here.
+public struct TransferManager: ManagerCycle {
+    public let name = "transfer-manager"
+    let settings: ManagerSettings
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    func destination(_ db: OpsDB, table: RouteTable, from origin: String, to target: String, places: Places,
+                     logger: Logger) async throws -> (location: Int64, method: TransferMethod, routeID: Int64?) {
+        let route = try table.route(from: origin, to: target)
+        let hop = route.hops[0]
+        var locationID: Int64
+        if let name = hop.toLocation, let location = places.locations.values.first(where: {
+            $0.name == name && places.sites[$0.siteID]?.shortName == hop.toSite
+        }) {
+            locationID = location.id
+        } else {
+            locationID = try await BufferSelection.primaryBuffer(db, siteShortName: hop.toSite, logger: logger).location.id
+        }
+        let routeID = route.name.flatMap { name in table.customRoutes.first { $0.name == name }?.id }
+        return (locationID, hop.method, routeID)
+    }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        let places = try await Places.load(db)
+        let table = try await RouteTable.load(db)
+        let siteIDs = Dictionary(uniqueKeysWithValues: places.sites.values.map { ($0.shortName, $0.id) })
+        var created = 0
+        // Primary: from the SOURCE sites' buffers to one archive site, round-robin.
+        let sourceSiteIDs = table.sourceSites.compactMap { siteIDs[$0] }
+        for bundle in try await db.bundlesToSend(originSiteIDs: sourceSiteIDs, limit: settings.batchSize) {
+            guard let originSite = places.siteName(of: bundle.originLocationID), let site = places.sites[siteIDs[originSite] ?? -1] else { continue }
+            let candidates = table.archiveSites.filter { $0 != originSite }
+            guard !candidates.isEmpty else { continue }
+            let target = try await RoundRobin.next(db, sourceSite: site, candidates: candidates)
+            let hop = try await destination(db, table: table, from: originSite, to: target, places: places, logger: logger)
+            let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: bundle.originLocationID,
+                                                           destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
+            logger.info("bundle \(bundle.name) goes \(originSite) -> \(target) (transfer \(transfer.id))")
+            created += 1
+        }
+        // Secondary: from the archive site that holds a verified copy to archive sites without one.
+        let archiveSiteIDs = table.archiveSites.compactMap { siteIDs[$0] }
+        for candidate in try await db.bundlesToReplicate(archiveSiteIDs: archiveSiteIDs, limit: settings.batchSize) {
+            guard let from = places.siteName(of: candidate.bufferID), let bundle = try await db.dataTransferPackage(id: candidate.bundleID),
+                  let originSite = places.siteName(of: bundle.originLocationID) else { continue }
+            let reached = Set(candidate.siteIDs.compactMap { places.sites[$0]?.shortName } + [originSite])
+            for target in table.archiveSites where !reached.contains(target) {
+                let hop = try await destination(db, table: table, from: from, to: target, places: places, logger: logger)
+                _ = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: candidate.bufferID,
+                                                    destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
+                logger.info("bundle \(bundle.name) replicates \(from) -> \(target)")
+                created += 1
+            }
+        }
+        for id in try await db.transfersWithoutOperation(limit: settings.batchSize) {
+            guard let transfer = try await db.dataTransfer(id: id), let bundle = try await db.dataTransferPackage(id: transfer.dataTransferPackageID) else { continue }
+            if try await db.createOperation(.dataTransfer, queue: places.queue(transfer.originLocationID, .dataTransfer),
+                                            locationID: transfer.originLocationID, target: .dataTransfer(id),
+                                            targetLocationID: transfer.destinationLocationID, sizeHintBytes: bundle.sizeBytes ?? 0) != nil {
+                created += 1
+            }
+        }
+        return created
+    }
+}
+
+/// 4. Arrived bundles -> DATA_TRANSFER_UNPACKING at the destination buffer.
+public struct UnpackManager: ManagerCycle {
+    public let name = "unpack-manager"
+    let settings: ManagerSettings
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        let places = try await Places.load(db)
+        var created = 0
+        for id in try await db.transfersToUnpack(limit: settings.batchSize) {
+            guard let transfer = try await db.dataTransfer(id: id) else { continue }
+            if try await db.createOperation(.dataTransferUnpacking, queue: places.queue(transfer.destinationLocationID, .dataTransferUnpacking),
+                                            locationID: transfer.destinationLocationID, target: .dataTransfer(id),
+                                            sizeHintBytes: transfer.bytesTransferred ?? 0) != nil {
+                created += 1
+            }
+        }
+        return created
+    }
+}
+
+/// 5. Verified packages in a buffer -> LONG_TERM_ARCHIVE_TRANSFER into each active archive of
+/// that site, verified after upload by the runner.
+public struct ArchiveManager: ManagerCycle {
+    public let name = "archive-manager"
+    let settings: ManagerSettings
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        let places = try await Places.load(db)
+        var created = 0
+        for candidate in try await db.packagesToArchive(limit: settings.batchSize) {
+            _ = try await db.createLongTermArchiveTransfer(packageID: candidate.packageID, originLocationID: candidate.bufferID,
+                                                           destinationLocationID: candidate.archiveID)
+            created += 1
+        }
+        for id in try await db.archiveTransfersWithoutOperation(limit: settings.batchSize) {
+            guard let transfer = try await db.longTermArchiveTransfer(id: id), let package = try await db.rawDataPackage(id: transfer.rawDataPackageID) else { continue }
+            if try await db.createOperation(.longTermArchiveTransfer, queue: places.queue(transfer.destinationLocationID, .longTermArchiveTransfer),
+                                            locationID: transfer.destinationLocationID, target: .longTermArchiveTransfer(id),
+                                            sizeHintBytes: package.sizeBytes ?? 0) != nil {
+                created += 1
+            }
+        }
+        return created
+    }
+}
+
+/// 7. Temporary copies (SOURCE files, BUFFER packages and bundles) -> DELETION, only when
+/// `deletionBlocker` finds nothing against it: verified archive copies at every archive site and
+/// no unfinished reader. The runner checks again in the transaction that deletes.
+public final class DeletionManager: ManagerCycle, @unchecked Sendable {
+    public let name = "deletion-manager"
+    let settings: ManagerSettings
+    /// Where the scan continues; wraps around at the end of the table.
+    private var cursor: Int64 = 0
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        let places = try await Places.load(db)
+        let candidates = try await db.deletionCandidates(afterID: cursor, defaultRetentionSeconds: settings.defaultRetentionSeconds,
+                                                         limit: settings.batchSize)
+        cursor = candidates.count < settings.batchSize ? 0 : candidates.last!.copyID
+        var created = 0
+        for candidate in candidates {
+            let scheduled: Bool = try await db.transaction { db in
+                if try await db.deletionBlocker(copyID: candidate.copyID, exceptOperation: 0) != nil { return false }
+                return try await db.createOperation(.deletion, queue: places.queue(candidate.locationID, .deletion), locationID: candidate.locationID,
+                                                    target: .physicalCopy(candidate.copyID)) != nil
+            }
+            if scheduled { created += 1 }
+        }
+        // A full page means more to look at: report progress so the loop goes on at once.
+        return created
+    }
+}
+
+/// 8. Every location is checked every `monitoringIntervalSeconds` (MONITORING operations).
+public final class MonitoringManager: ManagerCycle, @unchecked Sendable {
+    public let name = "monitoring-manager"
+    let settings: ManagerSettings
+    private var last: ContinuousClock.Instant?
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        if let last, ContinuousClock.now - last < .seconds(settings.monitoringIntervalSeconds) { return 0 }
+        last = .now
+        let places = try await Places.load(db)
+        var created = 0
+        for location in places.locations.values where location.active {
+            if try await db.createOperation(.monitoring, queue: places.queue(location.id, .monitoring), locationID: location.id, target: .none) != nil {
+                created += 1
+            }
+        }
+        // Monitoring results are not work for the other managers: no wake-up.
+        _ = created
+        return 0
+    }
+}

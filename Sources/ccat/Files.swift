@@ -1,0 +1,221 @@
+import Archiving
+import ArgumentParser
+import CCatCLI
+import Foundation
+import OpsDB
+import Postgres
+
+struct Files: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Register instrument files at a SOURCE location.",
+        subcommands: [FilesRegister.self, FilesScan.self]
+    )
+}
+
+/// `site:location`, e.g. `ccat:instrument_data`.
+struct LocationName: ExpressibleByArgument, Sendable {
+    var site: String
+    var location: String
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        site = parts[0]
+        location = parts[1]
+    }
+
+    var description: String { "\(site):\(location)" }
+
+    func resolve(_ db: OpsDB, type: LocationType) async throws -> DataLocation {
+        guard let found = try await db.location(siteShortName: site, name: location) else {
+            throw ValidationError("no location \(description); 'ccat topology show' lists them")
+        }
+        guard found.locationType == type else {
+            throw ValidationError("\(description) is a \(found.locationType.rawValue) location; files are registered at a \(type.rawValue) location")
+        }
+        return found
+    }
+}
+
+struct RegisterOutcome: Encodable {
+    var path: String
+    var fileID: Int64
+    var created: Bool
+}
+
+/// Registers one file; an existing registration with another checksum is an error, not an update.
+func register(_ db: OpsDB, path: String, size: Int64, sha256: String, obsID: String, instrument: String?,
+              at source: DataLocation, verified: Bool) async throws -> RegisterOutcome {
+    let observation = try await db.upsertObservation(obsID: obsID)
+    var module: Int64?
+    if let instrument {
+        let parts = instrument.split(separator: "/", maxSplits: 1).map(String.init)
+        module = try await db.upsertInstrumentModule(instrument: parts[0], name: parts.count > 1 ? parts[1] : parts[0]).id
+    }
+    let result = try await db.registerRawDataFile(NewRawDataFile(relativePath: path, sizeBytes: size, checksum: sha256.lowercased(),
+                                                                 executedObsUnitID: observation.id, instrumentModuleID: module,
+                                                                 sourceLocationID: source.id), verified: verified)
+    if !result.created && (result.file.checksum != sha256.lowercased() || result.file.sizeBytes != size) {
+        throw ValidationError("\(path) is registered already with \(result.file.sizeBytes) bytes, sha256 \(result.file.checksum); now \(size) bytes, sha256 \(sha256). A file must not change after registration: write it under a new name")
+    }
+    return RegisterOutcome(path: path, fileID: result.file.id, created: result.created)
+}
+
+struct FilesRegister: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "register",
+        abstract: "Register files an instrument wrote (the DAQ hook).",
+        discussion: """
+            One file from the options, or many with --batch FILE ('-' for standard input), one per line, \
+            tab-separated: relative path, size in bytes, SHA-256, observation id, and optionally \
+            instrument/module. Registering a file again with the same size and checksum is a no-op.
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: ArgumentHelp("The SOURCE location, as site:location.", valueName: "site:location"))
+    var location: LocationName
+
+    @Option(name: .long, help: "Path of the file relative to the location's root.")
+    var path: String?
+
+    @Option(name: .long, help: "Size in bytes.")
+    var size: Int64?
+
+    @Option(name: .long, help: "SHA-256 of the file, as sha256sum prints it.")
+    var sha256: String?
+
+    @Option(name: .long, help: "The observation (executed obs unit) the file belongs to.")
+    var obsID: String?
+
+    @Option(name: .long, help: ArgumentHelp("Instrument and module, as instrument/module.", valueName: "instrument/module"))
+    var instrument: String?
+
+    @Option(name: .long, help: ArgumentHelp("Tab-separated lines to register ('-' for standard input).", valueName: "file"))
+    var batch: String?
+
+    func validate() throws {
+        if batch == nil {
+            guard path != nil, size != nil, sha256 != nil, obsID != nil else {
+                throw ValidationError("give --path, --size, --sha256 and --obs-id, or --batch FILE")
+            }
+        }
+        if let sha256, sha256.count != 64 || !sha256.allSatisfy(\.isHexDigit) {
+            throw ValidationError("--sha256 must be 64 hexadecimal digits")
+        }
+    }
+
+    func run() async throws {
+        let logger = options.makeLogger(label: "ccat.files")
+        var lines: [(String, Int64, String, String, String?)] = []
+        if let batch {
+            let text: String
+            if batch == "-" {
+                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            } else {
+                do { text = try String(contentsOfFile: batch, encoding: .utf8) } catch {
+                    throw ValidationError("cannot read \(batch): \(error.localizedDescription)")
+                }
+            }
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+                let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+                guard fields.count == 4 || fields.count == 5, let size = Int64(fields[1]), size >= 0,
+                      fields[2].count == 64, fields[2].allSatisfy(\.isHexDigit), !fields[3].isEmpty else {
+                    throw ValidationError("line \(number + 1) of \(batch): expected path, size, sha256, obs id[, instrument/module] separated by tabs")
+                }
+                lines.append((fields[0], size, fields[2], fields[3], fields.count == 5 ? fields[4] : nil))
+            }
+        } else {
+            lines = [(path!, size!, sha256!, obsID!, instrument)]
+        }
+        try await options.withDatabase(applicationName: "ccat files register", logger: logger) { connection, _ in
+            try await requireCurrentSchema(connection)
+            let db = OpsDB(connection)
+            let source = try await location.resolve(db, type: .source)
+            var outcomes: [RegisterOutcome] = []
+            // All or nothing: a bad line leaves no half-registered batch behind.
+            try await db.transaction { db in
+                for line in lines {
+                    outcomes.append(try await register(db, path: line.0, size: line.1, sha256: line.2, obsID: line.3, instrument: line.4,
+                                                       at: source, verified: false))
+                }
+                try await db.notifyWork("files registered")
+            }
+            if options.json { try printJSON(outcomes); return }
+            let created = outcomes.filter(\.created).count
+            print("registered \(created) new file\(created == 1 ? "" : "s") at \(location.description) (\(outcomes.count - created) already known)")
+        }
+    }
+}
+
+struct FilesScan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scan",
+        abstract: "Find new files under a SOURCE location's root, checksum and register them once.",
+        discussion: """
+            The first directory under the root names the observation: <root>/<obs id>/.../<file>. \
+            Hidden files and unfinished copies (*.ccat-partial) are skipped, and so are files \
+            modified in the last --settle seconds (an instrument may still be writing them).
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: ArgumentHelp("The SOURCE location, as site:location.", valueName: "site:location"))
+    var location: LocationName
+
+    @Option(name: .long, help: ArgumentHelp("Instrument and module for the new files, as instrument/module.", valueName: "instrument/module"))
+    var instrument: String?
+
+    @Option(name: .long, help: "Skip files modified less than this many seconds ago.")
+    var settle = 10.0
+
+    struct Summary: Encodable {
+        var location: String
+        var found: Int
+        var registered: Int
+        var bytes: Int64
+    }
+
+    func run() async throws {
+        let logger = options.makeLogger(label: "ccat.files")
+        try await options.withDatabase(applicationName: "ccat files scan", logger: logger) { connection, _ in
+            try await requireCurrentSchema(connection)
+            let db = OpsDB(connection)
+            let source = try await location.resolve(db, type: .source)
+            guard case .disk(rootPath: let root) = try await db.storage(of: source) else {
+                throw ValidationError("\(location.description) is not on disk; only disk SOURCE locations can be scanned")
+            }
+            let known = Set(try await connection.query("SELECT relative_path FROM raw_data_file WHERE source_location_id = \(source.id)")
+                .map { try $0["relative_path"] as String })
+            guard let walker = FileManager.default.enumerator(atPath: root) else {
+                throw ValidationError("cannot read \(root), the root of \(location.description)")
+            }
+            var summary = Summary(location: location.description, found: 0, registered: 0, bytes: 0)
+            let now = Date()
+            var registeredPaths: [String] = []
+            while let relative = walker.nextObject() as? String {
+                let name = (relative as NSString).lastPathComponent
+                if name.hasPrefix(".") { walker.skipDescendants(); continue }
+                let attributes = walker.fileAttributes ?? [:]
+                guard attributes[.type] as? FileAttributeType == .typeRegular else { continue }
+                summary.found += 1
+                guard !known.contains(relative), relative.contains("/") else { continue }
+                if let modified = attributes[.modificationDate] as? Date, now.timeIntervalSince(modified) < settle { continue }
+                let checksum = try FileChecksum.sha256(of: "\(root)/\(relative)")
+                let obsID = String(relative.split(separator: "/")[0])
+                let outcome = try await register(db, path: relative, size: checksum.size, sha256: checksum.sha256, obsID: obsID,
+                                                 instrument: instrument, at: source, verified: true)
+                if outcome.created {
+                    summary.registered += 1
+                    summary.bytes += checksum.size
+                    registeredPaths.append(relative)
+                }
+            }
+            if summary.registered > 0 { try await db.notifyWork("files scanned") }
+            if options.json { try printJSON(summary); return }
+            print("\(location.description): \(summary.found) files, \(summary.registered) newly registered (\(summary.bytes) bytes)")
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import CCatCLI
+import Foundation
+import OpsDB
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The pipeline at a glance: files, packages, transfers, archive copies, queues, services, failures.",
+        discussion: "--json prints the same as one object; --watch redraws every N seconds until interrupted."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(name: .long, help: ArgumentHelp("Refresh every this many seconds.", valueName: "seconds"))
+    var watch: Double?
+
+    func validate() throws {
+        if let watch, watch <= 0 { throw ValidationError("--watch needs a positive number of seconds") }
+    }
+
+    static func bytes(_ count: Int64) -> String {
+        let units = ["B", "KB", "MB", "GB", "TB", "PB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1000 && unit < units.count - 1 { value /= 1000; unit += 1 }
+        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func render(_ status: PipelineStatus) -> String {
+        var out = "files: \(status.files) (\(bytes(status.fileBytes)))   packages archived at every archive site: \(status.packagesArchivedEverywhere) of \(status.packages)\n\n"
+        var stages = TextTable(["STAGE", "STATUS", "COUNT", "BYTES"])
+        for stage in status.stages { stages.append([stage.stage, stage.status, String(stage.count), bytes(stage.bytes)]) }
+        out += status.stages.isEmpty ? "no packages yet\n" : stages.render()
+        var copies = TextTable(["LOCATION", "TYPE", "KIND", "PRESENT", "DELETED", "BYTES", "DISK USED", "REACHABLE"])
+        for copy in status.copies {
+            copies.append([copy.location, copy.locationType, copy.kind, String(copy.present), String(copy.deleted), bytes(copy.bytesPresent),
+                           copy.usedPercent.map { String(format: "%.0f%%", $0) } ?? "-", copy.reachable.map { $0 ? "yes" : "NO" } ?? "-"])
+        }
+        if !status.copies.isEmpty { out += "\n" + copies.render() }
+        var queues = TextTable(["QUEUE", "STATE", "OPERATIONS"])
+        for row in status.operations { queues.append([row.queue, row.state, String(row.count)]) }
+        out += "\n" + (status.operations.isEmpty ? "no unfinished operations\n" : queues.render())
+        var services = TextTable(["SERVICE", "INSTANCE", "STATUS", "LEADER", "HEARTBEAT"])
+        for service in status.services {
+            services.append([service.service, service.instance, service.status, service.status == "STOPPED" ? "-" : service.leader ? "yes" : "standby",
+                             String(format: "%.0f s ago", service.secondsSinceHeartbeat)])
+        }
+        out += "\n" + (status.services.isEmpty ? "no daemon has run (start one with 'ccat daemon')\n" : services.render())
+        if !status.attention.isEmpty {
+            out += "\nneeds attention ('ccat jobs show' / the operation's log says more):\n"
+            for item in status.attention {
+                out += "  operation \(item.operationID) \(item.type) \(item.state) after \(item.attempts) attempts: \(item.errorClass ?? "-"): \(item.lastError ?? "")\n"
+            }
+        }
+        return out
+    }
+
+    func run() async throws {
+        let logger = options.makeLogger(label: "ccat.status")
+        try await options.withDatabase(applicationName: "ccat status", logger: logger) { connection, _ in
+            try await requireCurrentSchema(connection)
+            let db = OpsDB(connection)
+            repeat {
+                let status = try await db.pipelineStatus()
+                if options.json {
+                    try printJSON(status)
+                } else {
+                    if watch != nil, isatty(STDOUT_FILENO) != 0 { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+                    print(Self.render(status), terminator: "")
+                }
+                if let watch { try await Task.sleep(for: .milliseconds(Int(watch * 1000))) }
+            } while watch != nil
+        }
+    }
+}

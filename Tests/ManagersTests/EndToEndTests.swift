@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The whole pipeline through `ccat daemon`, as `make demo` runs it: instrument files to both
+/// archive sites (S3 and disk), then the temporary copies deleted.
+@Suite("ccat daemon end to end", .serialized)
+struct EndToEndTests {
+    struct Status: Decodable {
+        struct Copies: Decodable { var location: String; var locationType: String; var kind: String; var present: Int; var deleted: Int }
+        struct Operations: Decodable { var queue: String; var state: String; var count: Int }
+        struct Attention: Decodable { var operationId: Int64 }
+        var files: Int
+        var packages: Int
+        var packagesArchivedEverywhere: Int
+        var copies: [Copies]
+        var operations: [Operations]
+        var attention: [Attention]
+    }
+
+    @Test(arguments: TestEnvironment.runSlurmTests ? ["local", "slurm"] : ["local"])
+    func observationsEndArchivedAtBothSitesAndTemporaryCopiesGo(_ scheduler: String) throws {
+        _ = try TestEnvironment.requireS3Endpoint()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-e2e-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = "ccat_e2e_\(scheduler)"
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge(["DEMO_DIR": directory.path, "DEMO_DATABASE": database, "DEMO_OBSERVATIONS": "20", "DEMO_FILES": "3",
+                           "DEMO_TIMEOUT": "300", "SCHEDULER": scheduler]) { $1 }
+        let run = try runProcess("/bin/bash", [TestEnvironment.repositoryRoot.appendingPathComponent("scripts/demo.sh").path,
+                                                TestEnvironment.binDirectory.path], environment: environment)
+        #expect(run.status == 0, "demo failed:\n\(run.stdout.suffix(3000))\n\(run.stderr.suffix(3000))")
+
+        let conninfo = try #require(run.stdout.split(separator: "\n").first { $0.hasPrefix("database: ") }).dropFirst("database: ".count)
+        let json = try runExecutable("ccat", ["status", "--json"], environment: ["CCAT_DATABASE_URL": String(conninfo)])
+        #expect(json.status == 0, "\(json.stderr)")
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let status = try decoder.decode(Status.self, from: Data(json.stdout.utf8))
+        #expect(status.files == 60)
+        #expect(status.packages == 20 && status.packagesArchivedEverywhere == 20)
+        // Each archive holds every package; every SOURCE and BUFFER copy existed and was deleted.
+        for archive in ["cologne:long_term_archive", "us:long_term_archive"] {
+            #expect(status.copies.first { $0.location == archive && $0.kind == "RAW_DATA_PACKAGE" }?.present == 20, "\(archive)")
+        }
+        for copy in status.copies where copy.locationType == "SOURCE" || copy.locationType == "BUFFER" {
+            #expect(copy.present == 0 && copy.deleted > 0, "\(copy.location) \(copy.kind): \(copy.present) present")
+        }
+        #expect(status.copies.first { $0.location == "ccat:instrument_data" }?.deleted == 60)
+        // No stuck or failed work, and no temporary files anywhere.
+        #expect(status.operations.isEmpty, "\(status.operations)")
+        #expect(status.attention.isEmpty)
+        let leftovers = (FileManager.default.enumerator(atPath: directory.path)?.allObjects as? [String] ?? [])
+            .filter { $0.hasSuffix(".ccat-partial") || $0.contains("/.ccat-staging") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+        let sourceFiles = (FileManager.default.enumerator(atPath: directory.appendingPathComponent("ccat/instrument_data").path)?.allObjects as? [String] ?? [])
+            .filter { $0.hasSuffix(".fits") }
+        #expect(sourceFiles.isEmpty, "source files left: \(sourceFiles.prefix(5))")
+        // The disk archive holds one tar per package.
+        let archive = directory.appendingPathComponent("us/archive/packages").path
+        let tars = try FileManager.default.contentsOfDirectory(atPath: archive).filter { $0.hasSuffix(".tar") }
+        #expect(tars.count == 20)
+    }
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The whole pipeline on one machine: local PostgreSQL, an S3 server on loopback, the local
+# scheduler (or the single-node Slurm cluster with SCHEDULER=slurm). Called by `make demo`.
+#
+#   scripts/demo.sh BIN_DIR
+#
+# Environment: SCHEDULER (local|slurm), DEMO_OBSERVATIONS, DEMO_FILES, DEMO_TIMEOUT (seconds),
+# DEMO_DIR (default .ccat-dev/demo, recreated), DEMO_DATABASE (default ccat_demo, recreated).
+#
+# A demo topology (CCAT source + buffer; Cologne buffer + S3 archive + ramses_processing; US
+# buffer + disk archive) under .ccat-dev/demo, synthetic observations, then `ccat daemon` until
+# every package is archived at both archive sites and the source and buffer copies are deleted.
+set -euo pipefail
+
+bin="${1:?usage: scripts/demo.sh BIN_DIR}"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+demo="${DEMO_DIR:-$here/.ccat-dev/demo}"
+database="${DEMO_DATABASE:-ccat_demo}"
+scheduler="${SCHEDULER:-local}"
+observations="${DEMO_OBSERVATIONS:-20}"
+files_per_observation="${DEMO_FILES:-3}"
+timeout="${DEMO_TIMEOUT:-600}"
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "starting PostgreSQL and the S3 test server"
+conninfo="$("$here/scripts/local-postgres.sh" start | tail -1)"
+"$here/scripts/local-s3.sh" start >/dev/null
+endpoint="$(cat "$here/.ccat-dev/s3/endpoint")"
+export CCAT_DATABASE_URL="$conninfo"
+if [ "$scheduler" = slurm ]; then
+    eval "$("$here/scripts/local-slurm.sh" start | grep '^export ')"
+fi
+
+say "a fresh demo database and directory: $demo"
+# The demo gets its own database (the local cluster's role is its superuser), so the development
+# database is left alone.
+psql -qAt -d "${conninfo/dbname=ccat/dbname=postgres}" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" -c "CREATE DATABASE $database"
+export CCAT_DATABASE_URL="${conninfo/dbname=ccat/dbname=$database}"
+rm -rf "$demo"
+mkdir -p "$demo"/{ccat/instrument_data,ccat/buffer,cologne/buffer,cologne/ramses_processing,us/buffer,us/archive,state}
+if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then chmod 755 "$here/.ccat-dev" "$demo"; fi
+bucket="${database//_/-}-archive"
+curl -s -o /dev/null -X PUT "$endpoint/$bucket"
+umask 077
+printf 'aws_access_key_id = ccat-test\naws_secret_access_key = ccat-test-secret\n' > "$demo/s3-credentials"
+umask 022
+
+cat > "$demo/topology.yaml" <<EOF
+batch:
+  time_limit: "0:30:00"
+  max_queued_jobs: 4
+sites:
+  - short_name: ccat
+    name: CCAT Observatory
+    locations:
+      - name: instrument_data
+        type: SOURCE
+        storage: {disk: {root: "$demo/ccat/instrument_data"}}
+      - name: buffer
+        type: BUFFER
+        storage: {disk: {root: "$demo/ccat/buffer"}}
+  - short_name: cologne
+    name: University of Cologne
+    locations:
+      - name: buffer
+        type: BUFFER
+        storage: {disk: {root: "$demo/cologne/buffer"}}
+      - name: long_term_archive
+        type: LONG_TERM_ARCHIVE
+        storage: {s3: {endpoint: "$endpoint", bucket: $bucket, region: us-east-1, prefix: raw, credentials: "file:$demo/s3-credentials"}}
+      - name: ramses_processing
+        type: PROCESSING
+        storage: {disk: {root: "$demo/cologne/ramses_processing"}}
+  - short_name: us
+    name: US archive site
+    locations:
+      - name: buffer
+        type: BUFFER
+        storage: {disk: {root: "$demo/us/buffer"}}
+      - name: long_term_archive
+        type: LONG_TERM_ARCHIVE
+        storage: {disk: {root: "$demo/us/archive"}}
+EOF
+"$bin/ccat" db migrate >/dev/null
+"$bin/ccat" topology apply "$demo/topology.yaml" >/dev/null
+
+say "$observations observations of $files_per_observation files from the instrument"
+for obs in $(seq -w 1 "$observations"); do
+    mkdir -p "$demo/ccat/instrument_data/obs-2026-$obs"
+    for file in $(seq 1 "$files_per_observation"); do
+        head -c $((200000 + RANDOM * 4)) /dev/urandom > "$demo/ccat/instrument_data/obs-2026-$obs/scan $file.fits"
+    done
+done
+"$bin/ccat" files scan ccat:instrument_data --settle 0 --instrument primecam/mkid-1
+
+say "ccat daemon ($scheduler scheduler); its log: $demo/daemon.log"
+cat > "$demo/ccat.yaml" <<EOF
+scheduler: $scheduler
+state_directory: "$demo/state"
+EOF
+CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --interval 2 --poll-interval 1 --package-settle 0 \
+    --bundle-max-age 0 --bundle-max-bytes 2000000 --monitoring-interval 60 >"$demo/daemon.log" 2>&1 &
+daemon=$!
+trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true' EXIT
+
+progress() {
+    "$bin/ccat" status --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+left = sum(c["present"] for c in s["copies"] if c["location_type"] in ("SOURCE", "BUFFER"))
+stuck = [a for a in s["attention"] if a["state"] == "intervention"]
+print(s["packages_archived_everywhere"], s["packages"], left, len(stuck))'
+}
+start=$SECONDS
+while true; do
+    read -r archived packages left stuck < <(progress)
+    printf '\r%4ss: packages archived at both sites %s/%s, temporary copies left %s   ' $((SECONDS - start)) "$archived" "$packages" "$left"
+    if [ "$packages" -gt 0 ] && [ "$archived" = "$packages" ] && [ "$left" = 0 ]; then echo; break; fi
+    if [ "$stuck" != 0 ]; then echo; echo "demo: operations need intervention; see 'ccat status' below and $demo/daemon.log" >&2; "$bin/ccat" status; exit 1; fi
+    if [ $((SECONDS - start)) -gt "$timeout" ]; then echo; echo "demo: not done after ${timeout}s; see $demo/daemon.log" >&2; "$bin/ccat" status; exit 1; fi
+    sleep 2
+done
+
+kill -TERM $daemon
+wait $daemon || true
+trap - EXIT
+say "ccat status"
+"$bin/ccat" status
+say "done in $((SECONDS - start)) s"
+echo "data:  $demo (archives: S3 bucket $bucket at $endpoint, and $demo/us/archive)"
+echo "logs:  $demo/daemon.log, job scripts and runner logs under $demo/state/jobs"
+echo "database: $CCAT_DATABASE_URL"
+echo "try:   CCAT_DATABASE_URL=\"$CCAT_DATABASE_URL\" $bin/ccat status"
