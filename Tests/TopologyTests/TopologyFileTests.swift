@@ -160,7 +160,8 @@ struct TopologyApplyTests {
             let observation = try await db.upsertObservation(obsID: "obs-1")
             let file = try await db.registerRawDataFile(NewRawDataFile(
                 relativePath: "a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64), executedObsUnitID: observation.id, sourceLocationID: source.id)).file
-            _ = try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: source.id, relativePath: "a.fits", sizeBytes: 1, checksum: nil, verified: false)
+            // Registration recorded the file's copy at the source: the location holds data.
+            #expect(try await db.physicalCopies(of: .rawDataFile(file.id)).map(\.dataLocationID) == [source.id])
             let before = try await topologySnapshot(db)
             // Two changes in one file: the first is fine, the second conflicts; neither may land.
             var text = try exampleTopology(replacing: "root: /data/ccat/primecam_raw_data", with: "root: /data/elsewhere")
