@@ -155,7 +155,8 @@ public struct DiskStore: ObjectStore {
             defer { buffer.deallocate() }
             while remaining > 0 {
                 if shouldStop() { throw StopRequestedDuringCopy() }
-                let chunk = Int(min(remaining, 64 << 20))
+                // 16 MiB per call: a stop request (SIGTERM, walltime) is seen within one chunk.
+                let chunk = Int(min(remaining, 16 << 20))
                 var copied = -1
                 if useRange {
                     copied = ccat_copy_file_range(input, output.fd, chunk)

@@ -316,7 +316,8 @@ extension Pipeline {
 struct KilledRunnerTests {
     @Test func rerunAfterSIGKILLCompletesWithoutLeftovers() async throws {
         let kind: ArchiveKind = TestEnvironment.runS3Tests ? .s3 : .disk
-        try await Pipeline.with(kind, fileSize: 40_000_000) { pipeline in
+        // Large enough that each step lasts long enough to be caught midway on a loaded CI machine.
+        try await Pipeline.with(kind, fileSize: 100_000_000) { pipeline in
             let db = pipeline.db
             let (bundle, transfer) = try await pipeline.packageBundleAndSend()
             let telescopeBuffer = try await pipeline.location("ccat", "buffer")
