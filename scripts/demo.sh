@@ -5,7 +5,8 @@
 #   scripts/demo.sh BIN_DIR
 #
 # Environment: SCHEDULER (local|slurm), DEMO_OBSERVATIONS, DEMO_FILES, DEMO_TIMEOUT (seconds),
-# DEMO_DIR (default .ccat-dev/demo, recreated), DEMO_DATABASE (default ccat_demo, recreated).
+# DEMO_DIR (default .ccat-dev/demo, recreated), DEMO_DATABASE (default ccat_demo, recreated),
+# DEMO_SETUP_ONLY=1 (stop after registering the files, before the daemon; tests start their own).
 #
 # A demo topology (CCAT source + buffer; Cologne buffer + S3 archive + ramses_processing; US
 # buffer + disk archive) under .ccat-dev/demo, synthetic observations, then `ccat daemon` until
@@ -94,11 +95,16 @@ for obs in $(seq -w 1 "$observations"); do
 done
 "$bin/ccat" files scan ccat:instrument_data --settle 0 --instrument primecam/mkid-1
 
-say "ccat daemon ($scheduler scheduler); its log: $demo/daemon.log"
 cat > "$demo/ccat.yaml" <<EOF
 scheduler: $scheduler
 state_directory: "$demo/state"
 EOF
+if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
+    echo "database: $CCAT_DATABASE_URL"
+    exit 0
+fi
+
+say "ccat daemon ($scheduler scheduler); its log: $demo/daemon.log"
 CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --interval 2 --poll-interval 1 --package-settle 0 \
     --bundle-max-age 0 --bundle-max-bytes 2000000 --monitoring-interval 60 >"$demo/daemon.log" 2>&1 &
 daemon=$!

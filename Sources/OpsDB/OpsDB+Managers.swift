@@ -52,8 +52,9 @@ extension OpsDB {
         }
     }
 
-    /// Records of `table` in `statuses` that no operation of `type` holds or has finished: work
-    /// whose operation was never created (a crash between the two) or was cancelled.
+    /// Records of `table` in `statuses` that no live operation of `type` holds: work whose
+    /// operation was never created (a crash between the two), was cancelled, or that was sent
+    /// back (a bundle that arrived damaged goes back to PENDING after its transfer succeeded).
     func orphans(_ table: String, column: String, type: OperationType, statuses: [String], unpackPending: Bool = false,
                  limit: Int) async throws -> [Int64] {
         let extra: PostgresQuery = unpackPending ? "AND r.unpack_status = 'PENDING'" : ""
@@ -61,7 +62,7 @@ extension OpsDB {
             SELECT r.id FROM \(identifier: table) r
             WHERE r.status::text = ANY(\(statuses)) \(extra)
               AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.\(identifier: column) = r.id AND o.operation_type = \(type)
-                              AND o.state <> 'cancelled')
+                              AND o.state NOT IN ('succeeded', 'cancelled'))
             ORDER BY r.id LIMIT \(limit)
             """).map { try $0["id"] }
     }

@@ -88,8 +88,12 @@ struct Daemon: AsyncParsableCommand {
                                              overrideDirectory: configuration?.jobscriptOverrides)
         let runner = configuration?.runner ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().appendingPathComponent("ccat-runner").path
+        // A submission cut short (daemon killed during sbatch) is looked up by its token and
+        // submitted again only after a grace period. The local scheduler's record is written
+        // before the job starts, so its answer is final within seconds; slurmctld may take longer.
         let dispatch = DispatchSettings(jobDirectory: setup.jobDirectory, runnerPath: runner,
-                                        environment: [("CCAT_DATABASE_URL", location.conninfo)])
+                                        environment: [("CCAT_DATABASE_URL", location.conninfo)],
+                                        ambiguousGraceSeconds: setup.scheduler == .local ? 10 : 120)
         var settings = ManagerSettings()
         settings.packageSettleSeconds = packageSettle
         settings.bundleMaxBytes = bundleMaxBytes
