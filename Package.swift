@@ -136,7 +136,7 @@ let package = Package(
             path: "bench/dispatch",
             swiftSettings: upcoming
         ),
-        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport", "Managers", .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
         .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres"], swiftSettings: upcoming),
         .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport"], swiftSettings: upcoming),

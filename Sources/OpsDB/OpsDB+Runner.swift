@@ -87,6 +87,45 @@ extension OpsDB {
         return state
     }
 
+    /// Transfers a bundle may be sent before a damaged arrival needs a human.
+    public static let maxTransferAttempts = 3
+
+    /// An unpacking found its bundle damaged at the destination (and removed it): in one
+    /// transaction the unpack operation ends (cancelled, error class `bundle_damaged`), the
+    /// destination copy is recorded as deleted, and the transfer goes back to PENDING for the
+    /// transfer manager to send again, or to FAILED once it was sent `maxTransferAttempts` times
+    /// (each start of a transfer counts in `data_transfer.attempts`). Returns
+    /// whether it will be sent again.
+    @discardableResult
+    public func sendTransferBack(operationID: Int64, owner: String, transferID: Int64, message: String, logPath: String?) async throws -> Bool {
+        try await transaction { db in
+            let ended = try await db.connection.query("""
+                UPDATE operation SET state = 'cancelled', error_class = 'bundle_damaged', last_error = \(message),
+                       log_path = coalesce(\(logPath), log_path), lease_owner = NULL, lease_expires_at = NULL,
+                       attempts = attempts + 1, finished_at = now(), updated_at = now()
+                WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
+                RETURNING id
+                """)
+            guard !ended.isEmpty else { throw LeaseLostError(operationID: operationID) }
+            if let logPath { try await db.addOperationLog(operationID, path: logPath, summary: "bundle_damaged: \(message)") }
+            try await db.connection.execute("""
+                UPDATE physical_copy c SET status = 'DELETED', deleted_at = now(), updated_at = now()
+                FROM data_transfer t
+                WHERE t.id = \(transferID) AND c.data_transfer_package_id = t.data_transfer_package_id
+                  AND c.data_location_id = t.destination_location_id AND c.status <> 'DELETED'
+                """)
+            let again: Bool = try await db.connection.query("""
+                UPDATE data_transfer SET error_message = \(message), unpack_status = 'PENDING',
+                       unpack_error_message = \(message), bytes_transferred = NULL, finished_at = NULL, updated_at = now(),
+                       status = CASE WHEN attempts >= \(Self.maxTransferAttempts) THEN 'FAILED'::status ELSE 'PENDING'::status END
+                WHERE id = \(transferID)
+                RETURNING status = 'PENDING' AS again
+                """).first?["again"] ?? false
+            try await db.notifyWork("transfer \(transferID) sent back")
+            return again
+        }
+    }
+
     /// One attempt's log file, linked to the operation (and its transfer, if it has one).
     func addOperationLog(_ operationID: Int64, path: String, summary: String) async throws {
         try await connection.execute("""

@@ -133,6 +133,16 @@ public struct OperationRunner: Sendable {
         } catch let error as LeaseLostError {
             log.write("\(error)")
             summary.leaseLost.append(operation.id)
+        } catch let error as BundleDamaged where !lease.lost {
+            log.write("\(error)")
+            if unlink(error.path) != 0 && errno != ENOENT {
+                log.write("cannot remove \(error.path): \(String(cString: strerror(errno))); the next transfer replaces it")
+            }
+            let retransfer = try await db.sendTransferBack(operationID: operation.id, owner: owner, transferID: error.transferID,
+                                                           message: "\(error)", logPath: log.path)
+            logger.error("bundle damaged at its destination", metadata: ["operation": "\(operation.id)", "transfer": "\(error.transferID)",
+                                                                         "retransfer": "\(retransfer)"])
+            summary.failed.append(operation.id)
         } catch let error as StopRequested where !lease.lost {
             log.write("abandoned: \(error.reason); nothing recorded, the operation goes back to the queue")
             try await db.releaseOperation(operation.id, owner: owner, reason: "the runner stopped during the operation (\(error.reason))")

@@ -216,6 +216,19 @@ func findExecutable(_ name: String) -> String? {
 /// DATA_TRANSFER_UNPACKING: the arrived bundle is extracted into the destination buffer and every
 /// raw data package archive is verified against its recorded checksum; each becomes a verified
 /// copy at the buffer.
+/// The bundle at the destination is not the one that was sent: it goes back to its transfer.
+struct BundleDamaged: Error, CustomStringConvertible {
+    var transferID: Int64
+    var path: String
+    var expected: String
+    var actual: String
+    var detail: String?
+
+    var description: String {
+        "bundle \(path) arrived damaged: SHA-256 \(actual), but \(expected) was sent\(detail.map { " (\($0))" } ?? ""); it is removed and transferred again"
+    }
+}
+
 enum DataTransferUnpacking {
     static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
         let db = context.db
@@ -234,9 +247,21 @@ enum DataTransferUnpacking {
         let buffer = try await diskStore(for: transfer.destinationLocationID, db, purpose: "destination buffer")
         let archive = try buffer.path(of: bundle.relativePath)
         context.log.write("unpacking \(archive) (\(packages.count) raw data packages) into \(buffer.root)")
-        let summary = try await runBlocking { try TarArchive.extract(archive, into: buffer.root, expected: expected) }
+        let summary: ArchiveSummary
+        do {
+            summary = try await runBlocking { try TarArchive.extract(archive, into: buffer.root, expected: expected) }
+        } catch let error as ArchiveError where error.kind == .checksumMismatch {
+            // A package that does not match: if the bundle itself differs from what was sent, it
+            // was damaged on the way (the transfer's read-back passed, so on the destination's
+            // disk or by something writing to it since) and is sent again.
+            let actual = try await runBlocking { try FileChecksum.sha256(of: archive) }
+            if let checksum = bundle.checksum, actual.sha256 != checksum {
+                throw BundleDamaged(transferID: transferID, path: archive, expected: checksum, actual: actual.sha256, detail: error.problem)
+            }
+            throw error
+        }
         if let checksum = bundle.checksum, summary.sha256 != checksum {
-            throw ArchiveError(kind: .checksumMismatch, path: archive, problem: "the bundle has SHA-256 \(summary.sha256), but \(checksum) was recorded")
+            throw BundleDamaged(transferID: transferID, path: archive, expected: checksum, actual: summary.sha256, detail: nil)
         }
         context.log.write("\(summary.members.count) raw data packages extracted and verified")
         return ExecutionOutcome(

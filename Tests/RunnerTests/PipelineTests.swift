@@ -1,5 +1,7 @@
 import Archiving
 import Foundation
+import Logging
+import Managers
 import OpsDB
 import Postgres
 import Storage
@@ -213,16 +215,40 @@ struct PipelineTests {
             try flipByte(origin, at: 1_000)  // repaired
             #expect(try await pipeline.exec(transferOperation).status == 0)
 
-            // Unpacking: the arrived bundle is damaged inside a member's data.
+            // Unpacking: the arrived bundle is damaged inside a member's data. It is removed and its
+            // transfer goes back to PENDING; the transfer manager sends it again, the unpack
+            // manager unpacks the new copy, and the package ends verified.
             try flipByte(arrived, at: 3_000)
             let unpack = try await pipeline.exec(try await pipeline.operation(.dataTransferUnpacking, at: cologneBuffer, .dataTransfer(transfer.id)))
             #expect(unpack.status == 1)
-            #expect(unpack.after.errorClass == "checksum_mismatch")
-            let failed = try #require(try await db.dataTransfer(id: transfer.id))
-            #expect(failed.status == .completed && failed.unpackStatus == .failed)
-            #expect(failed.unpackErrorMessage?.contains("SHA-256") == true && failed.errorMessage == nil)
+            #expect(unpack.after.state == .cancelled && unpack.after.errorClass == "bundle_damaged")
+            #expect(unpack.after.lastError?.contains("arrived damaged") == true)
+            let sentBack = try #require(try await db.dataTransfer(id: transfer.id))
+            #expect(sentBack.status == .pending && sentBack.unpackStatus == .pending && sentBack.attempts == 2)
+            #expect(sentBack.errorMessage?.contains("SHA-256") == true)
+            #expect(!FileManager.default.fileExists(atPath: arrived))
+            #expect(try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: cologneBuffer.id) == nil)
             #expect(try await db.liveCopy(of: .rawDataPackage(pipeline.fixture.package.id), at: cologneBuffer.id) == nil)
             #expect(!FileManager.default.fileExists(atPath: pipeline.path("cologne/buffer/\(pipeline.fixture.package.relativePath)")))
+
+            let logger = Logger(label: "test")
+            #expect(try await TransferManager(settings: ManagerSettings()).cycle(db, logger: logger) == 1)
+            let resend = try #require(try await db.connection.query("""
+                SELECT id FROM operation WHERE data_transfer_id = \(transfer.id) AND operation_type = 'DATA_TRANSFER' AND state = 'pending'
+                """).first.map { try $0["id"] as Int64 })
+            #expect(try await pipeline.exec(try #require(try await db.operation(id: resend))).status == 0)
+            #expect(try await UnpackManager(settings: ManagerSettings()).cycle(db, logger: logger) == 1)
+            let unpackAgain = try #require(try await db.connection.query("""
+                SELECT id FROM operation WHERE data_transfer_id = \(transfer.id) AND operation_type = 'DATA_TRANSFER_UNPACKING' AND state = 'pending'
+                """).first.map { try $0["id"] as Int64 })
+            let unpacked = try await pipeline.exec(try #require(try await db.operation(id: unpackAgain)))
+            #expect(unpacked.status == 0, "\(unpacked.stderr)")
+            #expect(try await db.dataTransfer(id: transfer.id)?.unpackStatus == .completed)
+            let repaired = try #require(try await db.rawDataPackage(id: pipeline.fixture.package.id))
+            #expect(try FileChecksum.sha256(of: pipeline.path("cologne/buffer/\(repaired.relativePath)")).sha256 == repaired.checksum)
+            // The audit trail keeps the damaged arrival as a deleted copy next to the good one.
+            #expect(try await db.physicalCopies(of: .dataTransferPackage(bundle.id)).filter { $0.dataLocationID == cologneBuffer.id }
+                .map(\.status) == [.deleted, .present])
 
             // Staging: the archived package is damaged in the archive.
             let package = try #require(try await db.rawDataPackage(id: pipeline.fixture.package.id))
