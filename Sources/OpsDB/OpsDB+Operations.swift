@@ -55,3 +55,73 @@ extension OpsDB {
         try await all(OperationRecord.self, "SELECT \(Self.operationColumns) FROM operation WHERE queue = \(queue) ORDER BY id")
     }
 }
+
+/// Why `ccat ops retry` or `ccat ops cancel` cannot act on an operation.
+public struct OperationChangeRefused: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+extension OpsDB {
+    /// Operations for `ccat ops list`, newest change first.
+    public func operations(states: [OperationState]?, queue: String?, type: OperationType?, limit: Int) async throws -> [OperationRecord] {
+        let stateNames = states?.map(\.rawValue)
+        return try await all(OperationRecord.self, """
+            SELECT \(Self.operationColumns) FROM operation
+            WHERE (\(stateNames)::text[] IS NULL OR state::text = ANY(\(stateNames)::text[]))
+              AND (\(queue)::text IS NULL OR queue = \(queue))
+              AND (\(type?.rawValue)::text IS NULL OR operation_type::text = \(type?.rawValue))
+            ORDER BY updated_at DESC, id DESC LIMIT \(limit)
+            """)
+    }
+
+    /// The attempt logs of an operation, oldest first.
+    public func operationLogs(_ id: Int64) async throws -> [(path: String, summary: String?, at: Date)] {
+        try await connection.query("""
+            SELECT log_path, summary, created_at FROM data_transfer_log WHERE operation_id = \(id) ORDER BY created_at, id
+            """).map { (try $0["log_path"], try $0["summary"], try $0["created_at"]) }
+    }
+
+    /// A human retries: a failed, intervention or cancelled operation becomes pending now, with
+    /// its attempts counted from zero again (the last error stays until the next attempt).
+    public func retryOperation(_ id: Int64) async throws -> OperationRecord {
+        guard let current = try await operation(id: id) else { throw OperationChangeRefused(description: "no operation \(id)") }
+        guard [.failed, .intervention, .cancelled].contains(current.state) else {
+            throw OperationChangeRefused(description: "operation \(id) is \(current.state.rawValue); only failed, intervention and cancelled operations are retried")
+        }
+        do {
+            guard let updated = try await optional(OperationRecord.self, """
+                UPDATE operation SET state = 'pending', attempts = 0, next_attempt_at = now(), batch_job_id = NULL, updated_at = now()
+                WHERE id = \(id) AND state IN ('failed', 'intervention', 'cancelled')
+                RETURNING \(Self.operationColumns)
+                """) else {
+                throw OperationChangeRefused(description: "operation \(id) changed meanwhile; look again with 'ccat ops show \(id)'")
+            }
+            try await notifyWork("operation \(id) retried")
+            return updated
+        } catch let error as PostgresError where error.sqlState == .uniqueViolation {
+            throw OperationChangeRefused(description: "operation \(id) cannot be retried: another live operation already does the same work ('ccat ops list --state active' shows it)")
+        }
+    }
+
+    /// A human cancels work that no runner holds. Running or submitted operations belong to a
+    /// batch job: cancel that job first ('ccat jobs cancel'), which puts them back to pending.
+    public func cancelOperation(_ id: Int64, reason: String) async throws -> OperationRecord {
+        guard let current = try await operation(id: id) else { throw OperationChangeRefused(description: "no operation \(id)") }
+        switch current.state {
+        case .submitted, .running:
+            throw OperationChangeRefused(description: "operation \(id) is \(current.state.rawValue) in batch job \(current.batchJobID.map(String.init) ?? "?"); cancel the job with 'ccat jobs cancel \(current.batchJobID.map(String.init) ?? "ID")' first")
+        case .succeeded, .cancelled:
+            throw OperationChangeRefused(description: "operation \(id) is \(current.state.rawValue) already")
+        case .pending, .failed, .intervention:
+            break
+        }
+        guard let updated = try await optional(OperationRecord.self, """
+            UPDATE operation SET state = 'cancelled', last_error = coalesce(last_error || ' | ', '') || \(reason), finished_at = now(), updated_at = now()
+            WHERE id = \(id) AND state IN ('pending', 'failed', 'intervention')
+            RETURNING \(Self.operationColumns)
+            """) else {
+            throw OperationChangeRefused(description: "operation \(id) changed meanwhile; look again with 'ccat ops show \(id)'")
+        }
+        return updated
+    }
+}
