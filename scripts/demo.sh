@@ -6,7 +6,8 @@
 #
 # Environment: SCHEDULER (local|slurm), DEMO_OBSERVATIONS, DEMO_FILES, DEMO_TIMEOUT (seconds),
 # DEMO_DIR (default .ccat-dev/demo, recreated), DEMO_DATABASE (default ccat_demo, recreated),
-# DEMO_SETUP_ONLY=1 (stop after registering the files, before the daemon; tests start their own).
+# DEMO_SETUP_ONLY=1 (stop after registering the files, before the daemon; tests start their own),
+# DEMO_PG_DIR (a private PostgreSQL cluster there instead of the checkout's).
 #
 # A demo topology (CCAT source + buffer; Cologne buffer + S3 archive + ramses_processing; US
 # buffer + disk archive) under .ccat-dev/demo, synthetic observations, then `ccat daemon` until
@@ -25,7 +26,7 @@ timeout="${DEMO_TIMEOUT:-600}"
 say() { printf '\n== %s\n' "$*"; }
 
 say "starting PostgreSQL and the S3 test server"
-conninfo="$("$here/scripts/local-postgres.sh" start | tail -1)"
+conninfo="$(CCAT_DEV_DIR="${DEMO_PG_DIR:-${CCAT_DEV_DIR:-$here/.ccat-dev}}" "$here/scripts/local-postgres.sh" start | tail -1)"
 "$here/scripts/local-s3.sh" start >/dev/null
 endpoint="$(cat "$here/.ccat-dev/s3/endpoint")"
 export CCAT_DATABASE_URL="$conninfo"

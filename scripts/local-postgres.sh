@@ -107,8 +107,10 @@ CONF
     if running; then
         echo "local-postgres: already running ($data)" >&2
     else
+        # No descriptor of ours reaches the server: a caller reading our output to its end (a
+        # test, a command substitution) would otherwise wait for the server to exit.
         as_server "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-            -o "-c port=$port -c unix_socket_directories='${run//\'/\'\'}'" start >/dev/null \
+            -o "-c port=$port -c unix_socket_directories='${run//\'/\'\'}'" start </dev/null >/dev/null 2>&1 \
             || die "the server did not start; see $log"
     fi
     exists="$("$bindir/psql" "host=$(quote_conninfo "$run") port=$port dbname=postgres user=$superuser" -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'")" \

@@ -47,63 +47,51 @@ struct DaemonChaosTests {
         }
     }
 
-    @Test func twoDaemonsKilledAtRandomFinishTheRunWithoutDuplicatesOrEarlyDeletion() async throws {
+    /// Sets up the demo topology and files (no daemon) in a fresh directory and database.
+    static func setUp(database: String, environment extra: [String: String] = [:]) throws -> (directory: URL, conninfo: String, environment: [String: String]) {
         _ = try TestEnvironment.requireS3Endpoint()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-chaos-\(UUID().uuidString.prefix(8))")
-        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var environment = ProcessInfo.processInfo.environment
-        environment.merge(["DEMO_DIR": directory.path, "DEMO_DATABASE": "ccat_chaos", "DEMO_OBSERVATIONS": "20", "DEMO_FILES": "3",
-                           "DEMO_SETUP_ONLY": "1", "SCHEDULER": "local"]) { $1 }
+        environment.merge(["DEMO_DIR": directory.appendingPathComponent("demo").path, "DEMO_DATABASE": database, "DEMO_OBSERVATIONS": "20",
+                           "DEMO_FILES": "3", "DEMO_SETUP_ONLY": "1", "SCHEDULER": "local"]) { $1 }
+        environment.merge(extra) { $1 }
         let setup = try runProcess("/bin/bash", [TestEnvironment.repositoryRoot.appendingPathComponent("scripts/demo.sh").path,
                                                   TestEnvironment.binDirectory.path], environment: environment)
-        try #require(setup.status == 0, "demo set-up failed:\n\(setup.stdout.suffix(2000))\n\(setup.stderr.suffix(2000))")
-        let conninfo = String(try #require(setup.stdout.split(separator: "\n").first { $0.hasPrefix("database: ") }).dropFirst("database: ".count))
-
-        let daemons = Daemons(count: 2, arguments: [
-            "daemon", "--config", directory.appendingPathComponent("ccat.yaml").path, "--interval", "1", "--poll-interval", "1",
-            "--package-settle", "0", "--bundle-max-age", "0", "--bundle-max-bytes", "2000000", "--log-level", "info",
-        ], environment: environment.merging(["CCAT_DATABASE_URL": conninfo]) { $1 }, logDirectory: directory)
-        defer { daemons.stopAll() }
-        try daemons.start(0)
-        try daemons.start(1)
-
-        let db = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "chaos test"))
-        defer { Task { await db.close() } }
-        func done() async throws -> Bool {
-            let row = try #require(try await db.query("""
-                SELECT (SELECT count(*) FROM raw_data_package)::int AS packages,
-                       (SELECT count(*) FROM raw_data_package p WHERE (
-                            SELECT count(DISTINCT l.site_id) FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
-                            WHERE c.raw_data_package_id = p.id AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
-                              AND l.location_type = 'LONG_TERM_ARCHIVE') = 2)::int AS archived,
-                       (SELECT count(*) FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
-                        WHERE c.status = 'PRESENT' AND l.location_type IN ('SOURCE', 'BUFFER'))::int AS temporary
-                """).first)
-            let packages: Int = try row["packages"], archived: Int = try row["archived"], temporary: Int = try row["temporary"]
-            return packages == 20 && archived == 20 && temporary == 0
+        guard setup.status == 0 else {
+            throw TestSetupError(description: "demo set-up failed:\n\(setup.stdout.suffix(2000))\n\(setup.stderr.suffix(2000))")
         }
-
-        var generator = SystemRandomNumberGenerator()
-        var kills = 0
-        let deadline = ContinuousClock.now + .seconds(300)
-        var finished = false
-        while ContinuousClock.now < deadline {
-            if try await done() { finished = true; break }
-            try await Task.sleep(for: .milliseconds(Int.random(in: 300...2500, using: &generator)))
-            if kills < 8 {
-                let victim = Int.random(in: 0...1, using: &generator)
-                daemons.kill(victim)
-                kills += 1
-                // Sometimes both are down for a moment; the survivor (or the restart) carries on.
-                if Bool.random(using: &generator) { try await Task.sleep(for: .milliseconds(500)) }
-                try daemons.start(victim)
-            }
+        guard let line = setup.stdout.split(separator: "\n").first(where: { $0.hasPrefix("database: ") }) else {
+            throw TestSetupError(description: "demo set-up printed no database line")
         }
-        let logs = (try? FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("daemon-") }) ?? []
-        #expect(finished, "not finished after \(kills) kills; daemon logs in \(logs)")
-        #expect(kills >= 3)
+        let conninfo = String(line.dropFirst("database: ".count))
+        environment["CCAT_DATABASE_URL"] = conninfo
+        return (directory, conninfo, environment)
+    }
 
-        // No work was done twice: one succeeded operation per type and target.
+    static func daemonArguments(_ directory: URL) -> [String] {
+        ["daemon", "--config", directory.appendingPathComponent("demo/ccat.yaml").path, "--interval", "1", "--poll-interval", "1",
+         "--package-settle", "0", "--bundle-max-age", "0", "--bundle-max-bytes", "2000000", "--log-level", "info"]
+    }
+
+    /// Every package verified at both archive sites and no SOURCE or BUFFER copy left.
+    static func done(_ db: PostgresConnection) async throws -> Bool {
+        let row = try #require(try await db.query("""
+            SELECT (SELECT count(*) FROM raw_data_package)::int AS packages,
+                   (SELECT count(*) FROM raw_data_package p WHERE (
+                        SELECT count(DISTINCT l.site_id) FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
+                        WHERE c.raw_data_package_id = p.id AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+                          AND l.location_type = 'LONG_TERM_ARCHIVE') = 2)::int AS archived,
+                   (SELECT count(*) FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
+                    WHERE c.status = 'PRESENT' AND l.location_type IN ('SOURCE', 'BUFFER'))::int AS temporary
+            """).first)
+        let packages: Int = try row["packages"], archived: Int = try row["archived"], temporary: Int = try row["temporary"]
+        return packages == 20 && archived == 20 && temporary == 0
+    }
+
+    /// No work done twice, no temporary copy deleted before both archives held its data, nothing
+    /// left half done.
+    static func expectInvariants(_ db: PostgresConnection) async throws {
         let twice = try await db.query("""
             SELECT operation_type::text AS type, coalesce(raw_data_package_id, data_transfer_package_id, data_transfer_id,
                    long_term_archive_transfer_id, staging_job_id, physical_copy_id) AS target, count(*)::int AS n
@@ -111,8 +99,6 @@ struct DaemonChaosTests {
             GROUP BY 1, 2 HAVING count(*) > 1
             """)
         #expect(twice.isEmpty, "operations that succeeded twice: \(twice.count)")
-        // Every deleted temporary copy went only after each package in it was verified at both
-        // archive sites.
         let early = try await db.query("""
             WITH deleted AS (
                 SELECT c.id, c.deleted_at, coalesce(c.raw_data_package_id, f.raw_data_package_id) AS package, c.data_transfer_package_id AS bundle
@@ -131,10 +117,88 @@ struct DaemonChaosTests {
         #expect(early.isEmpty, "copies deleted before both archives held their data: \(early.count)")
         let deleted: Int = try #require(try await db.query("SELECT count(*)::int AS n FROM physical_copy WHERE status = 'DELETED'").first)["n"]
         #expect(deleted >= 60 + 20 * 2)
-        // Nothing left half done.
         let stuck: Int = try #require(try await db.query("""
             SELECT count(*)::int AS n FROM operation WHERE state NOT IN ('succeeded', 'cancelled') AND operation_type <> 'MONITORING'
             """).first)["n"]
         #expect(stuck == 0)
+    }
+
+    @Test func twoDaemonsKilledAtRandomFinishTheRunWithoutDuplicatesOrEarlyDeletion() async throws {
+        let (directory, conninfo, environment) = try Self.setUp(database: "ccat_chaos")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let daemons = Daemons(count: 2, arguments: Self.daemonArguments(directory), environment: environment, logDirectory: directory)
+        defer { daemons.stopAll() }
+        try daemons.start(0)
+        try daemons.start(1)
+
+        let db = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "chaos test"))
+        defer { Task { await db.close() } }
+        var generator = SystemRandomNumberGenerator()
+        var kills = 0
+        let deadline = ContinuousClock.now + .seconds(300)
+        var finished = false
+        while ContinuousClock.now < deadline {
+            if try await Self.done(db) { finished = true; break }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 300...2500, using: &generator)))
+            if kills < 8 {
+                let victim = Int.random(in: 0...1, using: &generator)
+                daemons.kill(victim)
+                kills += 1
+                // Sometimes both are down for a moment; the survivor (or the restart) carries on.
+                if Bool.random(using: &generator) { try await Task.sleep(for: .milliseconds(500)) }
+                try daemons.start(victim)
+            }
+        }
+        #expect(finished, "not finished after \(kills) kills; daemon logs in \(directory.path)")
+        #expect(kills >= 3)
+        try await Self.expectInvariants(db)
+    }
+
+    @Test func postgresRestartedMidwayAndTheRunCompletes() async throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-pg-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        // A private cluster, so restarting it disturbs no other test.
+        let clusterEnvironment = ["CCAT_DEV_DIR": scratch.appendingPathComponent("pg").path, "XDG_STATE_HOME": scratch.appendingPathComponent("state").path]
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        chmod(scratch.path, 0o755)
+        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-postgres.sh").path
+        // system(3), not Process: Foundation's Process waits for the whole session of the child,
+        // and the server started here outlives the script.
+        func cluster(_ action: String) -> Int32 {
+            system("CCAT_DEV_DIR='\(clusterEnvironment["CCAT_DEV_DIR"]!)' XDG_STATE_HOME='\(clusterEnvironment["XDG_STATE_HOME"]!)' '\(script)' \(action) >>'\(scratch.path)/cluster.log' 2>&1")
+        }
+        try #require(cluster("start") == 0, "the private PostgreSQL cluster did not start; see \(scratch.path)/cluster.log")
+        defer { _ = cluster("destroy") }
+        let (directory, conninfo, environment) = try Self.setUp(database: "ccat", environment: [
+            "DEMO_PG_DIR": clusterEnvironment["CCAT_DEV_DIR"]!, "XDG_STATE_HOME": clusterEnvironment["XDG_STATE_HOME"]!])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let daemons = Daemons(count: 1, arguments: Self.daemonArguments(directory), environment: environment, logDirectory: directory)
+        defer { daemons.stopAll() }
+        try daemons.start(0)
+
+        var db = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "restart test"))
+        // Wait until work is under way, then stop the server, keep it down a while, start it.
+        let underway = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < underway {
+            let moving: Int = try #require(try await db.query("SELECT count(*)::int AS n FROM operation WHERE state <> 'pending'").first)["n"]
+            if moving >= 5 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        await db.close()
+        #expect(cluster("stop") == 0)
+        try await Task.sleep(for: .seconds(4))
+        #expect(cluster("start") == 0)
+
+        db = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "restart test"))
+        defer { Task { [db] in await db.close() } }
+        let deadline = ContinuousClock.now + .seconds(300)
+        var finished = false
+        while ContinuousClock.now < deadline {
+            if try await Self.done(db) { finished = true; break }
+            try await Task.sleep(for: .seconds(1))
+        }
+        #expect(finished, "not finished after the restart; daemon log in \(directory.path)")
+        #expect(daemons.processes[0]?.isRunning == true, "the daemon exited instead of reconnecting")
+        try await Self.expectInvariants(db)
     }
 }
