@@ -44,9 +44,11 @@ bench:
 	@scripts/local-s3.sh start >/dev/null
 	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-dispatch
 	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-storage
+	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-managers
 	@if [ -f .ccat-dev/slurm/etc/slurm.conf ]; then export SLURM_CONF="$$PWD/.ccat-dev/slurm/etc/slurm.conf"; fi; \
 	  $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-dispatch
 	CCAT_TEST_S3_ENDPOINT=$$(cat .ccat-dev/s3/endpoint) $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-storage
+	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-managers
 
 ## install: release binaries and their resources into $(PREFIX)/bin
 install:

@@ -129,6 +129,13 @@ let package = Package(
             path: "bench/storage",
             swiftSettings: upcoming
         ),
+        // `make bench`: one cycle of each manager over 1,000,000 files.
+        .executableTarget(
+            name: "ccat-bench-managers",
+            dependencies: ["Managers", "OpsDB", "Postgres", .product(name: "Logging", package: "swift-log")],
+            path: "bench/managers",
+            swiftSettings: upcoming
+        ),
         // `make bench`: the dispatch benchmark (not part of the test suite).
         .executableTarget(
             name: "ccat-bench-dispatch",

@@ -68,7 +68,7 @@ public struct RawDataPackageManager: ManagerCycle {
             try await db.transaction { db in
                 let package = try await db.createRawDataPackage(name: name, observationID: group.observationID, sourceLocationID: source.id,
                                                                 relativePath: "packages/\(name).tar", fileIDs: group.fileIDs)
-                logger.info("package \(package.name): \(group.fileIDs.count) files, \(group.bytes) bytes")
+                logger.info("package \(package.name): \(group.fileIDs.count) files, \(group.bytes) bytes", metadata: ["package": "\(package.id)", "observation": "\(group.obsID)"])
             }
             created += 1
         }
@@ -107,7 +107,7 @@ public struct DataTransferPackageManager: ManagerCycle {
                 let name = "bundle-\(places.siteName(of: bufferID) ?? "site")-\(stamp)-\(batch[0].packageID)"
                 let bundle = try await db.createDataTransferPackage(name: name, originLocationID: bufferID,
                                                                    relativePath: "bundles/\(name).tar", packageIDs: batch.map(\.packageID))
-                logger.info("bundle \(bundle.name): \(batch.count) packages, \(bytes) bytes")
+                logger.info("bundle \(bundle.name): \(batch.count) packages, \(bytes) bytes", metadata: ["bundle": "\(bundle.id)"])
                 created += 1
                 batch = []
                 bytes = 0
@@ -170,7 +170,7 @@ public struct TransferManager: ManagerCycle {
             let hop = try await destination(db, table: table, from: originSite, to: target, places: places, logger: logger)
             let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: bundle.originLocationID,
                                                            destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
-            logger.info("bundle \(bundle.name) goes \(originSite) -> \(target) (transfer \(transfer.id))")
+            logger.info("bundle \(bundle.name) goes \(originSite) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
             created += 1
         }
         // Secondary: from the archive site that holds a verified copy to archive sites without one.
@@ -181,9 +181,9 @@ public struct TransferManager: ManagerCycle {
             let reached = Set(candidate.siteIDs.compactMap { places.sites[$0]?.shortName } + [originSite])
             for target in table.archiveSites where !reached.contains(target) {
                 let hop = try await destination(db, table: table, from: from, to: target, places: places, logger: logger)
-                _ = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: candidate.bufferID,
-                                                    destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
-                logger.info("bundle \(bundle.name) replicates \(from) -> \(target)")
+                let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: candidate.bufferID,
+                                                               destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
+                logger.info("bundle \(bundle.name) replicates \(from) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
                 created += 1
             }
         }
@@ -240,6 +240,30 @@ public struct ArchiveManager: ManagerCycle {
             if try await db.createOperation(.longTermArchiveTransfer, queue: places.queue(transfer.destinationLocationID, .longTermArchiveTransfer),
                                             locationID: transfer.destinationLocationID, target: .longTermArchiveTransfer(id),
                                             sizeHintBytes: package.sizeBytes ?? 0) != nil {
+                created += 1
+            }
+        }
+        return created
+    }
+}
+
+/// 6. Staging jobs -> STAGING at their PROCESSING location, on its own queue (its submission
+/// profile can give it a higher priority than archiving), with a higher operation priority so
+/// scientists' data goes before background work in shared queues.
+public struct StagingManager: ManagerCycle {
+    public let name = "staging-manager"
+    let settings: ManagerSettings
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        let places = try await Places.load(db)
+        var created = 0
+        for id in try await db.stagingJobsWithoutOperation(limit: settings.batchSize) {
+            guard let job = try await db.stagingJob(id: id) else { continue }
+            let size = try await db.stagingJobPackages(id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
+            if try await db.createOperation(.staging, queue: places.queue(job.destinationLocationID, .staging), locationID: job.destinationLocationID,
+                                            target: .stagingJob(id), sizeHintBytes: size, priority: 10) != nil {
+                logger.info("staging job \(id) scheduled", metadata: ["staging_job": "\(id)"])
                 created += 1
             }
         }

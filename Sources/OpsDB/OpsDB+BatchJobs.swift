@@ -6,16 +6,20 @@ public struct RetryPolicy: Sendable, Equatable {
     /// Delay after the first failure; doubled for each further attempt, up to `maximumDelay`.
     public var baseDelaySeconds: Double
     public var maximumDelaySeconds: Double
+    /// Each delay is spread by up to this fraction either way, so operations that failed together
+    /// (a storage outage) do not all come back in the same second.
+    public var jitter: Double
 
-    public init(baseDelaySeconds: Double = 60, maximumDelaySeconds: Double = 3600) {
+    public init(baseDelaySeconds: Double = 60, maximumDelaySeconds: Double = 3600, jitter: Double = 0.25) {
         self.baseDelaySeconds = baseDelaySeconds
         self.maximumDelaySeconds = maximumDelaySeconds
+        self.jitter = min(max(jitter, 0), 1)
     }
 }
 
 extension RetryPolicy {
     /// The assignments that put an operation back in the queue: the attempt counted or not, state
-    /// `pending` after `base * 2^attempts` seconds (capped), or `intervention` once a counted
+    /// `pending` after `base * 2^attempts` seconds (capped, spread by the jitter), or `intervention` once a counted
     /// failure reaches `max_attempts`; the reason recorded and the lease cleared. One definition
     /// for the tracker's failovers and the runner's own failure reports.
     public func requeue(countsAsAttempt: Bool, errorClass: String, reason: String) -> PostgresQuery {
@@ -23,7 +27,8 @@ extension RetryPolicy {
         attempts = attempts + \(countsAsAttempt ? 1 : 0),
         state = CASE WHEN \(countsAsAttempt) AND attempts + 1 >= max_attempts THEN 'intervention'::operation_state
                      ELSE 'pending'::operation_state END,
-        next_attempt_at = now() + make_interval(secs => least(\(maximumDelaySeconds), \(baseDelaySeconds) * power(2, attempts))),
+        next_attempt_at = now() + make_interval(secs => least(\(maximumDelaySeconds), \(baseDelaySeconds) * power(2, attempts))
+                                                  * (1 - \(jitter) + 2 * \(jitter) * random())),
         last_error = \(reason), error_class = \(errorClass),
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
         """

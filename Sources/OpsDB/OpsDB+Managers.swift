@@ -84,6 +84,11 @@ extension OpsDB {
                           statuses: ["PENDING"], limit: limit)
     }
 
+    /// Staging jobs (created from scientists' requests) without a live STAGING operation.
+    public func stagingJobsWithoutOperation(limit: Int) async throws -> [Int64] {
+        try await orphans("staging_job", column: "staging_job_id", type: .staging, statuses: ["PENDING"], limit: limit)
+    }
+
     /// Transfers that arrived and wait for unpacking, with no unpack operation yet.
     public func transfersToUnpack(limit: Int) async throws -> [Int64] {
         try await orphans("data_transfer", column: "data_transfer_id", type: .dataTransferUnpacking, statuses: ["COMPLETED"],

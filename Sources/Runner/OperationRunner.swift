@@ -2,6 +2,7 @@ import Archiving
 import Foundation
 import Logging
 import OpsDB
+import Postgres
 import Storage
 
 public struct RunnerSettings: Sendable {
@@ -122,9 +123,14 @@ public struct OperationRunner: Sendable {
                 throw StopRequested(reason: stop.stopReason ?? "stop requested")
             }
             heartbeat.cancel()
-            try await db.transaction { db in
-                try await outcome.record(db)
-                try await db.completeOperation(operation.id, owner: owner, report: outcome.report)
+            // The work is done; a database that is briefly away (a restart, a failover) must not
+            // cost it. Recording is retried until the lease would have run out; after that the
+            // operation is someone else's, and its rerun finds the result in place.
+            try await whileDatabaseReturns(log: log, for: settings.leaseSeconds) {
+                try await db.transaction { db in
+                    try await outcome.record(db)
+                    try await db.completeOperation(operation.id, owner: owner, report: outcome.report)
+                }
             }
             let seconds = (ContinuousClock.now - started).components.seconds
             log.write("succeeded: \(outcome.report.bytesProcessed) bytes in \(seconds) s")
@@ -143,6 +149,14 @@ public struct OperationRunner: Sendable {
             logger.error("bundle damaged at its destination", metadata: ["operation": "\(operation.id)", "transfer": "\(error.transferID)",
                                                                          "retransfer": "\(retransfer)"])
             summary.failed.append(operation.id)
+        } catch let error as PostgresError where error.isTransient && !lease.lost {
+            // The database went away while working (not the work's fault): give the operation
+            // back without counting an attempt once it answers again.
+            log.write("the database was unavailable (\(error)); the operation goes back to the queue")
+            try await whileDatabaseReturns(log: log, for: settings.leaseSeconds) {
+                try await db.releaseOperation(operation.id, owner: owner, reason: "the database was unavailable: \(error)")
+            }
+            summary.released.append(operation.id)
         } catch let error as StopRequested where !lease.lost {
             log.write("abandoned: \(error.reason); nothing recorded, the operation goes back to the queue")
             try await db.releaseOperation(operation.id, owner: owner, reason: "the runner stopped during the operation (\(error.reason))")
@@ -155,12 +169,31 @@ public struct OperationRunner: Sendable {
             }
             let errorClass = Self.errorClass(error)
             log.write("failed (\(errorClass)): \(error)")
-            try await db.markTargetFailed(operation, message: "\(error)")
-            let state = try await db.failOperation(operation.id, owner: owner, errorClass: errorClass, message: "\(error)",
+            var state: OperationState?
+            try await whileDatabaseReturns(log: log, for: settings.leaseSeconds) {
+                try await db.markTargetFailed(operation, message: "\(error)")
+                state = try await db.failOperation(operation.id, owner: owner, errorClass: errorClass, message: "\(error)",
                                                    logPath: log.path, policy: settings.retryPolicy)
+            }
             logger.error("operation failed", metadata: ["operation": "\(operation.id)", "class": "\(errorClass)", "error": "\(error)",
                                                         "state": "\(state?.rawValue ?? "lease lost")"])
             summary.failed.append(operation.id)
+        }
+    }
+
+    /// Runs `body` again after transient database failures (lost connection, server restarting),
+    /// pausing 1, 2, 4 ... up to 15 s between tries, for at most `seconds` in all.
+    func whileDatabaseReturns(log: OperationLog, for seconds: Double, _ body: () async throws -> Void) async throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        var pause = 1.0
+        while true {
+            do {
+                return try await body()
+            } catch let error as PostgresError where error.isTransient && ContinuousClock.now + .seconds(pause) < deadline {
+                log.write("recording the result failed (\(error)); trying again in \(Int(pause)) s")
+                try await Task.sleep(for: .seconds(pause))
+                pause = min(pause * 2, 15)
+            }
         }
     }
 

@@ -178,7 +178,11 @@ public struct Dispatcher: Sendable {
     func adoptIfSubmitted(_ job: BatchJob, queue: Queue, after what: String) async throws -> Bool {
         guard let found = try await scheduler.lookup(submitToken: job.submitToken.uuidString.lowercased(), jobName: queue.name,
                                                      cluster: job.cluster.isEmpty ? nil : job.cluster) else { return false }
-        try await db.recordSubmitted(job.id, schedulerJobID: found.jobID, cluster: nil, state: found.state,
+        // A job that already ended is recorded as submitted (PENDING) all the same: the tracker's
+        // next poll sees its end and puts back what it did not finish. Recording the end here
+        // would skip that, and leave its operations 'submitted' for good.
+        try await db.recordSubmitted(job.id, schedulerJobID: found.jobID, cluster: nil,
+                                     state: found.state.isTerminal ? .pending : found.state,
                                      reason: "found by submit token after \(what)")
         logger.notice("found a submission by its token", metadata: ["batch_job": "\(job.id)", "scheduler_job": "\(found.jobID)"])
         return true

@@ -49,6 +49,9 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Job script templates (default: $CCAT_JOBSCRIPTS, else share/ccat/jobscripts next to the executable, else the source tree's jobscripts/).", valueName: "dir"))
     var jobscripts: String?
 
+    @Option(name: .long, help: "Seconds a stop (SIGTERM, SIGINT) waits for running cycles before cancelling them.")
+    var shutdownTimeout = 30
+
     @Option(name: .long, help: "The name of this daemon in service_heartbeat (default: host:pid).")
     var instance: String?
 
@@ -56,6 +59,7 @@ struct Daemon: AsyncParsableCommand {
         guard interval > 0, pollInterval > 0, monitoringInterval > 0 else { throw ValidationError("intervals must be positive") }
         guard packageSettle >= 0, bundleMaxAge >= 0, retention >= 0 else { throw ValidationError("--package-settle, --bundle-max-age and --retention must not be negative") }
         guard bundleMaxBytes > 0 else { throw ValidationError("--bundle-max-bytes must be positive") }
+        guard shutdownTimeout > 0 else { throw ValidationError("--shutdown-timeout must be positive") }
     }
 
     static func builtinJobscripts(_ explicit: String?) throws -> String {
@@ -108,6 +112,7 @@ struct Daemon: AsyncParsableCommand {
             (TransferManager(settings: settings), interval),
             (UnpackManager(settings: settings), interval),
             (ArchiveManager(settings: settings), interval),
+            (StagingManager(settings: settings), interval),
             (DeletionManager(settings: settings), interval),
             (MonitoringManager(settings: settings), min(interval, monitoringInterval)),
             (DispatchCycle(scheduler: scheduler, renderer: renderer, settings: dispatch), interval),
@@ -117,10 +122,15 @@ struct Daemon: AsyncParsableCommand {
             ManagerService(cycle, conninfo: location.conninfo, interval: .milliseconds(Int(seconds * 1000)), instance: name, logger: logger)
         }
         logger.notice("ccat daemon \(name): \(services.count) services, scheduler \(setup.scheduler.rawValue), jobs under \(setup.jobDirectory)")
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+        var group = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await group.run()
+            logger: logger)
+        // A cycle that does not end within the bound is cancelled: a stop never hangs on a
+        // stuck query or a scheduler that does not answer. Nothing is lost: every step is a
+        // transaction, and an unfinished submission is looked up by its token at the next start.
+        group.maximumGracefulShutdownDuration = .seconds(shutdownTimeout)
+        group.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: group).run()
     }
 }

@@ -75,7 +75,7 @@ struct DaemonChaosTests {
     }
 
     /// Every package verified at both archive sites and no SOURCE or BUFFER copy left.
-    static func done(_ db: PostgresConnection) async throws -> Bool {
+    static func done(_ db: PostgresConnection, observations: Int) async throws -> Bool {
         let row = try #require(try await db.query("""
             SELECT (SELECT count(*) FROM raw_data_package)::int AS packages,
                    (SELECT count(*) FROM raw_data_package p WHERE (
@@ -86,12 +86,12 @@ struct DaemonChaosTests {
                     WHERE c.status = 'PRESENT' AND l.location_type IN ('SOURCE', 'BUFFER'))::int AS temporary
             """).first)
         let packages: Int = try row["packages"], archived: Int = try row["archived"], temporary: Int = try row["temporary"]
-        return packages == 20 && archived == 20 && temporary == 0
+        return packages == observations && archived == observations && temporary == 0
     }
 
     /// No work done twice, no temporary copy deleted before both archives held its data, nothing
     /// left half done.
-    static func expectInvariants(_ db: PostgresConnection) async throws {
+    static func expectInvariants(_ db: PostgresConnection, observations: Int) async throws {
         let twice = try await db.query("""
             SELECT operation_type::text AS type, coalesce(raw_data_package_id, data_transfer_package_id, data_transfer_id,
                    long_term_archive_transfer_id, staging_job_id, physical_copy_id) AS target, count(*)::int AS n
@@ -116,7 +116,8 @@ struct DaemonChaosTests {
             """)
         #expect(early.isEmpty, "copies deleted before both archives held their data: \(early.count)")
         let deleted: Int = try #require(try await db.query("SELECT count(*)::int AS n FROM physical_copy WHERE status = 'DELETED'").first)["n"]
-        #expect(deleted >= 60 + 20 * 2)
+        // Three source files and two buffer copies (telescope, archive site) per observation at least.
+        #expect(deleted >= observations * 3 + observations * 2)
         let stuck: Int = try #require(try await db.query("""
             SELECT count(*)::int AS n FROM operation WHERE state NOT IN ('succeeded', 'cancelled') AND operation_type <> 'MONITORING'
             """).first)["n"]
@@ -124,7 +125,8 @@ struct DaemonChaosTests {
     }
 
     @Test func twoDaemonsKilledAtRandomFinishTheRunWithoutDuplicatesOrEarlyDeletion() async throws {
-        let (directory, conninfo, environment) = try Self.setUp(database: "ccat_chaos")
+        // 40 observations: long enough a run that the kills land while work is in flight.
+        let (directory, conninfo, environment) = try Self.setUp(database: "ccat_chaos", environment: ["DEMO_OBSERVATIONS": "40"])
         defer { try? FileManager.default.removeItem(at: directory) }
         let daemons = Daemons(count: 2, arguments: Self.daemonArguments(directory), environment: environment, logDirectory: directory)
         defer { daemons.stopAll() }
@@ -133,25 +135,43 @@ struct DaemonChaosTests {
 
         let db = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "chaos test"))
         defer { Task { await db.close() } }
+        // Eight kills at random moments from the start, each counted when the run was still going.
         var generator = SystemRandomNumberGenerator()
-        var kills = 0
+        var killsMidRun = 0
+        for _ in 0..<8 {
+            try await Task.sleep(for: .milliseconds(Int.random(in: 200...1500, using: &generator)))
+            if try await !Self.done(db, observations: 40) { killsMidRun += 1 }
+            let victim = Int.random(in: 0...1, using: &generator)
+            daemons.kill(victim)
+            // Sometimes both are down for a moment; the survivor (or the restart) carries on.
+            if Bool.random(using: &generator) { try await Task.sleep(for: .milliseconds(500)) }
+            try daemons.start(victim)
+        }
         let deadline = ContinuousClock.now + .seconds(300)
         var finished = false
         while ContinuousClock.now < deadline {
-            if try await Self.done(db) { finished = true; break }
-            try await Task.sleep(for: .milliseconds(Int.random(in: 300...2500, using: &generator)))
-            if kills < 8 {
-                let victim = Int.random(in: 0...1, using: &generator)
-                daemons.kill(victim)
-                kills += 1
-                // Sometimes both are down for a moment; the survivor (or the restart) carries on.
-                if Bool.random(using: &generator) { try await Task.sleep(for: .milliseconds(500)) }
-                try daemons.start(victim)
-            }
+            if try await Self.done(db, observations: 40) { finished = true; break }
+            try await Task.sleep(for: .seconds(1))
         }
-        #expect(finished, "not finished after \(kills) kills; daemon logs in \(directory.path)")
-        #expect(kills >= 3)
-        try await Self.expectInvariants(db)
+        #expect(finished, "not finished after the kills; daemon logs in \(directory.path)")
+        #expect(killsMidRun >= 1, "every kill came after the run had finished")
+        try await Self.expectInvariants(db, observations: 40)
+
+        // SIGTERM: both stop on their own, exit 0, and every service says so in service_heartbeat.
+        for index in 0..<2 {
+            let process = try #require(daemons.processes[index])
+            kill(process.processIdentifier, SIGTERM)
+            let stopBy = ContinuousClock.now + .seconds(60)
+            while process.isRunning, ContinuousClock.now < stopBy { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(!process.isRunning, "daemon-\(index) did not stop after SIGTERM")
+            if !process.isRunning { #expect(process.terminationStatus == 0) }
+        }
+        let services = try await db.query("""
+            SELECT service_name, status::text AS status FROM service_heartbeat WHERE instance IN ('daemon-0', 'daemon-1')
+            """)
+        #expect(services.count == 20, "ten services in each of the two daemons")
+        let notStopped = try services.filter { try $0["status"] as String != "STOPPED" }.map { try $0["service_name"] as String }
+        #expect(notStopped.isEmpty, "services not recorded as stopped: \(notStopped)")
     }
 
     @Test func postgresRestartedMidwayAndTheRunCompletes() async throws {
@@ -194,11 +214,11 @@ struct DaemonChaosTests {
         let deadline = ContinuousClock.now + .seconds(300)
         var finished = false
         while ContinuousClock.now < deadline {
-            if try await Self.done(db) { finished = true; break }
+            if try await Self.done(db, observations: 20) { finished = true; break }
             try await Task.sleep(for: .seconds(1))
         }
         #expect(finished, "not finished after the restart; daemon log in \(directory.path)")
         #expect(daemons.processes[0]?.isRunning == true, "the daemon exited instead of reconnecting")
-        try await Self.expectInvariants(db)
+        try await Self.expectInvariants(db, observations: 20)
     }
 }

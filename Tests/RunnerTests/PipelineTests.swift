@@ -159,7 +159,13 @@ struct PipelineTests {
             let processing = try await pipeline.location("cologne", "ramses_processing")
             let job = try await db.createStagingJob(requestID: nil, destinationLocationID: processing.id, originLocationID: nil,
                                                     targetDirectory: "alice/request-1", packageIDs: [package.id])
-            let staged = try await pipeline.exec(try await pipeline.operation(.staging, at: processing, .stagingJob(job.id)))
+            // The staging manager schedules it, ahead of background work.
+            #expect(try await StagingManager(settings: ManagerSettings()).cycle(db, logger: Logger(label: "test")) == 1)
+            let stagingOperation = try #require(try await db.connection.query("""
+                SELECT id FROM operation WHERE staging_job_id = \(job.id) AND operation_type = 'STAGING' AND state = 'pending' AND priority > 0
+                """).first.map { try $0["id"] as Int64 })
+            #expect(try await StagingManager(settings: ManagerSettings()).cycle(db, logger: Logger(label: "test")) == 0)
+            let staged = try await pipeline.exec(try #require(try await db.operation(id: stagingOperation)))
             #expect(staged.status == 0, "\(staged.stderr)")
             #expect(try await db.stagingJob(id: job.id)?.status == .completed)
             for file in pipeline.fixture.files {

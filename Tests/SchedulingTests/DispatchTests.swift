@@ -159,9 +159,10 @@ struct DispatchTests {
                 #expect(operation.lastError?.contains("exit code 3") == true)
                 if attempt < 3 {
                     #expect(operation.state == .pending)
-                    // 30 s after the first failure, 60 s after the second.
+                    // 30 s after the first failure, 60 s after the second, each spread by up to 25%.
                     let delay = operation.nextAttemptAt.timeIntervalSince(operation.updatedAt)
-                    #expect(abs(delay - 30 * pow(2, Double(attempt - 1))) < 2, "delay \(delay)")
+                    let expected = 30 * pow(2, Double(attempt - 1))
+                    #expect(delay >= expected * 0.75 - 1 && delay <= expected * 1.25 + 1, "delay \(delay)")
                     // Not due yet: nothing is dispatched.
                     #expect(try await fixture.dispatcher.dispatch(fixture.queue).jobsSubmitted == 0)
                     try await fixture.db.connection.execute("UPDATE operation SET next_attempt_at = now()")
