@@ -27,8 +27,8 @@ say() { printf '\n== %s\n' "$*"; }
 
 say "starting PostgreSQL and the S3 test server"
 conninfo="$(CCAT_DEV_DIR="${DEMO_PG_DIR:-${CCAT_DEV_DIR:-$here/.ccat-dev}}" "$here/scripts/local-postgres.sh" start | tail -1)"
-"$here/scripts/local-s3.sh" start >/dev/null
-endpoint="$(cat "$here/.ccat-dev/s3/endpoint")"
+endpoint="$("$here/scripts/local-s3.sh" start | sed -n 's/^export CCAT_TEST_S3_ENDPOINT=//p')"
+[ -n "$endpoint" ] || { echo "demo: the S3 test server did not report its endpoint (scripts/local-s3.sh start)" >&2; exit 1; }
 export CCAT_DATABASE_URL="$conninfo"
 if [ "$scheduler" = slurm ]; then
     eval "$("$here/scripts/local-slurm.sh" start | grep '^export ')"

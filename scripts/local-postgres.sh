@@ -118,7 +118,8 @@ CONF
     if [ "$exists" != 1 ]; then
         "$bindir/createdb" -h "$run" -p "$port" -U "$superuser" "$database"
     fi
-    printf '%s\n' "$conninfo" >"$base/conninfo"
+    # Renamed into place: a test reading it while another caller starts the cluster never sees it empty.
+    printf '%s\n' "$conninfo" >"$base/conninfo.$$" && mv -f "$base/conninfo.$$" "$base/conninfo"
     mkdir -p "$state_home" 2>/dev/null && printf '%s\n' "$conninfo" >"$pointer" 2>/dev/null || true
     echo "$conninfo"
 }

@@ -25,6 +25,8 @@ server="$(command -v moto_server || true)"
 if [ -z "$server" ] && [ -x "$dev/venv/bin/moto_server" ]; then server="$dev/venv/bin/moto_server"; fi
 
 answers() { curl -s -o /dev/null --max-time 2 "$endpoint/" 2>/dev/null; }
+# Written under another name and renamed: a concurrent reader never sees it empty.
+record_endpoint() { echo "$endpoint" > "$base/endpoint.$$" && mv -f "$base/endpoint.$$" "$base/endpoint"; }
 alive() { [ -f "$base/pid" ] && kill -0 "$(cat "$base/pid")" 2>/dev/null; }
 
 print_env() {
@@ -36,7 +38,7 @@ print_env() {
 case "${1:-}" in
 start)
     mkdir -p "$base"
-    if alive && answers; then echo "$endpoint" > "$base/endpoint"; print_env; exit 0; fi
+    if alive && answers; then record_endpoint; print_env; exit 0; fi
     alive && kill "$(cat "$base/pid")" 2>/dev/null || true
     [ -n "$server" ] || die "moto_server not found: pip install 'moto[server]' (or let .ci/run create .ccat-dev/venv)"
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -44,7 +46,7 @@ start)
     fi
     setsid "$server" -H 127.0.0.1 -p "$port" >"$base/moto.log" 2>&1 < /dev/null &
     echo $! > "$base/pid"
-    for _ in $(seq 1 100); do answers && { echo "$endpoint" > "$base/endpoint"; print_env; exit 0; }; sleep 0.2; done
+    for _ in $(seq 1 100); do answers && { record_endpoint; print_env; exit 0; }; sleep 0.2; done
     die "moto_server did not answer on $endpoint within 20 s; see $base/moto.log"
     ;;
 stop)

@@ -73,9 +73,14 @@ public struct RawDataPackageManager: ManagerCycle {
             created += 1
         }
         // Every pending package gets its operation (also after a crash between the two steps).
+        var buffers: [String: BufferChoice] = [:]  // one choice per site and cycle
         for id in try await db.packagesWithoutOperation(limit: settings.batchSize) {
             guard let package = try await db.rawDataPackage(id: id), let site = places.siteName(of: package.sourceLocationID) else { continue }
-            let buffer = try await BufferSelection.primaryBuffer(db, siteShortName: site, logger: logger)
+            let buffer: BufferChoice
+            if let chosen = buffers[site] { buffer = chosen } else {
+                buffer = try await BufferSelection.primaryBuffer(db, siteShortName: site, logger: logger)
+                buffers[site] = buffer
+            }
             let files = try await db.rawDataFiles(packageID: id)
             if try await db.createOperation(.rawDataPackageCreation, queue: places.queue(package.sourceLocationID, .rawDataPackageCreation),
                                             locationID: package.sourceLocationID, target: .rawDataPackage(id),

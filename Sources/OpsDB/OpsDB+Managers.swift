@@ -37,15 +37,20 @@ extension OpsDB {
 
     /// Observations with unpackaged files whose newest file is at least `settleSeconds` old.
     public func unpackagedGroups(settleSeconds: Double, limit: Int) async throws -> [UnpackagedGroup] {
+        // Grouped and limited over the partial index of unpackaged files first; the observation's
+        // name is then looked up by primary key for the few groups returned.
         try await connection.query("""
-            SELECT f.source_location_id, f.executed_obs_unit_id, o.obs_id, array_agg(f.id ORDER BY f.id) AS files,
-                   sum(f.size_bytes)::bigint AS bytes
-            FROM raw_data_file f JOIN executed_obs_unit o ON o.id = f.executed_obs_unit_id
-            WHERE f.raw_data_package_id IS NULL
-            GROUP BY f.source_location_id, f.executed_obs_unit_id, o.obs_id
-            HAVING max(f.registered_at) <= now() - make_interval(secs => \(settleSeconds))
-            ORDER BY min(f.id)
-            LIMIT \(limit)
+            SELECT g.source_location_id, g.executed_obs_unit_id, g.files, g.bytes,
+                   (SELECT o.obs_id FROM executed_obs_unit o WHERE o.id = g.executed_obs_unit_id) AS obs_id
+            FROM (SELECT f.source_location_id, f.executed_obs_unit_id, array_agg(f.id ORDER BY f.id) AS files,
+                         sum(f.size_bytes)::bigint AS bytes, min(f.id) AS first
+                  FROM raw_data_file f
+                  WHERE f.raw_data_package_id IS NULL
+                  GROUP BY f.source_location_id, f.executed_obs_unit_id
+                  HAVING max(f.registered_at) <= now() - make_interval(secs => \(settleSeconds))
+                  ORDER BY min(f.id)
+                  LIMIT \(limit)) g
+            ORDER BY g.first
             """).map {
             UnpackagedGroup(sourceLocationID: try $0["source_location_id"], observationID: try $0["executed_obs_unit_id"],
                             obsID: try $0["obs_id"], fileIDs: try $0["files"], bytes: try $0["bytes"])

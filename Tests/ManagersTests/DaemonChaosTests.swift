@@ -48,7 +48,7 @@ struct DaemonChaosTests {
     }
 
     /// Sets up the demo topology and files (no daemon) in a fresh directory and database.
-    static func setUp(database: String, environment extra: [String: String] = [:]) throws -> (directory: URL, conninfo: String, environment: [String: String]) {
+    static func setUp(database: String, environment extra: [String: String] = [:]) async throws -> (directory: URL, conninfo: String, environment: [String: String]) {
         _ = try TestEnvironment.requireS3Endpoint()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-chaos-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -56,8 +56,8 @@ struct DaemonChaosTests {
         environment.merge(["DEMO_DIR": directory.appendingPathComponent("demo").path, "DEMO_DATABASE": database, "DEMO_OBSERVATIONS": "20",
                            "DEMO_FILES": "3", "DEMO_SETUP_ONLY": "1", "SCHEDULER": "local"]) { $1 }
         environment.merge(extra) { $1 }
-        let setup = try runProcess("/bin/bash", [TestEnvironment.repositoryRoot.appendingPathComponent("scripts/demo.sh").path,
-                                                  TestEnvironment.binDirectory.path], environment: environment)
+        let setup = try await runLongProcess("/bin/bash", [TestEnvironment.repositoryRoot.appendingPathComponent("scripts/demo.sh").path,
+                                                            TestEnvironment.binDirectory.path], environment: environment)
         guard setup.status == 0 else {
             throw TestSetupError(description: "demo set-up failed:\n\(setup.stdout.suffix(2000))\n\(setup.stderr.suffix(2000))")
         }
@@ -126,7 +126,7 @@ struct DaemonChaosTests {
 
     @Test func twoDaemonsKilledAtRandomFinishTheRunWithoutDuplicatesOrEarlyDeletion() async throws {
         // 40 observations: long enough a run that the kills land while work is in flight.
-        let (directory, conninfo, environment) = try Self.setUp(database: "ccat_chaos", environment: ["DEMO_OBSERVATIONS": "40"])
+        let (directory, conninfo, environment) = try await Self.setUp(database: "ccat_chaos", environment: ["DEMO_OBSERVATIONS": "40"])
         defer { try? FileManager.default.removeItem(at: directory) }
         let daemons = Daemons(count: 2, arguments: Self.daemonArguments(directory), environment: environment, logDirectory: directory)
         defer { daemons.stopAll() }
@@ -189,7 +189,7 @@ struct DaemonChaosTests {
         }
         try #require(cluster("start") == 0, "the private PostgreSQL cluster did not start; see \(scratch.path)/cluster.log")
         defer { _ = cluster("destroy") }
-        let (directory, conninfo, environment) = try Self.setUp(database: "ccat", environment: [
+        let (directory, conninfo, environment) = try await Self.setUp(database: "ccat", environment: [
             "DEMO_PG_DIR": clusterEnvironment["CCAT_DEV_DIR"]!, "XDG_STATE_HOME": clusterEnvironment["XDG_STATE_HOME"]!])
         defer { try? FileManager.default.removeItem(at: directory) }
         let daemons = Daemons(count: 1, arguments: Self.daemonArguments(directory), environment: environment, logDirectory: directory)

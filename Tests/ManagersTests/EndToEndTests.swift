@@ -19,7 +19,7 @@ struct EndToEndTests {
     }
 
     @Test(arguments: TestEnvironment.runSlurmTests ? ["local", "slurm"] : ["local"])
-    func observationsEndArchivedAtBothSitesAndTemporaryCopiesGo(_ scheduler: String) throws {
+    func observationsEndArchivedAtBothSitesAndTemporaryCopiesGo(_ scheduler: String) async throws {
         _ = try TestEnvironment.requireS3Endpoint()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-e2e-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -27,8 +27,8 @@ struct EndToEndTests {
         var environment = ProcessInfo.processInfo.environment
         environment.merge(["DEMO_DIR": directory.path, "DEMO_DATABASE": database, "DEMO_OBSERVATIONS": "20", "DEMO_FILES": "3",
                            "DEMO_TIMEOUT": "300", "SCHEDULER": scheduler]) { $1 }
-        let run = try runProcess("/bin/bash", [TestEnvironment.repositoryRoot.appendingPathComponent("scripts/demo.sh").path,
-                                                TestEnvironment.binDirectory.path], environment: environment)
+        let run = try await runLongProcess("/bin/bash", [TestEnvironment.repositoryRoot.appendingPathComponent("scripts/demo.sh").path,
+                                                          TestEnvironment.binDirectory.path], environment: environment)
         #expect(run.status == 0, "demo failed:\n\(run.stdout.suffix(3000))\n\(run.stderr.suffix(3000))")
 
         let conninfo = try #require(run.stdout.split(separator: "\n").first { $0.hasPrefix("database: ") }).dropFirst("database: ".count)

@@ -194,6 +194,16 @@ public func runExecutable(_ name: String, _ arguments: [String], environment: [S
     return try runProcess(TestEnvironment.binDirectory.appendingPathComponent(name).path, arguments, environment: env)
 }
 
+/// `runProcess` on a Dispatch thread: for programs that run for minutes (the demo), so the wait
+/// does not hold one of the few threads of Swift's cooperative pool that every other test needs.
+public func runLongProcess(_ executable: String, _ arguments: [String], environment: [String: String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try runProcess(executable, arguments, environment: environment) })
+        }
+    }
+}
+
 /// Runs a program; returns exit status, standard output and standard error.
 public func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil,
                        environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
