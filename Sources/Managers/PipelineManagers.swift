@@ -65,26 +65,24 @@ public struct RawDataPackageManager: ManagerCycle {
         for group in try await db.unpackagedGroups(settleSeconds: settings.packageSettleSeconds, limit: settings.batchSize) {
             guard let source = places.locations[group.sourceLocationID], source.active else { continue }
             let name = "\(sanitizedName(group.obsID))-\(source.name)-\(group.fileIDs[0])"
-            try await db.transaction { db in
-                let package = try await db.createRawDataPackage(name: name, observationID: group.observationID, sourceLocationID: source.id,
-                                                                relativePath: "packages/\(name).tar", fileIDs: group.fileIDs)
-                logger.info("package \(package.name): \(group.fileIDs.count) files, \(group.bytes) bytes", metadata: ["package": "\(package.id)", "observation": "\(group.obsID)"])
-            }
+            let package = try await db.createRawDataPackage(name: name, observationID: group.observationID, sourceLocationID: source.id,
+                                                            relativePath: "packages/\(name).tar", fileIDs: group.fileIDs)
+            logger.info("package \(package.name): \(group.fileIDs.count) files, \(group.bytes) bytes",
+                        metadata: ["package": "\(package.id)", "observation": "\(group.obsID)"])
             created += 1
         }
         // Every pending package gets its operation (also after a crash between the two steps).
         var buffers: [String: BufferChoice] = [:]  // one choice per site and cycle
-        for id in try await db.packagesWithoutOperation(limit: settings.batchSize) {
-            guard let package = try await db.rawDataPackage(id: id), let site = places.siteName(of: package.sourceLocationID) else { continue }
+        for package in try await db.packagesWithoutOperation(limit: settings.batchSize) {
+            guard let site = places.siteName(of: package.sourceLocationID) else { continue }
             let buffer: BufferChoice
             if let chosen = buffers[site] { buffer = chosen } else {
                 buffer = try await BufferSelection.primaryBuffer(db, siteShortName: site, logger: logger)
                 buffers[site] = buffer
             }
-            let files = try await db.rawDataFiles(packageID: id)
             if try await db.createOperation(.rawDataPackageCreation, queue: places.queue(package.sourceLocationID, .rawDataPackageCreation),
-                                            locationID: package.sourceLocationID, target: .rawDataPackage(id),
-                                            targetLocationID: buffer.location.id, sizeHintBytes: files.reduce(0) { $0 + $1.sizeBytes }) != nil {
+                                            locationID: package.sourceLocationID, target: .rawDataPackage(package.id),
+                                            targetLocationID: buffer.location.id, sizeHintBytes: package.bytes) != nil {
                 created += 1
             }
         }

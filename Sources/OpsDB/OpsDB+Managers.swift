@@ -72,8 +72,17 @@ extension OpsDB {
             """).map { try $0["id"] }
     }
 
-    public func packagesWithoutOperation(limit: Int) async throws -> [Int64] {
-        try await orphans("raw_data_package", column: "raw_data_package_id", type: .rawDataPackageCreation, statuses: ["PENDING"], limit: limit)
+    /// Pending packages without a live packaging operation, with where they are and their size.
+    public func packagesWithoutOperation(limit: Int) async throws -> [(id: Int64, sourceLocationID: Int64, bytes: Int64)] {
+        try await connection.query("""
+            SELECT r.id, r.source_location_id,
+                   (SELECT coalesce(sum(f.size_bytes), 0) FROM raw_data_file f WHERE f.raw_data_package_id = r.id)::bigint AS bytes
+            FROM raw_data_package r
+            WHERE r.status = 'PENDING'
+              AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.raw_data_package_id = r.id AND o.operation_type = 'RAW_DATA_PACKAGE_CREATION'
+                              AND o.state NOT IN ('succeeded', 'cancelled'))
+            ORDER BY r.id LIMIT \(limit)
+            """).map { (try $0["id"], try $0["source_location_id"], try $0["bytes"]) }
     }
 
     public func bundlesWithoutOperation(limit: Int) async throws -> [Int64] {
@@ -166,6 +175,9 @@ extension OpsDB {
             SELECT c.id, c.data_location_id FROM physical_copy c
             JOIN data_location l ON l.id = c.data_location_id AND l.location_type IN ('SOURCE', 'BUFFER')
             WHERE c.id > \(afterID) AND c.status = 'PRESENT'
+              -- A file not yet packaged can never be deleted: no need to ask deletionBlocker.
+              AND (c.kind <> 'RAW_DATA_FILE'
+                   OR EXISTS (SELECT 1 FROM raw_data_file f WHERE f.id = c.raw_data_file_id AND f.raw_data_package_id IS NOT NULL))
               AND c.created_at <= now() - coalesce(l.retention, make_interval(secs => \(defaultRetentionSeconds)))
               AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.physical_copy_id = c.id AND o.operation_type = 'DELETION'
                               AND o.state NOT IN ('cancelled'))

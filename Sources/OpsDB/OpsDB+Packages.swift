@@ -11,21 +11,22 @@ extension OpsDB {
         try await optional(RawDataPackage.self, "SELECT \(Self.rawDataPackageColumns) FROM raw_data_package WHERE id = \(id)")
     }
 
-    /// Groups registered files of one observation into a new package (status PENDING).
+    /// Groups registered files of one observation into a new package (status PENDING): one
+    /// statement, so the package and its files change together in one round trip.
     public func createRawDataPackage(name: String, observationID: Int64, sourceLocationID: Int64, relativePath: String,
                                      fileIDs: [Int64]) async throws -> RawDataPackage {
-        try await transaction { db in
-            let package = try await db.one(RawDataPackage.self, """
+        try await one(RawDataPackage.self, """
+            WITH package AS (
                 INSERT INTO raw_data_package (name, executed_obs_unit_id, source_location_id, relative_path)
                 VALUES (\(name), \(observationID), \(sourceLocationID), \(relativePath))
                 RETURNING \(Self.rawDataPackageColumns)
-                """)
-            try await db.connection.execute("""
-                UPDATE raw_data_file SET raw_data_package_id = \(package.id)
+            ), files AS (
+                UPDATE raw_data_file SET raw_data_package_id = (SELECT id FROM package)
                 WHERE id = ANY(\(fileIDs)) AND raw_data_package_id IS NULL
-                """)
-            return package
-        }
+                RETURNING id
+            )
+            SELECT \(Self.rawDataPackageColumns) FROM package
+            """)
     }
 
     /// The files of a package, in the order they are archived.
