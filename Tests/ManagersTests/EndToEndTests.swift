@@ -48,7 +48,10 @@ struct EndToEndTests {
         }
         #expect(status.copies.first { $0.location == "ccat:instrument_data" }?.deleted == 60)
         // No stuck or failed work, and no temporary files anywhere.
-        #expect(status.operations.isEmpty, "\(status.operations)")
+        // MONITORING checks run on their own schedule and may still sit in the batch queue when the
+        // pipeline is done; no other work may be left.
+        let unfinished = status.operations.filter { !$0.queue.hasSuffix("_monitoring") }
+        #expect(unfinished.isEmpty, "\(unfinished)")
         #expect(status.attention.isEmpty)
         let leftovers = (FileManager.default.enumerator(atPath: directory.path)?.allObjects as? [String] ?? [])
             .filter { $0.hasSuffix(".ccat-partial") || $0.contains("/.ccat-staging") }
