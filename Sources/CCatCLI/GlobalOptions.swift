@@ -51,23 +51,14 @@ public struct GlobalOptions: ParsableArguments, Sendable {
     }
 
     /// Connects to the ops database; errors name the source of the connection string.
-    func connect(applicationName: String, logger: Logger, reconnectAttempts: Int = 4) async throws -> (PostgresConnection, DatabaseLocation) {
+    func connect(applicationName: String, logger: Logger, patient: Bool = false) async throws -> (PostgresConnection, DatabaseLocation) {
         let location = try locateDatabase()
-        let configuration = PostgresConfiguration(conninfo: location.conninfo, applicationName: applicationName, reconnectAttempts: reconnectAttempts)
-        var pause = configuration.reconnectDelay
-        var attempt = 1
+        // Patient callers (batch runners) ride out about two minutes of a server that is away,
+        // also for their first connection; commands report the first failure at once.
+        let configuration = PostgresConfiguration(conninfo: location.conninfo, applicationName: applicationName,
+                                                  reconnectAttempts: patient ? 9 : 4, waitForFirstConnection: patient)
         do {
-            while true {
-                do {
-                    return (try await PostgresConnection.connect(configuration, logger: logger), location)
-                } catch let error as PostgresError where error.isTransient && attempt < reconnectAttempts && reconnectAttempts > 4 {
-                    // Patient callers (runners) also wait for the first connection.
-                    logger.warning("cannot reach the database yet; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
-                    try await Task.sleep(for: pause)
-                    pause = pause * 2
-                    attempt += 1
-                }
-            }
+            return (try await PostgresConnection.connect(configuration, logger: logger), location)
         } catch var error as PostgresError {
             error.message += " [connection string from \(location.source)]"
             throw error
@@ -75,12 +66,10 @@ public struct GlobalOptions: ParsableArguments, Sendable {
     }
 
     /// Connects, runs `body`, and closes the connection whether `body` succeeded or not.
-    /// `reconnectAttempts` (pauses of 0.25 s doubling each time) is how long a lost connection is
-    /// tried again before a call fails: the default rides out a blip; batch runners, which should
-    /// outlast a server restart, ask for more.
-    public func withDatabase<T>(applicationName: String, logger: Logger, reconnectAttempts: Int = 4,
+    /// `patient`: see `connect`.
+    public func withDatabase<T>(applicationName: String, logger: Logger, patient: Bool = false,
                                 _ body: (PostgresConnection, DatabaseLocation) async throws -> T) async throws -> T {
-        let (connection, location) = try await connect(applicationName: applicationName, logger: logger, reconnectAttempts: reconnectAttempts)
+        let (connection, location) = try await connect(applicationName: applicationName, logger: logger, patient: patient)
         do {
             let result = try await body(connection, location)
             await connection.close()

@@ -23,7 +23,7 @@ public final class ManagerService: Service, @unchecked Sendable {
     let interval: Duration
     let instance: String
     let logger: Logger
-    /// Test hook and `ccat status` detail: cycles run as leader.
+    /// Cycles run as leader, reported in the heartbeat's details.
     public private(set) var cyclesRun = 0
 
     /// Advisory-lock class for manager leadership (the second key is `hashtext(name)`).

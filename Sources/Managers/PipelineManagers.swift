@@ -50,6 +50,14 @@ struct Places {
     func siteName(of locationID: Int64) -> String? {
         locations[locationID].flatMap { sites[$0.siteID]?.shortName }
     }
+
+    /// Creates the operation on the queue of `locationID`; 1 if created, 0 if a live one already
+    /// holds the target (the unique indexes decide).
+    func schedule(_ db: OpsDB, _ type: OperationType, at locationID: Int64, target: OperationTarget, targetLocationID: Int64? = nil,
+                  sizeHintBytes: Int64 = 0, priority: Int = 0) async throws -> Int {
+        try await db.createOperation(type, queue: queue(locationID, type), locationID: locationID, target: target,
+                                     targetLocationID: targetLocationID, sizeHintBytes: sizeHintBytes, priority: priority) == nil ? 0 : 1
+    }
 }
 
 /// 1. New files at SOURCE locations -> raw data packages, one per observation and location, and a
@@ -80,11 +88,8 @@ public struct RawDataPackageManager: ManagerCycle {
                 buffer = try await BufferSelection.primaryBuffer(db, siteShortName: site, logger: logger)
                 buffers[site] = buffer
             }
-            if try await db.createOperation(.rawDataPackageCreation, queue: places.queue(package.sourceLocationID, .rawDataPackageCreation),
-                                            locationID: package.sourceLocationID, target: .rawDataPackage(package.id),
-                                            targetLocationID: buffer.location.id, sizeHintBytes: package.bytes) != nil {
-                created += 1
-            }
+            created += try await places.schedule(db, .rawDataPackageCreation, at: package.sourceLocationID, target: .rawDataPackage(package.id),
+                                                 targetLocationID: buffer.location.id, sizeHintBytes: package.bytes)
         }
         return created
     }
@@ -125,10 +130,8 @@ public struct DataTransferPackageManager: ManagerCycle {
         for id in try await db.bundlesWithoutOperation(limit: settings.batchSize) {
             guard let bundle = try await db.dataTransferPackage(id: id) else { continue }
             let size = try await db.rawDataPackages(bundleID: id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
-            if try await db.createOperation(.dataTransferPackageCreation, queue: places.queue(bundle.originLocationID, .dataTransferPackageCreation),
-                                            locationID: bundle.originLocationID, target: .dataTransferPackage(id), sizeHintBytes: size) != nil {
-                created += 1
-            }
+            created += try await places.schedule(db, .dataTransferPackageCreation, at: bundle.originLocationID, target: .dataTransferPackage(id),
+                                                 sizeHintBytes: size)
         }
         return created
     }
@@ -166,7 +169,8 @@ public struct TransferManager: ManagerCycle {
         // Primary: from the SOURCE sites' buffers to one archive site, round-robin.
         let sourceSiteIDs = table.sourceSites.compactMap { siteIDs[$0] }
         for bundle in try await db.bundlesToSend(originSiteIDs: sourceSiteIDs, limit: settings.batchSize) {
-            guard let originSite = places.siteName(of: bundle.originLocationID), let site = places.sites[siteIDs[originSite] ?? -1] else { continue }
+            guard let site = places.locations[bundle.originLocationID].flatMap({ places.sites[$0.siteID] }) else { continue }
+            let originSite = site.shortName
             let candidates = table.archiveSites.filter { $0 != originSite }
             guard !candidates.isEmpty else { continue }
             let target = try await RoundRobin.next(db, sourceSite: site, candidates: candidates)
@@ -192,11 +196,8 @@ public struct TransferManager: ManagerCycle {
         }
         for id in try await db.transfersWithoutOperation(limit: settings.batchSize) {
             guard let transfer = try await db.dataTransfer(id: id), let bundle = try await db.dataTransferPackage(id: transfer.dataTransferPackageID) else { continue }
-            if try await db.createOperation(.dataTransfer, queue: places.queue(transfer.originLocationID, .dataTransfer),
-                                            locationID: transfer.originLocationID, target: .dataTransfer(id),
-                                            targetLocationID: transfer.destinationLocationID, sizeHintBytes: bundle.sizeBytes ?? 0) != nil {
-                created += 1
-            }
+            created += try await places.schedule(db, .dataTransfer, at: transfer.originLocationID, target: .dataTransfer(id),
+                                                 targetLocationID: transfer.destinationLocationID, sizeHintBytes: bundle.sizeBytes ?? 0)
         }
         return created
     }
@@ -213,11 +214,8 @@ public struct UnpackManager: ManagerCycle {
         var created = 0
         for id in try await db.transfersToUnpack(limit: settings.batchSize) {
             guard let transfer = try await db.dataTransfer(id: id) else { continue }
-            if try await db.createOperation(.dataTransferUnpacking, queue: places.queue(transfer.destinationLocationID, .dataTransferUnpacking),
-                                            locationID: transfer.destinationLocationID, target: .dataTransfer(id),
-                                            sizeHintBytes: transfer.bytesTransferred ?? 0) != nil {
-                created += 1
-            }
+            created += try await places.schedule(db, .dataTransferUnpacking, at: transfer.destinationLocationID, target: .dataTransfer(id),
+                                                 sizeHintBytes: transfer.bytesTransferred ?? 0)
         }
         return created
     }
@@ -240,11 +238,8 @@ public struct ArchiveManager: ManagerCycle {
         }
         for id in try await db.archiveTransfersWithoutOperation(limit: settings.batchSize) {
             guard let transfer = try await db.longTermArchiveTransfer(id: id), let package = try await db.rawDataPackage(id: transfer.rawDataPackageID) else { continue }
-            if try await db.createOperation(.longTermArchiveTransfer, queue: places.queue(transfer.destinationLocationID, .longTermArchiveTransfer),
-                                            locationID: transfer.destinationLocationID, target: .longTermArchiveTransfer(id),
-                                            sizeHintBytes: package.sizeBytes ?? 0) != nil {
-                created += 1
-            }
+            created += try await places.schedule(db, .longTermArchiveTransfer, at: transfer.destinationLocationID,
+                                                 target: .longTermArchiveTransfer(id), sizeHintBytes: package.sizeBytes ?? 0)
         }
         return created
     }
@@ -264,8 +259,7 @@ public struct StagingManager: ManagerCycle {
         for id in try await db.stagingJobsWithoutOperation(limit: settings.batchSize) {
             guard let job = try await db.stagingJob(id: id) else { continue }
             let size = try await db.stagingJobPackages(id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
-            if try await db.createOperation(.staging, queue: places.queue(job.destinationLocationID, .staging), locationID: job.destinationLocationID,
-                                            target: .stagingJob(id), sizeHintBytes: size, priority: 10) != nil {
+            if try await places.schedule(db, .staging, at: job.destinationLocationID, target: .stagingJob(id), sizeHintBytes: size, priority: 10) == 1 {
                 logger.info("staging job \(id) scheduled", metadata: ["staging_job": "\(id)"])
                 created += 1
             }
@@ -291,14 +285,11 @@ public final class DeletionManager: ManagerCycle, @unchecked Sendable {
         cursor = candidates.count < settings.batchSize ? 0 : candidates.last!.copyID
         var created = 0
         for candidate in candidates {
-            let scheduled: Bool = try await db.transaction { db in
-                if try await db.deletionBlocker(copyID: candidate.copyID, exceptOperation: 0) != nil { return false }
-                return try await db.createOperation(.deletion, queue: places.queue(candidate.locationID, .deletion), locationID: candidate.locationID,
-                                                    target: .physicalCopy(candidate.copyID)) != nil
+            created += try await db.transaction { db in
+                if try await db.deletionBlocker(copyID: candidate.copyID, exceptOperation: 0) != nil { return 0 }
+                return try await places.schedule(db, .deletion, at: candidate.locationID, target: .physicalCopy(candidate.copyID))
             }
-            if scheduled { created += 1 }
         }
-        // A full page means more to look at: report progress so the loop goes on at once.
         return created
     }
 }
@@ -314,14 +305,10 @@ public final class MonitoringManager: ManagerCycle, @unchecked Sendable {
         if let last, ContinuousClock.now - last < .seconds(settings.monitoringIntervalSeconds) { return 0 }
         last = .now
         let places = try await Places.load(db)
-        var created = 0
         for location in places.locations.values where location.active {
-            if try await db.createOperation(.monitoring, queue: places.queue(location.id, .monitoring), locationID: location.id, target: .none) != nil {
-                created += 1
-            }
+            _ = try await places.schedule(db, .monitoring, at: location.id, target: .none)
         }
-        // Monitoring results are not work for the other managers: no wake-up.
-        _ = created
+        // Monitoring results are no work for the other managers: report nothing, wake no one.
         return 0
     }
 }

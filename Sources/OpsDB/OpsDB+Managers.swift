@@ -284,11 +284,11 @@ extension OpsDB {
                    count(*) FILTER (WHERE c.status = 'PRESENT')::int AS present,
                    count(*) FILTER (WHERE c.status = 'DELETED')::int AS deleted,
                    coalesce(sum(c.size_bytes) FILTER (WHERE c.status = 'PRESENT'), 0)::bigint AS bytes,
-                   (SELECT CASE WHEN st.total_bytes > 0 THEN 100.0 * st.used_bytes / st.total_bytes END
-                    FROM data_location_status st WHERE st.data_location_id = l.id)::float8 AS used,
-                   (SELECT st.reachable FROM data_location_status st WHERE st.data_location_id = l.id) AS reachable
+                   (CASE WHEN st.total_bytes > 0 THEN 100.0 * st.used_bytes / st.total_bytes END)::float8 AS used,
+                   st.reachable
             FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id JOIN site s ON s.id = l.site_id
-            GROUP BY s.short_name, l.name, l.id, l.location_type, c.kind ORDER BY 1, 3
+            LEFT JOIN data_location_status st ON st.data_location_id = l.id
+            GROUP BY s.short_name, l.name, l.location_type, c.kind, st.total_bytes, st.used_bytes, st.reachable ORDER BY 1, 3
             """).map {
             PipelineStatus.Copies(location: try $0["location"], locationType: try $0["type"], kind: try $0["kind"], present: try $0["present"],
                                   deleted: try $0["deleted"], bytesPresent: try $0["bytes"], usedPercent: try $0["used"], reachable: try $0["reachable"])

@@ -13,13 +13,18 @@ public struct PostgresConfiguration: Sendable {
     public var reconnectAttempts: Int
     /// Pause between reconnection attempts; doubles each time.
     public var reconnectDelay: Duration
+    /// Whether the first connection is also tried `reconnectAttempts` times when the server is
+    /// unreachable (batch runners that may start while the database restarts); otherwise the
+    /// first failure is reported at once, as a command line tool should.
+    public var waitForFirstConnection: Bool
 
     public init(conninfo: String, applicationName: String = "ccat", reconnectAttempts: Int = 4,
-                reconnectDelay: Duration = .milliseconds(250)) {
+                reconnectDelay: Duration = .milliseconds(250), waitForFirstConnection: Bool = false) {
         self.conninfo = conninfo
         self.applicationName = applicationName
         self.reconnectAttempts = reconnectAttempts
         self.reconnectDelay = reconnectDelay
+        self.waitForFirstConnection = waitForFirstConnection
     }
 }
 

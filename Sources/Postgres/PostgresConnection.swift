@@ -139,7 +139,7 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         let reconnecting = everConnected
         dropHandle()
-        let attempts = reconnecting ? max(1, configuration.reconnectAttempts) : 1
+        let attempts = reconnecting || configuration.waitForFirstConnection ? max(1, configuration.reconnectAttempts) : 1
         var delay = configuration.reconnectDelay
         var lastError: (any Error)?
         for attempt in 1...attempts {

@@ -133,15 +133,8 @@ public struct DiskStore: ObjectStore {
     /// expected, so the copy is always compared against something.
     static func copyVerified(from source: String, to destination: String, expectedSize: Int64?, expectedSHA256: String?,
                              shouldStop: ShouldStop, location: String, key: String) throws -> (size: Int64, sha256: String) {
-        let input = open(source, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else {
-            throw StorageError(kind: errno == ENOENT ? .notFound : .io, location: location, object: key,
-                               problem: "cannot open \(source): \(String(cString: strerror(errno)))")
-        }
+        let (input, size) = try openSource(source, location: location, object: key)
         defer { close(input) }
-        var info = stat()
-        fstat(input, &info)
-        let size = Int64(info.st_size)
         if let expectedSize, expectedSize != size {
             throw StorageError(kind: .checksumMismatch, location: location, object: key,
                                problem: "\(source) has \(size) bytes, but \(expectedSize) were recorded")

@@ -82,3 +82,20 @@ public func validateKey(_ key: String, location: String) throws {
         if component == "." || component == ".." { throw refuse("a path with a '\(component)' component would leave the location's root") }
     }
 }
+
+/// Opens a local file that is to be stored and returns its descriptor (the caller closes it) and
+/// size; a missing file is `notFound`, any other failure `io`, both naming the object.
+func openSource(_ path: String, location: String, object key: String) throws -> (fd: Int32, size: Int64) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
+        throw StorageError(kind: errno == ENOENT ? .notFound : .io, location: location, object: key,
+                           problem: "cannot open \(path): \(String(cString: strerror(errno)))")
+    }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else {
+        let problem = "cannot stat \(path): \(String(cString: strerror(errno)))"
+        close(fd)
+        throw StorageError(kind: .io, location: location, object: key, problem: problem)
+    }
+    return (fd, Int64(info.st_size))
+}

@@ -236,15 +236,8 @@ public struct S3Store: ObjectStore {
 
     public func upload(file path: String, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject {
         try validateKey(key, location: description)
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StorageError(kind: errno == ENOENT ? .notFound : .io, location: description, object: key,
-                               problem: "cannot open \(path): \(String(cString: strerror(errno)))")
-        }
+        let (fd, size) = try openSource(path, location: description, object: key)
         defer { close(fd) }
-        var info = stat()
-        fstat(fd, &info)
-        let size = Int64(info.st_size)
         if size <= Int64(settings.partSize) {
             try putSingle(fd: fd, size: Int(size), path: path, key: key, sha256: sha256, shouldStop: shouldStop)
         } else {

@@ -38,11 +38,10 @@ func withRunner(_ options: GlobalOptions, lease: LeaseOptions, owner: String, lo
     let logger = options.makeLogger(label: "ccat.runner")
     let stop = StopSignal()
     stop.installHandlers()
-    // 9 reconnection attempts: about two minutes of pauses, so a database restart or failover
-    // while a job runs costs a wait, not the job.
-    return try await options.withDatabase(applicationName: "ccat-runner", logger: logger, reconnectAttempts: 9) { connection, _ in
+    // Patient connections: a database restart or failover while a job runs costs a wait, not the job.
+    return try await options.withDatabase(applicationName: "ccat-runner", logger: logger, patient: true) { connection, _ in
         try await requireCurrentSchema(connection)
-        return try await options.withDatabase(applicationName: "ccat-runner heartbeat", logger: logger, reconnectAttempts: 9) { heartbeat, _ in
+        return try await options.withDatabase(applicationName: "ccat-runner heartbeat", logger: logger, patient: true) { heartbeat, _ in
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
             let runner = OperationRunner(db: OpsDB(connection), heartbeatDB: OpsDB(heartbeat), owner: owner,
                                          settings: RunnerSettings(leaseSeconds: lease.leaseSeconds, heartbeatSeconds: lease.heartbeatSeconds,

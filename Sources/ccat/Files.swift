@@ -194,7 +194,6 @@ struct FilesScan: AsyncParsableCommand {
             }
             var summary = Summary(location: location.description, found: 0, registered: 0, bytes: 0)
             let now = Date()
-            var registeredPaths: [String] = []
             while let relative = walker.nextObject() as? String {
                 let name = (relative as NSString).lastPathComponent
                 if name.hasPrefix(".") { walker.skipDescendants(); continue }
@@ -210,7 +209,6 @@ struct FilesScan: AsyncParsableCommand {
                 if outcome.created {
                     summary.registered += 1
                     summary.bytes += checksum.size
-                    registeredPaths.append(relative)
                 }
             }
             if summary.registered > 0 { try await db.notifyWork("files scanned") }
