@@ -72,18 +72,24 @@ let package = Package(
         // What ccat-runner does on a compute node: claim, lease, execute, report.
         .target(
             name: "Runner",
-            dependencies: ["OpsDB", "Postgres", "Archiving", "Storage", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["OpsDB", "Postgres", "Archiving", "Storage", "CGlibcExtras", .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
         // The daemon: one service per manager, leader-elected, with heartbeats (swift-service-lifecycle).
         .target(
             name: "Managers",
             dependencies: [
-                "OpsDB", "Postgres", "Topology", "Scheduling",
+                "OpsDB", "Postgres", "Topology", "Scheduling", "Auth",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: upcoming
+        ),
+        // munge credentials: who sent a staging request.
+        .target(
+            name: "Auth",
+            dependencies: ["CMunge"],
             swiftSettings: upcoming
         ),
         .target(
@@ -104,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "ccat",
             dependencies: [
-                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology", "Managers", "Scheduling", "Archiving",
+                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology", "Managers", "Scheduling", "Archiving", "Auth",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -144,7 +150,7 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport", "Managers", .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
-        .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres"], swiftSettings: upcoming),
+        .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres", "OpsDB", "Auth", "CCatCLI"], swiftSettings: upcoming),
         .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),

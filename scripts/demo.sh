@@ -7,11 +7,13 @@
 # Environment: SCHEDULER (local|slurm), DEMO_OBSERVATIONS, DEMO_FILES, DEMO_TIMEOUT (seconds),
 # DEMO_DIR (default .ccat-dev/demo, recreated), DEMO_DATABASE (default ccat_demo, recreated),
 # DEMO_SETUP_ONLY=1 (stop after registering the files, before the daemon; tests start their own),
-# DEMO_PG_DIR (a private PostgreSQL cluster there instead of the checkout's).
+# DEMO_PG_DIR (a private PostgreSQL cluster there instead of the checkout's), DEMO_STAGING_GROUPS
+# (unix groups allowed to stage, besides the demo user's).
 #
 # A demo topology (CCAT source + buffer; Cologne buffer + S3 archive + ramses_processing; US
 # buffer + disk archive) under .ccat-dev/demo, synthetic observations, then `ccat daemon` until
-# every package is archived at both archive sites and the source and buffer copies are deleted.
+# every package is archived at both archive sites and the source and buffer copies are deleted;
+# then a scientist stages one observation, checks it, and releases it.
 set -euo pipefail
 
 bin="${1:?usage: scripts/demo.sh BIN_DIR}"
@@ -48,6 +50,10 @@ umask 077
 printf 'aws_access_key_id = ccat-test\naws_secret_access_key = ccat-test-secret\n' > "$demo/s3-credentials"
 umask 022
 
+# Who may stage into ramses_processing: the demo user's group, and DEMO_STAGING_GROUPS.
+staging_groups="$(id -gn)"
+for group in ${DEMO_STAGING_GROUPS:-}; do staging_groups="$staging_groups, $group"; done
+
 cat > "$demo/topology.yaml" <<EOF
 batch:
   time_limit: "0:30:00"
@@ -74,6 +80,7 @@ sites:
       - name: ramses_processing
         type: PROCESSING
         storage: {disk: {root: "$demo/cologne/ramses_processing"}}
+        staging: {groups: [$staging_groups]}
   - short_name: us
     name: US archive site
     locations:
@@ -86,6 +93,14 @@ sites:
 EOF
 "$bin/ccat" db migrate >/dev/null
 "$bin/ccat" topology apply "$demo/topology.yaml" >/dev/null
+# The demo user stages as a scientist: a database login of their own in ccat_scientist.
+me="$(id -un)"
+psql -qAt -d "$CCAT_DATABASE_URL" -v me="$me" <<'SQL' >/dev/null
+SELECT format('CREATE ROLE %I LOGIN', :'me') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'me') \gexec
+SELECT format('GRANT ccat_scientist TO %I', :'me') \gexec
+SQL
+scientist_db="$CCAT_DATABASE_URL user=$me"
+munge_socket="$("$here/scripts/local-munge.sh" start)"
 
 say "$observations observations of $files_per_observation files from the instrument"
 for obs in $(seq -w 1 "$observations"); do
@@ -95,10 +110,14 @@ for obs in $(seq -w 1 "$observations"); do
     done
 done
 "$bin/ccat" files scan ccat:instrument_data --settle 0 --instrument primecam/mkid-1
+# The instrument's copies are deleted once archived: keep their checksums to check staging.
+( cd "$demo/ccat/instrument_data" && find obs-2026-01 -type f -print0 | sort -z | xargs -0 sha256sum ) > "$demo/source.sha256"
 
 cat > "$demo/ccat.yaml" <<EOF
 scheduler: $scheduler
 state_directory: "$demo/state"
+munge_socket: "$munge_socket"
+staging_location: ramses_processing
 EOF
 if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
     echo "database: $CCAT_DATABASE_URL"
@@ -106,7 +125,7 @@ if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
 fi
 
 say "ccat daemon ($scheduler scheduler); its log: $demo/daemon.log"
-CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --interval 2 --poll-interval 1 --package-settle 0 \
+CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --munge-socket "$munge_socket" --interval 2 --poll-interval 1 --package-settle 0 \
     --bundle-max-age 0 --bundle-max-bytes 2000000 --monitoring-interval 60 >"$demo/daemon.log" 2>&1 &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true' EXIT
@@ -128,6 +147,18 @@ while true; do
     if [ $((SECONDS - start)) -gt "$timeout" ]; then echo; echo "demo: not done after ${timeout}s; see $demo/daemon.log" >&2; "$bin/ccat" status; exit 1; fi
     sleep 2
 done
+
+say "a scientist ($me) stages observation obs-2026-01 into ramses_processing"
+"$bin/ccat" stage request --database "$scientist_db" --config "$demo/ccat.yaml" --obs obs-2026-01 --wait --timeout "$timeout"
+request="$("$bin/ccat" stage list --database "$scientist_db" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+staged="$demo/cologne/ramses_processing/$me/$request"
+ls -l "$staged/obs-2026-01"
+( cd "$staged" && sha256sum --quiet -c "$demo/source.sha256" ) || { echo "demo: staged files differ from the instrument's" >&2; exit 1; }
+echo "staged files match the instrument's checksums"
+"$bin/ccat" stage release --database "$scientist_db" "$request"
+for _ in $(seq 1 "$timeout"); do [ -e "$staged" ] || break; sleep 1; done
+[ ! -e "$staged" ] || { echo "demo: $staged still there after release" >&2; exit 1; }
+echo "released: $staged removed"
 
 kill -TERM $daemon
 wait $daemon || true

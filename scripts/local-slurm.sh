@@ -22,12 +22,12 @@ cluster=ccatdev
 account=ccat
 node="$(hostname -s)"
 conf="$base/etc/slurm.conf"
-munge_socket="$base/munge/munge.socket"
+munge_socket="$("$repo/scripts/local-munge.sh" socket)"
 
 die() { echo "local-slurm: $*" >&2; exit 1; }
 log() { echo "local-slurm: $*" >&2; }
 [ "$(id -u)" = 0 ] || die "run as root: slurmd must be able to start jobs as any user"
-for tool in munged mungekey mariadbd mariadb-install-db slurmdbd slurmctld slurmd sacctmgr sinfo; do
+for tool in mariadbd mariadb-install-db slurmdbd slurmctld slurmd sacctmgr sinfo; do
     command -v "$tool" >/dev/null || die "$tool not found: install slurm-wlm slurmdbd mariadb-server munge (Debian packages)"
 done
 export SLURM_CONF="$conf"
@@ -48,9 +48,7 @@ wait_for() { # seconds, description, command...
 }
 
 write_config() {
-    mkdir -p "$base"/{etc,log,run,state,spool,munge,mysql}
-    # munged requires its socket's directory to be searchable by all; the key stays private (0600).
-    chmod 755 "$base/munge"
+    mkdir -p "$base"/{etc,log,run,state,spool,mysql}
     local cpus memory
     cpus="$(slurmd -C | sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' | head -n1)"
     memory="$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n1)"
@@ -118,13 +116,7 @@ CONF
 }
 
 start_munge() {
-    if pid_alive "$base/run/munged.pid"; then return; fi
-    [ -f "$base/munge/munge.key" ] || mungekey -c -k "$base/munge/munge.key" >/dev/null
-    chmod 600 "$base/munge/munge.key"
-    munged --force --socket="$munge_socket" --key-file="$base/munge/munge.key" --pid-file="$base/run/munged.pid" \
-        --log-file="$base/log/munged.log" --seed-file="$base/munge/munged.seed" >/dev/null 2>&1 \
-        || die "munged did not start; see $base/log/munged.log"
-    wait_for 10 munged test -S "$munge_socket"
+    "$repo/scripts/local-munge.sh" start >/dev/null
 }
 
 start_mariadb() {
@@ -191,7 +183,8 @@ stop_pid() {
 }
 
 stop() {
-    for daemon in slurmd slurmctld slurmdbd mariadb munged; do stop_pid "$daemon"; done
+    # munged stays: it is shared with staging (scripts/local-munge.sh stop ends it).
+    for daemon in slurmd slurmctld slurmdbd mariadb; do stop_pid "$daemon"; done
     log "stopped"
 }
 

@@ -23,9 +23,13 @@ public struct CCatConfiguration: Sendable, Equatable {
     public var runner: String?
     /// Directory of job script templates that override the built-in ones.
     public var jobscriptOverrides: String?
+    /// munged's socket (default: libmunge's, `/run/munge/munge.socket.2`).
+    public var mungeSocket: String?
+    /// The PROCESSING location `ccat stage request` uses when `--location` is not given.
+    public var stagingLocation: String?
 
     static let knownKeys: Set<String> = ["database", "scheduler", "state_directory", "slurm_accounting", "local_concurrency",
-                                         "runner", "jobscript_overrides"]
+                                         "runner", "jobscript_overrides", "munge_socket", "staging_location"]
 
     public init(path: String, database: String? = nil) {
         self.path = path
@@ -110,6 +114,10 @@ public struct CCatConfiguration: Sendable, Equatable {
                 configuration.runner = try string("the path of ccat-runner on the compute nodes")
             case "jobscript_overrides":
                 configuration.jobscriptOverrides = try string("a directory of job script templates")
+            case "munge_socket":
+                configuration.mungeSocket = try string("the path of munged's socket")
+            case "staging_location":
+                configuration.stagingLocation = try string("the name of a PROCESSING location")
             default:
                 break
             }

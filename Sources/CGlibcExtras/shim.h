@@ -31,4 +31,12 @@ static inline int ccat_finish_writeback(int fd, off_t offset, off_t length) {
     return sync_file_range(fd, offset, length, 1 | 2 | 4);
 }
 
+/* Per-thread file system identity (Linux): files created as, and permissions checked for, another
+   user without changing the process's credentials. Each returns the previous value. */
+extern int setfsuid(uid_t fsuid);
+extern int setfsgid(gid_t fsgid);
+
+static inline int ccat_setfsuid(uid_t uid) { return setfsuid(uid); }
+static inline int ccat_setfsgid(gid_t gid) { return setfsgid(gid); }
+
 #endif

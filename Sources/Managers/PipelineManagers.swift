@@ -1,3 +1,4 @@
+import Auth
 import Foundation
 import Logging
 import OpsDB
@@ -19,6 +20,12 @@ public struct ManagerSettings: Sendable {
     public var monitoringIntervalSeconds: Double = 300
     /// Rows a manager handles per query; a full batch makes it go again at once.
     public var batchSize = 200
+    /// munged that decodes scientists' staging request credentials.
+    public var munge = Munge()
+    /// Packages of one staging request go into jobs of up to this many bytes.
+    public var stagingJobMaxBytes: Int64 = 500 << 30
+    /// How long staged data is kept after it is ready, unless the location sets `retention`.
+    public var stagingRetentionSeconds: Int64 = 14 * 86400
 
     public init() {}
 }
@@ -245,7 +252,7 @@ public struct ArchiveManager: ManagerCycle {
     }
 }
 
-/// 6. Staging jobs -> STAGING at their PROCESSING location, on its own queue (its submission
+/// 6. Scientists' requests -> staging jobs (see `StagingRequestCycle`); staging jobs -> STAGING at their PROCESSING location, on its own queue (its submission
 /// profile can give it a higher priority than archiving), with a higher operation priority so
 /// scientists' data goes before background work in shared queues.
 public struct StagingManager: ManagerCycle {
@@ -254,8 +261,8 @@ public struct StagingManager: ManagerCycle {
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        var created = try await StagingRequestCycle(settings: settings).run(db, logger: logger)
         let places = try await Places.load(db)
-        var created = 0
         for id in try await db.stagingJobsWithoutOperation(limit: settings.batchSize) {
             guard let job = try await db.stagingJob(id: id) else { continue }
             let size = try await db.stagingJobPackages(id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
@@ -268,7 +275,8 @@ public struct StagingManager: ManagerCycle {
     }
 }
 
-/// 7. Temporary copies (SOURCE files, BUFFER packages and bundles) -> DELETION, only when
+/// 7. Temporary copies (SOURCE files, BUFFER packages and bundles; staged data of ended
+/// requests) -> DELETION, only when
 /// `deletionBlocker` finds nothing against it: verified archive copies at every archive site and
 /// no unfinished reader. The runner checks again in the transaction that deletes.
 public final class DeletionManager: ManagerCycle, @unchecked Sendable {
@@ -289,6 +297,10 @@ public final class DeletionManager: ManagerCycle, @unchecked Sendable {
                 if try await db.deletionBlocker(copyID: candidate.copyID, exceptOperation: 0) != nil { return 0 }
                 return try await places.schedule(db, .deletion, at: candidate.locationID, target: .physicalCopy(candidate.copyID))
             }
+        }
+        // Staged data of requests that ended: one DELETION removes a job's whole directory.
+        for job in try await db.stagingJobsToClean(limit: settings.batchSize) {
+            created += try await places.schedule(db, .deletion, at: job.locationID, target: .stagingJob(job.jobID))
         }
         return created
     }

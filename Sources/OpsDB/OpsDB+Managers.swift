@@ -99,8 +99,15 @@ extension OpsDB {
     }
 
     /// Staging jobs (created from scientists' requests) without a live STAGING operation.
+    /// Jobs of requests that ended (cancelled, released, expired) are left alone.
     public func stagingJobsWithoutOperation(limit: Int) async throws -> [Int64] {
-        try await orphans("staging_job", column: "staging_job_id", type: .staging, statuses: ["PENDING"], limit: limit)
+        try await connection.query("""
+            SELECT j.id FROM staging_job j LEFT JOIN staging_request r ON r.id = j.staging_request_id
+            WHERE j.status = 'PENDING' AND (r.id IS NULL OR r.status IN ('STAGING', 'FAILED'))
+              AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.staging_job_id = j.id AND o.operation_type = 'STAGING'
+                              AND o.state NOT IN ('succeeded', 'cancelled'))
+            ORDER BY j.id LIMIT \(limit)
+            """).map { try $0["id"] }
     }
 
     /// Transfers that arrived and wait for unpacking, with no unpack operation yet.

@@ -202,14 +202,21 @@ public struct LongTermArchiveTransfer: Codable, Sendable, Equatable {
 public struct StagingRequest: Codable, Sendable, Equatable {
     public var id: Int64
     public var publicID: UUID
+    /// The selection as JSON (see `StagingSelection`).
     public var selection: String
     public var destinationLocationID: Int64?
+    /// Filled by the daemon from the decoded munge credential.
     public var uid: Int?
     public var gid: Int?
     public var username: String?
+    /// The database login that inserted the request.
+    public var submittedBy: String
     public var status: StagingRequestStatus
     public var reason: String?
+    public var packageCount: Int?
+    public var totalBytes: Int64?
     public var submittedAt: Date
+    public var updatedAt: Date
     public var readyAt: Date?
     public var releasedAt: Date?
     public var expiresAt: Date?

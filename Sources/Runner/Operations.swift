@@ -313,74 +313,6 @@ enum LongTermArchiveTransferExecution {
     }
 }
 
-/// STAGING: each package of the job is fetched from its nearest verified long-term archive copy
-/// (checksum checked while it streams), unpacked into the job's directory at the PROCESSING
-/// location with every file verified against the manifest, and its files registered as copies.
-enum StagingExecution {
-    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
-        let db = context.db
-        let jobID = try require(operation.stagingJobID, "operation \(operation.id) names no staging job")
-        let job = try require(try await db.stagingJob(id: jobID), "staging job \(jobID) does not exist")
-        let processing = try await diskStore(for: job.destinationLocationID, db, purpose: "processing")
-        let packages = try await db.stagingJobPackages(jobID)
-        guard !packages.isEmpty else { throw InvalidOperation(description: "staging job \(jobID) names no packages") }
-        let targetRoot = try processing.path(of: job.targetDirectory, creatingParent: true)
-        var staged: [(file: RawDataFile, member: ArchiveMember)] = []
-        var bytes: Int64 = 0
-        for package in packages {
-            guard let checksum = package.checksum, let size = package.sizeBytes, let manifestText = package.manifest else {
-                throw InvalidOperation(description: "raw data package \(package.name) has no recorded checksum or manifest")
-            }
-            let manifest = try JSONDecoder().decode([ArchiveMember].self, from: Data(manifestText.utf8))
-            guard let copy = try await db.archiveCopies(of: package.id, near: job.destinationLocationID, preferring: job.originLocationID).first else {
-                throw InvalidOperation(description: "raw data package \(package.name) has no verified copy in an active long-term archive")
-            }
-            let archive = try await store(for: copy.dataLocationID, db, s3: context.s3)
-            let download = try processing.path(of: "\(job.targetDirectory)/.ccat-staging/\(package.name).tar", creatingParent: true)
-            context.log.write("staging \(package.name) from \(archive.store.description) into \(targetRoot)")
-            let shouldStop = context.shouldStop
-            _ = try await runBlocking {
-                try archive.store.download(copy.relativePath, to: download, expectedSize: size, expectedSHA256: checksum, shouldStop: shouldStop)
-            }
-            do {
-                _ = try await runBlocking { try TarArchive.extract(download, into: targetRoot, expected: manifest) }
-            } catch {
-                unlink(download)
-                throw error
-            }
-            unlink(download)
-            bytes += size
-            let byPath = Dictionary(manifest.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
-            for file in try await db.rawDataFiles(packageID: package.id) {
-                guard let member = byPath[file.relativePath] else {
-                    throw ArchiveError(kind: .checksumMismatch, path: download, member: file.relativePath, problem: "registered file missing from the package's manifest")
-                }
-                staged.append((file, member))
-            }
-        }
-        rmdir(targetRoot + "/.ccat-staging")
-        context.log.write("staged \(staged.count) files (\(bytes) bytes of archives)")
-        let count = staged.count
-        let files = staged
-        return ExecutionOutcome(
-            report: OperationReport(bytesProcessed: bytes, resultJSON: resultJSON(["files": count, "directory": job.targetDirectory]),
-                                    logPath: context.log.path),
-            record: { db in
-                for (file, member) in files {
-                    let existing = try await db.physicalCopies(of: .rawDataFile(file.id)).contains {
-                        $0.stagingJobID == jobID && $0.dataLocationID == job.destinationLocationID && $0.status != .deleted
-                    }
-                    if !existing {
-                        _ = try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: job.destinationLocationID,
-                                                            relativePath: "\(job.targetDirectory)/\(member.path)", sizeBytes: member.size,
-                                                            checksum: member.sha256, verified: true, stagingJobID: jobID)
-                    }
-                }
-                try await db.recordStagingCompleted(jobID)
-            })
-    }
-}
-
 /// The manager asked for a deletion the database no longer allows.
 public struct DeletionRefused: Error, Sendable, CustomStringConvertible {
     public var copyID: Int64
@@ -393,6 +325,7 @@ public struct DeletionRefused: Error, Sendable, CustomStringConvertible {
 /// in between.
 enum DeletionExecution {
     static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        if operation.stagingJobID != nil { return try await StagingCleanup.run(operation, context: context) }
         let copyID = try require(operation.physicalCopyID, "operation \(operation.id) names no physical copy")
         let s3 = context.s3
         let log = context.log

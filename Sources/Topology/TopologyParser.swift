@@ -113,7 +113,7 @@ public enum TopologyParser {
 
     private static func parseLocation(_ node: Node, path: String, defaults: BatchProfile, collector: IssueCollector) -> LocationSpec? {
         guard let fields = Fields(node, path: path, collector: collector) else { return nil }
-        fields.allow(["name", "type", "storage", "priority", "active", "fill_threshold_percent", "retention", "description", "batch"])
+        fields.allow(["name", "type", "storage", "priority", "active", "fill_threshold_percent", "retention", "description", "batch", "staging"])
         let name = fields.string("name", required: true)
         if let name, !isValidName(name) || name.count > 63 {
             collector.add(fields["name"], "\(path).name", "'\(name)' is not a valid location name: use lower-case letters, digits and '_', starting with a letter (it becomes part of queue names)")
@@ -161,10 +161,39 @@ public enum TopologyParser {
                 overrides[operation] = profile
             }
         }
+        var staging = StagingPolicySpec()
+        if let stagingNode = fields["staging"] {
+            if let type, type != .processing {
+                collector.add(stagingNode, "\(path).staging", "only PROCESSING locations take staging requests; remove 'staging' here")
+            }
+            staging = parseStagingPolicy(stagingNode, path: "\(path).staging", collector: collector)
+        }
         guard let name, let type, let storage else { return nil }
         return LocationSpec(name: name, type: type, storage: storage, priority: priority, active: active,
                             fillThresholdPercent: fill, retentionSeconds: retention, description: description,
-                            batch: batch, operationBatch: overrides)
+                            batch: batch, operationBatch: overrides, staging: staging)
+    }
+
+    /// `staging: {groups: [astro, ccat], quota_per_user: 10TB}` of a PROCESSING location.
+    private static func parseStagingPolicy(_ node: Node, path: String, collector: IssueCollector) -> StagingPolicySpec {
+        guard let fields = Fields(node, path: path, collector: collector) else { return StagingPolicySpec() }
+        fields.allow(["groups", "quota_per_user"])
+        var policy = StagingPolicySpec()
+        for item in fields.sequence("groups") ?? [] {
+            guard let group = item.string, !group.isEmpty, item.scalar != nil else {
+                collector.add(item, "\(path).groups", "expected unix group names")
+                continue
+            }
+            if !policy.groups.contains(group) { policy.groups.append(group) }
+        }
+        if let raw = fields.scalarText("quota_per_user") {
+            if let bytes = BatchProfile.parseSize(raw, defaultUnit: 1 << 30), bytes > 0 {
+                policy.quotaBytesPerUser = bytes
+            } else {
+                collector.add(fields["quota_per_user"], "\(path).quota_per_user", "'\(raw)' is not a size: use a number with KB, MB, GB or TB, e.g. 10TB (a bare number is GB)")
+            }
+        }
+        return policy
     }
 
     private static func parseStorage(_ node: Node, path: String, collector: IssueCollector) -> LocationStorage? {

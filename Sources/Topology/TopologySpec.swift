@@ -32,4 +32,17 @@ public struct LocationSpec: Sendable, Equatable {
     public var batch: BatchProfile
     /// Per-operation overrides, overlaid on `batch` when a queue is discovered.
     public var operationBatch: [OperationType: BatchProfile]
+    /// Who may stage into a PROCESSING location.
+    public var staging = StagingPolicySpec()
+}
+
+/// A PROCESSING location's `staging:` settings.
+public struct StagingPolicySpec: Sendable, Equatable {
+    /// Unix groups whose members may stage here; none: nobody may.
+    public var groups: [String] = []
+    public var quotaBytesPerUser: Int64?
+    public init(groups: [String] = [], quotaBytesPerUser: Int64? = nil) {
+        self.groups = groups
+        self.quotaBytesPerUser = quotaBytesPerUser
+    }
 }

@@ -91,6 +91,10 @@ public struct TopologySync: Sendable {
                         fillThresholdPercent: locationSpec.fillThresholdPercent, retentionSeconds: locationSpec.retentionSeconds,
                         description: locationSpec.description)
                     _ = try await syncProfiles(locationID: created.id, spec: locationSpec, db)
+                    if locationSpec.type == .processing {
+                        try await db.setProcessingPolicy(locationID: created.id, groups: locationSpec.staging.groups,
+                                                         quotaBytesPerUser: locationSpec.staging.quotaBytesPerUser)
+                    }
                     keptLocationIDs.insert(created.id)
                     changes.created.append(label)
                 }
@@ -152,6 +156,14 @@ public struct TopologySync: Sendable {
             differences.append("retention \(current.retentionSeconds.map { "\($0)s" } ?? "default") -> \(spec.retentionSeconds.map { "\($0)s" } ?? "default")")
         }
         if current.description != spec.description { differences.append("description") }
+        if spec.type == .processing {
+            let policy = try await db.processingPolicy(locationID: current.id)
+            if policy.groups != spec.staging.groups || policy.quotaBytesPerUser != spec.staging.quotaBytesPerUser {
+                differences.append("staging groups [\(policy.groups.joined(separator: ", "))] -> [\(spec.staging.groups.joined(separator: ", "))]"
+                                   + (policy.quotaBytesPerUser != spec.staging.quotaBytesPerUser ? ", quota per user changed" : ""))
+                try await db.setProcessingPolicy(locationID: current.id, groups: spec.staging.groups, quotaBytesPerUser: spec.staging.quotaBytesPerUser)
+            }
+        }
         if !differences.isEmpty {
             try await db.connection.execute("""
                 UPDATE data_location SET location_type = \(spec.type), priority = \(spec.priority), active = \(spec.active),

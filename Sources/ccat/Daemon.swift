@@ -1,4 +1,5 @@
 import ArgumentParser
+import Auth
 import CCatCLI
 import CCatConfig
 import Foundation
@@ -12,7 +13,7 @@ import UnixSignals
 
 struct Daemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the managers: packaging, bundling, transfers, unpacking, archiving, deletion, monitoring, dispatch.",
+        abstract: "Run the managers: packaging, bundling, transfers, unpacking, archiving, staging, deletion, monitoring, dispatch.",
         discussion: """
             One service per manager in this process. Each takes a PostgreSQL advisory lock as its \
             leader lock, so a second daemon (on another host) is a hot standby that takes over when \
@@ -55,10 +56,20 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: "The name of this daemon in service_heartbeat (default: host:pid).")
     var instance: String?
 
+    @Option(name: .long, help: ArgumentHelp("munged's socket, for decoding staging requests (default: $CCAT_MUNGE_SOCKET, else libmunge's default).", valueName: "path"))
+    var mungeSocket: String?
+
+    @Option(name: .long, help: "Keep staged data this many seconds after it is ready (a PROCESSING location's own retention wins).")
+    var stagingRetention: Int64 = 14 * 86400
+
+    @Option(name: .long, help: "Put up to this many bytes of one staging request into one batch job.")
+    var stagingJobMaxBytes: Int64 = 500 << 30
+
     func validate() throws {
         guard interval > 0, pollInterval > 0, monitoringInterval > 0 else { throw ValidationError("intervals must be positive") }
         guard packageSettle >= 0, bundleMaxAge >= 0, retention >= 0 else { throw ValidationError("--package-settle, --bundle-max-age and --retention must not be negative") }
         guard bundleMaxBytes > 0 else { throw ValidationError("--bundle-max-bytes must be positive") }
+        guard stagingRetention >= 0, stagingJobMaxBytes > 0 else { throw ValidationError("--staging-retention must not be negative and --staging-job-max-bytes must be positive") }
         guard shutdownTimeout > 0 else { throw ValidationError("--shutdown-timeout must be positive") }
     }
 
@@ -104,6 +115,9 @@ struct Daemon: AsyncParsableCommand {
         settings.bundleMaxAgeSeconds = bundleMaxAge
         settings.defaultRetentionSeconds = retention
         settings.monitoringIntervalSeconds = monitoringInterval
+        settings.munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
+        settings.stagingRetentionSeconds = stagingRetention
+        settings.stagingJobMaxBytes = stagingJobMaxBytes
 
         let name = instance ?? "\(ProcessInfo.processInfo.hostName):\(getpid())"
         let cycles: [(any ManagerCycle, Double)] = [

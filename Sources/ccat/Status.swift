@@ -18,13 +18,7 @@ struct Status: AsyncParsableCommand {
         if let watch, watch <= 0 { throw ValidationError("--watch needs a positive number of seconds") }
     }
 
-    static func bytes(_ count: Int64) -> String {
-        let units = ["B", "KB", "MB", "GB", "TB", "PB"]
-        var value = Double(count)
-        var unit = 0
-        while value >= 1000 && unit < units.count - 1 { value /= 1000; unit += 1 }
-        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
-    }
+    static func bytes(_ count: Int64) -> String { formatByteCount(count) }
 
     static func render(_ status: PipelineStatus) -> String {
         var out = "files: \(status.files) (\(bytes(status.fileBytes)))   packages archived at every archive site: \(status.packagesArchivedEverywhere) of \(status.packages)\n\n"

@@ -30,6 +30,9 @@ struct EndToEndTests {
         let run = try await runLongProcess("/bin/bash", [TestEnvironment.repositoryRoot.appendingPathComponent("scripts/demo.sh").path,
                                                           TestEnvironment.binDirectory.path], environment: environment)
         #expect(run.status == 0, "demo failed:\n\(run.stdout.suffix(3000))\n\(run.stderr.suffix(3000))")
+        // The demo's last step: a scientist stages one observation, it matches the instrument's
+        // checksums, and its release removes the directory (scripts/demo.sh fails otherwise).
+        #expect(run.stdout.contains("staged files match the instrument's checksums") && run.stdout.contains("released: "), "\(run.stdout.suffix(2000))")
 
         let conninfo = try #require(run.stdout.split(separator: "\n").first { $0.hasPrefix("database: ") }).dropFirst("database: ".count)
         let json = try runExecutable("ccat", ["status", "--json"], environment: ["CCAT_DATABASE_URL": String(conninfo)])

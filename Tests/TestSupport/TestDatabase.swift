@@ -107,6 +107,26 @@ public enum TestEnvironment {
         return (path, environment)
     }
 
+    /// munged's socket for staging tests: `CCAT_TEST_MUNGE_SOCKET`, else the repository's
+    /// `scripts/local-munge.sh start` (which `make test` runs). `instance` "foreign" is a second
+    /// munged with another key (`scripts/local-munge.sh start foreign`).
+    public static func mungeSocket(instance: String = "default") -> String? {
+        if instance == "default", let socket = ProcessInfo.processInfo.environment["CCAT_TEST_MUNGE_SOCKET"], !socket.isEmpty { return socket }
+        let socket = repositoryRoot.appendingPathComponent(".ccat-dev/munge/\(instance)/munge.socket").path
+        var info = stat()
+        return stat(socket, &info) == 0 && (UInt32(info.st_mode) & 0o170000) == 0o140000 ? socket : nil
+    }
+
+    /// Run munge tests: munged is there, or we are in CI where its absence must fail.
+    public static var runMungeTests: Bool { mungeSocket() != nil || isCI }
+
+    public static func requireMungeSocket(instance: String = "default") throws -> String {
+        guard let socket = mungeSocket(instance: instance) else {
+            throw TestSetupError(description: "munged (\(instance)) not found: run 'scripts/local-munge.sh start\(instance == "default" ? "" : " " + instance)' (make test does)")
+        }
+        return socket
+    }
+
     /// Directory of the built executables (`ccat`, `ccat-runner`).
     public static var binDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["CCAT_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }

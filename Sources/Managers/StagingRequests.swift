@@ -1,0 +1,265 @@
+import Auth
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+import OpsDB
+import Postgres
+
+/// What a scientist's munge credential carries: the request exactly as it was made, so a row
+/// changed after signing (or a credential pasted into another row) is refused.
+public struct StagingCredentialPayload: Codable, Sendable, Equatable {
+    public var version: Int
+    public var selection: StagingSelection
+    public var destination: String
+    /// Random, so two identical requests never share a credential.
+    public var nonce: String
+
+    public init(selection: StagingSelection, destination: String, nonce: String = UUID().uuidString) {
+        self.version = 1
+        self.selection = selection
+        self.destination = destination
+        self.nonce = nonce
+    }
+
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        encoder.dateEncodingStrategy = .iso8601
+        return try encoder.encode(self)
+    }
+
+    public static func decode(_ data: Data) throws -> StagingCredentialPayload {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(StagingCredentialPayload.self, from: data)
+    }
+}
+
+/// The unix account behind a uid, and its groups, as this host's name service knows them.
+public struct UnixAccount: Sendable, Equatable {
+    public var name: String
+    public var groups: [String]
+
+    public static func lookup(uid: UInt32, gid: UInt32) -> UnixAccount? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let namePointer = entry.pw_name else { return nil }
+        let name = String(cString: namePointer)
+        var count: Int32 = 64
+        var gids = [gid_t](repeating: 0, count: Int(count))
+        if getgrouplist(namePointer, gid, &gids, &count) < 0 {
+            gids = [gid_t](repeating: 0, count: Int(count))
+            _ = getgrouplist(namePointer, gid, &gids, &count)
+        }
+        var groups: [String] = []
+        for groupID in gids.prefix(Int(max(count, 0))) + [gid] {
+            var group = Glibc.group()
+            var groupResult: UnsafeMutablePointer<Glibc.group>?
+            var groupBuffer = [CChar](repeating: 0, count: 16384)
+            if getgrgid_r(groupID, &group, &groupBuffer, groupBuffer.count, &groupResult) == 0, groupResult != nil, let groupName = group.gr_name {
+                let text = String(cString: groupName)
+                if !groups.contains(text) { groups.append(text) }
+            }
+        }
+        return UnixAccount(name: name, groups: groups.sorted())
+    }
+}
+
+/// Turns scientists' requests into staging jobs and follows them to the end.
+///
+/// SUBMITTED: the munge credential is decoded here (uid, gid, expiry, replay); the request is
+/// REJECTED with a reason a scientist can act on, or ACCEPTED. ACCEPTED: waits until every selected
+/// file is in an archived package, then becomes STAGING with its jobs. STAGING: READY when every
+/// job completed, FAILED when one needs an administrator. READY and FAILED requests expire after
+/// the location's retention; ended requests' directories are removed by the deletion manager.
+struct StagingRequestCycle {
+    let settings: ManagerSettings
+
+    func run(_ db: OpsDB, logger: Logger) async throws -> Int {
+        var changed = 0
+        changed += try await decodeSubmitted(db, logger: logger)
+        for request in try await db.stagingRequests(in: [.accepted], limit: settings.batchSize) {
+            changed += try await startIfArchived(request, db, logger: logger)
+        }
+        for request in try await db.stagingRequests(in: [.staging, .failed], limit: settings.batchSize) {
+            changed += try await follow(request, db, logger: logger)
+        }
+        let expired = try await db.expireStagingRequests()
+        if expired > 0 { logger.info("\(expired) staging request(s) expired") }
+        changed += expired
+        changed += try await db.cancelStagingForEndedRequests()
+        return changed
+    }
+
+    // MARK: SUBMITTED
+
+    private func decodeSubmitted(_ db: OpsDB, logger: Logger) async throws -> Int {
+        try await db.transaction { db in
+            var changed = 0
+            for (request, credential, digest) in try await db.stagingRequestsToDecode(limit: settings.batchSize) {
+                if try await decide(request, credential: credential, digest: digest, db, logger: logger) { changed += 1 }
+            }
+            return changed
+        }
+    }
+
+    /// False when munged cannot be reached: the request stays SUBMITTED for the next cycle.
+    private func decide(_ request: StagingRequest, credential: String, digest: String, _ db: OpsDB, logger: Logger) async throws -> Bool {
+        var log = logger
+        log[metadataKey: "staging_request"] = "\(request.id)"
+        log[metadataKey: "submitted_by"] = "\(request.submittedBy)"
+        func reject(_ reason: String, uid: UInt32? = nil, gid: UInt32? = nil, username: String? = nil) async throws -> Bool {
+            log.warning("staging request rejected: \(reason)")
+            try await db.rejectStagingRequest(request.id, reason: reason, uid: uid, gid: gid, username: username)
+            return true
+        }
+        let identity: MungeIdentity
+        do {
+            identity = try settings.munge.decode(credential)
+        } catch let error as MungeError where error.isCredentialProblem {
+            let whose = error.uid.map { " (of uid \($0))" } ?? ""
+            switch error.kind {
+            case .expired:
+                return try await reject("the munge credential expired\(whose) before the daemon read it; submit the request again")
+            case .replayed:
+                return try await reject("the munge credential was used before\(whose): replayed credentials are refused")
+            case .rewound:
+                return try await reject("the munge credential was made in the future\(whose): the clocks of the login node and the daemon host disagree")
+            case .invalid:
+                return try await reject("the munge credential is not valid here: it was not made with this cluster's munge key")
+            case .malformed:
+                return try await reject("the credential is not a munge credential")
+            default:
+                return try await reject("the munge credential was refused: \(error.message)")
+            }
+        } catch {
+            log.error("cannot decode staging request credentials: \(error)")
+            return false
+        }
+        if let first = try await db.requestWithSameCredential(digest: digest, before: request.id) {
+            return try await reject("the munge credential was already used by request \(first): replayed credentials are refused",
+                                    uid: identity.uid, gid: identity.gid)
+        }
+        guard let payload = try? StagingCredentialPayload.decode(identity.payload), payload.version == 1 else {
+            return try await reject("the credential carries no staging request this daemon understands", uid: identity.uid, gid: identity.gid)
+        }
+        guard let account = UnixAccount.lookup(uid: identity.uid, gid: identity.gid) else {
+            return try await reject("uid \(identity.uid) has no account on the daemon's host", uid: identity.uid, gid: identity.gid)
+        }
+        guard account.name == request.submittedBy else {
+            return try await reject("the credential is of unix user \(account.name) (uid \(identity.uid)) but the request was inserted by database user \(request.submittedBy)",
+                                    uid: identity.uid, gid: identity.gid, username: account.name)
+        }
+        func refuse(_ reason: String) async throws -> Bool {
+            try await reject(reason, uid: identity.uid, gid: identity.gid, username: account.name)
+        }
+        let locations = try await db.stagingLocations()
+        guard let location = locations.first(where: { $0.name == payload.destination || "\($0.site).\($0.name)" == payload.destination }) else {
+            return try await refuse("'\(payload.destination)' is not a PROCESSING location (known: \(locations.map(\.name).joined(separator: ", ")))")
+        }
+        guard try await db.stagingRequestMatches(request.id, selection: payload.selection, destinationLocationID: location.id) else {
+            return try await refuse("the request's selection or location differs from what its credential signed")
+        }
+        guard location.active else { return try await refuse("the PROCESSING location \(location.name) is not active") }
+        let allowed = Set(location.allowedGroups)
+        if allowed.isDisjoint(with: account.groups) {
+            let rule = location.allowedGroups.isEmpty ? "allows no group yet (an administrator sets staging.groups in the topology)"
+                : "allows the groups \(location.allowedGroups.joined(separator: ", "))"
+            return try await refuse("\(location.name) \(rule); \(account.name) is in \(account.groups.joined(separator: ", "))")
+        }
+        guard !payload.selection.isEmpty else { return try await refuse("the selection is empty: name observations, packages, instruments or a time range") }
+        let unknown = try await db.unknownNames(in: payload.selection)
+        guard unknown.isEmpty else { return try await refuse(unknown.description) }
+        let selected = try await db.resolveSelection(payload.selection)
+        guard !selected.isEmpty else { return try await refuse("\(payload.selection.summary) matches no files") }
+        let bytes = selected.reduce(Int64(0)) { $0 + $1.stagedBytes }
+        if let quota = location.quotaBytesPerUser {
+            let held = try await db.openStagingBytes(username: account.name, locationID: location.id)
+            if held + bytes > quota {
+                return try await refuse("quota exceeded at \(location.name): this request needs \(formatByteCount(bytes)), your open requests hold \(formatByteCount(held)) of \(formatByteCount(quota)); release requests you are done with (ccat stage release ID)")
+            }
+        }
+        try await db.acceptStagingRequest(request.id, uid: identity.uid, gid: identity.gid, username: account.name,
+                                          packageCount: selected.filter { $0.packageID != nil }.count, totalBytes: bytes, reason: nil)
+        log.info("staging request accepted: \(payload.selection.summary) into \(location.name) for \(account.name)")
+        return true
+    }
+
+    // MARK: ACCEPTED
+
+    private func startIfArchived(_ request: StagingRequest, _ db: OpsDB, logger: Logger) async throws -> Int {
+        let selection = try StagingSelection.parse(request.selection)
+        let selected = try await db.resolveSelection(selection)
+        let bytes = selected.reduce(Int64(0)) { $0 + $1.stagedBytes }
+        let packaged = selected.filter { $0.packageID != nil }
+        let waiting = selected.filter { !$0.isArchived }
+        if !waiting.isEmpty {
+            let unpackaged = waiting.filter { $0.packageID == nil }.reduce(0) { $0 + $1.files }
+            var parts: [String] = []
+            if waiting.count > (unpackaged > 0 ? 1 : 0) {
+                parts.append("\(waiting.count - (unpackaged > 0 ? 1 : 0)) of \(packaged.count) packages are not archived yet")
+            }
+            if unpackaged > 0 { parts.append("\(unpackaged) files are not packaged yet") }
+            try await db.setStagingRequestReason(request.id, "waiting: " + parts.joined(separator: ", "), packageCount: packaged.count, totalBytes: bytes)
+            return 0
+        }
+        guard let destination = request.destinationLocationID, let username = request.username else { return 0 }
+        let healthy = try await db.unreachableLocations()
+        var byOrigin: [Int64: [(id: Int64, bytes: Int64)]] = [:]
+        for package in packaged {
+            guard let id = package.packageID else { continue }
+            let copies = try await db.archiveCopies(of: id, near: destination, preferring: nil)
+            let origin = copies.first(where: { !healthy.contains($0.dataLocationID) }) ?? copies.first
+            byOrigin[origin?.dataLocationID ?? 0, default: []].append((id, package.stagedBytes))
+        }
+        // Packages from one archive go into jobs of up to stagingJobMaxBytes each.
+        var jobs: [(originLocationID: Int64?, packageIDs: [Int64])] = []
+        for (origin, packages) in byOrigin.sorted(by: { $0.key < $1.key }) {
+            var current: [Int64] = []
+            var currentBytes: Int64 = 0
+            for package in packages {
+                if !current.isEmpty && currentBytes + package.bytes > settings.stagingJobMaxBytes {
+                    jobs.append((origin == 0 ? nil : origin, current))
+                    current = []
+                    currentBytes = 0
+                }
+                current.append(package.id)
+                currentBytes += package.bytes
+            }
+            if !current.isEmpty { jobs.append((origin == 0 ? nil : origin, current)) }
+        }
+        guard try await db.startStaging(request.id, destinationLocationID: destination, targetDirectory: "\(username)/\(request.id)", jobs: jobs) else {
+            return 0
+        }
+        logger.info("staging request \(request.id): \(packaged.count) packages in \(jobs.count) job(s)", metadata: ["staging_request": "\(request.id)"])
+        return 1
+    }
+
+    // MARK: STAGING and FAILED
+
+    private func follow(_ request: StagingRequest, _ db: OpsDB, logger: Logger) async throws -> Int {
+        let jobs = try await db.stagingJobStates(requestID: request.id)
+        guard !jobs.isEmpty else { return 0 }
+        let keep = try await keepSeconds(request, db)
+        if jobs.allSatisfy({ $0.job.status == .completed }) {
+            try await db.markStagingRequest(request.id, .ready, reason: nil, keepSeconds: keep)
+            logger.info("staging request \(request.id) is ready", metadata: ["staging_request": "\(request.id)"])
+            return 1
+        }
+        if request.status == .staging, let stuck = jobs.first(where: { $0.operationState == .intervention }) {
+            let reason = "staging job \(stuck.job.id) failed \(stuck.job.attempts) times (\(stuck.job.errorMessage ?? "no error recorded")); an administrator can retry it with 'ccat ops retry \(stuck.operationID ?? 0)'"
+            try await db.markStagingRequest(request.id, .failed, reason: reason, keepSeconds: keep)
+            logger.error("staging request \(request.id) failed: \(reason)", metadata: ["staging_request": "\(request.id)"])
+            return 1
+        }
+        return 0
+    }
+
+    private func keepSeconds(_ request: StagingRequest, _ db: OpsDB) async throws -> Int64 {
+        let location = try await db.stagingLocations().first { $0.id == request.destinationLocationID }
+        return location?.retentionSeconds ?? settings.stagingRetentionSeconds
+    }
+}

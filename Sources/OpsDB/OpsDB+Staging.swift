@@ -1,0 +1,438 @@
+import Foundation
+import Postgres
+
+/// What a scientist asks to stage: the files of observations and packages, narrowed by instrument
+/// and by when the observation started. Stored as JSON in `staging_request.selection` and signed
+/// inside the munge credential.
+public struct StagingSelection: Codable, Sendable, Equatable {
+    public var observations: [String]
+    public var packages: [String]
+    /// `instrument` or `instrument/module`.
+    public var instruments: [String]
+    public var from: Date?
+    public var to: Date?
+
+    public init(observations: [String] = [], packages: [String] = [], instruments: [String] = [], from: Date? = nil, to: Date? = nil) {
+        self.observations = observations
+        self.packages = packages
+        self.instruments = instruments
+        self.from = from
+        self.to = to
+    }
+
+    public var isEmpty: Bool { observations.isEmpty && packages.isEmpty && instruments.isEmpty && from == nil && to == nil }
+
+    /// Canonical JSON (sorted keys, ISO 8601 times in UTC), the same bytes for the same selection.
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    public static func parse(_ json: String) throws -> StagingSelection {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(StagingSelection.self, from: Data(json.utf8))
+    }
+
+    /// A short human description: "observations obs-1, obs-2; instrument prime-cam".
+    public var summary: String {
+        var parts: [String] = []
+        if !observations.isEmpty { parts.append("observation\(observations.count == 1 ? "" : "s") \(Self.list(observations))") }
+        if !packages.isEmpty { parts.append("package\(packages.count == 1 ? "" : "s") \(Self.list(packages))") }
+        if !instruments.isEmpty { parts.append("instrument\(instruments.count == 1 ? "" : "s") \(Self.list(instruments))") }
+        let format = ISO8601DateFormatter()
+        switch (from, to) {
+        case let (from?, to?): parts.append("started \(format.string(from: from)) to \(format.string(from: to))")
+        case let (from?, nil): parts.append("started from \(format.string(from: from))")
+        case let (nil, to?): parts.append("started before \(format.string(from: to))")
+        case (nil, nil): break
+        }
+        return parts.isEmpty ? "everything" : parts.joined(separator: "; ")
+    }
+
+    private static func list(_ names: [String]) -> String {
+        names.count <= 4 ? names.joined(separator: ", ") : names.prefix(3).joined(separator: ", ") + " and \(names.count - 3) more"
+    }
+
+    enum CodingKeys: String, CodingKey { case observations, packages, instruments, from, to }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        observations = try container.decodeIfPresent([String].self, forKey: .observations) ?? []
+        packages = try container.decodeIfPresent([String].self, forKey: .packages) ?? []
+        instruments = try container.decodeIfPresent([String].self, forKey: .instruments) ?? []
+        from = try container.decodeIfPresent(Date.self, forKey: .from)
+        to = try container.decodeIfPresent(Date.self, forKey: .to)
+    }
+}
+
+/// One raw data package a selection names (`packageID` nil: files not packaged yet).
+public struct SelectedPackage: Codable, Sendable, Equatable {
+    public var packageID: Int64?
+    public var package: String?
+    public var obsID: String
+    public var files: Int
+    public var bytes: Int64
+    public var packageStatus: String?
+    public var packageBytes: Int64?
+    /// Sites holding a verified long-term archive copy.
+    public var archiveSites: Int?
+    public var packageCreatedAt: Date?
+
+    /// Stageable: packaged, with at least one verified archive copy.
+    public var isArchived: Bool { packageID != nil && (archiveSites ?? 0) > 0 }
+    /// What staging it moves: the whole package once packaged.
+    public var stagedBytes: Int64 { packageBytes ?? bytes }
+}
+
+/// A PROCESSING location as scientists see it (`staging_location`).
+public struct StagingLocation: Codable, Sendable, Equatable {
+    public var id: Int64
+    public var name: String
+    public var site: String
+    public var active: Bool
+    public var rootPath: String?
+    public var allowedGroups: [String]
+    public var quotaBytesPerUser: Int64?
+    public var retentionSeconds: Int64?
+}
+
+/// How far a request got (`staging_request_progress`).
+public struct StagingProgress: Codable, Sendable, Equatable {
+    public var stagingRequestID: Int64
+    public var packages: Int
+    public var packagesStaged: Int
+    public var bytes: Int64
+    public var bytesStaged: Int64
+    public var startedAt: Date?
+    public var lastStagedAt: Date?
+
+    public init(stagingRequestID: Int64, packages: Int, packagesStaged: Int, bytes: Int64, bytesStaged: Int64, startedAt: Date?, lastStagedAt: Date?) {
+        self.stagingRequestID = stagingRequestID
+        self.packages = packages
+        self.packagesStaged = packagesStaged
+        self.bytes = bytes
+        self.bytesStaged = bytesStaged
+        self.startedAt = startedAt
+        self.lastStagedAt = lastStagedAt
+    }
+}
+
+/// Names in a selection that the catalogue does not know.
+public struct UnknownNames: Sendable, Equatable {
+    public var observations: [String]
+    public var packages: [String]
+    public var isEmpty: Bool { observations.isEmpty && packages.isEmpty }
+    public var description: String {
+        var parts: [String] = []
+        if !observations.isEmpty { parts.append("unknown observation\(observations.count == 1 ? "" : "s") \(observations.joined(separator: ", "))") }
+        if !packages.isEmpty { parts.append("unknown raw data package\(packages.count == 1 ? "" : "s") \(packages.joined(separator: ", "))") }
+        return parts.joined(separator: "; ")
+    }
+}
+
+/// "1.5 GB": decimal units, one decimal, for people.
+public func formatByteCount(_ count: Int64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB", "PB"]
+    var value = Double(count)
+    var unit = 0
+    while value >= 1000 && unit < units.count - 1 {
+        value /= 1000
+        unit += 1
+    }
+    return unit == 0 ? "\(count) B" : String(format: "%.1f", value) + " " + units[unit]
+}
+
+extension OpsDB {
+    /// Locations whose latest monitoring check found them unreachable.
+    public func unreachableLocations() async throws -> Set<Int64> {
+        Set(try await connection.query("SELECT data_location_id FROM data_location_status WHERE NOT reachable")
+            .map { try $0["data_location_id"] as Int64 })
+    }
+
+    static let stagingRequestColumns: PostgresQuery = """
+        id, public_id, selection::text AS selection, destination_location_id, uid, gid, username, submitted_by::text AS submitted_by,
+        status, reason, package_count, total_bytes, submitted_at, updated_at, ready_at, released_at, expires_at
+        """
+
+    // MARK: What scientists may read (views and functions granted to ccat_scientist)
+
+    public func resolveSelection(_ selection: StagingSelection) async throws -> [SelectedPackage] {
+        try await all(SelectedPackage.self, "SELECT * FROM ccat_resolve_selection(\(try selection.json())::jsonb)")
+    }
+
+    public func unknownNames(in selection: StagingSelection) async throws -> UnknownNames {
+        let observations: [String] = try await connection.query("""
+            SELECT name FROM unnest(\(selection.observations)::text[]) AS name
+            WHERE NOT EXISTS (SELECT 1 FROM staging_observation o WHERE o.obs_id = name) ORDER BY name
+            """).map { try $0["name"] }
+        let packages: [String] = try await connection.query("""
+            SELECT name FROM unnest(\(selection.packages)::text[]) AS name
+            WHERE NOT EXISTS (SELECT 1 FROM staging_catalogue c WHERE c.package = name) ORDER BY name
+            """).map { try $0["name"] }
+        return UnknownNames(observations: observations, packages: packages)
+    }
+
+    /// Median seconds from package creation to its first verified archive copy, recently.
+    public func archiveLatencySeconds() async throws -> Double? {
+        try await connection.query("SELECT ccat_archive_latency() AS seconds").first?["seconds"]
+    }
+
+    public func stagingLocations() async throws -> [StagingLocation] {
+        try await all(StagingLocation.self, """
+            SELECT id, name, site, active, root_path, allowed_groups, quota_bytes_per_user, retention_seconds
+            FROM staging_location ORDER BY site, name
+            """)
+    }
+
+    /// When the staging manager last reported, if it runs (its leader's heartbeat).
+    public func stagingServiceHeartbeat() async throws -> (lastSeen: Date, status: String)? {
+        guard let row = try await connection.query("""
+            SELECT last_heartbeat_at, status FROM staging_service ORDER BY is_leader DESC, last_heartbeat_at DESC LIMIT 1
+            """).first else { return nil }
+        return (try row["last_heartbeat_at"], try row["status"])
+    }
+
+    /// Puts a request in the inbox; the daemon decodes its credential. Returns its id.
+    public func submitStagingRequest(credential: String, selection: StagingSelection, destinationLocationID: Int64) async throws -> Int64 {
+        try await connection.query("""
+            INSERT INTO staging_request (credential, selection, destination_location_id)
+            VALUES (\(credential), \(try selection.json())::jsonb, \(destinationLocationID)) RETURNING id
+            """).first?["id"] ?? 0
+    }
+
+    /// Requests the caller may see (row-level security limits scientists to their own), newest first.
+    public func stagingRequests(id: Int64? = nil, includeEnded: Bool = true, limit: Int = 200) async throws -> [StagingRequest] {
+        let ended: [String] = includeEnded ? [] : ["REJECTED", "CANCELLED", "RELEASED", "EXPIRED"]
+        return try await all(StagingRequest.self, """
+            SELECT \(Self.stagingRequestColumns) FROM staging_request
+            WHERE (\(id)::bigint IS NULL OR id = \(id)) AND NOT (status::text = ANY(\(ended)::text[]))
+            ORDER BY id DESC LIMIT \(limit)
+            """)
+    }
+
+    public func stagingProgress(requestIDs: [Int64]) async throws -> [Int64: StagingProgress] {
+        let rows = try await all(StagingProgress.self, """
+            SELECT * FROM staging_request_progress WHERE staging_request_id = ANY(\(requestIDs)::bigint[])
+            """)
+        return Dictionary(rows.map { ($0.stagingRequestID, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Cancels or releases a request of the caller (the database checks who may).
+    public func endStagingRequest(_ id: Int64, as status: StagingRequestStatus) async throws -> StagingRequestStatus {
+        // The target state is spelled out, not bound: the server's message names the request's
+        // state, and a bound value echoed in a message is redacted.
+        let query: PostgresQuery = status == .released
+            ? "SELECT ccat_end_staging_request(\(id), 'RELEASED') AS status"
+            : "SELECT ccat_end_staging_request(\(id), 'CANCELLED') AS status"
+        return try await connection.query(query).first?["status"] ?? status
+    }
+
+    // MARK: The daemon's side
+
+    /// Submitted requests to decode, oldest first, locked for this transaction.
+    public func stagingRequestsToDecode(limit: Int) async throws -> [(request: StagingRequest, credential: String, credentialDigest: String)] {
+        try await connection.query("""
+            SELECT \(Self.stagingRequestColumns), credential, credential_digest FROM staging_request
+            WHERE status = 'SUBMITTED' ORDER BY id LIMIT \(limit) FOR UPDATE SKIP LOCKED
+            """).map { (try $0.decode(StagingRequest.self), try $0["credential"], try $0["credential_digest"]) }
+    }
+
+    /// Open requests in one of `statuses`, oldest first.
+    public func stagingRequests(in statuses: [StagingRequestStatus], limit: Int) async throws -> [StagingRequest] {
+        try await all(StagingRequest.self, """
+            SELECT \(Self.stagingRequestColumns) FROM staging_request
+            WHERE status = ANY(\(statuses.map(\.rawValue))::staging_request_status[]) ORDER BY id LIMIT \(limit)
+            """)
+    }
+
+    /// An earlier request that carried the same credential.
+    public func requestWithSameCredential(digest: String, before id: Int64) async throws -> Int64? {
+        try await connection.query("""
+            SELECT id FROM staging_request
+            WHERE credential_digest = \(digest) AND id < \(id)
+              AND credential = (SELECT credential FROM staging_request WHERE id = \(id))
+            ORDER BY id LIMIT 1
+            """).first?["id"]
+    }
+
+    /// True when the row's selection and destination are the ones the credential signed.
+    public func stagingRequestMatches(_ id: Int64, selection: StagingSelection, destinationLocationID: Int64?) async throws -> Bool {
+        try await connection.query("""
+            SELECT selection = \(try selection.json())::jsonb AND destination_location_id IS NOT DISTINCT FROM \(destinationLocationID) AS same
+            FROM staging_request WHERE id = \(id)
+            """).first?["same"] ?? false
+    }
+
+    public func rejectStagingRequest(_ id: Int64, reason: String, uid: UInt32? = nil, gid: UInt32? = nil, username: String? = nil) async throws {
+        try await connection.execute("""
+            UPDATE staging_request SET status = 'REJECTED', reason = \(reason), uid = \(uid.map { Int($0) }), gid = \(gid.map { Int($0) }),
+                username = \(username), updated_at = now()
+            WHERE id = \(id)
+            """)
+    }
+
+    public func acceptStagingRequest(_ id: Int64, uid: UInt32, gid: UInt32, username: String, packageCount: Int, totalBytes: Int64,
+                                     reason: String?) async throws {
+        try await connection.execute("""
+            UPDATE staging_request SET status = 'ACCEPTED', uid = \(Int(uid)), gid = \(Int(gid)), username = \(username),
+                package_count = \(packageCount), total_bytes = \(totalBytes), reason = \(reason), updated_at = now()
+            WHERE id = \(id) AND status = 'SUBMITTED'
+            """)
+    }
+
+    /// Says why an open request waits, when that changed.
+    public func setStagingRequestReason(_ id: Int64, _ reason: String?, packageCount: Int? = nil, totalBytes: Int64? = nil) async throws {
+        try await connection.execute("""
+            UPDATE staging_request SET reason = \(reason), package_count = coalesce(\(packageCount), package_count),
+                total_bytes = coalesce(\(totalBytes), total_bytes), updated_at = now()
+            WHERE id = \(id) AND (reason IS DISTINCT FROM \(reason) OR package_count IS DISTINCT FROM coalesce(\(packageCount), package_count)
+                                  OR total_bytes IS DISTINCT FROM coalesce(\(totalBytes), total_bytes))
+            """)
+    }
+
+    public func processingPolicy(locationID: Int64) async throws -> (groups: [String], quotaBytesPerUser: Int64?) {
+        guard let row = try await connection.query("""
+            SELECT allowed_groups, quota_bytes_per_user FROM processing_policy WHERE data_location_id = \(locationID)
+            """).first else { return ([], nil) }
+        return (try row["allowed_groups"], try row["quota_bytes_per_user"])
+    }
+
+    public func setProcessingPolicy(locationID: Int64, groups: [String], quotaBytesPerUser: Int64?) async throws {
+        try await connection.execute("""
+            INSERT INTO processing_policy (data_location_id, allowed_groups, quota_bytes_per_user)
+            VALUES (\(locationID), \(groups)::text[], \(quotaBytesPerUser))
+            ON CONFLICT (data_location_id) DO UPDATE SET allowed_groups = excluded.allowed_groups,
+                quota_bytes_per_user = excluded.quota_bytes_per_user
+            """)
+    }
+
+    /// Bytes a user's requests hold or are about to hold at a location (quota accounting).
+    public func openStagingBytes(username: String, locationID: Int64) async throws -> Int64 {
+        try await connection.query("""
+            SELECT coalesce(sum(total_bytes), 0)::bigint AS bytes FROM staging_request
+            WHERE username = \(username) AND destination_location_id = \(locationID)
+              AND status IN ('ACCEPTED', 'STAGING', 'READY', 'FAILED')
+            """).first?["bytes"] ?? 0
+    }
+
+    /// Creates the request's staging jobs (one per group of packages) and moves it to STAGING, in
+    /// one transaction; only if it is still ACCEPTED.
+    public func startStaging(_ requestID: Int64, destinationLocationID: Int64, targetDirectory: String,
+                             jobs: [(originLocationID: Int64?, packageIDs: [Int64])]) async throws -> Bool {
+        try await transaction { db in
+            let updated: Int64? = try await db.connection.query("""
+                UPDATE staging_request SET status = 'STAGING', reason = NULL, updated_at = now()
+                WHERE id = \(requestID) AND status = 'ACCEPTED' RETURNING id
+                """).first?["id"]
+            guard updated != nil else { return false }
+            for job in jobs {
+                _ = try await db.createStagingJob(requestID: requestID, destinationLocationID: destinationLocationID,
+                                                  originLocationID: job.originLocationID, targetDirectory: targetDirectory,
+                                                  packageIDs: job.packageIDs)
+            }
+            return true
+        }
+    }
+
+    /// The jobs of a request with the state of their newest STAGING operation.
+    public func stagingJobStates(requestID: Int64) async throws -> [(job: StagingJob, operationState: OperationState?, operationID: Int64?)] {
+        try await connection.query("""
+            SELECT \(Self.stagingJobColumns),
+                   (SELECT o.state FROM operation o WHERE o.staging_job_id = j.id AND o.operation_type = 'STAGING' ORDER BY o.id DESC LIMIT 1) AS operation_state,
+                   (SELECT o.id FROM operation o WHERE o.staging_job_id = j.id AND o.operation_type = 'STAGING' ORDER BY o.id DESC LIMIT 1) AS operation_id
+            FROM staging_job j WHERE j.staging_request_id = \(requestID) ORDER BY j.id
+            """).map { (try $0.decode(StagingJob.self), try $0["operation_state"], try $0["operation_id"]) }
+    }
+
+    public func markStagingRequest(_ id: Int64, _ status: StagingRequestStatus, reason: String?, keepSeconds: Int64?) async throws {
+        try await connection.execute("""
+            UPDATE staging_request SET status = \(status), reason = \(reason), updated_at = now(),
+                ready_at = CASE WHEN \(status) = 'READY' THEN now() ELSE ready_at END,
+                expires_at = CASE WHEN \(keepSeconds)::bigint IS NULL THEN expires_at ELSE now() + \(keepSeconds) * interval '1 second' END
+            WHERE id = \(id)
+            """)
+    }
+
+    /// READY and FAILED requests whose time ran out become EXPIRED; returns how many.
+    public func expireStagingRequests() async throws -> Int {
+        try await connection.query("""
+            UPDATE staging_request SET status = 'EXPIRED', updated_at = now(),
+                reason = coalesce(reason || '; ', '') || 'expired at ' || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"')
+            WHERE status IN ('READY', 'FAILED') AND expires_at <= now() RETURNING id
+            """).count
+    }
+
+    /// Staging jobs of ended requests whose directory is not yet removed and that nothing works
+    /// on, with their PROCESSING location.
+    public func stagingJobsToClean(limit: Int) async throws -> [(jobID: Int64, locationID: Int64)] {
+        try await connection.query("""
+            SELECT j.id, j.destination_location_id FROM staging_job j JOIN staging_request r ON r.id = j.staging_request_id
+            WHERE r.status IN ('CANCELLED', 'RELEASED', 'EXPIRED') AND j.cleaned_at IS NULL
+              AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.staging_job_id = j.id
+                              AND ((o.operation_type = 'STAGING' AND o.state IN ('submitted', 'running'))
+                                   OR (o.operation_type = 'DELETION' AND o.state <> 'cancelled')))
+            ORDER BY j.id LIMIT \(limit)
+            """).map { (try $0["id"], try $0["destination_location_id"]) }
+    }
+
+    /// Live STAGING operations of ended requests that have not started: cancelled, so nothing is
+    /// staged for nobody.
+    public func cancelStagingForEndedRequests() async throws -> Int {
+        try await connection.query("""
+            WITH ended AS (
+                UPDATE operation o SET state = 'cancelled', finished_at = now(), updated_at = now(),
+                    last_error = coalesce(o.last_error || ' | ', '') || 'its staging request ended'
+                FROM staging_job j JOIN staging_request r ON r.id = j.staging_request_id
+                WHERE o.staging_job_id = j.id AND o.operation_type = 'STAGING' AND o.state IN ('pending', 'failed', 'intervention')
+                  AND r.status IN ('CANCELLED', 'RELEASED', 'EXPIRED')
+                RETURNING j.id
+            )
+            UPDATE staging_job SET status = 'FAILED', error_message = 'its staging request ended', updated_at = now()
+            WHERE id IN (SELECT id FROM ended) AND status <> 'COMPLETED' RETURNING id
+            """).count
+    }
+
+    /// The requester of a staging job: whose files they become, under which name.
+    public func stagingJobOwner(_ jobID: Int64) async throws -> (uid: UInt32, gid: UInt32, username: String)? {
+        guard let row = try await connection.query("""
+            SELECT r.uid, r.gid, r.username FROM staging_job j JOIN staging_request r ON r.id = j.staging_request_id
+            WHERE j.id = \(jobID) AND r.uid IS NOT NULL
+            """).first else { return nil }
+        let uid: Int = try row["uid"]
+        let gid: Int = try row["gid"]
+        return (UInt32(uid), UInt32(gid), try row["username"])
+    }
+
+    public func markStagingPackageStaged(jobID: Int64, packageID: Int64) async throws {
+        try await connection.execute("""
+            UPDATE staging_job_package SET staged_at = coalesce(staged_at, now())
+            WHERE staging_job_id = \(jobID) AND raw_data_package_id = \(packageID)
+            """)
+    }
+
+    /// The job's directory is gone: its copies are DELETED and the job is marked cleaned.
+    public func recordStagingJobCleaned(_ jobID: Int64) async throws {
+        try await transaction { db in
+            try await db.connection.execute("""
+                UPDATE physical_copy SET status = 'DELETED', deleted_at = now()
+                WHERE staging_job_id = \(jobID) AND status <> 'DELETED'
+                """)
+            try await db.connection.execute("UPDATE staging_job SET cleaned_at = now(), updated_at = now() WHERE id = \(jobID)")
+        }
+    }
+
+    /// Why a staging job's directory may not be removed now (nil: it may).
+    public func stagingCleanupBlocker(jobID: Int64) async throws -> String? {
+        guard let row = try await connection.query("""
+            SELECT r.id, r.status::text AS status FROM staging_job j JOIN staging_request r ON r.id = j.staging_request_id
+            WHERE j.id = \(jobID) FOR UPDATE OF j
+            """).first else { return "staging job \(jobID) belongs to no request" }
+        let status: String = try row["status"]
+        let request: Int64 = try row["id"]
+        if ["CANCELLED", "RELEASED", "EXPIRED"].contains(status) { return nil }
+        return "its staging request \(request) is still \(status)"
+    }
+}

@@ -1,0 +1,242 @@
+import Archiving
+import CGlibcExtras
+import Foundation
+import OpsDB
+import Storage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Whose files staged data become.
+struct FileOwner: Sendable, Equatable {
+    var uid: UInt32
+    var gid: UInt32
+    var username: String
+}
+
+/// The runner may not act as the requester on the file system.
+public struct OwnershipError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// Runs `body` on this thread with the file system identity of `owner` (Linux fsuid/fsgid, which
+/// are per thread): files are created as theirs and every permission is checked as for them, so
+/// a link a user placed in their own directory can never make the runner write elsewhere. nil or
+/// the runner's own uid: runs as is.
+func asFileOwner<T>(_ owner: FileOwner?, _ body: () throws -> T) throws -> T {
+    guard let owner, owner.uid != geteuid() else { return try body() }
+    let previousGID = ccat_setfsgid(owner.gid)
+    let previousUID = ccat_setfsuid(owner.uid)
+    defer {
+        _ = ccat_setfsuid(UInt32(bitPattern: previousUID))
+        _ = ccat_setfsgid(UInt32(bitPattern: previousGID))
+    }
+    // Both calls return the previous value; asking again tells whether the switch took.
+    guard UInt32(bitPattern: ccat_setfsuid(owner.uid)) == owner.uid, UInt32(bitPattern: ccat_setfsgid(owner.gid)) == owner.gid else {
+        throw OwnershipError(description: "ccat-runner runs as uid \(geteuid()) and cannot create files as \(owner.username) (uid \(owner.uid)): staging for other users needs a runner with CAP_SETUID and CAP_SETGID (root, or 'setcap cap_setuid,cap_setgid,cap_chown+ep ccat-runner')")
+    }
+    return try body()
+}
+
+/// Makes `<root>/<user>` (mode 0700, owned by the user) if it is not there, and refuses one that
+/// belongs to somebody else or is not a plain directory.
+func userDirectory(root: String, owner: FileOwner?, name: String) throws -> String {
+    let path = root + "/" + name
+    var info = stat()
+    if lstat(path, &info) != 0 {
+        guard errno == ENOENT else { throw OwnershipError(description: "cannot inspect \(path): \(String(cString: strerror(errno)))") }
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw OwnershipError(description: "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        if let owner, owner.uid != geteuid() || owner.gid != getegid() {
+            guard lchown(path, owner.uid, owner.gid) == 0 else {
+                let reason = String(cString: strerror(errno))
+                rmdir(path)
+                throw OwnershipError(description: "cannot give \(path) to \(owner.username) (uid \(owner.uid)): \(reason); staging for other users needs a runner with CAP_CHOWN")
+            }
+        }
+        guard lstat(path, &info) == 0 else { throw OwnershipError(description: "\(path) vanished after it was created") }
+    }
+    guard (UInt32(info.st_mode) & 0o170000) == 0o040000 else {
+        throw OwnershipError(description: "\(path) is not a directory (a link or file is in the way); an administrator should move it aside")
+    }
+    if let owner, info.st_uid != owner.uid {
+        throw OwnershipError(description: "\(path) belongs to uid \(info.st_uid), not to \(owner.username) (uid \(owner.uid)); an administrator should fix its owner")
+    }
+    return path
+}
+
+/// STAGING: each package of the job is fetched from the nearest healthy verified long-term
+/// archive copy (the next one if that fails), checksum checked while it streams, into a private
+/// area of the runner; then unpacked, as the requester, into `<root>/<user>/<request id>` with
+/// every file verified against the manifest. Each package is stamped as it lands (progress for
+/// `ccat stage status`); the files are registered as copies of the job. Archive copies are only
+/// read.
+enum StagingExecution {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let db = context.db
+        let jobID = try require(operation.stagingJobID, "operation \(operation.id) names no staging job")
+        let job = try require(try await db.stagingJob(id: jobID), "staging job \(jobID) does not exist")
+        let processing = try await diskStore(for: job.destinationLocationID, db, purpose: "processing")
+        let packages = try await db.stagingJobPackages(jobID)
+        guard !packages.isEmpty else { throw InvalidOperation(description: "staging job \(jobID) names no packages") }
+        let owner = try await db.stagingJobOwner(jobID).map { FileOwner(uid: $0.uid, gid: $0.gid, username: $0.username) }
+        let unreachable = try await db.unreachableLocations()
+
+        // The target: <root>/<user>/<request id> (or the job's directory as given, for jobs made
+        // by an administrator without a request).
+        let parts = job.targetDirectory.split(separator: "/").map(String.init)
+        _ = try processing.path(of: job.targetDirectory)
+        let parent: String
+        if let owner, parts.count == 2, parts[0] == owner.username {
+            parent = try userDirectory(root: processing.root, owner: owner, name: parts[0])
+        } else {
+            parent = (try processing.path(of: job.targetDirectory, creatingParent: true) as NSString).deletingLastPathComponent
+        }
+        let targetRoot = parent + "/" + (parts.last ?? "")
+        try asFileOwner(owner) {
+            if mkdir(targetRoot, 0o700) != 0 && errno != EEXIST {
+                throw OwnershipError(description: "cannot create \(targetRoot): \(String(cString: strerror(errno)))")
+            }
+        }
+        // Downloads land in the runner's own directory (searchable, not listable or writable by
+        // others); each archive is then handed to the requester, who unpacks it.
+        let scratch = processing.root + "/.ccat-staging/job-\(jobID)"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+
+        var staged: [(file: RawDataFile, member: ArchiveMember)] = []
+        var bytes: Int64 = 0
+        for package in packages {
+            guard let checksum = package.checksum, let size = package.sizeBytes, let manifestText = package.manifest else {
+                throw InvalidOperation(description: "raw data package \(package.name) has no recorded checksum or manifest")
+            }
+            let manifest = try JSONDecoder().decode([ArchiveMember].self, from: Data(manifestText.utf8))
+            let copies = try await db.archiveCopies(of: package.id, near: job.destinationLocationID, preferring: job.originLocationID)
+            guard !copies.isEmpty else {
+                throw InvalidOperation(description: "raw data package \(package.name) has no verified copy in an active long-term archive")
+            }
+            // Healthy archives first, in the order of preference; the unhealthy ones last.
+            let ordered = copies.filter { !unreachable.contains($0.dataLocationID) } + copies.filter { unreachable.contains($0.dataLocationID) }
+            let download = "\(scratch)/\(package.name).tar"
+            try await fetch(package.name, from: ordered, to: download, size: size, sha256: checksum, context: context)
+            if let owner, owner.uid != geteuid(), lchown(download, owner.uid, owner.gid) != 0 {
+                let reason = String(cString: strerror(errno))
+                unlink(download)
+                throw OwnershipError(description: "cannot hand \(download) to \(owner.username) (uid \(owner.uid)): \(reason); staging for other users needs a runner with CAP_CHOWN")
+            }
+            context.log.write("unpacking \(package.name) into \(targetRoot) as \(owner.map { "\($0.username) (uid \($0.uid))" } ?? "the runner's user")")
+            do {
+                _ = try await runBlocking { try asFileOwner(owner) { try TarArchive.extract(download, into: targetRoot, expected: manifest) } }
+            } catch {
+                unlink(download)
+                throw error
+            }
+            unlink(download)
+            bytes += size
+            try await db.markStagingPackageStaged(jobID: jobID, packageID: package.id)
+            let byPath = Dictionary(manifest.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+            for file in try await db.rawDataFiles(packageID: package.id) {
+                guard let member = byPath[file.relativePath] else {
+                    throw ArchiveError(kind: .checksumMismatch, path: download, member: file.relativePath, problem: "registered file missing from the package's manifest")
+                }
+                staged.append((file, member))
+            }
+        }
+        rmdir(scratch)
+        rmdir(processing.root + "/.ccat-staging")  // only when no other job uses it
+        context.log.write("staged \(staged.count) files (\(bytes) bytes of archives) into \(targetRoot)")
+        let count = staged.count
+        let files = staged
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: bytes, resultJSON: resultJSON(["files": count, "directory": job.targetDirectory]),
+                                    logPath: context.log.path),
+            record: { db in
+                for (file, member) in files {
+                    let existing = try await db.physicalCopies(of: .rawDataFile(file.id)).contains {
+                        $0.stagingJobID == jobID && $0.dataLocationID == job.destinationLocationID && $0.status != .deleted
+                    }
+                    if !existing {
+                        _ = try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: job.destinationLocationID,
+                                                            relativePath: "\(job.targetDirectory)/\(member.path)", sizeBytes: member.size,
+                                                            checksum: member.sha256, verified: true, stagingJobID: jobID)
+                    }
+                }
+                try await db.recordStagingCompleted(jobID)
+            })
+    }
+
+    /// Downloads from the first archive copy that delivers the verified bytes.
+    static func fetch(_ name: String, from copies: [PhysicalCopy], to download: String, size: Int64, sha256: String,
+                      context: ExecutionContext) async throws {
+        var failures: [String] = []
+        for copy in copies {
+            let archive: (location: DataLocation, store: any ObjectStore)
+            do {
+                archive = try await store(for: copy.dataLocationID, context.db, s3: context.s3)
+            } catch {
+                failures.append("location \(copy.dataLocationID): \(error)")
+                continue
+            }
+            context.log.write("fetching \(name) from \(archive.store.description)")
+            let shouldStop = context.shouldStop
+            do {
+                _ = try await runBlocking {
+                    try archive.store.download(copy.relativePath, to: download, expectedSize: size, expectedSHA256: sha256, shouldStop: shouldStop)
+                }
+                return
+            } catch let stop as StopRequestedDuringCopy {
+                throw stop
+            } catch {
+                unlink(download)
+                context.log.write("could not fetch \(name) from \(archive.location.name): \(error)")
+                failures.append("\(archive.location.name): \(error)")
+            }
+        }
+        throw StagingSourceUnavailable(package: name, failures: failures)
+    }
+}
+
+/// No archive copy of a package could be read.
+public struct StagingSourceUnavailable: Error, Sendable, CustomStringConvertible {
+    public var package: String
+    public var failures: [String]
+    public var description: String {
+        "no long-term archive copy of \(package) could be read (\(failures.joined(separator: "; ")))"
+    }
+}
+
+/// DELETION of a staging job: its request ended (released, expired or cancelled), so the job's
+/// directory goes, removed as the requester (nothing outside their own tree can be touched), and
+/// its copies are marked DELETED.
+enum StagingCleanup {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let db = context.db
+        let jobID = try require(operation.stagingJobID, "operation \(operation.id) names no staging job")
+        let job = try require(try await db.stagingJob(id: jobID), "staging job \(jobID) does not exist")
+        let processing = try await diskStore(for: job.destinationLocationID, db, purpose: "processing")
+        let owner = try await db.stagingJobOwner(jobID).map { FileOwner(uid: $0.uid, gid: $0.gid, username: $0.username) }
+        let log = context.log
+        try await db.transaction { db in
+            if let reason = try await db.stagingCleanupBlocker(jobID: jobID) {
+                throw InvalidOperation(description: "staging job \(jobID) is kept: \(reason)")
+            }
+            let target = try processing.path(of: job.targetDirectory)
+            log.write("removing \(target)")
+            try await runBlocking {
+                try asFileOwner(owner) {
+                    var info = stat()
+                    guard lstat(target, &info) == 0 else { return }
+                    try FileManager.default.removeItem(atPath: target)
+                }
+                try? FileManager.default.removeItem(atPath: processing.root + "/.ccat-staging/job-\(jobID)")
+                rmdir(processing.root + "/.ccat-staging")
+            }
+            try await db.recordStagingJobCleaned(jobID)
+        }
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: 0, resultJSON: resultJSON(["staging_job": jobID, "directory": job.targetDirectory]),
+                                    logPath: context.log.path),
+            record: { _ in })
+    }
+}

@@ -1,0 +1,438 @@
+import ArgumentParser
+import Auth
+import CCatCLI
+import CCatConfig
+import Foundation
+import Logging
+import Managers
+import OpsDB
+import Postgres
+
+struct Stage: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stage",
+        abstract: "Stage archived observations into a PROCESSING location (for scientists).",
+        discussion: """
+            A request is signed with a munge credential of the calling user; the daemon decodes it, \
+            checks that one of your unix groups may stage into the location, and stages every package \
+            of your selection from the nearest long-term archive. Files appear under \
+            <processing root>/<user>/<request id>/ with their original relative paths, readable by you \
+            only. Release a request when you are done ('ccat stage release ID'); its directory is then \
+            removed. Unreleased data is removed after the location's retention.
+            You connect to the ops database as yourself (a login role in ccat_scientist): you see and \
+            change only your own requests.
+            """,
+        subcommands: [StageRequest.self, StageStatus.self, StageList.self, StageCancel.self, StageRelease.self]
+    )
+}
+
+/// Database errors a scientist can meet, said in their terms.
+func stagingError(_ error: any Error, user: String) -> any Error {
+    guard let error = error as? PostgresError else { return error }
+    switch error.sqlState?.rawValue {
+    case "P0002", "55000", "22023":
+        return CommandError(error.message + (error.hint.flatMap { $0.isEmpty ? nil : "; \($0)" } ?? ""))
+    case "42501":
+        return CommandError("database user \(user) may not use staging requests: an administrator must run 'CREATE ROLE \(user) LOGIN IN ROLE ccat_scientist' (or 'GRANT ccat_scientist TO \(user)')")
+    case "42P01", "42883":
+        return CommandError("the ops database has no staging tables yet; an administrator must run 'ccat db migrate'")
+    default:
+        return error
+    }
+}
+
+func currentUserName() -> String {
+    if let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name { return String(cString: name) }
+    return "uid \(geteuid())"
+}
+
+/// Runs a staging command's body with the database, turning permission errors into advice.
+func withStagingDatabase<T>(_ options: GlobalOptions, _ name: String, _ body: (OpsDB) async throws -> T) async throws -> T {
+    let logger = options.makeLogger(label: "ccat.stage")
+    do {
+        return try await options.withDatabase(applicationName: "ccat stage \(name)", logger: logger) { connection, _ in
+            try await body(OpsDB(connection))
+        }
+    } catch {
+        throw stagingError(error, user: currentUserName())
+    }
+}
+
+/// A request as `status`, `list` and `--json` show it.
+struct StagingRequestReport: Encodable {
+    var id: Int64
+    var status: StagingRequestStatus
+    var selection: StagingSelection?
+    var location: String?
+    var directory: String?
+    var user: String?
+    var submittedBy: String
+    var reason: String?
+    var packages: Int?
+    var packagesStaged: Int?
+    var bytes: Int64?
+    var bytesStaged: Int64?
+    var submittedAt: Date
+    var readyAt: Date?
+    var releasedAt: Date?
+    var expiresAt: Date?
+
+    init(_ request: StagingRequest, progress: StagingProgress?, locations: [StagingLocation]) {
+        let location = locations.first { $0.id == request.destinationLocationID }
+        id = request.id
+        status = request.status
+        selection = try? StagingSelection.parse(request.selection)
+        self.location = location?.name
+        let user = request.username ?? request.submittedBy
+        directory = location?.rootPath.map { "\($0)/\(user)/\(request.id)" }
+        self.user = request.username
+        submittedBy = request.submittedBy
+        reason = request.reason
+        packages = progress.flatMap { $0.packages > 0 ? $0.packages : nil } ?? request.packageCount
+        packagesStaged = progress?.packagesStaged
+        bytes = progress.flatMap { $0.bytes > 0 ? $0.bytes : nil } ?? request.totalBytes
+        bytesStaged = progress?.bytesStaged
+        submittedAt = request.submittedAt
+        readyAt = request.readyAt
+        releasedAt = request.releasedAt
+        expiresAt = request.expiresAt
+    }
+
+    static func load(_ db: OpsDB, id: Int64? = nil, includeEnded: Bool = true, limit: Int = 200) async throws -> [StagingRequestReport] {
+        let requests = try await db.stagingRequests(id: id, includeEnded: includeEnded, limit: limit)
+        let progress = try await db.stagingProgress(requestIDs: requests.map(\.id))
+        let locations = try await db.stagingLocations()
+        return requests.map { StagingRequestReport($0, progress: progress[$0.id], locations: locations) }
+    }
+}
+
+struct StageRequest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "request",
+        abstract: "Ask for observations to be staged; prints the request id and where the files will appear.",
+        discussion: """
+            Select by observation (--obs), raw data package (--package), instrument (--instrument, \
+            'name' or 'name/module') and the time the observation started (--from, --to, ISO 8601). \
+            Observations and packages add up; instruments and times narrow the selection. Data that is \
+            not archived yet is staged as soon as it is.
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(name: [.customLong("obs"), .long], parsing: .upToNextOption, help: ArgumentHelp("Observation ids (repeatable, or comma-separated).", valueName: "obs-id"))
+    var observation: [String] = []
+
+    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Raw data package names (repeatable, or comma-separated).", valueName: "name"))
+    var package: [String] = []
+
+    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Only files of these instruments ('instrument' or 'instrument/module').", valueName: "name"))
+    var instrument: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Only observations that started at or after this time (ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00:00Z).", valueName: "time"))
+    var from: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only observations that started before this time.", valueName: "time"))
+    var to: String?
+
+    @Option(name: .long, help: ArgumentHelp("The PROCESSING location (default: 'staging_location' in the config file, else the only one there is).", valueName: "name"))
+    var location: String?
+
+    @Flag(name: .long, help: "Wait until the data is staged, showing progress; exit 1 if the request fails.")
+    var wait = false
+
+    @Option(name: .long, help: ArgumentHelp("Give up waiting after this many seconds (the request goes on).", valueName: "seconds"))
+    var timeout: Double?
+
+    @Option(name: .long, help: ArgumentHelp("munged's socket (default: $CCAT_MUNGE_SOCKET, 'munge_socket' in the config file, else libmunge's default).", valueName: "path"))
+    var mungeSocket: String?
+
+    static func split(_ values: [String]) -> [String] {
+        var seen = Set<String>()
+        return values.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && seen.insert($0).inserted }
+    }
+
+    static func parseTime(_ text: String, option: String) throws -> Date {
+        let full = ISO8601DateFormatter()
+        if let date = full.date(from: text) { return date }
+        let noZone = ISO8601DateFormatter()
+        noZone.formatOptions = [.withFullDate, .withTime, .withColonSeparatorInTime]
+        if let date = noZone.date(from: text) { return date }
+        let day = ISO8601DateFormatter()
+        day.formatOptions = [.withFullDate]
+        if let date = day.date(from: text) { return date }
+        throw ValidationError("\(option) '\(text)' is not a time: use ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00:00Z (times without a zone are UTC)")
+    }
+
+    func selection() throws -> StagingSelection {
+        let selection = StagingSelection(observations: Self.split(observation), packages: Self.split(package), instruments: Self.split(instrument),
+                                         from: try from.map { try Self.parseTime($0, option: "--from") },
+                                         to: try to.map { try Self.parseTime($0, option: "--to") })
+        if let from = selection.from, let to = selection.to, to <= from { throw ValidationError("--to must be after --from") }
+        return selection
+    }
+
+    func validate() throws {
+        if try selection().isEmpty {
+            throw ValidationError("say what to stage: --obs, --package, --instrument, --from or --to")
+        }
+        if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }
+    }
+
+    func run() async throws {
+        let selection = try selection()
+        let configuration = try options.loadConfiguration()
+        let munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
+        let user = currentUserName()
+        let (id, target) = try await withStagingDatabase(options, "request") { db -> (Int64, StagingLocation) in
+            let locations = try await db.stagingLocations()
+            let target = try Self.chooseLocation(location ?? configuration?.stagingLocation, from: locations)
+            try Self.checkGroups(target, user: user)
+            let unknown = try await db.unknownNames(in: selection)
+            guard unknown.isEmpty else { throw CommandError("\(unknown.description): check the names with the observatory's catalogue") }
+            let selected = try await db.resolveSelection(selection)
+            guard !selected.isEmpty else { throw CommandError("\(selection.summary) matches no files") }
+            let bytes = selected.reduce(Int64(0)) { $0 + $1.stagedBytes }
+            if let quota = target.quotaBytesPerUser {
+                let held = try await StagingRequestReport.load(db, includeEnded: false).filter {
+                    $0.location == target.name && [.accepted, .staging, .ready, .failed].contains($0.status)
+                }.reduce(Int64(0)) { $0 + ($1.bytes ?? 0) }
+                if held + bytes > quota {
+                    throw CommandError("quota exceeded at \(target.name): this request needs \(formatByteCount(bytes)), your open requests hold \(formatByteCount(held)) of \(formatByteCount(quota)); release requests you are done with ('ccat stage release ID')")
+                }
+            }
+            try await Self.requireDaemon(db)
+            let waiting = selected.filter { !$0.isArchived }
+            if !waiting.isEmpty && !options.json {
+                printError(try await Self.archiveForecast(waiting, total: selected.count, db))
+            }
+            let payload = StagingCredentialPayload(selection: selection, destination: target.name)
+            let credential = try munge.encode(try payload.encoded())
+            let id = try await db.submitStagingRequest(credential: credential, selection: selection, destinationLocationID: target.id)
+            return (id, target)
+        }
+        let directory = target.rootPath.map { "\($0)/\(user)/\(id)" }
+        if !wait {
+            if options.json {
+                try printJSON(["id": "\(id)", "status": StagingRequestStatus.submitted.rawValue, "location": target.name, "directory": directory ?? ""])
+            } else {
+                print("staging request \(id) submitted: \(selection.summary) into \(target.name)")
+                if let directory { print("files will appear in \(directory)") }
+                print("follow it with: ccat stage status \(id)")
+            }
+            return
+        }
+        if !options.json {
+            print("staging request \(id) submitted: \(selection.summary) into \(target.name)")
+            if let directory { print("files will appear in \(directory)") }
+        }
+        let final = try await Self.waitFor(id, options: options, timeout: timeout)
+        if options.json { try printJSON(final) }
+        switch final.status {
+        case .ready:
+            if !options.json { print("ready: \(final.directory ?? "the location's directory for request \(id)")") }
+        case .submitted, .accepted, .staging:
+            if !options.json { print("still \(final.status.rawValue) after \(Int(timeout ?? 0)) s; follow it with: ccat stage status \(id)") }
+            throw ExitCode(2)
+        default:
+            throw CommandError("staging request \(id) is \(final.status.rawValue): \(final.reason ?? "no reason recorded")")
+        }
+    }
+
+    static func chooseLocation(_ name: String?, from locations: [StagingLocation]) throws -> StagingLocation {
+        let known = locations.map(\.name).joined(separator: ", ")
+        guard let name else {
+            let active = locations.filter(\.active)
+            guard active.count == 1 else {
+                throw CommandError(active.isEmpty ? "there is no active PROCESSING location to stage into"
+                                   : "say which PROCESSING location to stage into: --location NAME (one of: \(active.map(\.name).joined(separator: ", ")))")
+            }
+            return active[0]
+        }
+        guard let location = locations.first(where: { $0.name == name || "\($0.site).\($0.name)" == name }) else {
+            throw CommandError("'\(name)' is not a PROCESSING location; staging goes to one of: \(known.isEmpty ? "none is configured" : known)")
+        }
+        guard location.active else { throw CommandError("the PROCESSING location \(location.name) is not active; ask your administrator") }
+        return location
+    }
+
+    static func checkGroups(_ location: StagingLocation, user: String) throws {
+        let mine = UnixAccount.lookup(uid: geteuid(), gid: getegid())?.groups ?? []
+        guard !Set(location.allowedGroups).isDisjoint(with: mine) else {
+            let rule = location.allowedGroups.isEmpty ? "allows no group yet" : "allows the groups \(location.allowedGroups.joined(separator: ", "))"
+            throw CommandError("\(location.name) \(rule); you (\(user)) are in \(mine.joined(separator: ", ")). Ask your administrator to add you to one of them")
+        }
+    }
+
+    /// The daemon's staging manager must be alive to decode the credential before it expires.
+    static func requireDaemon(_ db: OpsDB) async throws {
+        guard let heartbeat = try await db.stagingServiceHeartbeat() else {
+            throw CommandError("the ccat daemon has never run against this database, so nobody would handle the request; ask your administrator to start it ('ccat daemon'). Nothing was submitted")
+        }
+        let age = Date().timeIntervalSince(heartbeat.lastSeen)
+        if heartbeat.status == "STOPPED" || age > 300 {
+            throw CommandError("the ccat daemon is not running (its staging manager was last seen \(formatTimestamp(heartbeat.lastSeen)), \(heartbeat.status)); ask your administrator to start it. Nothing was submitted")
+        }
+    }
+
+    /// "2 of 5 packages are not archived yet; expected by about ...".
+    static func archiveForecast(_ waiting: [SelectedPackage], total: Int, _ db: OpsDB) async throws -> String {
+        let latency = try await db.archiveLatencySeconds()
+        let unpackaged = waiting.filter { $0.packageID == nil }.reduce(0) { $0 + $1.files }
+        var text = "note: \(waiting.filter { $0.packageID != nil }.count) of \(total) selected packages are not archived yet"
+        if unpackaged > 0 { text += " and \(unpackaged) files are not packaged yet" }
+        if let latency {
+            let newest = waiting.compactMap(\.packageCreatedAt).max() ?? Date()
+            let expected = max(newest.addingTimeInterval(latency), Date().addingTimeInterval(unpackaged > 0 ? latency : 0))
+            text += "; archiving takes about \(StagingProgressLine.duration(latency)) lately, so expect them by \(formatTimestamp(expected))"
+        } else {
+            text += "; nothing has been archived recently to estimate when"
+        }
+        return text + ". The request waits and stages them once they are archived."
+    }
+
+    /// Polls the request until it ends (or `timeout`), drawing progress on standard error.
+    static func waitFor(_ id: Int64, options: GlobalOptions, timeout: Double?) async throws -> StagingRequestReport {
+        let line = StagingProgressLine(isTerminal: isatty(STDERR_FILENO) == 1)
+        let deadline = timeout.map { Date().addingTimeInterval($0) }
+        var previous: String?
+        return try await withStagingDatabase(options, "wait") { db -> StagingRequestReport in
+            while true {
+                let request = try await db.stagingRequests(id: id).first
+                guard let request else { throw CommandError("staging request \(id) does not exist or is not yours") }
+                let progress = try await db.stagingProgress(requestIDs: [id])[id]
+                let text = line.text(status: request.status, progress: progress, reason: request.reason)
+                if let update = line.update(text, status: request.status, progress: progress, reason: request.reason, previousKey: &previous) {
+                    FileHandle.standardError.write(Data(update.utf8))
+                }
+                let ended = ![.submitted, .accepted, .staging].contains(request.status)
+                if ended || deadline.map({ Date() >= $0 }) == true {
+                    if line.isTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
+                    return StagingRequestReport(request, progress: progress, locations: try await db.stagingLocations())
+                }
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}
+
+struct StageStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show one request in detail, or all your open requests.")
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: "The request id (default: all your open requests).")
+    var id: Int64?
+
+    func run() async throws {
+        let reports = try await withStagingDatabase(options, "status") { db in
+            try await StagingRequestReport.load(db, id: id, includeEnded: id != nil)
+        }
+        if let id, reports.isEmpty { throw CommandError("staging request \(id) does not exist or is not yours ('ccat stage list' shows yours)") }
+        if options.json { try printJSON(id == nil ? AnyEncodableList(reports) : AnyEncodableList([reports[0]], single: true)); return }
+        if reports.isEmpty { print("you have no open staging requests"); return }
+        for report in reports { print(Self.describe(report)) }
+    }
+
+    static func describe(_ report: StagingRequestReport) -> String {
+        var lines = ["request \(report.id): \(report.status.rawValue)"]
+        if let selection = report.selection { lines.append("  selection:  \(selection.summary)") }
+        lines.append("  location:   \(report.location ?? "-")")
+        if let directory = report.directory { lines.append("  directory:  \(directory)") }
+        lines.append("  user:       \(report.user ?? report.submittedBy)")
+        if let packages = report.packages {
+            lines.append("  progress:   \(report.packagesStaged ?? 0)/\(packages) packages, \(formatByteCount(report.bytesStaged ?? 0)) of \(formatByteCount(report.bytes ?? 0))")
+        }
+        if let reason = report.reason { lines.append("  reason:     \(reason)") }
+        lines.append("  submitted:  \(formatTimestamp(report.submittedAt))")
+        if let ready = report.readyAt { lines.append("  ready:      \(formatTimestamp(ready))") }
+        if let expires = report.expiresAt, [.ready, .failed].contains(report.status) { lines.append("  kept until: \(formatTimestamp(expires)) (or until you release it)") }
+        if let released = report.releasedAt { lines.append("  released:   \(formatTimestamp(released))") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// `--json` of status: one object for one request, a list otherwise.
+struct AnyEncodableList: Encodable {
+    var reports: [StagingRequestReport]
+    var single = false
+    init(_ reports: [StagingRequestReport], single: Bool = false) {
+        self.reports = reports
+        self.single = single
+    }
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if single, let first = reports.first { try container.encode(first) } else { try container.encode(reports) }
+    }
+}
+
+struct StageList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List your staging requests, newest first (a staging admin sees everyone's).")
+
+    @OptionGroup var options: GlobalOptions
+
+    @Flag(name: .long, help: "Only requests that are not finished (hide rejected, cancelled, released, expired).")
+    var open = false
+
+    @Option(name: .long, help: "At most this many requests.")
+    var limit = 50
+
+    func validate() throws {
+        guard limit > 0 else { throw ValidationError("--limit must be positive") }
+    }
+
+    func run() async throws {
+        let reports = try await withStagingDatabase(options, "list") { db in
+            try await StagingRequestReport.load(db, includeEnded: !open, limit: limit)
+        }
+        if options.json { try printJSON(reports); return }
+        if reports.isEmpty { print("no staging requests"); return }
+        var table = TextTable(["ID", "STATUS", "USER", "LOCATION", "PACKAGES", "BYTES", "SUBMITTED", "SELECTION"])
+        for report in reports {
+            let packages = report.packages.map { "\(report.packagesStaged ?? 0)/\($0)" } ?? "-"
+            table.append([String(report.id), report.status.rawValue, report.user ?? report.submittedBy, report.location ?? "-", packages,
+                          report.bytes.map(formatByteCount) ?? "-", formatTimestamp(report.submittedAt), report.selection?.summary ?? "-"])
+        }
+        print(table.render())
+    }
+}
+
+/// `cancel` and `release`: the database checks that the request is the caller's.
+protocol EndStagingCommand: AsyncParsableCommand {
+    var options: GlobalOptions { get }
+    var id: Int64 { get }
+    static var target: StagingRequestStatus { get }
+}
+
+extension EndStagingCommand {
+    func run() async throws {
+        let status = try await withStagingDatabase(options, Self.target == .cancelled ? "cancel" : "release") { db in
+            try await db.endStagingRequest(id, as: Self.target)
+        }
+        if options.json {
+            try printJSON(["id": "\(id)", "status": status.rawValue])
+        } else {
+            print(Self.target == .cancelled ? "staging request \(id) cancelled; anything already staged for it will be removed"
+                  : "staging request \(id) released; its directory will be removed")
+        }
+    }
+}
+
+struct StageCancel: EndStagingCommand {
+    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel one of your requests that is not ready yet.")
+    static let target = StagingRequestStatus.cancelled
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The request id.") var id: Int64
+}
+
+struct StageRelease: EndStagingCommand {
+    static let configuration = CommandConfiguration(commandName: "release", abstract: "Say you are done with staged data; its directory is removed.")
+    static let target = StagingRequestStatus.released
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The request id.") var id: Int64
+}

@@ -1,0 +1,353 @@
+import Auth
+import CCatCLI
+import Foundation
+import OpsDB
+import Postgres
+import Testing
+import TestSupport
+
+/// munge itself, through the local munged (and a second one with another key).
+@Suite("munge credentials", .enabled(if: TestEnvironment.runMungeTests))
+struct MungeCredentialTests {
+    @Test func roundTripCarriesUidGidAndPayloadOnce() throws {
+        let munge = Munge(socket: try TestEnvironment.requireMungeSocket())
+        let credential = try munge.encode(Data("hello".utf8))
+        let identity = try munge.decode(credential)
+        #expect(identity.uid == geteuid())
+        #expect(identity.gid == getegid())
+        #expect(String(decoding: identity.payload, as: UTF8.self) == "hello")
+        #expect(identity.encodedAt.map { abs($0.timeIntervalSinceNow) < 60 } == true)
+        let replay = #expect(throws: MungeError.self) { try munge.decode(credential) }
+        #expect(replay?.kind == .replayed)
+        #expect(replay?.uid == geteuid())
+    }
+
+    @Test func expiredForeignAndMalformedCredentialsAreRefused() async throws {
+        let munge = Munge(socket: try TestEnvironment.requireMungeSocket())
+        let short = try munge.encode(Data("soon gone".utf8), ttl: 1)
+        try await Task.sleep(for: .milliseconds(2200))
+        #expect((#expect(throws: MungeError.self) { try munge.decode(short) })?.kind == .expired)
+
+        let foreign = try Munge(socket: try TestEnvironment.requireMungeSocket(instance: "foreign")).encode(Data("other key".utf8))
+        let forged = #expect(throws: MungeError.self) { try munge.decode(foreign) }
+        #expect(forged?.kind == .invalid)
+        #expect(forged?.isCredentialProblem == true)
+
+        #expect((#expect(throws: MungeError.self) { try munge.decode("not a credential") })?.kind == .malformed)
+    }
+
+    @Test func anAbsentMungedIsNotACredentialProblem() throws {
+        let error = #expect(throws: MungeError.self) { try Munge(socket: "/nonexistent/munge.socket").encode(Data()) }
+        #expect(error?.kind == .unavailable)
+        #expect(error?.isCredentialProblem == false)
+        #expect(error?.description.contains("is munged running?") == true)
+    }
+}
+
+/// `--wait` output: a bar redrawn in place on a terminal, plain lines without control characters
+/// in a log, one line per step.
+@Suite("staging progress line")
+struct StagingProgressLineTests {
+    let progress = StagingProgress(stagingRequestID: 1, packages: 4, packagesStaged: 1, bytes: 4_000_000_000, bytesStaged: 1_000_000_000,
+                                   startedAt: Date(timeIntervalSince1970: 1000), lastStagedAt: nil)
+
+    @Test func terminalRedrawsOneLineWithABar() {
+        let line = StagingProgressLine(isTerminal: true, width: 20)
+        let text = line.text(status: .staging, progress: progress, reason: nil, now: Date(timeIntervalSince1970: 1010))
+        #expect(text.hasPrefix("[#####...............] STAGING  1/4 packages  1.0 GB of 4.0 GB  100.0 MB/s  about 30 s left"))
+        var key: String?
+        #expect(line.update(text, status: .staging, progress: progress, reason: nil, previousKey: &key) == "\r" + text + "\u{1B}[K")
+    }
+
+    @Test func logGetsPlainLinesOnlyWhenSomethingChanged() {
+        let line = StagingProgressLine(isTerminal: false)
+        var key: String?
+        let first = line.text(status: .staging, progress: progress, reason: nil, now: Date(timeIntervalSince1970: 1010))
+        let written = line.update(first, status: .staging, progress: progress, reason: nil, previousKey: &key)
+        #expect(written == first + "\n")
+        #expect(written?.unicodeScalars.allSatisfy { $0 == "\n" || !CharacterSet.controlCharacters.contains($0) } == true)
+        // Same step, only the rate moved: nothing new for a log.
+        let later = line.text(status: .staging, progress: progress, reason: nil, now: Date(timeIntervalSince1970: 1020))
+        #expect(line.update(later, status: .staging, progress: progress, reason: nil, previousKey: &key) == nil)
+        var next = progress
+        next.packagesStaged = 2
+        next.bytesStaged = 2_000_000_000
+        #expect(line.update(line.text(status: .staging, progress: next, reason: nil), status: .staging, progress: next, reason: nil,
+                            previousKey: &key) != nil)
+    }
+}
+
+/// Scientists' staging requests end to end: two unix users, the real munged, PostgreSQL's
+/// row-level security, the daemon and the local scheduler.
+@Suite("staging requests from scientists", .serialized,
+       .enabled(if: TestEnvironment.runPostgresTests && TestEnvironment.runMungeTests && TestEnvironment.runS3Tests && getuid() == 0))
+struct StagingRequestTests {
+    static let group = "ccatsci"
+    static let alice = "ccat_sci_a"
+    static let bob = "ccat_sci_b"
+    static let outsider = "ccat_sci_c"
+
+    /// Unix users (two in the staging group, one not) and their database logins.
+    static func createUsers(admin: PostgresConnection) async throws {
+        func sh(_ command: String) throws {
+            let result = try runProcess("/bin/sh", ["-c", command])
+            guard result.status == 0 else { throw TestSetupError(description: "\(command): \(result.stderr)") }
+        }
+        try sh("getent group \(group) >/dev/null || groupadd \(group)")
+        for user in [alice, bob] { try sh("id \(user) >/dev/null 2>&1 || useradd -M -N -g users -G \(group) -s /usr/sbin/nologin \(user)") }
+        try sh("id \(outsider) >/dev/null 2>&1 || useradd -M -N -g users -s /usr/sbin/nologin \(outsider)")
+        for user in [alice, bob, outsider] {
+            if try await admin.query("SELECT 1 FROM pg_roles WHERE rolname = \(user)").isEmpty {
+                try await admin.execute("CREATE ROLE \(identifier: user) LOGIN")
+            }
+            try await admin.execute("GRANT ccat_scientist TO \(identifier: user)")
+        }
+    }
+
+    struct Scientist {
+        let name: String
+        let conninfo: String
+        let munge: String
+
+        /// `ccat stage ...` as this user.
+        func ccat(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            let binary = TestEnvironment.binDirectory.appendingPathComponent("ccat").path
+            var environment = ProcessInfo.processInfo.environment
+            for key in ["CCAT_DATABASE_URL", "PGHOST", "PGUSER", "PGDATABASE", "CCAT_CONFIG"] { environment.removeValue(forKey: key) }
+            let munge = arguments.dropFirst().first == "request" ? ["--munge-socket", self.munge] : []
+            return try runProcess("/usr/sbin/runuser", ["-u", name, "--", binary] + arguments + ["--database", conninfo] + munge,
+                                  environment: environment)
+        }
+
+        func connect() async throws -> PostgresConnection {
+            try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "scientist \(name)"))
+        }
+
+        /// A raw munge credential made by this user with the `munge` tool.
+        func credential(payload: String, socket: String? = nil, ttl: Int? = nil) throws -> String {
+            var arguments = ["-u", name, "--", "munge", "-S", socket ?? munge, "-s", payload]
+            if let ttl { arguments += ["-t", String(ttl)] }
+            let result = try runProcess("/usr/sbin/runuser", arguments)
+            guard result.status == 0 else { throw TestSetupError(description: "munge as \(name): \(result.stderr)") }
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
+    static func requestID(_ output: String) throws -> Int64 {
+        guard let match = output.firstMatch(of: /staging request (\d+) submitted/), let id = Int64(match.1) else {
+            throw TestSetupError(description: "no request id in: \(output)")
+        }
+        return id
+    }
+
+    static func status(_ db: PostgresConnection, _ id: Int64) async throws -> (status: String, reason: String?) {
+        let row = try #require(try await db.query("SELECT status::text AS status, reason FROM staging_request WHERE id = \(id)").first)
+        return (try row["status"], try row["reason"])
+    }
+
+    static func waitFor(_ db: PostgresConnection, _ id: Int64, seconds: Int = 120, until done: (String) -> Bool) async throws -> (status: String, reason: String?) {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        var last = try await status(db, id)
+        while ContinuousClock.now < deadline {
+            last = try await status(db, id)
+            if done(last.status) { return last }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        return last
+    }
+
+    static func sha256(_ path: String) throws -> String {
+        let result = try runProcess("/usr/bin/sha256sum", [path])
+        return String(result.stdout.prefix(64))
+    }
+
+    @Test func scientistsStageTheirOwnDataAndNothingElse() async throws {
+        let munge = try TestEnvironment.requireMungeSocket()
+        let foreignMunge = try TestEnvironment.requireMungeSocket(instance: "foreign")
+        let (directory, conninfo, baseEnvironment) = try await DaemonChaosTests.setUp(database: "ccat_staging", environment: ["DEMO_STAGING_GROUPS": Self.group])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        chmod(directory.path, 0o755)
+        let admin = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "staging test"))
+        defer { Task { await admin.close() } }
+        try await Self.createUsers(admin: admin)
+        let alice = Scientist(name: Self.alice, conninfo: conninfo + " user=\(Self.alice)", munge: munge)
+        let bob = Scientist(name: Self.bob, conninfo: conninfo + " user=\(Self.bob)", munge: munge)
+        let outsider = Scientist(name: Self.outsider, conninfo: conninfo + " user=\(Self.outsider)", munge: munge)
+        let processing = directory.appendingPathComponent("demo/cologne/ramses_processing").path
+
+        // No daemon yet: nothing is submitted, and the scientist is told why.
+        let early = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing"])
+        #expect(early.status != 0)
+        #expect(early.stderr.contains("daemon has never run"), "\(early.stderr)")
+
+        var environment = baseEnvironment
+        environment["CCAT_MUNGE_SOCKET"] = munge
+        let daemons = DaemonChaosTests.Daemons(count: 1, arguments: DaemonChaosTests.daemonArguments(directory), environment: environment,
+                                               logDirectory: directory)
+        defer { daemons.stopAll() }
+        try daemons.start(0)
+        var archived = false
+        for _ in 0..<240 where !archived {
+            archived = try await DaemonChaosTests.done(admin, observations: 20)
+            if !archived { try await Task.sleep(for: .milliseconds(500)) }
+        }
+        try #require(archived, "the pipeline did not archive the demo data; logs in \(directory.path)")
+
+        // Mistakes a scientist can make, said before anything is submitted.
+        let unknown = try alice.ccat(["stage", "request", "--obs", "obs-1999-01", "--location", "ramses_processing"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("unknown observation obs-1999-01"), "\(unknown.stderr)")
+        let notProcessing = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "buffer"])
+        #expect(notProcessing.status != 0 && notProcessing.stderr.contains("'buffer' is not a PROCESSING location"), "\(notProcessing.stderr)")
+        let notAllowed = try outsider.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing"])
+        #expect(notAllowed.status != 0 && notAllowed.stderr.contains("allows the groups"), "\(notAllowed.stderr)")
+        try await admin.execute("UPDATE processing_policy SET quota_bytes_per_user = 1000")
+        let overQuota = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing"])
+        #expect(overQuota.status != 0 && overQuota.stderr.contains("quota exceeded"), "\(overQuota.stderr)")
+        try await admin.execute("UPDATE processing_policy SET quota_bytes_per_user = NULL")
+
+        // Both stage the same observation and wait; a log (not a terminal) gets plain lines.
+        let aliceRun = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "120"])
+        #expect(aliceRun.status == 0, "\(aliceRun.stdout)\n\(aliceRun.stderr)")
+        #expect(aliceRun.stderr.contains("READY"))
+        #expect(!aliceRun.stderr.contains("\r") && !aliceRun.stderr.contains("\u{1B}"), "control characters in a log: \(aliceRun.stderr.debugDescription)")
+        let bobRun = try bob.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "120"])
+        #expect(bobRun.status == 0, "\(bobRun.stdout)\n\(bobRun.stderr)")
+        let aliceID = try Self.requestID(aliceRun.stdout)
+        let bobID = try Self.requestID(bobRun.stdout)
+
+        // Files: original relative paths, owned by the requester, private, verified.
+        let files = try await admin.query("""
+            SELECT relative_path, checksum FROM raw_data_file f JOIN executed_obs_unit o ON o.id = f.executed_obs_unit_id
+            WHERE o.obs_id = 'obs-2026-01' ORDER BY relative_path
+            """)
+        #expect(files.count == 3)
+        for (user, id) in [(Self.alice, aliceID), (Self.bob, bobID)] {
+            let uid = try #require(getpwnam(user)).pointee.pw_uid
+            var info = stat()
+            #expect(stat("\(processing)/\(user)", &info) == 0 && info.st_uid == uid && info.st_mode & 0o777 == 0o700)
+            #expect(stat("\(processing)/\(user)/\(id)", &info) == 0 && info.st_uid == uid && info.st_mode & 0o077 == 0)
+            for file in files {
+                let path = "\(processing)/\(user)/\(id)/\(try file["relative_path"] as String)"
+                #expect(stat(path, &info) == 0 && info.st_uid == uid, "\(path) not owned by \(user)")
+                #expect(try Self.sha256(path) == (try file["checksum"] as String))
+            }
+            let copies: Int = try #require(try await admin.query("""
+                SELECT count(*)::int AS n FROM physical_copy c JOIN staging_job j ON j.id = c.staging_job_id
+                WHERE j.staging_request_id = \(id) AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+                """).first)["n"]
+            #expect(copies == 3)
+        }
+        let peek = try runProcess("/usr/sbin/runuser", ["-u", Self.bob, "--", "cat", "\(processing)/\(Self.alice)/\(aliceID)/\(try files[0]["relative_path"] as String)"])
+        #expect(peek.status != 0, "bob could read alice's staged file")
+
+        // Each sees, cancels and releases only their own; the database enforces it, not the CLI.
+        let bobList = try bob.ccat(["stage", "list", "--json"])
+        #expect(bobList.status == 0)
+        #expect(bobList.stdout.contains("\"id\" : \(bobID)") && !bobList.stdout.contains("\"id\" : \(aliceID)"), "\(bobList.stdout)")
+        #expect(try bob.ccat(["stage", "status", "\(aliceID)"]).status != 0)
+        let bobCancels = try bob.ccat(["stage", "release", "\(aliceID)"])
+        #expect(bobCancels.status != 0 && bobCancels.stderr.contains("does not exist or is not yours"), "\(bobCancels.stderr)")
+        #expect(try bob.ccat(["stage", "cancel", "\(aliceID)"]).status != 0)
+        let bobDB = try await bob.connect()
+        let visible: [Int64] = try await bobDB.query("SELECT id FROM staging_request").map { try $0["id"] }
+        #expect(visible == [bobID])
+        let forbidden = await #expect(throws: PostgresError.self) { try await bobDB.query("SELECT id FROM raw_data_file LIMIT 1") }
+        #expect(forbidden?.sqlState?.rawValue == "42501")
+        let statusJSON = try alice.ccat(["stage", "status", "\(aliceID)", "--json"])
+        #expect(statusJSON.stdout.contains("\"status\" : \"READY\"") && statusJSON.stdout.contains("\"packages_staged\" : 1"), "\(statusJSON.stdout)")
+
+        // Credentials that must not pass: replayed, expired, made with another key, another user's.
+        let aliceDB = try await alice.connect()
+        defer { Task { await aliceDB.close(); await bobDB.close() } }
+        let selection = try #require(try await admin.query("SELECT selection::text AS s, credential FROM staging_request WHERE id = \(aliceID)").first)
+        let selectionJSON: String = try selection["s"]
+        let location: Int64 = try #require(try await admin.query("SELECT id FROM data_location WHERE name = 'ramses_processing'").first)["id"]
+        func insert(_ db: PostgresConnection, _ credential: String) async throws -> Int64 {
+            try #require(try await db.query("""
+                INSERT INTO staging_request (credential, selection, destination_location_id) VALUES (\(credential), \(selectionJSON)::jsonb, \(location))
+                RETURNING id
+                """).first)["id"]
+        }
+        let payload = #"{"destination":"ramses_processing","nonce":"N","selection":"# + selectionJSON + #","version":1}"#
+        let replayed = try await insert(aliceDB, try selection["credential"])
+        let expiring = try alice.credential(payload: payload.replacingOccurrences(of: "N", with: "e"), ttl: 1)
+        try await Task.sleep(for: .milliseconds(2200))
+        let expired = try await insert(aliceDB, expiring)
+        let forged = try await insert(aliceDB, try alice.credential(payload: payload.replacingOccurrences(of: "N", with: "f"), socket: foreignMunge))
+        let borrowed = try await insert(aliceDB, try bob.credential(payload: payload.replacingOccurrences(of: "N", with: "b")))
+        for (id, expected) in [(replayed, "replayed"), (expired, "expired"), (forged, "not made with this cluster's munge key"),
+                               (borrowed, "unix user \(Self.bob)")] {
+            let result = try await Self.waitFor(admin, id, seconds: 30) { $0 != "SUBMITTED" }
+            #expect(result.status == "REJECTED", "request \(id) (\(expected)): \(result)")
+            #expect(result.reason?.contains(expected) == true, "request \(id): \(result.reason ?? "no reason")")
+        }
+        // A row whose selection differs from what the credential signed.
+        let tampered = try #require(try await aliceDB.query("""
+            INSERT INTO staging_request (credential, selection, destination_location_id)
+            VALUES (\(try alice.credential(payload: payload.replacingOccurrences(of: "N", with: "t"))), '{"observations": ["obs-2026-02"]}'::jsonb, \(location))
+            RETURNING id
+            """).first)["id"] as Int64
+        let tamperedResult = try await Self.waitFor(admin, tampered, seconds: 30) { $0 != "SUBMITTED" }
+        #expect(tamperedResult.status == "REJECTED" && tamperedResult.reason?.contains("differs from what its credential signed") == true,
+                "\(tamperedResult)")
+
+        // Data not archived yet: the request waits, then completes.
+        let newObservation = directory.appendingPathComponent("demo/ccat/instrument_data/obs-2026-99")
+        try FileManager.default.createDirectory(at: newObservation, withIntermediateDirectories: true)
+        try Data(repeating: 7, count: 300_000).write(to: newObservation.appendingPathComponent("late.fits"))
+        let scan = try runExecutable("ccat", ["files", "scan", "ccat:instrument_data", "--settle", "0", "--instrument", "primecam/mkid-1",
+                                              "--database", conninfo])
+        #expect(scan.status == 0, "\(scan.stderr)")
+        let lateRun = try alice.ccat(["stage", "request", "--obs", "obs-2026-99", "--location", "ramses_processing"])
+        #expect(lateRun.status == 0, "\(lateRun.stderr)")
+        #expect(lateRun.stderr.contains("not archived yet") || lateRun.stderr.contains("not packaged yet"), "\(lateRun.stderr)")
+        let lateID = try Self.requestID(lateRun.stdout)
+        let waiting = try await Self.waitFor(admin, lateID, seconds: 30) { $0 != "SUBMITTED" }
+        #expect(waiting.status == "ACCEPTED" && waiting.reason?.hasPrefix("waiting") == true, "\(waiting)")
+        let late = try await Self.waitFor(admin, lateID) { ["READY", "FAILED", "REJECTED"].contains($0) }
+        #expect(late.status == "READY", "\(late)")
+        #expect(FileManager.default.fileExists(atPath: "\(processing)/\(Self.alice)/\(lateID)/obs-2026-99/late.fits"))
+
+        // The preferred archive (Cologne's S3, same site) is down: staging reads the US copy.
+        let endpoint: String = try #require(try await admin.query("SELECT endpoint_url FROM s3_data_location").first)["endpoint_url"]
+        try await admin.execute("UPDATE s3_data_location SET endpoint_url = 'http://127.0.0.1:9'")
+        let failover = try bob.ccat(["stage", "request", "--obs", "obs-2026-02", "--location", "ramses_processing", "--wait", "--timeout", "120"])
+        try await admin.execute("UPDATE s3_data_location SET endpoint_url = \(endpoint)")
+        #expect(failover.status == 0, "\(failover.stdout)\n\(failover.stderr)")
+        let failoverID = try Self.requestID(failover.stdout)
+        let logPath: String = try #require(try await admin.query("""
+            SELECT o.log_path FROM operation o JOIN staging_job j ON j.id = o.staging_job_id
+            WHERE j.staging_request_id = \(failoverID) AND o.operation_type = 'STAGING' AND o.state = 'succeeded'
+            """).first)["log_path"]
+        let log = try String(contentsOfFile: logPath, encoding: .utf8)
+        #expect(log.contains("could not fetch") && log.contains("us/archive"), "\(log)")
+
+        // Alice releases: her directory goes; Bob's copy of the same observation stays.
+        let release = try alice.ccat(["stage", "release", "\(aliceID)"])
+        #expect(release.status == 0, "\(release.stderr)")
+        let aliceDirectory = "\(processing)/\(Self.alice)/\(aliceID)"
+        for _ in 0..<120 where FileManager.default.fileExists(atPath: aliceDirectory) { try await Task.sleep(for: .milliseconds(500)) }
+        #expect(!FileManager.default.fileExists(atPath: aliceDirectory))
+        #expect(FileManager.default.fileExists(atPath: "\(processing)/\(Self.bob)/\(bobID)/\(try files[0]["relative_path"] as String)"))
+        let left: Int = try #require(try await admin.query("""
+            SELECT count(*)::int AS n FROM physical_copy c JOIN staging_job j ON j.id = c.staging_job_id
+            WHERE j.staging_request_id = \(aliceID) AND c.status <> 'DELETED'
+            """).first)["n"]
+        #expect(left == 0)
+        let cancelReady = try bob.ccat(["stage", "cancel", "\(bobID)"])
+        #expect(cancelReady.status != 0 && cancelReady.stderr.contains("release it"), "\(cancelReady.stderr)")
+        let again = try alice.ccat(["stage", "release", "\(aliceID)"])
+        #expect(again.status != 0 && again.stderr.contains("RELEASED"), "\(again.stderr)")
+        // The archived copies were only read.
+        let archiveCopies = try await admin.query("""
+            SELECT c.status::text AS status, count(*)::int AS n FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
+            WHERE l.location_type = 'LONG_TERM_ARCHIVE' GROUP BY 1
+            """).map { (try $0["status"] as String, try $0["n"] as Int) }
+        #expect(archiveCopies.count == 1 && archiveCopies.first?.0 == "PRESENT" && (archiveCopies.first?.1 ?? 0) >= 40, "\(archiveCopies)")
+
+        // The daemon stops: new requests are refused with a clear reason.
+        daemons.stopAll()
+        let down = try alice.ccat(["stage", "request", "--obs", "obs-2026-03", "--location", "ramses_processing"])
+        #expect(down.status != 0 && down.stderr.contains("daemon is not running"), "\(down.stderr)")
+    }
+}
