@@ -28,6 +28,8 @@ public struct MungeError: Error, Sendable, CustomStringConvertible {
     /// For expired and replayed credentials munge still says whose they were.
     public var uid: UInt32?
     public var gid: UInt32?
+    /// For a replayed credential: everything it says (it is genuine, only not new).
+    public var identity: MungeIdentity?
 
     /// True when the credential itself is bad (reject the request); false when munge is not
     /// available here (try again later).
@@ -112,6 +114,10 @@ public struct Munge: Sendable {
             if error.kind == .expired || error.kind == .replayed || error.kind == .rewound {
                 error.uid = uid
                 error.gid = gid
+            }
+            if error.kind == .replayed {
+                error.identity = MungeIdentity(uid: uid, gid: gid, payload: payload.map { Data(bytes: $0, count: Int(length)) } ?? Data(),
+                                               encodedAt: nil)
             }
             throw error
         }

@@ -3,6 +3,8 @@
 
 #include <spawn.h>
 #include <sys/types.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* glibc >= 2.34 declares this only under _GNU_SOURCE, which Swift's Glibc module does not set. */
 extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
@@ -38,5 +40,11 @@ extern int setfsgid(gid_t fsgid);
 
 static inline int ccat_setfsuid(uid_t uid) { return setfsuid(uid); }
 static inline int ccat_setfsgid(gid_t gid) { return setfsgid(gid); }
+
+/* The supplementary groups of the calling thread only: the raw system call, because glibc's
+   setgroups() changes every thread of the process. */
+static inline int ccat_thread_setgroups(size_t count, const gid_t *groups) {
+    return (int)syscall(SYS_setgroups, count, groups);
+}
 
 #endif

@@ -96,14 +96,21 @@ struct StagingRequestCycle {
 
     // MARK: SUBMITTED
 
+    /// One transaction per request: munged remembers every credential it decoded, so a decision
+    /// must never be rolled back together with others.
     private func decodeSubmitted(_ db: OpsDB, logger: Logger) async throws -> Int {
-        try await db.transaction { db in
-            var changed = 0
-            for (request, credential, digest) in try await db.stagingRequestsToDecode(limit: settings.batchSize) {
+        var changed = 0
+        var after: Int64 = 0
+        for _ in 0..<settings.batchSize {
+            let next: Int64? = try await db.transaction { db in
+                guard let (request, credential, digest) = try await db.nextStagingRequestToDecode(after: after) else { return nil }
                 if try await decide(request, credential: credential, digest: digest, db, logger: logger) { changed += 1 }
+                return request.id
             }
-            return changed
+            guard let next else { break }
+            after = next
         }
+        return changed
     }
 
     /// False when munged cannot be reached: the request stays SUBMITTED for the next cycle.
@@ -116,9 +123,17 @@ struct StagingRequestCycle {
             try await db.rejectStagingRequest(request.id, reason: reason, uid: uid, gid: gid, username: username)
             return true
         }
+        // A credential is accepted once per database, whatever munged remembers.
+        if let first = try await db.requestWithSameCredential(digest: digest, before: request.id) {
+            return try await reject("the munge credential was already used by request \(first): replayed credentials are refused")
+        }
         let identity: MungeIdentity
         do {
             identity = try settings.munge.decode(credential)
+        } catch let error as MungeError where error.kind == .replayed && error.identity != nil {
+            // munged saw it, but no earlier request carried it: this daemon decoded it before and
+            // its decision was not kept (a crash, a lost connection). Decide again.
+            identity = error.identity!
         } catch let error as MungeError where error.isCredentialProblem {
             let whose = error.uid.map { " (of uid \($0))" } ?? ""
             switch error.kind {
@@ -139,10 +154,6 @@ struct StagingRequestCycle {
             log.error("cannot decode staging request credentials: \(error)")
             return false
         }
-        if let first = try await db.requestWithSameCredential(digest: digest, before: request.id) {
-            return try await reject("the munge credential was already used by request \(first): replayed credentials are refused",
-                                    uid: identity.uid, gid: identity.gid)
-        }
         guard let payload = try? StagingCredentialPayload.decode(identity.payload), payload.version == 1 else {
             return try await reject("the credential carries no staging request this daemon understands", uid: identity.uid, gid: identity.gid)
         }
@@ -157,7 +168,9 @@ struct StagingRequestCycle {
             try await reject(reason, uid: identity.uid, gid: identity.gid, username: account.name)
         }
         let locations = try await db.stagingLocations()
-        guard let location = locations.first(where: { $0.name == payload.destination || "\($0.site).\($0.name)" == payload.destination }) else {
+        let named = locations.filter { "\($0.site).\($0.name)" == payload.destination }
+        let matches = named.isEmpty ? locations.filter { $0.name == payload.destination } : named
+        guard matches.count == 1, let location = matches.first else {
             return try await refuse("'\(payload.destination)' is not a PROCESSING location (known: \(locations.map(\.name).joined(separator: ", ")))")
         }
         guard try await db.stagingRequestMatches(request.id, selection: payload.selection, destinationLocationID: location.id) else {
@@ -245,13 +258,13 @@ struct StagingRequestCycle {
         guard !jobs.isEmpty else { return 0 }
         let keep = try await keepSeconds(request, db)
         if jobs.allSatisfy({ $0.job.status == .completed }) {
-            try await db.markStagingRequest(request.id, .ready, reason: nil, keepSeconds: keep)
+            guard try await db.markStagingRequest(request.id, from: request.status, to: .ready, reason: nil, keepSeconds: keep) else { return 0 }
             logger.info("staging request \(request.id) is ready", metadata: ["staging_request": "\(request.id)"])
             return 1
         }
         if request.status == .staging, let stuck = jobs.first(where: { $0.operationState == .intervention }) {
             let reason = "staging job \(stuck.job.id) failed \(stuck.job.attempts) times (\(stuck.job.errorMessage ?? "no error recorded")); an administrator can retry it with 'ccat ops retry \(stuck.operationID ?? 0)'"
-            try await db.markStagingRequest(request.id, .failed, reason: reason, keepSeconds: keep)
+            guard try await db.markStagingRequest(request.id, from: .staging, to: .failed, reason: reason, keepSeconds: keep) else { return 0 }
             logger.error("staging request \(request.id) failed: \(reason)", metadata: ["staging_request": "\(request.id)"])
             return 1
         }

@@ -232,12 +232,12 @@ extension OpsDB {
 
     // MARK: The daemon's side
 
-    /// Submitted requests to decode, oldest first, locked for this transaction.
-    public func stagingRequestsToDecode(limit: Int) async throws -> [(request: StagingRequest, credential: String, credentialDigest: String)] {
+    /// The next submitted request after `afterID` to decode, locked for this transaction.
+    public func nextStagingRequestToDecode(after afterID: Int64) async throws -> (request: StagingRequest, credential: String, credentialDigest: String)? {
         try await connection.query("""
             SELECT \(Self.stagingRequestColumns), credential, credential_digest FROM staging_request
-            WHERE status = 'SUBMITTED' ORDER BY id LIMIT \(limit) FOR UPDATE SKIP LOCKED
-            """).map { (try $0.decode(StagingRequest.self), try $0["credential"], try $0["credential_digest"]) }
+            WHERE status = 'SUBMITTED' AND id > \(afterID) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+            """).first.map { (try $0.decode(StagingRequest.self), try $0["credential"], try $0["credential_digest"]) }
     }
 
     /// Open requests in one of `statuses`, oldest first.
@@ -347,13 +347,17 @@ extension OpsDB {
             """).map { (try $0.decode(StagingJob.self), try $0["operation_state"], try $0["operation_id"]) }
     }
 
-    public func markStagingRequest(_ id: Int64, _ status: StagingRequestStatus, reason: String?, keepSeconds: Int64?) async throws {
+    /// Moves a request on, only if it is still `from` (a scientist may have cancelled or
+    /// released it meanwhile); true if it moved.
+    @discardableResult
+    public func markStagingRequest(_ id: Int64, from: StagingRequestStatus, to status: StagingRequestStatus, reason: String?,
+                                   keepSeconds: Int64?) async throws -> Bool {
         try await connection.execute("""
             UPDATE staging_request SET status = \(status), reason = \(reason), updated_at = now(),
                 ready_at = CASE WHEN \(status) = 'READY' THEN now() ELSE ready_at END,
                 expires_at = CASE WHEN \(keepSeconds)::bigint IS NULL THEN expires_at ELSE now() + \(keepSeconds) * interval '1 second' END
-            WHERE id = \(id)
-            """)
+            WHERE id = \(id) AND status = \(from)
+            """) == 1
     }
 
     /// READY and FAILED requests whose time ran out become EXPIRED; returns how many.
@@ -365,17 +369,43 @@ extension OpsDB {
             """).count
     }
 
-    /// Staging jobs of ended requests whose directory is not yet removed and that nothing works
-    /// on, with their PROCESSING location.
+    /// Staging jobs of ended requests whose directory is not yet removed, with their PROCESSING
+    /// location: only once no job of the request is being staged (they share its directory), and
+    /// without a DELETION already under way.
     public func stagingJobsToClean(limit: Int) async throws -> [(jobID: Int64, locationID: Int64)] {
         try await connection.query("""
             SELECT j.id, j.destination_location_id FROM staging_job j JOIN staging_request r ON r.id = j.staging_request_id
             WHERE r.status IN ('CANCELLED', 'RELEASED', 'EXPIRED') AND j.cleaned_at IS NULL
-              AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.staging_job_id = j.id
-                              AND ((o.operation_type = 'STAGING' AND o.state IN ('submitted', 'running'))
-                                   OR (o.operation_type = 'DELETION' AND o.state <> 'cancelled')))
+              AND NOT EXISTS (SELECT 1 FROM staging_job sibling JOIN operation o ON o.staging_job_id = sibling.id
+                              WHERE sibling.staging_request_id = r.id
+                                AND ((o.operation_type = 'STAGING' AND o.state IN ('submitted', 'running'))
+                                     OR (o.operation_type = 'DELETION' AND o.state NOT IN ('cancelled', 'succeeded'))))
             ORDER BY j.id LIMIT \(limit)
             """).map { (try $0["id"], try $0["destination_location_id"]) }
+    }
+
+    /// Why a staging job must not run now (its request ended, or its directory was removed), or nil.
+    public func stagingJobEnded(_ jobID: Int64) async throws -> String? {
+        guard let row = try await connection.query("""
+            SELECT r.id, r.status::text AS status, j.cleaned_at FROM staging_job j LEFT JOIN staging_request r ON r.id = j.staging_request_id
+            WHERE j.id = \(jobID)
+            """).first else { return "staging job \(jobID) does not exist" }
+        let status: String? = try row["status"]
+        let cleaned: Date? = try row["cleaned_at"]
+        if let status, ["CANCELLED", "RELEASED", "EXPIRED", "REJECTED"].contains(status) {
+            return "its staging request \(try row["id"] as Int64) is \(status)"
+        }
+        if cleaned != nil { return "its directory was already removed" }
+        return nil
+    }
+
+    /// A job that finished staging after its request ended gets its directory removed again.
+    public func reopenStagingCleanupIfEnded(_ jobID: Int64) async throws {
+        try await connection.execute("""
+            UPDATE staging_job j SET cleaned_at = NULL, updated_at = now()
+            FROM staging_request r WHERE r.id = j.staging_request_id AND j.id = \(jobID)
+              AND r.status IN ('CANCELLED', 'RELEASED', 'EXPIRED')
+            """)
     }
 
     /// Live STAGING operations of ended requests that have not started: cancelled, so nothing is
@@ -413,14 +443,19 @@ extension OpsDB {
             """)
     }
 
-    /// The job's directory is gone: its copies are DELETED and the job is marked cleaned.
+    /// The request's directory is gone: the copies of all its jobs (they share it) are DELETED
+    /// and the jobs marked cleaned.
     public func recordStagingJobCleaned(_ jobID: Int64) async throws {
         try await transaction { db in
+            let jobs: PostgresQuery = """
+                SELECT id FROM staging_job WHERE id = \(jobID)
+                   OR staging_request_id = (SELECT staging_request_id FROM staging_job WHERE id = \(jobID))
+                """
             try await db.connection.execute("""
                 UPDATE physical_copy SET status = 'DELETED', deleted_at = now()
-                WHERE staging_job_id = \(jobID) AND status <> 'DELETED'
+                WHERE staging_job_id IN (\(jobs)) AND status <> 'DELETED'
                 """)
-            try await db.connection.execute("UPDATE staging_job SET cleaned_at = now(), updated_at = now() WHERE id = \(jobID)")
+            try await db.connection.execute("UPDATE staging_job SET cleaned_at = now(), updated_at = now() WHERE id IN (\(jobs))")
         }
     }
 

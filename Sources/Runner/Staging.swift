@@ -26,17 +26,41 @@ public struct OwnershipError: Error, Sendable, CustomStringConvertible {
 /// the runner's own uid: runs as is.
 func asFileOwner<T>(_ owner: FileOwner?, _ body: () throws -> T) throws -> T {
     guard let owner, owner.uid != geteuid() else { return try body() }
+    // The runner's own supplementary groups must not lend the requester any access: for the
+    // duration, this thread has only the requester's group (a raw per-thread system call).
+    let count = getgroups(0, nil)
+    var saved = [gid_t](repeating: 0, count: Int(max(count, 0)))
+    if count > 0 { _ = getgroups(count, &saved) }
+    var only = [owner.gid]
+    guard ccat_thread_setgroups(1, &only) == 0 else {
+        throw OwnershipError(description: "ccat-runner runs as uid \(geteuid()) and cannot drop its groups to act as \(owner.username) (uid \(owner.uid)): staging for other users needs a runner with CAP_SETUID and CAP_SETGID (root, or 'setcap cap_setuid,cap_setgid,cap_chown+ep ccat-runner')")
+    }
     let previousGID = ccat_setfsgid(owner.gid)
     let previousUID = ccat_setfsuid(owner.uid)
     defer {
         _ = ccat_setfsuid(UInt32(bitPattern: previousUID))
         _ = ccat_setfsgid(UInt32(bitPattern: previousGID))
+        _ = ccat_thread_setgroups(saved.count, &saved)
     }
     // Both calls return the previous value; asking again tells whether the switch took.
     guard UInt32(bitPattern: ccat_setfsuid(owner.uid)) == owner.uid, UInt32(bitPattern: ccat_setfsgid(owner.gid)) == owner.gid else {
         throw OwnershipError(description: "ccat-runner runs as uid \(geteuid()) and cannot create files as \(owner.username) (uid \(owner.uid)): staging for other users needs a runner with CAP_SETUID and CAP_SETGID (root, or 'setcap cap_setuid,cap_setgid,cap_chown+ep ccat-runner')")
     }
     return try body()
+}
+
+/// A directory only the runner may change (created if missing): a plain directory, owned by the
+/// runner, writable by nobody else. Downloads live there before they are handed to the requester.
+func runnerDirectory(_ path: String, mode: mode_t = 0o711) throws -> String {
+    if mkdir(path, mode) != 0 && errno != EEXIST {
+        throw OwnershipError(description: "cannot create \(path): \(String(cString: strerror(errno)))")
+    }
+    var info = stat()
+    guard lstat(path, &info) == 0, (UInt32(info.st_mode) & 0o170000) == 0o040000, info.st_uid == geteuid(),
+          (UInt32(info.st_mode) & 0o022) == 0 else {
+        throw OwnershipError(description: "\(path) must be a directory owned by the runner (uid \(geteuid())) and writable by nobody else; an administrator should move it aside")
+    }
+    return path
 }
 
 /// Makes `<root>/<user>` (mode 0700, owned by the user) if it is not there, and refuses one that
@@ -81,6 +105,9 @@ enum StagingExecution {
         let processing = try await diskStore(for: job.destinationLocationID, db, purpose: "processing")
         let packages = try await db.stagingJobPackages(jobID)
         guard !packages.isEmpty else { throw InvalidOperation(description: "staging job \(jobID) names no packages") }
+        if let ended = try await db.stagingJobEnded(jobID) {
+            throw InvalidOperation(description: "staging job \(jobID) is not staged: \(ended)")
+        }
         let owner = try await db.stagingJobOwner(jobID).map { FileOwner(uid: $0.uid, gid: $0.gid, username: $0.username) }
         let unreachable = try await db.unreachableLocations()
 
@@ -102,8 +129,7 @@ enum StagingExecution {
         }
         // Downloads land in the runner's own directory (searchable, not listable or writable by
         // others); each archive is then handed to the requester, who unpacks it.
-        let scratch = processing.root + "/.ccat-staging/job-\(jobID)"
-        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        let scratch = try runnerDirectory(try runnerDirectory(processing.root + "/.ccat-staging") + "/job-\(jobID)")
 
         var staged: [(file: RawDataFile, member: ArchiveMember)] = []
         var bytes: Int64 = 0
@@ -144,7 +170,6 @@ enum StagingExecution {
             }
         }
         rmdir(scratch)
-        rmdir(processing.root + "/.ccat-staging")  // only when no other job uses it
         context.log.write("staged \(staged.count) files (\(bytes) bytes of archives) into \(targetRoot)")
         let count = staged.count
         let files = staged
@@ -163,24 +188,21 @@ enum StagingExecution {
                     }
                 }
                 try await db.recordStagingCompleted(jobID)
+                // Its request ended while this ran: the directory has to go again.
+                try await db.reopenStagingCleanupIfEnded(jobID)
             })
     }
 
-    /// Downloads from the first archive copy that delivers the verified bytes.
+    /// Downloads from the first archive copy that delivers the verified bytes; when none does,
+    /// the last failure is thrown (each one is in the operation's log).
     static func fetch(_ name: String, from copies: [PhysicalCopy], to download: String, size: Int64, sha256: String,
                       context: ExecutionContext) async throws {
-        var failures: [String] = []
+        var lastError: (any Error)?
         for copy in copies {
-            let archive: (location: DataLocation, store: any ObjectStore)
             do {
-                archive = try await store(for: copy.dataLocationID, context.db, s3: context.s3)
-            } catch {
-                failures.append("location \(copy.dataLocationID): \(error)")
-                continue
-            }
-            context.log.write("fetching \(name) from \(archive.store.description)")
-            let shouldStop = context.shouldStop
-            do {
+                let archive = try await store(for: copy.dataLocationID, context.db, s3: context.s3)
+                context.log.write("fetching \(name) from \(archive.store.description)")
+                let shouldStop = context.shouldStop
                 _ = try await runBlocking {
                     try archive.store.download(copy.relativePath, to: download, expectedSize: size, expectedSHA256: sha256, shouldStop: shouldStop)
                 }
@@ -189,20 +211,11 @@ enum StagingExecution {
                 throw stop
             } catch {
                 unlink(download)
-                context.log.write("could not fetch \(name) from \(archive.location.name): \(error)")
-                failures.append("\(archive.location.name): \(error)")
+                context.log.write("could not fetch \(name) from location \(copy.dataLocationID): \(error)")
+                lastError = error
             }
         }
-        throw StagingSourceUnavailable(package: name, failures: failures)
-    }
-}
-
-/// No archive copy of a package could be read.
-public struct StagingSourceUnavailable: Error, Sendable, CustomStringConvertible {
-    public var package: String
-    public var failures: [String]
-    public var description: String {
-        "no long-term archive copy of \(package) could be read (\(failures.joined(separator: "; ")))"
+        throw lastError ?? InvalidOperation(description: "raw data package \(name) has no archive copy to fetch")
     }
 }
 
@@ -230,7 +243,6 @@ enum StagingCleanup {
                     try FileManager.default.removeItem(atPath: target)
                 }
                 try? FileManager.default.removeItem(atPath: processing.root + "/.ccat-staging/job-\(jobID)")
-                rmdir(processing.root + "/.ccat-staging")
             }
             try await db.recordStagingJobCleaned(jobID)
         }

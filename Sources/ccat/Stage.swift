@@ -207,7 +207,7 @@ struct StageRequest: AsyncParsableCommand {
             if !waiting.isEmpty && !options.json {
                 printError(try await Self.archiveForecast(waiting, total: selected.count, db))
             }
-            let payload = StagingCredentialPayload(selection: selection, destination: target.name)
+            let payload = StagingCredentialPayload(selection: selection, destination: "\(target.site).\(target.name)")
             let credential = try munge.encode(try payload.encoded())
             let id = try await db.submitStagingRequest(credential: credential, selection: selection, destinationLocationID: target.id)
             return (id, target)

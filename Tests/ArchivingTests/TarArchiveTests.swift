@@ -7,9 +7,7 @@ import TestSupport
 let awkwardNames = ["plain.dat", "with space.fits", "quote's \"double\".txt", "new\nline.bin", "ümlaut-日本.dat", "sub dir/nested/$(echo x);`y`.raw"]
 
 func scratch(_ label: String) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-\(label)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
+    try testScratchDirectory(label)
 }
 
 /// Files of assorted sizes (empty, small, several MiB of pseudo-random bytes) under `directory`.

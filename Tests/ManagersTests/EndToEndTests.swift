@@ -57,7 +57,7 @@ struct EndToEndTests {
         #expect(unfinished.isEmpty, "\(unfinished)")
         #expect(status.attention.isEmpty)
         let leftovers = (FileManager.default.enumerator(atPath: directory.path)?.allObjects as? [String] ?? [])
-            .filter { $0.hasSuffix(".ccat-partial") || $0.contains("/.ccat-staging") }
+            .filter { $0.hasSuffix(".ccat-partial") || $0.contains("/.ccat-staging/") }
         #expect(leftovers.isEmpty, "\(leftovers)")
         let sourceFiles = (FileManager.default.enumerator(atPath: directory.appendingPathComponent("ccat/instrument_data").path)?.allObjects as? [String] ?? [])
             .filter { $0.hasSuffix(".fits") }

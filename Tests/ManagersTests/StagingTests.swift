@@ -345,6 +345,15 @@ struct StagingRequestTests {
             """).map { (try $0["status"] as String, try $0["n"] as Int) }
         #expect(archiveCopies.count == 1 && archiveCopies.first?.0 == "PRESENT" && (archiveCopies.first?.1 ?? 0) >= 40, "\(archiveCopies)")
 
+        // Bob never releases: once the location's retention ran out the request expires and its
+        // directory goes too.
+        try await admin.execute("UPDATE staging_request SET expires_at = now() WHERE id = \(bobID)")
+        let expiredRequest = try await Self.waitFor(admin, bobID, seconds: 30) { $0 != "READY" }
+        #expect(expiredRequest.status == "EXPIRED", "\(expiredRequest)")
+        let bobDirectory = "\(processing)/\(Self.bob)/\(bobID)"
+        for _ in 0..<120 where FileManager.default.fileExists(atPath: bobDirectory) { try await Task.sleep(for: .milliseconds(500)) }
+        #expect(!FileManager.default.fileExists(atPath: bobDirectory))
+
         // The daemon stops: new requests are refused with a clear reason.
         daemons.stopAll()
         let down = try alice.ccat(["stage", "request", "--obs", "obs-2026-03", "--location", "ramses_processing"])

@@ -6,9 +6,7 @@ import TestSupport
 @Suite("Where the database is found (pure logic)")
 struct ConfigurationTests {
     func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-config-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
+        try testScratchDirectory("config")
     }
 
     @Test func precedenceOptionEnvironmentLibpqConfigLocal() throws {

@@ -26,7 +26,7 @@ struct PackagingFixture {
                      _ body: (PackagingFixture) async throws -> Void) async throws {
         try await withTestDatabase { database, connection in
             _ = try await Migrator.bundled().migrate(connection)
-            let work = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-runner-\(UUID().uuidString)")
+            let work = try testScratchDirectory("runner")
             let sourceRoot = work.appendingPathComponent("source"), bufferRoot = work.appendingPathComponent("buffer")
             try FileManager.default.createDirectory(at: sourceRoot, withIntermediateDirectories: true)
             let topology = """

@@ -24,9 +24,7 @@ enum SchedulerUnderTest: String, CaseIterable, Sendable, CustomTestStringConvert
 }
 
 func makeWorkDirectory(_ label: String) throws -> URL {
-    let work = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-\(label)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-    return work
+    try testScratchDirectory(label)
 }
 
 /// Writes a small job script with real #SBATCH lines and returns its path.

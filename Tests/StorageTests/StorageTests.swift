@@ -5,9 +5,7 @@ import TestSupport
 @testable import Storage
 
 func scratch(_ label: String) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-\(label)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
+    try testScratchDirectory(label)
 }
 
 /// A file of pseudo-random bytes; returns its path and SHA-256.

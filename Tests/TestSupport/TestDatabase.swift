@@ -134,6 +134,27 @@ public enum TestEnvironment {
     }
 }
 
+/// Every scratch directory of this test process lives under one root that is removed when the
+/// process exits, so failed or killed tests leave nothing behind in /tmp run after run.
+nonisolated(unsafe) private var scratchRootPath: String?
+private let scratchRoot: URL = {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-tests-\(getpid())")
+    try? FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    chmod(root.path, 0o755)
+    scratchRootPath = root.path
+    atexit {
+        if let path = scratchRootPath { try? FileManager.default.removeItem(atPath: path) }
+    }
+    return root
+}()
+
+/// A fresh directory `<label>-<uuid>` for one test (removed with the others at exit).
+public func testScratchDirectory(_ label: String) throws -> URL {
+    let url = scratchRoot.appendingPathComponent("\(label)-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
 /// Flips one bit of one byte of a file in place (a damaged copy).
 public func flipByte(_ path: String, at offset: UInt64) throws {
     let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))

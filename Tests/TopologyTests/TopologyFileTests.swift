@@ -11,7 +11,7 @@ struct TopologyValidationTests {
     static let broken: [(name: String, old: String, new: String, field: String, message: String, line: Int)] = [
         ("unknown location type", "type: SOURCE\n        storage: {disk: {root: /data/ccat/chai_raw_data}}", "type: SORCE\n        storage: {disk: {root: /data/ccat/chai_raw_data}}",
          "sites[0].locations[1].type", "unknown location type 'SORCE' (allowed: SOURCE, BUFFER, LONG_TERM_ARCHIVE, PROCESSING)", 33),
-        ("duplicate short name", "short_name: us", "short_name: cologne", "sites[2].short_name", "duplicate site short name 'cologne'", 87),
+        ("duplicate short name", "short_name: us", "short_name: cologne", "sites[2].short_name", "duplicate site short name 'cologne'", 90),
         ("duplicate location name", "name: buffer_secondary", "name: buffer", "sites[1].locations[1].name", "duplicate location name 'buffer' at site 'cologne'", 55),
         ("PROCESSING on S3", "storage: {disk: {root: /scratch/ccat/staging}}",
          "storage: {s3: {endpoint: https://s3.example, bucket: scratch, credentials: env:S3}}",
@@ -20,14 +20,18 @@ struct TopologyValidationTests {
         ("override of an operation the location does not run", "data_transfer: {time_limit: \"1-00:00:00\", cpus: 8, max_operations_per_job: 4}",
          "staging: {cpus: 8}", "sites[0].locations[2].batch.operations.staging", "staging does not run at BUFFER locations", 44),
         ("unknown operation in an override", "staging: {qos: interactive, time_limit: \"30:00\"}", "stageing: {qos: interactive}",
-         "sites[1].locations[4].batch.operations.stageing", "unknown operation 'stageing'", 85),
+         "sites[1].locations[4].batch.operations.stageing", "unknown operation 'stageing'", 88),
         ("unknown key", "fill_threshold_percent: 85", "fill_treshold_percent: 85", "sites[0].locations[2].fill_treshold_percent", "unknown key 'fill_treshold_percent'", 39),
-        ("relative disk root", "root: /archive/ccat", "root: archive/ccat", "sites[2].locations[1].storage.disk.root", "must be an absolute path", 96),
+        ("relative disk root", "root: /archive/ccat", "root: archive/ccat", "sites[2].locations[1].storage.disk.root", "must be an absolute path", 99),
         ("secret in credentials", "credentials: env:CCAT_S3_COLOGNE", "credentials: AKIAIOSFODNN7EXAMPLE", "sites[1].locations[3].storage.s3.credentials", "never put keys in the topology file", 74),
         ("bad time limit", "time_limit: \"2:00:00\"", "time_limit: two hours", "batch.time_limit", "'two hours' is not a Slurm time limit", 17),
         ("buffers sharing a priority", "priority: 2", "priority: 1", "sites[1].locations[1].priority", "both have priority 1", 55),
-        ("missing storage", "        storage: {disk: {root: /data/us/buffer}}\n", "", "sites[2].locations[0].storage", "missing; this field is required", 91),
-        ("bad short name", "short_name: us", "short_name: US-East", "sites[2].short_name", "'US-East' is not a valid short name", 87),
+        ("missing storage", "        storage: {disk: {root: /data/us/buffer}}\n", "", "sites[2].locations[0].storage", "missing; this field is required", 94),
+        ("bad short name", "short_name: us", "short_name: US-East", "sites[2].short_name", "'US-East' is not a valid short name", 90),
+        ("staging policy on a buffer", "fill_threshold_percent: 85", "staging: {groups: [ccat]}", "sites[0].locations[2].staging",
+         "only PROCESSING locations take staging requests", 39),
+        ("quota that is not a size", "quota_per_user: 20TB", "quota_per_user: lots", "sites[1].locations[4].staging.quota_per_user",
+         "'lots' is not a size", 82),
     ]
 
     @Test(arguments: 0..<broken.count)
@@ -57,6 +61,8 @@ struct TopologyValidationTests {
         #expect(ramses.batch.cpus == 2)
         #expect(ramses.operationBatch[.staging]?.qos == "interactive")
         #expect(ramses.operationBatch[.staging]?.timeLimitMinutes == 30)
+        #expect(ramses.staging == StagingPolicySpec(groups: ["ccat"], quotaBytesPerUser: 20 << 40))
+        #expect(cologne.locations.first { $0.name == "buffer" }?.staging == StagingPolicySpec())
     }
 
     @Test func slurmTimesAndSizes() {

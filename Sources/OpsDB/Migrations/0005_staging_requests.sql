@@ -35,6 +35,10 @@ ALTER TABLE staging_job_package ADD COLUMN staged_at timestamptz;
 ALTER TABLE staging_job ADD COLUMN cleaned_at timestamptz;
 
 -- Roles ------------------------------------------------------------------------------------------
+-- Nobody but the owner creates objects in the schema the owner's functions search (PostgreSQL 15
+-- made this the default; older servers granted CREATE to everyone).
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
 -- Roles belong to the whole PostgreSQL cluster: create them once, and say what to do when the
 -- migrating user may not.
 DO $$
@@ -107,7 +111,7 @@ LEFT JOIN processing_policy p ON p.data_location_id = l.id
 WHERE l.location_type = 'PROCESSING';
 
 -- Progress of the caller's requests (everyone's for staging admins).
-CREATE VIEW staging_request_progress AS
+CREATE VIEW staging_request_progress WITH (security_barrier) AS
 SELECT r.id AS staging_request_id,
        count(jp.raw_data_package_id)::int AS packages,
        count(jp.staged_at)::int AS packages_staged,
@@ -133,7 +137,7 @@ GRANT SELECT ON staging_catalogue, staging_observation, staging_location, stagin
 -- Cancelling and releasing: only the submitter (or a staging admin), only from the states where it
 -- means something. Both wake the daemon.
 CREATE FUNCTION ccat_end_staging_request(request bigint, wanted staging_request_status) RETURNS staging_request_status
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     row staging_request%ROWTYPE;
 BEGIN
@@ -187,7 +191,7 @@ CREATE TRIGGER staging_request_notify AFTER INSERT ON staging_request
 CREATE FUNCTION ccat_resolve_selection(selection jsonb)
 RETURNS TABLE (package_id bigint, package text, obs_id text, files integer, bytes bigint, package_status text,
                package_bytes bigint, archive_sites integer, package_created_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
     WITH sel AS (
         SELECT ARRAY(SELECT jsonb_array_elements_text(coalesce(selection -> 'observations', '[]'))) AS observations,
                ARRAY(SELECT jsonb_array_elements_text(coalesce(selection -> 'packages', '[]'))) AS packages,
@@ -230,7 +234,7 @@ GRANT EXECUTE ON FUNCTION ccat_resolve_selection(jsonb) TO ccat_scientist;
 -- How long packages have recently taken from creation to their first verified archive copy
 -- (median of the last 500), to say when data not archived yet is expected.
 CREATE FUNCTION ccat_archive_latency() RETURNS double precision
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM (
         SELECT extract(epoch FROM min(c.verified_at) - p.created_at) AS seconds
         FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
