@@ -8,7 +8,8 @@
 # DEMO_DIR (default .ccat-dev/demo, recreated), DEMO_DATABASE (default ccat_demo, recreated),
 # DEMO_SETUP_ONLY=1 (stop after registering the files, before the daemon; tests start their own),
 # DEMO_PG_DIR (a private PostgreSQL cluster there instead of the checkout's), DEMO_STAGING_GROUPS
-# (unix groups allowed to stage, besides the demo user's).
+# (unix groups allowed to stage, besides the demo user's), DEMO_RELAY=1 (a Santiago site with only
+# a buffer, and CCAT's bundles for Cologne relayed through it).
 #
 # A demo topology (CCAT source + buffer; Cologne buffer + S3 archive + ramses_processing; US
 # buffer + disk archive) under .ccat-dev/demo, synthetic observations, then `ccat daemon` until
@@ -81,6 +82,13 @@ sites:
         type: PROCESSING
         storage: {disk: {root: "$demo/cologne/ramses_processing"}}
         staging: {groups: [$staging_groups]}
+$(if [ -n "${DEMO_RELAY:-}" ]; then printf '%s\n' \
+'  - short_name: santiago' \
+'    name: Santiago relay (no archive)' \
+'    locations:' \
+'      - name: buffer' \
+'        type: BUFFER' \
+"        storage: {disk: {root: \"$demo/santiago/buffer\"}}"; fi)
   - short_name: us
     name: US archive site
     locations:
@@ -93,6 +101,10 @@ sites:
 EOF
 "$bin/ccat" db migrate >/dev/null
 "$bin/ccat" topology apply "$demo/topology.yaml" >/dev/null
+if [ -n "${DEMO_RELAY:-}" ]; then
+    mkdir -p "$demo/santiago/buffer"
+    "$bin/ccat" routes add ccat_via_santiago --type relay --from ccat --to cologne --via santiago >/dev/null
+fi
 # The demo user stages as a scientist: a database login of their own in ccat_scientist.
 me="$(id -un)"
 psql -qAt -d "$CCAT_DATABASE_URL" -v me="$me" <<'SQL' >/dev/null
@@ -118,6 +130,14 @@ scheduler: $scheduler
 state_directory: "$demo/state"
 munge_socket: "$munge_socket"
 staging_location: ramses_processing
+# Small bundles and no waiting, so 20 observations flow through in seconds.
+daemon:
+  interval: 2
+  poll_interval: 1
+  package_settle: 0
+  bundle_max_age: 0
+  bundle_max_bytes: 2000000
+  monitoring_interval: 60
 EOF
 if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
     echo "database: $CCAT_DATABASE_URL"
@@ -125,8 +145,7 @@ if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
 fi
 
 say "ccat daemon ($scheduler scheduler); its log: $demo/daemon.log"
-CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --munge-socket "$munge_socket" --interval 2 --poll-interval 1 --package-settle 0 \
-    --bundle-max-age 0 --bundle-max-bytes 2000000 --monitoring-interval 60 >"$demo/daemon.log" 2>&1 &
+CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" >"$demo/daemon.log" 2>&1 &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true' EXIT
 

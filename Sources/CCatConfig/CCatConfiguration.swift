@@ -27,9 +27,17 @@ public struct CCatConfiguration: Sendable, Equatable {
     public var mungeSocket: String?
     /// The PROCESSING location `ccat stage request` uses when `--location` is not given.
     public var stagingLocation: String?
+    /// `daemon:` settings of the managers (each overridden by the `ccat daemon` option of the
+    /// same name): seconds, or bytes for the two `_bytes` keys.
+    public var daemon: [String: Double] = [:]
+
+    /// The keys `daemon:` accepts.
+    public static let daemonKeys: Set<String> = ["interval", "poll_interval", "package_settle", "bundle_max_bytes", "bundle_max_age",
+                                                 "retention", "monitoring_interval", "staging_retention", "staging_job_max_bytes",
+                                                 "shutdown_timeout"]
 
     static let knownKeys: Set<String> = ["database", "scheduler", "state_directory", "slurm_accounting", "local_concurrency",
-                                         "runner", "jobscript_overrides", "munge_socket", "staging_location"]
+                                         "runner", "jobscript_overrides", "munge_socket", "staging_location", "daemon"]
 
     public init(path: String, database: String? = nil) {
         self.path = path
@@ -118,6 +126,22 @@ public struct CCatConfiguration: Sendable, Equatable {
                 configuration.mungeSocket = try string("the path of munged's socket")
             case "staging_location":
                 configuration.stagingLocation = try string("the name of a PROCESSING location")
+            case "daemon":
+                guard let settings = value.mapping else {
+                    throw ConfigurationError(path: path, line: line, message: "'daemon' must be a mapping of settings, e.g. 'bundle_max_bytes: 100000000000'")
+                }
+                for (settingKey, settingValue) in settings {
+                    let setting = settingKey.string ?? ""
+                    let settingLine = settingValue.mark.map { $0.line }
+                    guard daemonKeys.contains(setting) else {
+                        throw ConfigurationError(path: path, line: settingKey.mark.map { $0.line },
+                                                 message: "unknown daemon setting '\(setting)' (known: \(daemonKeys.sorted().joined(separator: ", ")))")
+                    }
+                    guard let number = settingValue.float ?? settingValue.int.map(Double.init), number >= 0 else {
+                        throw ConfigurationError(path: path, line: settingLine, message: "daemon setting '\(setting)' must be a number of \(setting.hasSuffix("_bytes") ? "bytes" : "seconds"), 0 or more")
+                    }
+                    configuration.daemon[setting] = number
+                }
             default:
                 break
             }

@@ -152,10 +152,15 @@ public struct TransferManager: ManagerCycle {
     let settings: ManagerSettings
     public init(settings: ManagerSettings) { self.settings = settings }
 
+    /// Where the first hop of the route from `origin` to `target` lands, by which method.
     func destination(_ db: OpsDB, table: RouteTable, from origin: String, to target: String, places: Places,
                      logger: Logger) async throws -> (location: Int64, method: TransferMethod, routeID: Int64?) {
         let route = try table.route(from: origin, to: target)
-        let hop = route.hops[0]
+        return try await landing(db, hop: route.hops[0], route: route, table: table, places: places, logger: logger)
+    }
+
+    func landing(_ db: OpsDB, hop: RouteHop, route: PlannedRoute, table: RouteTable, places: Places,
+                 logger: Logger) async throws -> (location: Int64, method: TransferMethod, routeID: Int64?) {
         var locationID: Int64
         if let name = hop.toLocation, let location = places.locations.values.first(where: {
             $0.name == name && places.sites[$0.siteID]?.shortName == hop.toSite
@@ -200,6 +205,22 @@ public struct TransferManager: ManagerCycle {
                 logger.info("bundle \(bundle.name) replicates \(from) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
                 created += 1
             }
+        }
+        // Relays: a bundle verified at the relay site of its route goes on along the route's next hop.
+        for forward in try await db.relayedBundlesToForward(limit: settings.batchSize) {
+            guard let route = table.customRoutes.first(where: { $0.id == forward.routeID }), let at = places.siteName(of: forward.bufferID),
+                  let origin = places.sites[route.originSiteID]?.shortName, let target = places.sites[route.destinationSiteID]?.shortName else { continue }
+            let planned = try table.route(from: origin, to: target)
+            guard let next = planned.hops.first(where: { $0.fromSite == at }) else {
+                logger.warning("route \(route.name) has no hop from \(at); bundle \(forward.bundleID) stays there", metadata: ["bundle": "\(forward.bundleID)"])
+                continue
+            }
+            let hop = try await landing(db, hop: next, route: planned, table: table, places: places, logger: logger)
+            let transfer = try await db.createDataTransfer(bundleID: forward.bundleID, originLocationID: forward.bufferID,
+                                                           destinationLocationID: hop.location, routeID: route.id, method: hop.method)
+            logger.info("bundle \(forward.bundleID) relays \(at) -> \(next.toSite) (route \(route.name))",
+                        metadata: ["bundle": "\(forward.bundleID)", "transfer": "\(transfer.id)"])
+            created += 1
         }
         for id in try await db.transfersWithoutOperation(limit: settings.batchSize) {
             guard let transfer = try await db.dataTransfer(id: id), let bundle = try await db.dataTransferPackage(id: transfer.dataTransferPackageID) else { continue }

@@ -160,6 +160,23 @@ extension OpsDB {
             """).map { (try $0["bundle"], try $0["buffer"], try $0["sites"]) }
     }
 
+    /// Bundles that reached the relay site of their RELAY route, verified there, and were not sent
+    /// on to the route's destination yet: (bundle, the relay buffer holding it, the route).
+    public func relayedBundlesToForward(limit: Int) async throws -> [(bundleID: Int64, bufferID: Int64, routeID: Int64)] {
+        try await connection.query("""
+            SELECT t.data_transfer_package_id AS bundle, t.destination_location_id AS buffer, r.id AS route
+            FROM data_transfer t
+            JOIN data_transfer_route r ON r.id = t.route_id AND r.route_type = 'RELAY' AND r.active
+            JOIN data_location l ON l.id = t.destination_location_id AND l.site_id = r.relay_site_id
+            JOIN physical_copy c ON c.data_transfer_package_id = t.data_transfer_package_id AND c.data_location_id = t.destination_location_id
+                                AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+            WHERE t.status = 'COMPLETED'
+              AND NOT EXISTS (SELECT 1 FROM data_transfer n JOIN data_location nl ON nl.id = n.destination_location_id
+                              WHERE n.data_transfer_package_id = t.data_transfer_package_id AND nl.site_id = r.destination_site_id)
+            ORDER BY t.id LIMIT \(limit)
+            """).map { (try $0["bundle"], try $0["buffer"], try $0["route"]) }
+    }
+
     /// Verified package copies in buffers at sites whose active archives lack a transfer for them.
     public func packagesToArchive(limit: Int) async throws -> [ArchiveCandidate] {
         try await connection.query("""

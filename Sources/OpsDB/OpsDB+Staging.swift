@@ -146,6 +146,15 @@ public func formatByteCount(_ count: Int64) -> String {
 }
 
 extension OpsDB {
+    /// The topology's `required_archive_sites` (nil: every site with an active archive).
+    public func requiredArchiveSites() async throws -> Int? {
+        try await connection.query("SELECT required_archive_sites FROM archive_policy").first?["required_archive_sites"]
+    }
+
+    public func setRequiredArchiveSites(_ count: Int?) async throws {
+        try await connection.execute("UPDATE archive_policy SET required_archive_sites = \(count), updated_at = now()")
+    }
+
     /// Locations whose latest monitoring check found them unreachable.
     public func unreachableLocations() async throws -> Set<Int64> {
         Set(try await connection.query("SELECT data_location_id FROM data_location_status WHERE NOT reachable")

@@ -55,7 +55,11 @@ public enum TopologyParser {
             if root == nil { collector.add(nil, "", "the file is empty; it needs a 'sites' list") }
             throw TopologyValidationError(issues: collector.issues)
         }
-        top.allow(["sites", "batch"])
+        top.allow(["sites", "batch", "required_archive_sites"])
+        let requiredArchiveSites = top.int("required_archive_sites")
+        if let requiredArchiveSites, requiredArchiveSites < 1 {
+            collector.add(top["required_archive_sites"], "required_archive_sites", "must be 1 or more (the number of sites that must hold a verified archive copy before temporary copies are deleted), got \(requiredArchiveSites)")
+        }
         var defaults = BatchProfile()
         if let batch = top["batch"] {
             defaults = parseProfile(batch, path: "batch", collector: collector, allowOperations: false).profile
@@ -74,8 +78,14 @@ public enum TopologyParser {
                 sites.append(site)
             }
         }
+        if let requiredArchiveSites {
+            let archiveSites = sites.filter { $0.locations.contains { $0.type == .longTermArchive && $0.active } }.count
+            if requiredArchiveSites > archiveSites {
+                collector.add(top["required_archive_sites"], "required_archive_sites", "\(requiredArchiveSites) archive sites are required but only \(archiveSites) site\(archiveSites == 1 ? " has" : "s have") an active long-term archive: nothing could ever be deleted")
+            }
+        }
         if !collector.issues.isEmpty { throw TopologyValidationError(issues: collector.issues) }
-        return TopologySpec(sites: sites, defaults: defaults)
+        return TopologySpec(sites: sites, defaults: defaults, requiredArchiveSites: requiredArchiveSites)
     }
 
     static func isValidName(_ name: String) -> Bool {

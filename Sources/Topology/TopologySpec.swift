@@ -5,10 +5,14 @@ public struct TopologySpec: Sendable, Equatable {
     public var sites: [SiteSpec]
     /// Batch settings every location starts from.
     public var defaults: BatchProfile
+    /// Distinct sites that must hold a verified archive copy before temporary copies go; nil:
+    /// every site with an active long-term archive.
+    public var requiredArchiveSites: Int?
 
-    public init(sites: [SiteSpec], defaults: BatchProfile = BatchProfile()) {
+    public init(sites: [SiteSpec], defaults: BatchProfile = BatchProfile(), requiredArchiveSites: Int? = nil) {
         self.sites = sites
         self.defaults = defaults
+        self.requiredArchiveSites = requiredArchiveSites
     }
 }
 

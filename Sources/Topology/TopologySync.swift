@@ -52,6 +52,11 @@ public struct TopologySync: Sendable {
 
     private func sync(_ spec: TopologySpec, _ db: OpsDB) async throws -> TopologyChanges {
         var changes = TopologyChanges()
+        let required = try await db.requiredArchiveSites()
+        if required != spec.requiredArchiveSites {
+            try await db.setRequiredArchiveSites(spec.requiredArchiveSites)
+            changes.changed.append("required archive sites \(required.map(String.init) ?? "all") -> \(spec.requiredArchiveSites.map(String.init) ?? "all")")
+        }
         let existingSites = Dictionary(uniqueKeysWithValues: try await db.sites().map { ($0.shortName, $0) })
         let existingLocations = try await db.locations()
         var keptLocationIDs = Set<Int64>()

@@ -26,51 +26,75 @@ struct Daemon: AsyncParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(name: .long, help: "Seconds between manager cycles when no NOTIFY arrives.")
-    var interval = 30.0
+    // Each setting: this option, else the same key under 'daemon:' in the config file, else the default.
+    @Option(name: .long, help: "Seconds between manager cycles when no NOTIFY arrives (default 30).")
+    var interval: Double?
 
-    @Option(name: .long, help: "Seconds between polls of the batch scheduler.")
-    var pollInterval = 5.0
+    @Option(name: .long, help: "Seconds between polls of the batch scheduler (default 5).")
+    var pollInterval: Double?
 
-    @Option(name: .long, help: "Files of an observation are packaged once none has arrived for this many seconds.")
-    var packageSettle = 60.0
+    @Option(name: .long, help: "Files of an observation are packaged once none has arrived for this many seconds (default 60).")
+    var packageSettle: Double?
 
-    @Option(name: .long, help: "Close a transfer bundle at this many bytes.")
-    var bundleMaxBytes: Int64 = 100 << 30
+    @Option(name: .long, help: "Close a transfer bundle at this many bytes (default 100 GiB).")
+    var bundleMaxBytes: Int64?
 
-    @Option(name: .long, help: "Close a smaller bundle once its oldest package has waited this many seconds.")
-    var bundleMaxAge = 3600.0
+    @Option(name: .long, help: "Close a smaller bundle once its oldest package has waited this many seconds (default 3600).")
+    var bundleMaxAge: Double?
 
-    @Option(name: .long, help: "Keep SOURCE and BUFFER copies at least this many seconds (a location's own retention wins).")
-    var retention = 0.0
+    @Option(name: .long, help: "Keep SOURCE and BUFFER copies at least this many seconds; a location's own retention wins (default 0).")
+    var retention: Double?
 
-    @Option(name: .long, help: "Seconds between MONITORING checks of every location.")
-    var monitoringInterval = 300.0
+    @Option(name: .long, help: "Seconds between MONITORING checks of every location (default 300).")
+    var monitoringInterval: Double?
 
     @Option(name: .long, help: ArgumentHelp("Job script templates (default: $CCAT_JOBSCRIPTS, else share/ccat/jobscripts next to the executable, else the source tree's jobscripts/).", valueName: "dir"))
     var jobscripts: String?
 
-    @Option(name: .long, help: "Seconds a stop (SIGTERM, SIGINT) waits for running cycles before cancelling them.")
-    var shutdownTimeout = 30
+    @Option(name: .long, help: "Seconds a stop (SIGTERM, SIGINT) waits for running cycles before cancelling them (default 30).")
+    var shutdownTimeout: Int?
 
     @Option(name: .long, help: "The name of this daemon in service_heartbeat (default: host:pid).")
     var instance: String?
 
-    @Option(name: .long, help: ArgumentHelp("munged's socket, for decoding staging requests (default: $CCAT_MUNGE_SOCKET, else libmunge's default).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("munged's socket, for decoding staging requests (default: $CCAT_MUNGE_SOCKET, else 'munge_socket' in the config file, else libmunge's default).", valueName: "path"))
     var mungeSocket: String?
 
-    @Option(name: .long, help: "Keep staged data this many seconds after it is ready (a PROCESSING location's own retention wins).")
-    var stagingRetention: Int64 = 14 * 86400
+    @Option(name: .long, help: "Keep staged data this many seconds after it is ready; a PROCESSING location's own retention wins (default 14 days).")
+    var stagingRetention: Int64?
 
-    @Option(name: .long, help: "Put up to this many bytes of one staging request into one batch job.")
-    var stagingJobMaxBytes: Int64 = 500 << 30
+    @Option(name: .long, help: "Put up to this many bytes of one staging request into one batch job (default 500 GiB).")
+    var stagingJobMaxBytes: Int64?
 
-    func validate() throws {
-        guard interval > 0, pollInterval > 0, monitoringInterval > 0 else { throw ValidationError("intervals must be positive") }
-        guard packageSettle >= 0, bundleMaxAge >= 0, retention >= 0 else { throw ValidationError("--package-settle, --bundle-max-age and --retention must not be negative") }
-        guard bundleMaxBytes > 0 else { throw ValidationError("--bundle-max-bytes must be positive") }
-        guard stagingRetention >= 0, stagingJobMaxBytes > 0 else { throw ValidationError("--staging-retention must not be negative and --staging-job-max-bytes must be positive") }
-        guard shutdownTimeout > 0 else { throw ValidationError("--shutdown-timeout must be positive") }
+    /// The settings in force: options over the config file's `daemon:` over the defaults.
+    struct Resolved {
+        var interval = 30.0, pollInterval = 5.0, packageSettle = 60.0, bundleMaxBytes: Int64 = 100 << 30, bundleMaxAge = 3600.0
+        var retention = 0.0, monitoringInterval = 300.0, shutdownTimeout = 30, stagingRetention: Int64 = 14 * 86400
+        var stagingJobMaxBytes: Int64 = 500 << 30
+    }
+
+    func resolve(_ configuration: CCatConfiguration?) throws -> Resolved {
+        let file = configuration?.daemon ?? [:]
+        var settings = Resolved()
+        settings.interval = interval ?? file["interval"] ?? settings.interval
+        settings.pollInterval = pollInterval ?? file["poll_interval"] ?? settings.pollInterval
+        settings.packageSettle = packageSettle ?? file["package_settle"] ?? settings.packageSettle
+        settings.bundleMaxBytes = bundleMaxBytes ?? file["bundle_max_bytes"].map { Int64($0) } ?? settings.bundleMaxBytes
+        settings.bundleMaxAge = bundleMaxAge ?? file["bundle_max_age"] ?? settings.bundleMaxAge
+        settings.retention = retention ?? file["retention"] ?? settings.retention
+        settings.monitoringInterval = monitoringInterval ?? file["monitoring_interval"] ?? settings.monitoringInterval
+        settings.shutdownTimeout = shutdownTimeout ?? file["shutdown_timeout"].map { Int($0) } ?? settings.shutdownTimeout
+        settings.stagingRetention = stagingRetention ?? file["staging_retention"].map { Int64($0) } ?? settings.stagingRetention
+        settings.stagingJobMaxBytes = stagingJobMaxBytes ?? file["staging_job_max_bytes"].map { Int64($0) } ?? settings.stagingJobMaxBytes
+        guard settings.interval > 0, settings.pollInterval > 0, settings.monitoringInterval > 0 else {
+            throw ValidationError("interval, poll interval and monitoring interval must be positive")
+        }
+        guard settings.packageSettle >= 0, settings.bundleMaxAge >= 0, settings.retention >= 0, settings.stagingRetention >= 0 else {
+            throw ValidationError("package settle, bundle max age, retention and staging retention must not be negative")
+        }
+        guard settings.bundleMaxBytes > 0, settings.stagingJobMaxBytes > 0 else { throw ValidationError("bundle max bytes and staging job max bytes must be positive") }
+        guard settings.shutdownTimeout > 0 else { throw ValidationError("shutdown timeout must be positive") }
+        return settings
     }
 
     static func builtinJobscripts(_ explicit: String?) throws -> String {
@@ -94,6 +118,9 @@ struct Daemon: AsyncParsableCommand {
         let logger = options.makeLogger(label: "ccat.daemon")
         let location = try options.locateDatabase()
         let configuration = try options.loadConfiguration()
+        let resolved = try resolve(configuration)
+        let interval = resolved.interval, pollInterval = resolved.pollInterval, monitoringInterval = resolved.monitoringInterval
+        let shutdownTimeout = resolved.shutdownTimeout
         try await options.withDatabase(applicationName: "ccat daemon", logger: logger) { connection, _ in
             try await requireCurrentSchema(connection)
         }
@@ -110,14 +137,14 @@ struct Daemon: AsyncParsableCommand {
                                         environment: [("CCAT_DATABASE_URL", location.conninfo)],
                                         ambiguousGraceSeconds: setup.scheduler == .local ? 10 : 120)
         var settings = ManagerSettings()
-        settings.packageSettleSeconds = packageSettle
-        settings.bundleMaxBytes = bundleMaxBytes
-        settings.bundleMaxAgeSeconds = bundleMaxAge
-        settings.defaultRetentionSeconds = retention
+        settings.packageSettleSeconds = resolved.packageSettle
+        settings.bundleMaxBytes = resolved.bundleMaxBytes
+        settings.bundleMaxAgeSeconds = resolved.bundleMaxAge
+        settings.defaultRetentionSeconds = resolved.retention
         settings.monitoringIntervalSeconds = monitoringInterval
         settings.munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
-        settings.stagingRetentionSeconds = stagingRetention
-        settings.stagingJobMaxBytes = stagingJobMaxBytes
+        settings.stagingRetentionSeconds = resolved.stagingRetention
+        settings.stagingJobMaxBytes = resolved.stagingJobMaxBytes
 
         let name = instance ?? "\(ProcessInfo.processInfo.hostName):\(getpid())"
         let cycles: [(any ManagerCycle, Double)] = [

@@ -47,7 +47,7 @@ struct ConfigurationTests {
     @Test func configFileErrorsNameFileAndLine() throws {
         #expect(try CCatConfiguration.parse("database: host=db dbname=ops\n", path: "c.yaml").database == "host=db dbname=ops")
         let unknown = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("# comment\ndatabse: x\n", path: "c.yaml") }
-        #expect(unknown?.description.hasPrefix("c.yaml:2: unknown key 'databse' (known: database, jobscript_overrides,") == true)
+        #expect(unknown?.description.hasPrefix("c.yaml:2: unknown key 'databse' (known: daemon, database, jobscript_overrides,") == true)
         let scheduler = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("scheduler: pbs\n", path: "c.yaml") }
         #expect(scheduler?.description == "c.yaml:1: 'scheduler' must be 'local' or 'slurm', not 'pbs'")
         let relative = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("state_directory: state\n", path: "c.yaml") }
@@ -72,5 +72,16 @@ struct ConfigurationTests {
         #expect(configuration.localConcurrency == 2)
         #expect(configuration.runner == "/opt/ccat/bin/ccat-runner")
         #expect(configuration.jobscriptOverrides == "/etc/ccat/jobscripts")
+        #expect(configuration.mungeSocket == "/run/munge/munge.socket.2" && configuration.stagingLocation == "ramses_processing")
+        #expect(configuration.daemon["bundle_max_bytes"] == 107_374_182_400 && configuration.daemon.count == CCatConfiguration.daemonKeys.count)
+    }
+
+    @Test func daemonSettingsAreCheckedByName() throws {
+        let configuration = try CCatConfiguration.parse("daemon:\n  bundle_max_bytes: 2000000\n  interval: 2.5\n", path: "ccat.yaml")
+        #expect(configuration.daemon == ["bundle_max_bytes": 2_000_000, "interval": 2.5])
+        let misspelt = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("daemon:\n  bundle_max_byte: 1\n", path: "ccat.yaml") }
+        #expect(misspelt?.message.contains("unknown daemon setting 'bundle_max_byte'") == true)
+        let negative = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("daemon:\n  retention: -5\n", path: "ccat.yaml") }
+        #expect(negative?.message.contains("must be a number of seconds") == true)
     }
 }

@@ -30,6 +30,8 @@ struct TopologyValidationTests {
         ("bad short name", "short_name: us", "short_name: US-East", "sites[2].short_name", "'US-East' is not a valid short name", 90),
         ("staging policy on a buffer", "fill_threshold_percent: 85", "staging: {groups: [ccat]}", "sites[0].locations[2].staging",
          "only PROCESSING locations take staging requests", 39),
+        ("more required archive sites than there are", "sites:\n", "required_archive_sites: 3\nsites:\n", "required_archive_sites",
+         "3 archive sites are required but only 2 sites have an active long-term archive", 23),
         ("quota that is not a size", "quota_per_user: 20TB", "quota_per_user: lots", "sites[1].locations[4].staging.quota_per_user",
          "'lots' is not a size", 82),
     ]
@@ -138,6 +140,13 @@ struct TopologyApplyTests {
             let applied = try await TopologySync().apply(changed, to: db.connection)
             #expect(applied.changed == preview.changed)
             #expect(try await db.location(siteShortName: "cologne", name: "buffer_secondary")?.priority == 5)
+
+            // How many archive sites deletion waits for: every one by default, else the file's number.
+            #expect(try await OpsDB(db.connection).requiredArchiveSites() == nil)
+            let one = try TopologyParser.parse(try exampleTopology(replacing: "sites:\n", with: "required_archive_sites: 1\nsites:\n"), file: "t.yaml")
+            let oneApplied = try await TopologySync().apply(one, to: db.connection)
+            #expect(oneApplied.changed.contains("required archive sites all -> 1"), "\(oneApplied.changed)")
+            #expect(try await OpsDB(db.connection).requiredArchiveSites() == 1)
         }
     }
 
