@@ -176,6 +176,14 @@ struct PipelineTests {
             #expect(try stagedCopies.first?["n"] as Int? == pipeline.fixture.files.count)
             #expect(!FileManager.default.fileExists(atPath: pipeline.path("cologne/processing/alice/request-1/.ccat-staging")))
 
+            // The topology asks for two archive sites: one is not enough, whatever exists.
+            try await db.setRequiredArchiveSites(2)
+            let tooFew = try await pipeline.exec(try await pipeline.operation(.deletion, at: telescopeBuffer, .physicalCopy(early.id)))
+            #expect(tooFew.after.errorClass == "deletion_refused" && tooFew.after.lastError?.contains("1 of 2 archive sites") == true,
+                    "\(tooFew.after.lastError ?? "")")
+            try await db.connection.execute("UPDATE operation SET state = 'cancelled' WHERE id = \(tooFew.after.id)")
+            try await db.setRequiredArchiveSites(nil)
+
             // Now archived at every archive site: the telescope's buffer copy may go.
             let deleted = try await pipeline.exec(try await pipeline.operation(.deletion, at: telescopeBuffer, .physicalCopy(early.id)))
             #expect(deleted.status == 0, "\(deleted.stderr)")
