@@ -91,6 +91,18 @@ func userDirectory(root: String, owner: FileOwner?, name: String) throws -> Stri
     return path
 }
 
+/// What a STAGING or staging DELETION operation works on: the job, its PROCESSING store, and
+/// whose files they are (nil: a job made without a request).
+enum StagingTarget {
+    static func load(_ operation: OperationRecord, _ db: OpsDB) async throws -> (Int64, StagingJob, DiskStore, FileOwner?) {
+        let jobID = try require(operation.stagingJobID, "operation \(operation.id) names no staging job")
+        let job = try require(try await db.stagingJob(id: jobID), "staging job \(jobID) does not exist")
+        let processing = try await diskStore(for: job.destinationLocationID, db, purpose: "processing")
+        let owner = try await db.stagingJobOwner(jobID).map { FileOwner(uid: $0.uid, gid: $0.gid, username: $0.username) }
+        return (jobID, job, processing, owner)
+    }
+}
+
 /// STAGING: each package of the job is fetched from the nearest healthy verified long-term
 /// archive copy (the next one if that fails), checksum checked while it streams, into a private
 /// area of the runner; then unpacked, as the requester, into `<root>/<user>/<request id>` with
@@ -100,15 +112,12 @@ func userDirectory(root: String, owner: FileOwner?, name: String) throws -> Stri
 enum StagingExecution {
     static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
         let db = context.db
-        let jobID = try require(operation.stagingJobID, "operation \(operation.id) names no staging job")
-        let job = try require(try await db.stagingJob(id: jobID), "staging job \(jobID) does not exist")
-        let processing = try await diskStore(for: job.destinationLocationID, db, purpose: "processing")
+        let (jobID, job, processing, owner) = try await StagingTarget.load(operation, db)
         let packages = try await db.stagingJobPackages(jobID)
         guard !packages.isEmpty else { throw InvalidOperation(description: "staging job \(jobID) names no packages") }
         if let ended = try await db.stagingJobEnded(jobID) {
             throw InvalidOperation(description: "staging job \(jobID) is not staged: \(ended)")
         }
-        let owner = try await db.stagingJobOwner(jobID).map { FileOwner(uid: $0.uid, gid: $0.gid, username: $0.username) }
         let unreachable = try await db.unreachableLocations()
 
         // The target: <root>/<user>/<request id> (or the job's directory as given, for jobs made
@@ -225,10 +234,7 @@ enum StagingExecution {
 enum StagingCleanup {
     static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
         let db = context.db
-        let jobID = try require(operation.stagingJobID, "operation \(operation.id) names no staging job")
-        let job = try require(try await db.stagingJob(id: jobID), "staging job \(jobID) does not exist")
-        let processing = try await diskStore(for: job.destinationLocationID, db, purpose: "processing")
-        let owner = try await db.stagingJobOwner(jobID).map { FileOwner(uid: $0.uid, gid: $0.gid, username: $0.username) }
+        let (jobID, job, processing, owner) = try await StagingTarget.load(operation, db)
         let log = context.log
         try await db.transaction { db in
             if let reason = try await db.stagingCleanupBlocker(jobID: jobID) {
