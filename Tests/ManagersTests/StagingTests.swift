@@ -253,6 +253,11 @@ struct StagingRequestTests {
         #expect(visible == [bobID])
         let forbidden = await #expect(throws: PostgresError.self) { try await bobDB.query("SELECT id FROM raw_data_file LIMIT 1") }
         #expect(forbidden?.sqlState?.rawValue == "42501")
+        // A staging admin sees everyone's requests.
+        try await admin.execute("GRANT ccat_staging_admin TO \(identifier: Self.outsider)")
+        let adminList = try outsider.ccat(["stage", "list", "--json"])
+        try await admin.execute("REVOKE ccat_staging_admin FROM \(identifier: Self.outsider)")
+        #expect(adminList.stdout.contains("\"id\" : \(aliceID)") && adminList.stdout.contains("\"id\" : \(bobID)"), "\(adminList.stdout)\(adminList.stderr)")
         let statusJSON = try alice.ccat(["stage", "status", "\(aliceID)", "--json"])
         #expect(statusJSON.stdout.contains("\"status\" : \"READY\"") && statusJSON.stdout.contains("\"packages_staged\" : 1"), "\(statusJSON.stdout)")
 
