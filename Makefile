@@ -28,13 +28,15 @@ demo: build
 	scripts/demo.sh $(BIN_DIR)
 
 ## test: the whole test suite against a real PostgreSQL, the S3 test server (moto_server), munged
-## (two, with different keys), and the single-node Slurm cluster where Slurm is installed and we are root
+## (two, with different keys), and, where installed and we are root, the single-node Slurm cluster
+## and a loopback sshd (rsync over ssh)
 test:
 	@$(PG) start >/dev/null
 	@scripts/local-s3.sh start >/dev/null
 	@scripts/local-munge.sh start >/dev/null
 	@scripts/local-munge.sh start foreign >/dev/null
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then scripts/local-slurm.sh start >/dev/null; fi
+	@if [ -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ]; then scripts/local-sshd.sh start >/dev/null; fi
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	CCAT_BIN_DIR=$(BIN_DIR) $(SWIFT) test --skip-build $(SWIFT_FLAGS)
 

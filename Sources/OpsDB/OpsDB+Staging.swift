@@ -146,6 +146,15 @@ public func formatByteCount(_ count: Int64) -> String {
 }
 
 extension OpsDB {
+    /// The ssh destination of a disk location reached over ssh (nil: mounted where it is used).
+    public func sshHost(of locationID: Int64) async throws -> String? {
+        try await connection.query("SELECT ssh_host FROM disk_data_location WHERE data_location_id = \(locationID)").first?["ssh_host"]
+    }
+
+    public func setSSHHost(locationID: Int64, _ host: String?) async throws {
+        try await connection.execute("UPDATE disk_data_location SET ssh_host = \(host) WHERE data_location_id = \(locationID)")
+    }
+
     /// The topology's `required_archive_sites` (nil: every site with an active archive).
     public func requiredArchiveSites() async throws -> Int? {
         try await connection.query("SELECT required_archive_sites FROM archive_policy").first?["required_archive_sites"]

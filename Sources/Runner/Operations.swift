@@ -117,9 +117,27 @@ enum DataTransferExecution {
         let origin = try await diskStore(for: transfer.originLocationID, db, purpose: "origin buffer")
         let destination = try await diskStore(for: transfer.destinationLocationID, db, purpose: "destination buffer")
         let source = try origin.path(of: bundle.relativePath)
-        context.log.write("transfer \(transferID): \(bundle.name) (\(size) bytes) \(origin.description) -> \(destination.description) by \(transfer.method.rawValue)")
+        let remoteHost = transfer.method == .rsync ? try await db.sshHost(of: transfer.destinationLocationID) : nil
+        context.log.write("transfer \(transferID): \(bundle.name) (\(size) bytes) \(origin.description) -> \(destination.description)"
+                          + (remoteHost.map { " on \($0)" } ?? "") + " by \(transfer.method.rawValue)")
 
-        if try destination.holds(bundle.relativePath, size: size, sha256: checksum) {
+        if let remoteHost {
+            // The destination is on another host: rsync over ssh, verified there with sha256sum.
+            _ = try destination.path(of: bundle.relativePath)  // the key stays inside the root
+            let remote = RemotePath(host: remoteHost, path: destination.root + "/" + bundle.relativePath)
+            if try await runBlocking({ try remote.holds(size: size, sha256: checksum) }) {
+                context.log.write("\(remoteHost) already holds the verified bundle; not sent again")
+            } else {
+                try await ExternalCopy(method: .rsync, source: source, target: remote.rsyncTarget, log: context.log, stop: context.stop,
+                                       remoteShell: RemotePath.rsyncShell).run()
+                guard try await runBlocking({ try remote.holds(size: size, sha256: checksum) }) else {
+                    try? await runBlocking { try remote.remove() }
+                    throw StorageError(kind: .checksumMismatch, location: "\(destination.description) on \(remoteHost)", object: bundle.relativePath,
+                                       problem: "the copy made by rsync does not match the recorded size \(size) and SHA-256 \(checksum)")
+                }
+                context.log.write("verified on \(remoteHost): \(size) bytes, sha256 \(checksum)")
+            }
+        } else if try destination.holds(bundle.relativePath, size: size, sha256: checksum) {
             context.log.write("the destination already holds the verified bundle; not sent again")
         } else {
             let shouldStop = context.shouldStop
@@ -161,16 +179,21 @@ struct ExternalCopy {
     var target: String
     var log: OperationLog
     var stop: StopSignal
+    /// For a remote target (`host:path`): rsync's `-e` (ssh with the runner's options).
+    var remoteShell: String? = nil
 
     func run() async throws {
         let tool = method == .rsync ? "rsync" : "bbcp"
         guard let executable = findExecutable(tool) else {
             throw UnsupportedOperation(description: "\(tool) is not installed on \(ProcessInfo.processInfo.hostName); install it there or change the route's method")
         }
-        let directory = (target as NSString).deletingLastPathComponent
-        let arguments: [String]
+        // A remote target has no local directory: run next to the source instead.
+        let directory = ((remoteShell == nil ? target : source) as NSString).deletingLastPathComponent
+        var arguments: [String]
         if method == .rsync {
-            arguments = ["--partial", "--partial-dir=.ccat-rsync-partial", "--times", "--", source, target]
+            arguments = ["--partial", "--partial-dir=.ccat-rsync-partial", "--times"]
+            if let remoteShell { arguments += ["--mkpath", "-e", remoteShell] }
+            arguments += ["--", source, target]
         } else {
             arguments = ["-f", "-P", "10", source, target]
         }

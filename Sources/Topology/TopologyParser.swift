@@ -153,8 +153,10 @@ public enum TopologyParser {
         }
         let description = fields.string("description")
         var storage: LocationStorage?
+        var sshHost: String?
         if let storageNode = fields.node("storage", required: true) {
             storage = parseStorage(storageNode, path: "\(path).storage", collector: collector)
+            sshHost = parseSSHHost(storageNode, path: "\(path).storage.disk.host", collector: collector)
         }
         if let type, let storage, !OperationMatrix.supportedStorage(for: type).contains(storage.storageType) {
             collector.add(fields["storage"], "\(path).storage", "\(type.rawValue) locations cannot use \(storage.storageType.rawValue) storage in this version (supported: \(OperationMatrix.supportedStorage(for: type).map(\.rawValue).joined(separator: ", ")))")
@@ -181,7 +183,17 @@ public enum TopologyParser {
         guard let name, let type, let storage else { return nil }
         return LocationSpec(name: name, type: type, storage: storage, priority: priority, active: active,
                             fillThresholdPercent: fill, retentionSeconds: retention, description: description,
-                            batch: batch, operationBatch: overrides, staging: staging)
+                            batch: batch, operationBatch: overrides, staging: staging, sshHost: sshHost)
+    }
+
+    /// `storage: {disk: {root: ..., host: dtn.example.org}}`: where rsync reaches the path over ssh.
+    private static func parseSSHHost(_ storage: Node, path: String, collector: IssueCollector) -> String? {
+        guard let node = storage.mapping?["disk"]?.mapping?["host"] else { return nil }
+        guard let host = node.string, host.wholeMatch(of: /^[A-Za-z0-9_][A-Za-z0-9_.@-]*$/) != nil, host.count <= 255 else {
+            collector.add(node, path, "expected an ssh destination: a host name, user@host or an alias of the runner's ssh configuration")
+            return nil
+        }
+        return host
     }
 
     /// `staging: {groups: [astro, ccat], quota_per_user: 10TB}` of a PROCESSING location.
@@ -219,7 +231,7 @@ public enum TopologyParser {
         guard let spec = Fields(body, path: subpath, collector: collector) else { return nil }
         switch kind {
         case "disk":
-            spec.allow(["root"])
+            spec.allow(["root", "host"])
             guard let root = spec.string("root", required: true) else { return nil }
             if !root.hasPrefix("/") || root.split(separator: "/").contains("..") {
                 collector.add(spec["root"], "\(subpath).root", "must be an absolute path without '..', got '\(root)'")

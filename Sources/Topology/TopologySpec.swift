@@ -38,6 +38,8 @@ public struct LocationSpec: Sendable, Equatable {
     public var operationBatch: [OperationType: BatchProfile]
     /// Who may stage into a PROCESSING location.
     public var staging = StagingPolicySpec()
+    /// For disk storage: the ssh destination rsync routes reach the path through (nil: mounted).
+    public var sshHost: String?
 }
 
 /// A PROCESSING location's `staging:` settings.

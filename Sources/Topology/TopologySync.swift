@@ -96,6 +96,7 @@ public struct TopologySync: Sendable {
                         fillThresholdPercent: locationSpec.fillThresholdPercent, retentionSeconds: locationSpec.retentionSeconds,
                         description: locationSpec.description)
                     _ = try await syncProfiles(locationID: created.id, spec: locationSpec, db)
+                    if let host = locationSpec.sshHost { try await db.setSSHHost(locationID: created.id, host) }
                     if locationSpec.type == .processing {
                         try await db.setProcessingPolicy(locationID: created.id, groups: locationSpec.staging.groups,
                                                          quotaBytesPerUser: locationSpec.staging.quotaBytesPerUser)
@@ -161,6 +162,10 @@ public struct TopologySync: Sendable {
             differences.append("retention \(current.retentionSeconds.map { "\($0)s" } ?? "default") -> \(spec.retentionSeconds.map { "\($0)s" } ?? "default")")
         }
         if current.description != spec.description { differences.append("description") }
+        if case .disk = spec.storage, try await db.sshHost(of: current.id) != spec.sshHost {
+            differences.append("ssh host \(try await db.sshHost(of: current.id) ?? "none") -> \(spec.sshHost ?? "none")")
+            try await db.setSSHHost(locationID: current.id, spec.sshHost)
+        }
         if spec.type == .processing {
             let policy = try await db.processingPolicy(locationID: current.id)
             if policy.groups != spec.staging.groups || policy.quotaBytesPerUser != spec.staging.quotaBytesPerUser {

@@ -71,8 +71,9 @@ struct Pipeline {
 
     /// Runs one operation by hand; returns the runner's exit status and the operation afterwards.
     @discardableResult
-    func exec(_ operation: OperationRecord, extra: [String] = []) async throws -> (status: Int32, stderr: String, after: OperationRecord) {
-        let result = try runExecutable("ccat-runner", ["exec", "--operation", String(operation.id)] + extra, environment: environment)
+    func exec(_ operation: OperationRecord, extra: [String] = [], environment more: [String: String] = [:]) async throws -> (status: Int32, stderr: String, after: OperationRecord) {
+        let result = try runExecutable("ccat-runner", ["exec", "--operation", String(operation.id)] + extra,
+                                       environment: environment.merging(more) { $1 })
         return (result.status, result.stderr, try #require(try await db.operation(id: operation.id)))
     }
 
@@ -205,6 +206,43 @@ struct PipelineTests {
                 #expect(status.reachable, "\(status.errorMessage ?? "")")
                 if location.storageType == .disk { #expect((status.totalBytes ?? 0) > 0 && (status.freeBytes ?? -1) >= 0) }
             }
+        }
+    }
+
+    /// A destination buffer on another host (here the loopback sshd): rsync over ssh, verified
+    /// there with sha256sum; a second run finds it there; an unreachable host is a transport error.
+    @Test(.enabled(if: TestEnvironment.runSSHTests))
+    func rsyncOverSSHReachesADestinationOnAnotherHost() async throws {
+        let ssh = ["CCAT_SSH_CONFIG": try TestEnvironment.requireSSHConfig()]
+        try await Pipeline.with(.disk) { pipeline in
+            let db = pipeline.db
+            let (bundle, transfer) = try await pipeline.packageBundleAndSend()
+            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
+            let cologneBuffer = try await pipeline.location("cologne", "buffer")
+            try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-test-remote")
+            try await db.connection.execute("UPDATE data_transfer SET method = 'RSYNC' WHERE id = \(transfer.id)")
+            let sent = try await pipeline.exec(try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)), environment: ssh)
+            #expect(sent.status == 0, "\(sent.stderr)")
+            #expect(FileManager.default.contentsEqual(atPath: pipeline.path("buffer/bundles/bundle-0001.tar"),
+                                                      andPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar")))
+            #expect(try await db.dataTransfer(id: transfer.id)?.status == .completed)
+            #expect(try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: cologneBuffer.id)?.verifiedAt != nil)
+            let log = try String(contentsOfFile: try #require(sent.after.logPath), encoding: .utf8)
+            #expect(log.contains("on ccat-test-remote by RSYNC") && log.contains("verified on ccat-test-remote"), "\(log)")
+
+            // Sent again (say, after a crash before the result was recorded): found there, not copied.
+            try await db.connection.execute("UPDATE data_transfer SET status = 'PENDING' WHERE id = \(transfer.id)")
+            let again = try await pipeline.exec(try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)), environment: ssh)
+            #expect(again.status == 0, "\(again.stderr)")
+            let againLog = try String(contentsOfFile: try #require(again.after.logPath), encoding: .utf8)
+            #expect(againLog.contains("ccat-test-remote already holds the verified bundle"), "\(againLog)")
+
+            // A host ssh cannot reach: a transport error that names it, and the operation retries.
+            try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-no-such-host.invalid")
+            try await db.connection.execute("UPDATE data_transfer SET status = 'PENDING' WHERE id = \(transfer.id)")
+            let unreachable = try await pipeline.exec(try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)), environment: ssh)
+            #expect(unreachable.status == 1)
+            #expect(unreachable.after.lastError?.contains("ssh to ccat-no-such-host.invalid failed") == true, "\(unreachable.after.lastError ?? "")")
         }
     }
 

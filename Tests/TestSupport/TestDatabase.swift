@@ -127,6 +127,24 @@ public enum TestEnvironment {
         return socket
     }
 
+    /// The ssh client configuration with the alias `ccat-test-remote` (`scripts/local-sshd.sh start`,
+    /// which `make test` runs as root), or `CCAT_TEST_SSH_CONFIG`.
+    public static let sshConfig: String? = {
+        if let config = ProcessInfo.processInfo.environment["CCAT_TEST_SSH_CONFIG"], !config.isEmpty { return config }
+        let local = repositoryRoot.appendingPathComponent(".ccat-dev/sshd/ssh_config").path
+        return FileManager.default.fileExists(atPath: local) ? local : nil
+    }()
+
+    /// Run ssh tests: the loopback sshd is configured, or we are in CI where its absence must fail.
+    public static var runSSHTests: Bool { sshConfig != nil || isCI }
+
+    public static func requireSSHConfig() throws -> String {
+        guard let sshConfig else {
+            throw TestSetupError(description: "loopback sshd not found: run 'scripts/local-sshd.sh start' as root (make test does) or set CCAT_TEST_SSH_CONFIG")
+        }
+        return sshConfig
+    }
+
     /// Directory of the built executables (`ccat`, `ccat-runner`).
     public static var binDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["CCAT_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }

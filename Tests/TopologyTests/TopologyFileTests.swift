@@ -32,6 +32,8 @@ struct TopologyValidationTests {
          "only PROCESSING locations take staging requests", 39),
         ("more required archive sites than there are", "sites:\n", "required_archive_sites: 3\nsites:\n", "required_archive_sites",
          "3 archive sites are required but only 2 sites have an active long-term archive", 23),
+        ("ssh host that is an option", "root: /archive/ccat}", "root: /archive/ccat, host: \"-oProxyCommand=evil\"}",
+         "sites[2].locations[1].storage.disk.host", "expected an ssh destination", 99),
         ("quota that is not a size", "quota_per_user: 20TB", "quota_per_user: lots", "sites[1].locations[4].staging.quota_per_user",
          "'lots' is not a size", 82),
     ]
@@ -147,6 +149,14 @@ struct TopologyApplyTests {
             let oneApplied = try await TopologySync().apply(one, to: db.connection)
             #expect(oneApplied.changed.contains("required archive sites all -> 1"), "\(oneApplied.changed)")
             #expect(try await OpsDB(db.connection).requiredArchiveSites() == 1)
+
+            // A disk reached over ssh by rsync routes.
+            let remote = try TopologyParser.parse(try exampleTopology(replacing: "root: /archive/ccat}", with: "root: /archive/ccat, host: dtn.us.example.org}"),
+                                                  file: "t.yaml")
+            let remoteApplied = try await TopologySync().apply(remote, to: db.connection)
+            #expect(remoteApplied.changed.contains { $0.contains("ssh host none -> dtn.us.example.org") }, "\(remoteApplied.changed)")
+            let archive = try #require(try await db.location(siteShortName: "us", name: "long_term_archive"))
+            #expect(try await OpsDB(db.connection).sshHost(of: archive.id) == "dtn.us.example.org")
         }
     }
 

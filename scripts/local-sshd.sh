@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# An ssh server on 127.0.0.1 for tests of transfers to "another host" (rsync over ssh): its own
+# host key, client key, authorized_keys, port and pid under $CCAT_DEV_DIR/sshd (default
+# .ccat-dev/sshd). The client side is an ssh configuration with the alias ccat-test-remote; the
+# runner uses it through CCAT_SSH_CONFIG. Must run as root (sshd needs privilege separation).
+#
+#   scripts/local-sshd.sh start     start it (idempotent); prints "export CCAT_SSH_CONFIG=..."
+#   scripts/local-sshd.sh stop      stop it (keys are kept)
+#   scripts/local-sshd.sh config    print the client configuration's path
+#   scripts/local-sshd.sh destroy   stop it and delete its keys
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dir="${CCAT_DEV_DIR:-$repo/.ccat-dev}/sshd"
+port="${CCAT_SSHD_PORT:-$((22000 + $(printf '%s' "$dir" | cksum | cut -d' ' -f1) % 1000))}"
+config="$dir/ssh_config"
+
+die() { echo "local-sshd: $*" >&2; exit 1; }
+pid_alive() { [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; }
+answers() { ssh -F "$config" -o ConnectTimeout=3 ccat-test-remote true >/dev/null 2>&1; }
+
+start() {
+    [ "$(id -u)" = 0 ] || die "run as root: sshd needs privilege separation"
+    [ -x /usr/sbin/sshd ] || die "sshd not found: install openssh-server (Debian)"
+    mkdir -p "$dir" /run/sshd
+    chmod 700 "$dir"
+    [ -f "$dir/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
+    [ -f "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
+    cp "$dir/client_key.pub" "$dir/authorized_keys"
+    printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$dir/host_key.pub")" > "$dir/known_hosts"
+    cat > "$dir/sshd_config" <<CONF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $dir/host_key
+PidFile $dir/sshd.pid
+AuthorizedKeysFile $dir/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+CONF
+    cat > "$config" <<CONF
+Host ccat-test-remote
+    HostName 127.0.0.1
+    Port $port
+    User $(id -un)
+    IdentityFile $dir/client_key
+    IdentitiesOnly yes
+    StrictHostKeyChecking yes
+    UserKnownHostsFile $dir/known_hosts
+CONF
+    if pid_alive && answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
+    pid_alive && kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port is already in use on 127.0.0.1; stop what uses it or set CCAT_SSHD_PORT"
+    fi
+    /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" || die "sshd did not start; see $dir/sshd.log"
+    for _ in $(seq 1 50); do
+        if answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
+        sleep 0.2
+    done
+    die "sshd did not answer on 127.0.0.1:$port within 10 s; see $dir/sshd.log"
+}
+
+stop() {
+    if pid_alive; then kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true; fi
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    config) echo "$config" ;;
+    destroy) stop; rm -rf "$dir" ;;
+    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
