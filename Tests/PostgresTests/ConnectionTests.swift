@@ -173,9 +173,20 @@ struct ConnectionTests {
     }
 
     @Test func cancellingTheTaskCancelsTheStatement() async throws {
-        try await withTestDatabase { _, db in
+        try await withTestDatabase { database, db in
             let task = Task { try await db.query("SELECT pg_sleep(60)") }
-            try await Task.sleep(for: .milliseconds(300))
+            // Cancel only once the server runs the statement (a busy machine may take a while to
+            // send it; a cancel before that is a different path).
+            let watcher = try await database.connect(applicationName: "cancel watcher")
+            defer { Task { await watcher.close() } }
+            var running = false
+            for _ in 0..<200 where !running {
+                running = try await watcher.query("""
+                    SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active' AND datname = current_database()
+                    """).first?["n", as: Int.self] == 1
+                if !running { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(running, "the statement never started on the server")
             task.cancel()
             let error = await #expect(throws: PostgresError.self) { try await task.value }
             #expect(error?.sqlState == .queryCanceled)
