@@ -213,8 +213,9 @@ struct DispatchTests {
             try await fixture.addOperations(2)
             _ = try await fixture.dispatcher.dispatch(fixture.queue)
             let job = try #require(try await fixture.jobs().first)
-            // The stand-in claims the operations with a 2-second lease and never renews it.
-            let deadline = ContinuousClock.now + .seconds(120)
+            // The stand-in claims the operations with a 2-second lease and never renews it. On the
+            // shared two-core Slurm node the job may queue behind the end-to-end runs for minutes.
+            let deadline = ContinuousClock.now + .seconds(360)
             while try await fixture.operations().contains(where: { $0.state != .running }), ContinuousClock.now < deadline {
                 _ = try await fixture.tracker.poll()
                 try await Task.sleep(for: .milliseconds(300))
