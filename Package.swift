@@ -72,7 +72,7 @@ let package = Package(
         // What ccat-runner does on a compute node: claim, lease, execute, report.
         .target(
             name: "Runner",
-            dependencies: ["OpsDB", "Postgres", "Archiving", "Storage", "CGlibcExtras", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["OpsDB", "Postgres", "Archiving", "Storage", "Scheduling", "CGlibcExtras", .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
         // The daemon: one service per manager, leader-elected, with heartbeats (swift-service-lifecycle).

@@ -80,12 +80,17 @@ struct StagingRequestCycle {
 
     func run(_ db: OpsDB, logger: Logger) async throws -> Int {
         var changed = 0
-        changed += try await decodeSubmitted(db, logger: logger)
-        for request in try await db.stagingRequests(in: [.accepted], limit: settings.batchSize) {
-            changed += try await startIfArchived(request, db, logger: logger)
+        // PROCESSING locations and unhealthy archives, read once per cycle for every request.
+        let locations = try await db.stagingLocations()
+        changed += try await decodeSubmitted(db, locations: locations, logger: logger)
+        let accepted = try await db.stagingRequests(in: [.accepted], limit: settings.batchSize)
+        let unreachable = accepted.isEmpty ? [] : try await db.unreachableLocations()
+        for request in accepted {
+            changed += try await startIfArchived(request, unreachable: unreachable, db, logger: logger)
         }
         for request in try await db.stagingRequests(in: [.staging, .failed], limit: settings.batchSize) {
-            changed += try await follow(request, db, logger: logger)
+            let keep = locations.first { $0.id == request.destinationLocationID }?.retentionSeconds ?? settings.stagingRetentionSeconds
+            changed += try await follow(request, keepSeconds: keep, db, logger: logger)
         }
         let expired = try await db.expireStagingRequests()
         if expired > 0 { logger.info("\(expired) staging request(s) expired") }
@@ -98,13 +103,13 @@ struct StagingRequestCycle {
 
     /// One transaction per request: munged remembers every credential it decoded, so a decision
     /// must never be rolled back together with others.
-    private func decodeSubmitted(_ db: OpsDB, logger: Logger) async throws -> Int {
+    private func decodeSubmitted(_ db: OpsDB, locations: [StagingLocation], logger: Logger) async throws -> Int {
         var changed = 0
         var after: Int64 = 0
         for _ in 0..<settings.batchSize {
             let next: Int64? = try await db.transaction { db in
                 guard let (request, credential, digest) = try await db.nextStagingRequestToDecode(after: after) else { return nil }
-                if try await decide(request, credential: credential, digest: digest, db, logger: logger) { changed += 1 }
+                if try await decide(request, credential: credential, digest: digest, locations: locations, db, logger: logger) { changed += 1 }
                 return request.id
             }
             guard let next else { break }
@@ -114,7 +119,8 @@ struct StagingRequestCycle {
     }
 
     /// False when munged cannot be reached: the request stays SUBMITTED for the next cycle.
-    private func decide(_ request: StagingRequest, credential: String, digest: String, _ db: OpsDB, logger: Logger) async throws -> Bool {
+    private func decide(_ request: StagingRequest, credential: String, digest: String, locations: [StagingLocation], _ db: OpsDB,
+                        logger: Logger) async throws -> Bool {
         var log = logger
         log[metadataKey: "staging_request"] = "\(request.id)"
         log[metadataKey: "submitted_by"] = "\(request.submittedBy)"
@@ -167,7 +173,6 @@ struct StagingRequestCycle {
         func refuse(_ reason: String) async throws -> Bool {
             try await reject(reason, uid: identity.uid, gid: identity.gid, username: account.name)
         }
-        let locations = try await db.stagingLocations()
         let named = locations.filter { "\($0.site).\($0.name)" == payload.destination }
         let matches = named.isEmpty ? locations.filter { $0.name == payload.destination } : named
         guard matches.count == 1, let location = matches.first else {
@@ -203,7 +208,7 @@ struct StagingRequestCycle {
 
     // MARK: ACCEPTED
 
-    private func startIfArchived(_ request: StagingRequest, _ db: OpsDB, logger: Logger) async throws -> Int {
+    private func startIfArchived(_ request: StagingRequest, unreachable: Set<Int64>, _ db: OpsDB, logger: Logger) async throws -> Int {
         let selection = try StagingSelection.parse(request.selection)
         let selected = try await db.resolveSelection(selection)
         let bytes = selected.reduce(Int64(0)) { $0 + $1.stagedBytes }
@@ -220,12 +225,11 @@ struct StagingRequestCycle {
             return 0
         }
         guard let destination = request.destinationLocationID, let username = request.username else { return 0 }
-        let healthy = try await db.unreachableLocations()
         var byOrigin: [Int64: [(id: Int64, bytes: Int64)]] = [:]
         for package in packaged {
             guard let id = package.packageID else { continue }
             let copies = try await db.archiveCopies(of: id, near: destination, preferring: nil)
-            let origin = copies.first(where: { !healthy.contains($0.dataLocationID) }) ?? copies.first
+            let origin = copies.first(where: { !unreachable.contains($0.dataLocationID) }) ?? copies.first
             byOrigin[origin?.dataLocationID ?? 0, default: []].append((id, package.stagedBytes))
         }
         // Packages from one archive go into jobs of up to stagingJobMaxBytes each.
@@ -253,10 +257,9 @@ struct StagingRequestCycle {
 
     // MARK: STAGING and FAILED
 
-    private func follow(_ request: StagingRequest, _ db: OpsDB, logger: Logger) async throws -> Int {
+    private func follow(_ request: StagingRequest, keepSeconds keep: Int64, _ db: OpsDB, logger: Logger) async throws -> Int {
         let jobs = try await db.stagingJobStates(requestID: request.id)
         guard !jobs.isEmpty else { return 0 }
-        let keep = try await keepSeconds(request, db)
         if jobs.allSatisfy({ $0.job.status == .completed }) {
             guard try await db.markStagingRequest(request.id, from: request.status, to: .ready, reason: nil, keepSeconds: keep) else { return 0 }
             logger.info("staging request \(request.id) is ready", metadata: ["staging_request": "\(request.id)"])
@@ -269,10 +272,5 @@ struct StagingRequestCycle {
             return 1
         }
         return 0
-    }
-
-    private func keepSeconds(_ request: StagingRequest, _ db: OpsDB) async throws -> Int64 {
-        let location = try await db.stagingLocations().first { $0.id == request.destinationLocationID }
-        return location?.retentionSeconds ?? settings.stagingRetentionSeconds
     }
 }

@@ -125,13 +125,13 @@ enum DataTransferExecution {
             // The destination is on another host: rsync over ssh, verified there with sha256sum.
             _ = try destination.path(of: bundle.relativePath)  // the key stays inside the root
             let remote = RemotePath(host: remoteHost, path: destination.root + "/" + bundle.relativePath)
-            if try await runBlocking({ try remote.holds(size: size, sha256: checksum) }) {
+            if try await remote.holds(size: size, sha256: checksum) {
                 context.log.write("\(remoteHost) already holds the verified bundle; not sent again")
             } else {
                 try await ExternalCopy(method: .rsync, source: source, target: remote.rsyncTarget, log: context.log, stop: context.stop,
                                        remoteShell: RemotePath.rsyncShell).run()
-                guard try await runBlocking({ try remote.holds(size: size, sha256: checksum) }) else {
-                    try? await runBlocking { try remote.remove() }
+                guard try await remote.holds(size: size, sha256: checksum) else {
+                    try? await remote.remove()
                     throw StorageError(kind: .checksumMismatch, location: "\(destination.description) on \(remoteHost)", object: bundle.relativePath,
                                        problem: "the copy made by rsync does not match the recorded size \(size) and SHA-256 \(checksum)")
                 }

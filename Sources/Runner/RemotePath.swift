@@ -1,4 +1,5 @@
 import Foundation
+import Scheduling
 import Storage
 
 #if canImport(Glibc)
@@ -25,23 +26,26 @@ struct RemotePath: Sendable {
 
     static func quote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
-    /// Runs a shell command on the host; ssh's own failures (exit 255) are transport errors.
-    func run(_ command: String) throws -> (status: Int32, stdout: String) {
-        guard let ssh = findExecutable("ssh") else {
+    /// Runs a shell command on the host (at most `timeout`); ssh's own failures (exit 255) are
+    /// transport errors.
+    func run(_ command: String, timeout: Duration = .seconds(600)) async throws -> (status: Int32, stdout: String) {
+        let result: CommandResult
+        do {
+            result = try await SubprocessRunner().run("ssh", Self.sshOptions + [host, "--", command], environment: nil, timeout: timeout)
+        } catch let error as CommandRunError where error.kind == .notFound {
             throw UnsupportedOperation(description: "ssh is not installed on \(ProcessInfo.processInfo.hostName); rsync to \(host) needs it")
         }
-        let result = try runCommand(ssh, Self.sshOptions + [host, "--", command])
-        if result.status == 255 {
+        if result.exitStatus == 255 {
             throw StorageError(kind: .transport, location: host, object: path,
                                problem: "ssh to \(host) failed: \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)); check the runner's ssh keys and known_hosts for \(host)")
         }
-        return (result.status, result.stdout)
+        return (result.exitStatus, result.stdout)
     }
 
     /// True when the file is there with this size and SHA-256 (sha256sum on the host).
-    func holds(size: Int64, sha256: String) throws -> Bool {
+    func holds(size: Int64, sha256: String) async throws -> Bool {
         let q = Self.quote(path)
-        let answer = try run("if [ -f \(q) ]; then stat -c %s -- \(q) && sha256sum -- \(q); else echo absent; fi")
+        let answer = try await run("if [ -f \(q) ]; then stat -c %s -- \(q) && sha256sum -- \(q); else echo absent; fi")
         let lines = answer.stdout.split(separator: "\n").map(String.init)
         if answer.status == 0, lines.first == "absent" { return false }
         guard answer.status == 0, lines.count >= 2, let remoteSize = Int64(lines[0]) else {
@@ -50,30 +54,7 @@ struct RemotePath: Sendable {
         return remoteSize == size && lines[1].prefix(64) == sha256
     }
 
-    func remove() throws {
-        _ = try run("rm -f -- \(Self.quote(path))")
+    func remove() async throws {
+        _ = try await run("rm -f -- \(Self.quote(path))")
     }
-}
-
-/// Runs a program to the end; its standard output and error.
-func runCommand(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.standardInput = FileHandle.nullDevice
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let group = DispatchGroup()
-    nonisolated(unsafe) var errData = Data()
-    group.enter()
-    DispatchQueue.global().async {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
-        group.leave()
-    }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }

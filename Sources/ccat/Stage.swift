@@ -332,7 +332,10 @@ struct StageStatus: AsyncParsableCommand {
             try await StagingRequestReport.load(db, id: id, includeEnded: id != nil)
         }
         if let id, reports.isEmpty { throw CommandError("staging request \(id) does not exist or is not yours ('ccat stage list' shows yours)") }
-        if options.json { try printJSON(id == nil ? AnyEncodableList(reports) : AnyEncodableList([reports[0]], single: true)); return }
+        if options.json {
+            if id == nil { try printJSON(reports) } else { try printJSON(reports[0]) }
+            return
+        }
         if reports.isEmpty { print("you have no open staging requests"); return }
         for report in reports { print(Self.describe(report)) }
     }
@@ -352,20 +355,6 @@ struct StageStatus: AsyncParsableCommand {
         if let expires = report.expiresAt, [.ready, .failed].contains(report.status) { lines.append("  kept until: \(formatTimestamp(expires)) (or until you release it)") }
         if let released = report.releasedAt { lines.append("  released:   \(formatTimestamp(released))") }
         return lines.joined(separator: "\n")
-    }
-}
-
-/// `--json` of status: one object for one request, a list otherwise.
-struct AnyEncodableList: Encodable {
-    var reports: [StagingRequestReport]
-    var single = false
-    init(_ reports: [StagingRequestReport], single: Bool = false) {
-        self.reports = reports
-        self.single = single
-    }
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        if single, let first = reports.first { try container.encode(first) } else { try container.encode(reports) }
     }
 }
 

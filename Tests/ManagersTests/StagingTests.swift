@@ -80,7 +80,7 @@ struct StagingProgressLineTests {
 /// Scientists' staging requests end to end: two unix users, the real munged, PostgreSQL's
 /// row-level security, the daemon and the local scheduler.
 @Suite("staging requests from scientists", .serialized,
-       .enabled(if: TestEnvironment.runPostgresTests && TestEnvironment.runMungeTests && TestEnvironment.runS3Tests && getuid() == 0))
+       .enabled(if: TestEnvironment.runPostgresTests && TestEnvironment.runMungeTests && TestEnvironment.runS3Tests && (getuid() == 0 || TestEnvironment.isCI)))
 struct StagingRequestTests {
     static let group = "ccatsci"
     static let alice = "ccat_sci_a"
