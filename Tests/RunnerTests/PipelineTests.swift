@@ -363,7 +363,7 @@ struct PipelineTests {
 extension Pipeline {
     /// Starts `ccat-runner exec` on the operation, SIGKILLs it once `midway` holds, lets its lease
     /// expire and puts the operation back, as the tracker would.
-    func killMidway(_ operation: OperationRecord, what: String, midway: () async throws -> Bool) async throws {
+    func killMidway(_ operation: OperationRecord, what: String, midway: @escaping @Sendable () throws -> Bool) async throws {
         let process = Process()
         process.executableURL = TestEnvironment.binDirectory.appendingPathComponent("ccat-runner")
         process.arguments = ["exec", "--operation", String(operation.id), "--lease-seconds", "2", "--heartbeat-seconds", "1",
@@ -372,11 +372,25 @@ extension Pipeline {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let deadline = ContinuousClock.now + .seconds(90)
-        var caught = false
-        while process.isRunning, ContinuousClock.now < deadline {
-            if try await midway() { caught = true; break }
-            try await Task.sleep(for: .milliseconds(5))
+        // Watch and kill from a thread of its own: a step takes well under a second, and the
+        // cooperative pool may be too busy with other tests to wake a polling task in time.
+        let caught: Bool = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                let deadline = Date().addingTimeInterval(90)
+                do {
+                    while process.isRunning, Date() < deadline {
+                        if try midway() {
+                            kill(process.processIdentifier, SIGKILL)
+                            continuation.resume(returning: true)
+                            return
+                        }
+                        usleep(1000)
+                    }
+                    continuation.resume(returning: false)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
         }
         #expect(caught, "\(what): the runner finished (or never started) before it could be killed midway")
         kill(process.processIdentifier, SIGKILL)
