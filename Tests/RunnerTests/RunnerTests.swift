@@ -201,7 +201,8 @@ struct RunnerTests {
             #expect(try await dispatcher.dispatch(fixture.queue).jobsSubmitted == 1)
             let job = try #require(try await fixture.db.batchJobs().first)
             let tracker = JobTracker(db: fixture.db, scheduler: scheduler)
-            let deadline = ContinuousClock.now + .seconds(120)
+            // On the shared two-core Slurm node the job may queue behind the end-to-end runs for minutes.
+            let deadline = ContinuousClock.now + .seconds(360)
             var current = job
             while !current.state.isTerminal, ContinuousClock.now < deadline {
                 _ = try await tracker.poll()
