@@ -152,7 +152,7 @@ let package = Package(
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport", "Managers", .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
         .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres", "OpsDB", "Auth", "CCatCLI"], swiftSettings: upcoming),
         .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"],
                     resources: [.copy("Golden")], swiftSettings: upcoming),

@@ -72,19 +72,26 @@ public struct S3Settings: Sendable {
     public var attempts: Int
     /// First wait between tries; doubled each time.
     public var retryDelaySeconds: Double
+    /// S3's additional checksums (SHA-256): the server checks every part and the whole object
+    /// against the SHA-256 we send and keeps it, and HEAD returns it. Off for servers without them.
+    public var checksums: Bool
 
-    public init(partSize: Int = 16 << 20, parallelParts: Int = 8, attempts: Int = 5, retryDelaySeconds: Double = 0.5) {
+    public init(partSize: Int = 16 << 20, parallelParts: Int = 8, attempts: Int = 5, retryDelaySeconds: Double = 0.5,
+                checksums: Bool = true) {
         self.partSize = max(partSize, 5 << 20)
         self.parallelParts = max(parallelParts, 1)
         self.attempts = max(attempts, 1)
         self.retryDelaySeconds = retryDelaySeconds
+        self.checksums = checksums
     }
 }
 
 /// An S3 bucket (or a prefix in one), through libcurl with its built-in SigV4 signing. Every
 /// request carries the SHA-256 of its body in `x-amz-content-sha256`, so the server rejects
 /// damaged bodies; the whole object's SHA-256 is kept as `x-amz-meta-sha256` and checked by HEAD
-/// after an upload and by hashing the stream on download.
+/// after an upload and by hashing the stream on download. With `S3Settings.checksums` the upload
+/// also uses S3's additional checksums: the server computes the SHA-256 of what it stored (of
+/// each part, for multipart objects) and HEAD after the upload must return what we computed.
 public struct S3Store: ObjectStore {
     public let name: String
     public let endpointURL: String
@@ -111,6 +118,12 @@ public struct S3Store: ObjectStore {
 
     static let emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     static let metadataHeader = "x-amz-meta-sha256"
+    static let checksumHeader = "x-amz-checksum-sha256"
+
+    /// Headers that ask S3 to check a body (or a part) against its SHA-256 and keep that checksum.
+    func checksumHeaders(_ digest: some Sequence<UInt8>) -> [(String, String)] {
+        settings.checksums ? [(Self.checksumHeader, Data(digest).base64EncodedString()), ("x-amz-sdk-checksum-algorithm", "SHA256")] : []
+    }
 
     // MARK: Requests
 
@@ -220,13 +233,18 @@ public struct S3Store: ObjectStore {
     // MARK: ObjectStore
 
     public func head(_ key: String) throws -> StoredObject? {
+        try headResponse(key).map { response in
+            StoredObject(key: key, size: Int64(response.headers["content-length"] ?? "") ?? 0, sha256: response.headers[Self.metadataHeader])
+        }
+    }
+
+    /// HEAD of a key (nil when absent), with the server's own checksum where it keeps one.
+    func headResponse(_ key: String) throws -> HTTPResponse? {
         try validateKey(key, location: description)
         let session = try session()
-        let response = try send(session, { request("HEAD", key) },
+        let response = try send(session, { request("HEAD", key, headers: settings.checksums ? [("x-amz-checksum-mode", "ENABLED")] : []) },
                                 key: key, what: "HEAD", allow: [404], shouldStop: { false })
-        guard response.status != 404 else { return nil }
-        return StoredObject(key: key, size: Int64(response.headers["content-length"] ?? "") ?? 0,
-                            sha256: response.headers[Self.metadataHeader])
+        return response.status == 404 ? nil : response
     }
 
     public func holds(_ key: String, size: Int64, sha256: String) throws -> Bool {
@@ -238,35 +256,52 @@ public struct S3Store: ObjectStore {
         try validateKey(key, location: description)
         let (fd, size) = try openSource(path, location: description, object: key)
         defer { close(fd) }
+        // What the server's own SHA-256 of the object must be: that of the bytes for one PUT, that
+        // of the parts' SHA-256s followed by "-<parts>" for a multipart upload (S3's composite).
+        let serverChecksum: String
         if size <= Int64(settings.partSize) {
-            try putSingle(fd: fd, size: Int(size), path: path, key: key, sha256: sha256, shouldStop: shouldStop)
+            let digest = try putSingle(fd: fd, size: Int(size), path: path, key: key, sha256: sha256, shouldStop: shouldStop)
+            serverChecksum = Data(digest).base64EncodedString()
         } else {
-            try MultipartUpload(store: self, fd: fd, path: path, size: size, key: key, sha256: sha256, shouldStop: shouldStop).run()
+            let upload = MultipartUpload(store: self, fd: fd, path: path, size: size, key: key, sha256: sha256, shouldStop: shouldStop)
+            let partDigests = try upload.run()
+            serverChecksum = Data(SHA256.hash(data: partDigests.flatMap { $0 })).base64EncodedString() + "-\(partDigests.count)"
         }
-        guard let stored = try head(key) else {
+        guard let response = try headResponse(key) else {
             throw StorageError(kind: .transport, location: description, object: key, problem: "the object is missing right after its upload")
         }
+        let stored = StoredObject(key: key, size: Int64(response.headers["content-length"] ?? "") ?? 0, sha256: response.headers[Self.metadataHeader])
         guard stored.size == size, stored.sha256 == sha256 else {
             throw StorageError(kind: .checksumMismatch, location: description, object: key,
                                problem: "after the upload the object has \(stored.size) bytes and sha256 metadata \(stored.sha256 ?? "none"), expected \(size) and \(sha256)")
         }
+        // A server without additional checksums returns none; one that has them must agree. (Some
+        // servers leave out the "-<parts>" of a multipart object's checksum.)
+        if settings.checksums, let reported = response.headers[Self.checksumHeader],
+           reported.split(separator: "-").first != serverChecksum.split(separator: "-").first {
+            throw StorageError(kind: .checksumMismatch, location: description, object: key,
+                               problem: "the server's SHA-256 of the stored object is \(reported), but what was sent has \(serverChecksum)")
+        }
         return stored
     }
 
-    func putSingle(fd: Int32, size: Int, path: String, key: String, sha256: String, shouldStop: @escaping ShouldStop) throws {
+    /// One PUT of the whole file, which must have the recorded SHA-256; returns that digest.
+    func putSingle(fd: Int32, size: Int, path: String, key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> SHA256.Digest {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
         defer { buffer.deallocate() }
         let body = UnsafeRawBufferPointer(rebasing: buffer[0..<size])
         try readFully(fd, into: buffer, count: size, offset: 0, path: path, key: key)
-        let actual = hex(SHA256.hash(data: body))
+        let digest = SHA256.hash(data: body)
+        let actual = hex(digest)
         guard actual == sha256 else {
             throw StorageError(kind: .checksumMismatch, location: description, object: key,
                                problem: "the local file \(path) has SHA-256 \(actual), but \(sha256) was recorded; not uploaded")
         }
         let session = try session()
         _ = try send(session, {
-            request("PUT", key, headers: [(Self.metadataHeader, sha256)], payloadSHA256: sha256, body: body)
+            request("PUT", key, headers: [(Self.metadataHeader, sha256)] + checksumHeaders(digest), payloadSHA256: sha256, body: body)
         }, key: key, what: "PUT", shouldStop: shouldStop)
+        return digest
     }
 
     func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, count: Int, offset: Int64, path: String, key: String) throws {
@@ -401,6 +436,7 @@ final class MultipartUpload: @unchecked Sendable {
     private let lock = NSLock()
     private var nextPart = 0
     private var etags: [Int: String] = [:]
+    private var digests: [Int: SHA256.Digest] = [:]
     private var firstError: (any Error)?
 
     init(store: S3Store, fd: Int32, path: String, size: Int64, key: String, sha256: String, shouldStop: @escaping ShouldStop) {
@@ -414,13 +450,15 @@ final class MultipartUpload: @unchecked Sendable {
         partCount = Int((size + Int64(store.settings.partSize) - 1) / Int64(store.settings.partSize))
     }
 
-    func run() throws {
+    /// Uploads the parts and completes the object; returns each part's SHA-256, in order.
+    func run() throws -> [[UInt8]] {
         let session = try store.session()
         for stale in try store.incompleteUploads(of: key) {
             try store.abortUpload(stale, key: key, session: session)
         }
+        let checksumAlgorithm = store.settings.checksums ? [("x-amz-checksum-algorithm", "SHA256")] : []
         let created = try store.send(session, {
-            store.request("POST", key, query: [("uploads", "")], headers: [(S3Store.metadataHeader, sha256)])
+            store.request("POST", key, query: [("uploads", "")], headers: [(S3Store.metadataHeader, sha256)] + checksumAlgorithm)
         }, key: key, what: "start multipart upload", shouldStop: shouldStop)
         guard let uploadID = S3XML.value("UploadId", in: String(decoding: created.body, as: UTF8.self)) else {
             throw StorageError(kind: .rejected, location: store.description, object: key, problem: "the server started a multipart upload without an UploadId")
@@ -432,6 +470,7 @@ final class MultipartUpload: @unchecked Sendable {
             try? store.abortUpload(uploadID, key: key, session: session)
             throw error
         }
+        return lock.withLock { (1...partCount).map { Array(digests[$0]!) } }
     }
 
     private func fail(_ error: any Error) {
@@ -497,27 +536,32 @@ final class MultipartUpload: @unchecked Sendable {
             let count = Int(min(Int64(partSize), size - offset))
             try store.readFully(fd, into: buffer, count: count, offset: offset, path: path, key: key)
             let body = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
-            let digest = hex(SHA256.hash(data: body))
+            let digest = SHA256.hash(data: body)
             let number = index + 1
             let response = try store.send(session, {
                 store.request("PUT", key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
-                          payloadSHA256: digest, body: body)
+                              headers: store.checksumHeaders(digest), payloadSHA256: hex(digest), body: body)
             }, key: key, what: "upload part \(number) of \(partCount)", shouldStop: shouldStop)
             guard let etag = response.headers["etag"] else {
                 throw StorageError(kind: .rejected, location: store.description, object: key, problem: "part \(number) was accepted without an ETag")
             }
-            lock.withLock { etags[number] = etag }
+            lock.withLock {
+                etags[number] = etag
+                digests[number] = digest
+            }
         }
     }
 
     private func complete(uploadID: String, session: CurlSession) throws {
-        let parts = lock.withLock { etags }
+        let (parts, partDigests) = lock.withLock { (etags, digests) }
         guard parts.count == partCount else {
             throw StorageError(kind: .transport, location: store.description, object: key, problem: "only \(parts.count) of \(partCount) parts were uploaded")
         }
         var xml = "<CompleteMultipartUpload>"
         for number in 1...partCount {
-            xml += "<Part><PartNumber>\(number)</PartNumber><ETag>\(S3XML.escape(parts[number]!))</ETag></Part>"
+            // With additional checksums S3 wants each part's checksum again here.
+            let checksum = store.settings.checksums ? "<ChecksumSHA256>\(Data(partDigests[number]!).base64EncodedString())</ChecksumSHA256>" : ""
+            xml += "<Part><PartNumber>\(number)</PartNumber><ETag>\(S3XML.escape(parts[number]!))</ETag>\(checksum)</Part>"
         }
         xml += "</CompleteMultipartUpload>"
         let body = Array(xml.utf8)

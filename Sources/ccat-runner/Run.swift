@@ -20,7 +20,11 @@ struct LeaseOptions: ParsableArguments {
     @Option(name: .long, help: "S3 parts sent at the same time.")
     var s3ParallelParts: Int = 8
 
-    var s3: S3Settings { S3Settings(partSize: s3PartSizeMib << 20, parallelParts: s3ParallelParts) }
+    @Flag(name: .long, inversion: .prefixedNo,
+          help: "Ask S3 to check and keep a SHA-256 of every object and part (S3's additional checksums); --no-s3-checksums for servers without them.")
+    var s3Checksums = true
+
+    var s3: S3Settings { S3Settings(partSize: s3PartSizeMib << 20, parallelParts: s3ParallelParts, checksums: s3Checksums) }
 
     func validate() throws {
         guard s3PartSizeMib >= 5, s3PartSizeMib <= 5120, s3ParallelParts >= 1, s3ParallelParts <= 64 else {

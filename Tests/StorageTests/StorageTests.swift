@@ -1,4 +1,5 @@
 import Archiving
+import Crypto
 import Foundation
 import Testing
 import TestSupport
@@ -271,6 +272,43 @@ struct S3StoreTests {
         let back = dir.appendingPathComponent("back.tar").path
         try store.download("big.tar", to: back, expectedSize: Int64(size), expectedSHA256: source.sha256, shouldStop: never)
         #expect(try FileChecksum.sha256(of: back).sha256 == source.sha256)
+    }
+
+    /// S3's additional checksums: the server keeps the SHA-256 of a PUT object, and for a multipart
+    /// object the SHA-256 of its parts' SHA-256s; aws-cli reads them back, and they agree with the
+    /// local file hashed here part by part.
+    @Test func serverKeepsTheSHA256OfTheObjectAndOfEveryPart() throws {
+        let dir = try scratch("s3-checksums")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let aws = try TestEnvironment.awsCLI()
+        let partSize = 5 << 20
+        let store = try testBucket(settings: S3Settings(partSize: partSize, parallelParts: 3))
+        for size in [70_000, (3 * partSize) + 99] {
+            let source = try randomFile(dir.appendingPathComponent("c\(size).tar"), size: size)
+            try store.upload(file: source.path, to: "c\(size).tar", sha256: source.sha256, shouldStop: never)
+            let data = try Data(contentsOf: URL(fileURLWithPath: source.path))
+            let expected: String
+            if size <= partSize {
+                expected = Data(SHA256.hash(data: data)).base64EncodedString()
+            } else {
+                let parts = stride(from: 0, to: size, by: partSize).map { Array(SHA256.hash(data: data[$0..<min($0 + partSize, size)])) }
+                expected = Data(SHA256.hash(data: parts.flatMap { $0 })).base64EncodedString() + "-\(parts.count)"
+            }
+            let head = try runProcess(aws.path, ["--endpoint-url", store.endpointURL, "s3api", "head-object", "--checksum-mode", "ENABLED",
+                                                 "--bucket", store.bucket, "--key", "archive/c\(size).tar"], environment: aws.environment)
+            #expect(head.status == 0, "\(head.stderr)")
+            let fields = try #require(try JSONSerialization.jsonObject(with: Data(head.stdout.utf8)) as? [String: Any])
+            // S3 appends "-<parts>" to a multipart object's checksum; moto leaves it out.
+            #expect((fields["ChecksumSHA256"] as? String)?.split(separator: "-").first == expected.split(separator: "-").first,
+                    "size \(size): \(head.stdout)")
+        }
+        // Without them (for servers that lack the feature) the object keeps only our metadata.
+        let plain = try testBucket(settings: S3Settings(partSize: partSize, parallelParts: 3, checksums: false))
+        let source = try randomFile(dir.appendingPathComponent("plain.tar"), size: partSize + 1)
+        try plain.upload(file: source.path, to: "plain.tar", sha256: source.sha256, shouldStop: never)
+        let head = try runProcess(aws.path, ["--endpoint-url", plain.endpointURL, "s3api", "head-object", "--checksum-mode", "ENABLED",
+                                             "--bucket", plain.bucket, "--key", "archive/plain.tar"], environment: aws.environment)
+        #expect(head.status == 0 && !head.stdout.contains("ChecksumSHA256"), "\(head.stdout)")
     }
 
     @Test func damagedSourceIsNotUploadedAndLeavesNoIncompleteUpload() throws {
