@@ -117,23 +117,28 @@ enum DataTransferExecution {
         let origin = try await diskStore(for: transfer.originLocationID, db, purpose: "origin buffer")
         let destination = try await diskStore(for: transfer.destinationLocationID, db, purpose: "destination buffer")
         let source = try origin.path(of: bundle.relativePath)
-        let remoteHost = transfer.method == .rsync ? try await db.sshHost(of: transfer.destinationLocationID) : nil
+        let remoteHost = try await db.sshHost(of: transfer.destinationLocationID)
+        if let remoteHost, transfer.method != .rsync, transfer.method != .bbcp {
+            throw UnsupportedOperation(description: "\(destination.description) is on \(remoteHost), which \(transfer.method.rawValue) cannot reach; "
+                                       + "set the method of the route of transfer \(transferID) to RSYNC or BBCP ('ccat routes add ... --method rsync')")
+        }
         context.log.write("transfer \(transferID): \(bundle.name) (\(size) bytes) \(origin.description) -> \(destination.description)"
                           + (remoteHost.map { " on \($0)" } ?? "") + " by \(transfer.method.rawValue)")
 
         if let remoteHost {
-            // The destination is on another host: rsync over ssh, verified there with sha256sum.
+            // The destination is on another host: rsync or bbcp over ssh, verified there with sha256sum.
             _ = try destination.path(of: bundle.relativePath)  // the key stays inside the root
             let remote = RemotePath(host: remoteHost, path: destination.root + "/" + bundle.relativePath)
             if try await remote.holds(size: size, sha256: checksum) {
                 context.log.write("\(remoteHost) already holds the verified bundle; not sent again")
             } else {
-                try await ExternalCopy(method: .rsync, source: source, target: remote.rsyncTarget, log: context.log, stop: context.stop,
-                                       remoteShell: RemotePath.rsyncShell).run()
+                if transfer.method == .bbcp { try await remote.makeParentDirectory() }
+                try await ExternalCopy(method: transfer.method, source: source, target: remote.copyTarget, log: context.log, stop: context.stop,
+                                       remote: true).run()
                 guard try await remote.holds(size: size, sha256: checksum) else {
                     try? await remote.remove()
                     throw StorageError(kind: .checksumMismatch, location: "\(destination.description) on \(remoteHost)", object: bundle.relativePath,
-                                       problem: "the copy made by rsync does not match the recorded size \(size) and SHA-256 \(checksum)")
+                                       problem: "the copy made by \(transfer.method.rawValue.lowercased()) does not match the recorded size \(size) and SHA-256 \(checksum)")
                 }
                 context.log.write("verified on \(remoteHost): \(size) bytes, sha256 \(checksum)")
             }
@@ -179,8 +184,28 @@ struct ExternalCopy {
     var target: String
     var log: OperationLog
     var stop: StopSignal
-    /// For a remote target (`host:path`): rsync's `-e` (ssh with the runner's options).
-    var remoteShell: String? = nil
+    /// The target is `host:path` on another host, reached with ssh and the runner's ssh options.
+    var remote = false
+
+    /// The tool's arguments. Over ssh, rsync gets the remote shell (`-e`) and creates missing
+    /// directories; bbcp gets the command that starts bbcp on the target host (`-T`, which bbcp
+    /// splits on blanks and in which it replaces %H by the host).
+    func arguments(sshOptions: [String] = RemotePath.sshOptions, remoteBBCP: String = RemotePath.remoteBBCP) throws -> [String] {
+        if method == .rsync {
+            var arguments = ["--partial", "--partial-dir=.ccat-rsync-partial", "--times"]
+            if remote { arguments += ["--mkpath", "-e", RemotePath.rsyncShell(sshOptions)] }
+            return arguments + ["--", source, target]
+        }
+        var arguments = ["-f", "-P", "10"]
+        if remote {
+            let words = ["ssh", "-x", "-a"] + sshOptions + ["%H", remoteBBCP]
+            if let spaced = words.first(where: { $0.contains(where: \.isWhitespace) }) {
+                throw UnsupportedOperation(description: "bbcp splits its ssh command on blanks, so '\(spaced)' cannot be part of it; use a path without blanks for CCAT_SSH_CONFIG and CCAT_REMOTE_BBCP")
+            }
+            arguments += ["-T", words.joined(separator: " ")]
+        }
+        return arguments + [source, target]
+    }
 
     func run() async throws {
         let tool = method == .rsync ? "rsync" : "bbcp"
@@ -188,15 +213,8 @@ struct ExternalCopy {
             throw UnsupportedOperation(description: "\(tool) is not installed on \(ProcessInfo.processInfo.hostName); install it there or change the route's method")
         }
         // A remote target has no local directory: run next to the source instead.
-        let directory = ((remoteShell == nil ? target : source) as NSString).deletingLastPathComponent
-        var arguments: [String]
-        if method == .rsync {
-            arguments = ["--partial", "--partial-dir=.ccat-rsync-partial", "--times"]
-            if let remoteShell { arguments += ["--mkpath", "-e", remoteShell] }
-            arguments += ["--", source, target]
-        } else {
-            arguments = ["-f", "-P", "10", source, target]
-        }
+        let directory = ((remote ? source : target) as NSString).deletingLastPathComponent
+        let arguments = try arguments()
         log.write("running \(executable) \(arguments.joined(separator: " "))")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)

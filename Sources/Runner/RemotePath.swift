@@ -19,10 +19,17 @@ struct RemotePath: Sendable {
     }
 
     /// The remote shell for `rsync -e`, which splits it on blanks and honours single quotes.
-    static var rsyncShell: String { (["ssh"] + sshOptions).map(quote).joined(separator: " ") }
+    static func rsyncShell(_ options: [String]) -> String { (["ssh"] + options).map(quote).joined(separator: " ") }
 
-    /// `host:path` for rsync.
-    var rsyncTarget: String { "\(host):\(path)" }
+    /// The program that receives a bbcp copy on the host: `CCAT_REMOTE_BBCP`, else `bbcp` on the
+    /// PATH of a non-interactive ssh session there.
+    static var remoteBBCP: String {
+        let configured = ProcessInfo.processInfo.environment["CCAT_REMOTE_BBCP"] ?? ""
+        return configured.isEmpty ? "bbcp" : configured
+    }
+
+    /// `host:path`, as rsync and bbcp name a remote target.
+    var copyTarget: String { "\(host):\(path)" }
 
     static func quote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
@@ -33,7 +40,7 @@ struct RemotePath: Sendable {
         do {
             result = try await SubprocessRunner().run("ssh", Self.sshOptions + [host, "--", command], environment: nil, timeout: timeout)
         } catch let error as CommandRunError where error.kind == .notFound {
-            throw UnsupportedOperation(description: "ssh is not installed on \(ProcessInfo.processInfo.hostName); rsync to \(host) needs it")
+            throw UnsupportedOperation(description: "ssh is not installed on \(ProcessInfo.processInfo.hostName); copies to \(host) need it")
         }
         if result.exitStatus == 255 {
             throw StorageError(kind: .transport, location: host, object: path,
@@ -52,6 +59,15 @@ struct RemotePath: Sendable {
             throw StorageError(kind: .transport, location: host, object: path, problem: "cannot read the size and SHA-256 of \(path) on \(host) (status \(answer.status))")
         }
         return remoteSize == size && lines[1].prefix(64) == sha256
+    }
+
+    /// bbcp does not create the target's directory; rsync does (`--mkpath`).
+    func makeParentDirectory() async throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        let made = try await run("mkdir -p -- \(Self.quote(parent))")
+        guard made.status == 0 else {
+            throw StorageError(kind: .io, location: host, object: path, problem: "cannot create \(parent) on \(host) (mkdir exited with status \(made.status))")
+        }
     }
 
     func remove() async throws {

@@ -237,12 +237,47 @@ struct PipelineTests {
             let againLog = try String(contentsOfFile: try #require(again.after.logPath), encoding: .utf8)
             #expect(againLog.contains("ccat-test-remote already holds the verified bundle"), "\(againLog)")
 
+            // COPY cannot reach another host: refused with what to change, nothing written locally.
+            try FileManager.default.removeItem(atPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar"))
+            try await db.connection.execute("UPDATE data_transfer SET status = 'PENDING', method = 'COPY' WHERE id = \(transfer.id)")
+            let failing = try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id))
+            let copied = try await pipeline.exec(failing, environment: ssh)
+            #expect(copied.status == 1)
+            #expect(copied.after.lastError?.contains("is on ccat-test-remote, which COPY cannot reach") == true, "\(copied.after.lastError ?? "")")
+            #expect(!FileManager.default.fileExists(atPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar")))
+            try await db.connection.execute("UPDATE data_transfer SET method = 'RSYNC' WHERE id = \(transfer.id)")
+
             // A host ssh cannot reach: a transport error that names it, and the operation retries.
             try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-no-such-host.invalid")
             try await db.connection.execute("UPDATE data_transfer SET status = 'PENDING' WHERE id = \(transfer.id)")
-            let unreachable = try await pipeline.exec(try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)), environment: ssh)
+            let unreachable = try await pipeline.exec(failing, environment: ssh)
             #expect(unreachable.status == 1)
             #expect(unreachable.after.lastError?.contains("ssh to ccat-no-such-host.invalid failed") == true, "\(unreachable.after.lastError ?? "")")
+        }
+    }
+
+    /// bbcp is not packaged for Debian, so this runs where `CCAT_TEST_BBCP` names a bbcp binary
+    /// (used on both ends), not in CI; its command line is checked by ExternalCopyArgumentTests.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["CCAT_TEST_BBCP"] != nil, "set CCAT_TEST_BBCP to a bbcp binary"))
+    func bbcpOverSSHReachesADestinationOnAnotherHost() async throws {
+        let bbcp = try #require(ProcessInfo.processInfo.environment["CCAT_TEST_BBCP"])
+        let directory = (bbcp as NSString).deletingLastPathComponent
+        let environment = ["CCAT_SSH_CONFIG": try TestEnvironment.requireSSHConfig(), "CCAT_REMOTE_BBCP": bbcp,
+                           "PATH": directory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
+        try await Pipeline.with(.disk) { pipeline in
+            let db = pipeline.db
+            let (bundle, transfer) = try await pipeline.packageBundleAndSend()
+            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
+            let cologneBuffer = try await pipeline.location("cologne", "buffer")
+            try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-test-remote")
+            try await db.connection.execute("UPDATE data_transfer SET method = 'BBCP' WHERE id = \(transfer.id)")
+            let sent = try await pipeline.exec(try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)), environment: environment)
+            #expect(sent.status == 0, "\(sent.stderr)")
+            #expect(FileManager.default.contentsEqual(atPath: pipeline.path("buffer/bundles/bundle-0001.tar"),
+                                                      andPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar")))
+            #expect(try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: cologneBuffer.id)?.verifiedAt != nil)
+            let log = try String(contentsOfFile: try #require(sent.after.logPath), encoding: .utf8)
+            #expect(log.contains("on ccat-test-remote by BBCP") && log.contains("-T ssh -x -a") && log.contains("verified on ccat-test-remote"), "\(log)")
         }
     }
 
