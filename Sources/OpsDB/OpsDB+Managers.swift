@@ -295,10 +295,13 @@ extension OpsDB {
             SELECT 'raw_data_package' AS stage, status::text, count(*)::int AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes FROM raw_data_package GROUP BY status
             UNION ALL SELECT 'data_transfer_package', status::text, count(*)::int, coalesce(sum(size_bytes), 0)::bigint FROM data_transfer_package GROUP BY status
             UNION ALL SELECT 'data_transfer', status::text, count(*)::int, coalesce(sum(bytes_transferred), 0)::bigint FROM data_transfer GROUP BY status
-            UNION ALL SELECT 'unpacking', unpack_status::text, count(*)::int, 0::bigint FROM data_transfer WHERE status = 'COMPLETED' GROUP BY unpack_status
+            UNION ALL SELECT 'unpacking', t.unpack_status::text, count(*)::int, coalesce(sum(b.size_bytes), 0)::bigint
+                FROM data_transfer t JOIN data_transfer_package b ON b.id = t.data_transfer_package_id WHERE t.status = 'COMPLETED' GROUP BY t.unpack_status
             UNION ALL SELECT 'long_term_archive_transfer', t.status::text, count(*)::int, coalesce(sum(p.size_bytes), 0)::bigint
                 FROM long_term_archive_transfer t JOIN raw_data_package p ON p.id = t.raw_data_package_id GROUP BY t.status
-            UNION ALL SELECT 'staging_job', status::text, count(*)::int, 0::bigint FROM staging_job GROUP BY status
+            UNION ALL SELECT 'staging_job', j.status::text, count(DISTINCT j.id)::int, coalesce(sum(p.size_bytes), 0)::bigint
+                FROM staging_job j LEFT JOIN staging_job_package jp ON jp.staging_job_id = j.id
+                LEFT JOIN raw_data_package p ON p.id = jp.raw_data_package_id GROUP BY j.status
             ORDER BY 1, 2
             """).map {
             PipelineStatus.Stage(stage: try $0["stage"], status: try $0["status"], count: try $0["n"], bytes: try $0["bytes"])

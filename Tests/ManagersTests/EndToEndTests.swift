@@ -10,7 +10,9 @@ struct EndToEndTests {
         struct Copies: Decodable { var location: String; var locationType: String; var kind: String; var present: Int; var deleted: Int }
         struct Operations: Decodable { var queue: String; var state: String; var count: Int }
         struct Attention: Decodable { var operationId: Int64 }
+        struct Stage: Decodable { var stage: String; var status: String; var count: Int; var bytes: Int64 }
         var files: Int
+        var stages: [Stage]
         var packages: Int
         var packagesArchivedEverywhere: Int
         var copies: [Copies]
@@ -50,6 +52,11 @@ struct EndToEndTests {
             #expect(copy.present == 0 && copy.deleted > 0, "\(copy.location) \(copy.kind): \(copy.present) present")
         }
         #expect(status.copies.first { $0.location == "ccat:instrument_data" }?.deleted == 60)
+        // Every stage that did work reports the bytes it moved, staging and unpacking included.
+        for stage in ["raw_data_package", "data_transfer_package", "data_transfer", "unpacking", "long_term_archive_transfer", "staging_job"] {
+            let done = status.stages.filter { $0.stage == stage && $0.status == "COMPLETED" }
+            #expect(done.count == 1 && done[0].count > 0 && done[0].bytes > 0, "\(stage): \(done)")
+        }
         // No stuck or failed work, and no temporary files anywhere.
         // MONITORING checks run on their own schedule and may still sit in the batch queue when the
         // pipeline is done; no other work may be left.
