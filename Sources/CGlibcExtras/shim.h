@@ -14,6 +14,13 @@ static inline int ccat_spawn_close_from(posix_spawn_file_actions_t *actions, int
     return posix_spawn_file_actions_addclosefrom_np(actions, from);
 }
 
+/* glibc >= 2.29, _GNU_SOURCE only: the spawned child's working directory. */
+extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
+
+static inline int ccat_spawn_chdir(posix_spawn_file_actions_t *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np(actions, path);
+}
+
 /* Also _GNU_SOURCE only: in-kernel file copy (server-side on NFS 4.2, reflink on XFS/Btrfs). */
 extern ssize_t copy_file_range(int fd_in, off_t *off_in, int fd_out, off_t *off_out, size_t len, unsigned int flags);
 

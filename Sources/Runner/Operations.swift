@@ -1,6 +1,7 @@
 import Archiving
 import Foundation
 import OpsDB
+import Scheduling
 import Storage
 
 #if canImport(Glibc)
@@ -202,7 +203,9 @@ struct ExternalCopy {
             if let spaced = words.first(where: { $0.contains(where: \.isWhitespace) }) {
                 throw UnsupportedOperation(description: "bbcp splits its ssh command on blanks, so '\(spaced)' cannot be part of it; use a path without blanks for CCAT_SSH_CONFIG and CCAT_REMOTE_BBCP")
             }
-            arguments += ["-T", words.joined(separator: " ")]
+            // -z: the source connects to the target for the data streams, so only the receiving
+            // site needs open ports (and the target need not resolve the sending node's name).
+            arguments += ["-z", "-T", words.joined(separator: " ")]
         }
         return arguments + [source, target]
     }
@@ -216,35 +219,26 @@ struct ExternalCopy {
         let directory = ((remote ? source : target) as NSString).deletingLastPathComponent
         let arguments = try arguments()
         log.write("running \(executable) \(arguments.joined(separator: " "))")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        let logHandle = FileHandle(forWritingAtPath: log.path)
-        logHandle?.seekToEndOfFile()
-        process.standardOutput = logHandle
-        process.standardError = logHandle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let stop = self.stop
-        let watcher = Task.detached {
-            while process.isRunning {
-                if stop.stopReason != nil { process.terminate() }
-                try? await Task.sleep(for: .milliseconds(200))
-            }
+        let logFD = open(log.path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard logFD >= 0 else {
+            throw StorageError(kind: .io, location: directory, object: log.path, problem: "cannot open the operation log: \(String(cString: strerror(errno)))")
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                process.waitUntilExit()
-                continuation.resume()
+        defer { close(logFD) }
+        let process = try ChildProcess.spawn(executable, arguments, directory: directory, stdout: .descriptor(logFD), stderr: .descriptor(logFD))
+        // A stop request (SIGTERM, walltime warning) terminates the copy; rsync keeps its partial data.
+        var status: Int32
+        while true {
+            if let ended = try process.poll() {
+                status = ended
+                break
             }
+            if stop.stopReason != nil { process.signal(SIGTERM) }
+            try? await Task.sleep(for: .milliseconds(200))
         }
-        watcher.cancel()
-        try? logHandle?.close()
         try stop.check()
-        guard process.terminationStatus == 0 else {
+        guard status == 0 else {
             throw StorageError(kind: .transport, location: directory, object: (target as NSString).lastPathComponent,
-                               problem: "\(tool) exited with status \(process.terminationStatus); see \(log.path)")
+                               problem: "\(tool) exited with status \(status); see \(log.path)")
         }
     }
 }

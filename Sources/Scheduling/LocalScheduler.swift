@@ -266,36 +266,9 @@ public actor LocalScheduler: BatchScheduler {
         logger.info("local job started", metadata: ["job": "\(record.id)", "name": "\(record.name)"])
     }
 
-    /// posix_spawn with standard streams on /dev/null, then waitpid: for the short-lived launcher
-    /// only (Foundation's Process waits for the whole session here).
+    /// Runs the short-lived launcher to its end, standard streams on /dev/null.
     func spawnAndWait(_ arguments: [String], environment: [String: String]) throws -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        // Nothing else this process has open (database sockets, files being written) reaches the job.
-        ccat_spawn_close_from(&actions, 3)
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
-        }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
-        guard result == 0 else {
-            throw LocalSchedulerError(message: "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
-        }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else {
-                throw LocalSchedulerError(message: "waitpid for the job launcher failed: \(String(cString: strerror(errno)))")
-            }
-        }
-        // WIFEXITED / WEXITSTATUS
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        try ChildProcess.spawn(arguments[0], Array(arguments.dropFirst()), environment: environment).wait()
     }
 
     func signalGroup(_ record: LocalJobRecord, _ signal: Int32) {

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Scheduling
 import Testing
 import TestSupport
 
@@ -11,7 +12,7 @@ struct DaemonChaosTests {
         let arguments: [String]
         let environment: [String: String]
         let logDirectory: URL
-        var processes: [Process?]
+        var processes: [ChildProcess?]
         var started = 0
 
         init(count: Int, arguments: [String], environment: [String: String], logDirectory: URL) {
@@ -23,23 +24,19 @@ struct DaemonChaosTests {
 
         func start(_ index: Int) throws {
             started += 1
-            let process = Process()
-            process.executableURL = TestEnvironment.binDirectory.appendingPathComponent("ccat")
-            process.arguments = arguments + ["--instance", "daemon-\(index)"]
-            process.environment = environment
             let log = logDirectory.appendingPathComponent("daemon-\(index)-\(started).log")
             FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
-            processes[index] = process
+            defer { try? handle.close() }
+            processes[index] = try ChildProcess.spawn(TestEnvironment.binDirectory.appendingPathComponent("ccat").path,
+                                                      arguments + ["--instance", "daemon-\(index)"], environment: environment,
+                                                      stdout: .descriptor(handle.fileDescriptor), stderr: .descriptor(handle.fileDescriptor))
         }
 
         func kill(_ index: Int, signal: Int32 = SIGKILL) {
             guard let process = processes[index], process.isRunning else { return }
-            Foundation.kill(process.processIdentifier, signal)
-            process.waitUntilExit()
+            process.signal(signal)
+            _ = try? process.wait()
         }
 
         func stopAll() {
@@ -160,11 +157,14 @@ struct DaemonChaosTests {
         // SIGTERM: both stop on their own, exit 0, and every service says so in service_heartbeat.
         for index in 0..<2 {
             let process = try #require(daemons.processes[index])
-            kill(process.processIdentifier, SIGTERM)
+            process.signal(SIGTERM)
             let stopBy = ContinuousClock.now + .seconds(60)
-            while process.isRunning, ContinuousClock.now < stopBy { try await Task.sleep(for: .milliseconds(100)) }
-            #expect(!process.isRunning, "daemon-\(index) did not stop after SIGTERM")
-            if !process.isRunning { #expect(process.terminationStatus == 0) }
+            var status: Int32?
+            while status == nil, ContinuousClock.now < stopBy {
+                status = try process.poll()
+                if status == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(status == 0, "daemon-\(index) did not stop cleanly after SIGTERM (status \(status.map(String.init) ?? "still running"))")
         }
         let services = try await db.query("""
             SELECT service_name, status::text AS status FROM service_heartbeat WHERE instance IN ('daemon-0', 'daemon-1')

@@ -27,7 +27,7 @@ struct ExternalCopyArgumentTests {
     @Test func remoteBBCPStartsTheTargetThroughSSH() throws {
         let arguments = try copy(.bbcp, remote: true).arguments(sshOptions: ["-F", "/etc/ccat/ssh_config", "-o", "BatchMode=yes"],
                                                                remoteBBCP: "/opt/bbcp/bin/bbcp")
-        #expect(arguments == ["-f", "-P", "10", "-T", "ssh -x -a -F /etc/ccat/ssh_config -o BatchMode=yes %H /opt/bbcp/bin/bbcp",
+        #expect(arguments == ["-f", "-P", "10", "-z", "-T", "ssh -x -a -F /etc/ccat/ssh_config -o BatchMode=yes %H /opt/bbcp/bin/bbcp",
                               "/buffer/bundles/b.tar", "dtn.example:/lta/bundles/b.tar"])
         // bbcp splits -T on blanks: a path with one would silently become two words.
         let error = #expect(throws: UnsupportedOperation.self) {

@@ -4,6 +4,7 @@ import Logging
 import Managers
 import OpsDB
 import Postgres
+import Scheduling
 import Storage
 import Testing
 import TestSupport
@@ -277,7 +278,16 @@ struct PipelineTests {
                                                       andPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar")))
             #expect(try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: cologneBuffer.id)?.verifiedAt != nil)
             let log = try String(contentsOfFile: try #require(sent.after.logPath), encoding: .utf8)
-            #expect(log.contains("on ccat-test-remote by BBCP") && log.contains("-T ssh -x -a") && log.contains("verified on ccat-test-remote"), "\(log)")
+            #expect(log.contains("on ccat-test-remote by BBCP") && log.contains("-z -T ssh -x -a") && log.contains("verified on ccat-test-remote"), "\(log)")
+
+            // Between two paths mounted on the transfer node: plain bbcp, verified as well.
+            try await db.setSSHHost(locationID: cologneBuffer.id, nil)
+            try FileManager.default.removeItem(atPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar"))
+            try await db.connection.execute("UPDATE data_transfer SET status = 'PENDING' WHERE id = \(transfer.id)")
+            let local = try await pipeline.exec(try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)), environment: environment)
+            #expect(local.status == 0, "\(local.stderr)")
+            #expect(FileManager.default.contentsEqual(atPath: pipeline.path("buffer/bundles/bundle-0001.tar"),
+                                                      andPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar")))
         }
     }
 
@@ -399,14 +409,10 @@ extension Pipeline {
     /// Starts `ccat-runner exec` on the operation, SIGKILLs it once `midway` holds, lets its lease
     /// expire and puts the operation back, as the tracker would.
     func killMidway(_ operation: OperationRecord, what: String, midway: @escaping @Sendable () throws -> Bool) async throws {
-        let process = Process()
-        process.executableURL = TestEnvironment.binDirectory.appendingPathComponent("ccat-runner")
-        process.arguments = ["exec", "--operation", String(operation.id), "--lease-seconds", "2", "--heartbeat-seconds", "1",
-                             "--s3-part-size-mib", "5", "--s3-parallel-parts", "2"]
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess.spawn(TestEnvironment.binDirectory.appendingPathComponent("ccat-runner").path,
+                                             ["exec", "--operation", String(operation.id), "--lease-seconds", "2", "--heartbeat-seconds", "1",
+                                              "--s3-part-size-mib", "5", "--s3-parallel-parts", "2"],
+                                             environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
         // Watch and kill from a thread of its own: a step takes well under a second, and the
         // cooperative pool may be too busy with other tests to wake a polling task in time.
         let caught: Bool = try await withCheckedThrowingContinuation { continuation in
@@ -415,7 +421,7 @@ extension Pipeline {
                 do {
                     while process.isRunning, Date() < deadline {
                         if try midway() {
-                            kill(process.processIdentifier, SIGKILL)
+                            process.signal(SIGKILL)
                             continuation.resume(returning: true)
                             return
                         }
@@ -428,8 +434,8 @@ extension Pipeline {
             }
         }
         #expect(caught, "\(what): the runner finished (or never started) before it could be killed midway")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.signal(SIGKILL)
+        try process.wait()
         try await Task.sleep(for: .seconds(2.5))
         #expect(try await db.releaseExpiredHandRuns(policy: RetryPolicy(baseDelaySeconds: 0)) == 1, "\(what)")
     }

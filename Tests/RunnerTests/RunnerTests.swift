@@ -160,18 +160,14 @@ struct RunnerTests {
     @Test func killedMidwayThenRerunCompletes() async throws {
         // Large enough that the runner is still writing when it is killed.
         try await PackagingFixture.with(fileSize: 100_000_000) { fixture in
-            let process = Process()
-            process.executableURL = TestEnvironment.binDirectory.appendingPathComponent("ccat-runner")
-            process.arguments = ["exec", "--operation", String(fixture.operation.id), "--lease-seconds", "2", "--heartbeat-seconds", "1"]
-            process.environment = ProcessInfo.processInfo.environment.merging(fixture.environment) { $1 }
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            let process = try ChildProcess.spawn(TestEnvironment.binDirectory.appendingPathComponent("ccat-runner").path,
+                                                 ["exec", "--operation", String(fixture.operation.id), "--lease-seconds", "2", "--heartbeat-seconds", "1"],
+                                                 environment: ProcessInfo.processInfo.environment.merging(fixture.environment) { $1 })
             let deadline = ContinuousClock.now + .seconds(60)
             while fixture.partialFiles().isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
             #expect(!fixture.partialFiles().isEmpty, "the runner never started writing")
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            process.signal(SIGKILL)
+            try process.wait()
             #expect(!FileManager.default.fileExists(atPath: fixture.archivePath))
             // The lease runs out; the tracker's failover puts the operation back.
             try await Task.sleep(for: .seconds(3))

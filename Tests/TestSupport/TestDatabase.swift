@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Scheduling
 
 /// Where the tests find PostgreSQL: `CCAT_TEST_DATABASE_URL`, else the repository's local cluster
 /// (`scripts/local-postgres.sh start`, which `make test` runs). When `CI` is set a missing server is
@@ -266,25 +267,28 @@ public func runLongProcess(_ executable: String, _ arguments: [String], environm
 /// Runs a program; returns exit status, standard output and standard error.
 public func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil,
                        environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-    if let environment { process.environment = environment }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
+    let out = try ChildProcess.makePipe(), err = try ChildProcess.makePipe()
+    let process: ChildProcess
+    do {
+        process = try ChildProcess.spawn(executable, arguments, environment: environment, directory: currentDirectory,
+                                         stdout: .descriptor(out.write), stderr: .descriptor(err.write))
+    } catch {
+        for fd in [out.read, out.write, err.read, err.write] { close(fd) }
+        throw error
+    }
+    close(out.write)
+    close(err.write)
     // Read both pipes to the end before waiting, so a chatty child cannot block on a full pipe.
+    let errReader = FileHandle(fileDescriptor: err.read, closeOnDealloc: true)
     let group = DispatchGroup()
     nonisolated(unsafe) var errData = Data()
     group.enter()
     DispatchQueue.global().async {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
+        errData = errReader.readDataToEndOfFile()
         group.leave()
     }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let outData = FileHandle(fileDescriptor: out.read, closeOnDealloc: true).readDataToEndOfFile()
     group.wait()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    let status = try process.wait()
+    return (status, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }

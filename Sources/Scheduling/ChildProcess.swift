@@ -1,0 +1,118 @@
+import CGlibcExtras
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started with posix_spawn and reaped with waitpid by its owner. Foundation's
+/// `Process` is not used to wait: on Linux its `waitUntilExit` can miss the exit and wait forever
+/// (seen here: the child a zombie, the waiter still in its run loop), and it waits for the child's
+/// whole session. Nothing the parent has open beyond the three standard streams reaches the child.
+public final class ChildProcess: @unchecked Sendable {
+    /// Where a standard stream of the child goes.
+    public enum Stream: Sendable {
+        case null
+        /// A descriptor of the parent (duplicated into the child; the parent keeps its own).
+        case descriptor(Int32)
+    }
+
+    public let pid: pid_t
+    public let command: String
+    private let lock = NSLock()
+    private var exitStatus: Int32?
+
+    private init(pid: pid_t, command: String) {
+        self.pid = pid
+        self.command = command
+    }
+
+    /// Starts `executable` (a path) with `arguments`; `environment` nil inherits ours.
+    public static func spawn(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, directory: String? = nil,
+                             stdin: Stream = .null, stdout: Stream = .null, stderr: Stream = .null) throws -> ChildProcess {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (stream, target, mode) in [(stdin, Int32(0), O_RDONLY), (stdout, 1, O_WRONLY), (stderr, 2, O_WRONLY)] {
+            switch stream {
+            case .null: posix_spawn_file_actions_addopen(&actions, target, "/dev/null", mode, 0)
+            case .descriptor(let fd): posix_spawn_file_actions_adddup2(&actions, fd, target)
+            }
+        }
+        ccat_spawn_close_from(&actions, 3)
+        if let directory { ccat_spawn_chdir(&actions, directory) }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        let command = ([executable] + arguments).joined(separator: " ")
+        guard result == 0 else {
+            // posix_spawn says ENOENT for a missing working directory as for a missing program.
+            var isDirectory: ObjCBool = false
+            if let directory, !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                throw CommandRunError(kind: .failedToLaunch, command: command, detail: "its working directory \(directory) does not exist")
+            }
+            throw CommandRunError(kind: result == ENOENT ? .notFound : .failedToLaunch, command: command, detail: String(cString: strerror(result)))
+        }
+        return ChildProcess(pid: pid, command: command)
+    }
+
+    /// A pipe whose ends close on exec (a child gets one only as a standard stream).
+    public static func makePipe() throws -> (read: Int32, write: Int32) {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else {
+            throw CommandRunError(kind: .failedToLaunch, command: "pipe", detail: String(cString: strerror(errno)))
+        }
+        for fd in ends { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return (ends[0], ends[1])
+    }
+
+    /// The exit status once the child has ended (128 + the signal if a signal ended it), nil while
+    /// it runs. Reaps it.
+    public func poll() throws -> Int32? {
+        try reap(options: WNOHANG)
+    }
+
+
+    /// Blocks until the child ends; its exit status as `poll` gives it. (Polls every 10 ms, so a
+    /// thread may signal or poll the child meanwhile.)
+    @discardableResult
+    public func wait() throws -> Int32 {
+        while true {
+            if let status = try poll() { return status }
+            usleep(10_000)
+        }
+    }
+
+    public var isRunning: Bool { (try? poll()) == nil }
+
+    /// Sends a signal unless the child was already reaped (its pid may belong to another process then).
+    public func signal(_ signal: Int32) {
+        lock.withLock {
+            if exitStatus == nil { _ = kill(pid, signal) }
+        }
+    }
+
+    private func reap(options: Int32) throws -> Int32? {
+        try lock.withLock { () throws -> Int32? in
+            if let exitStatus { return exitStatus }
+            var status: Int32 = 0
+            while true {
+                let result = waitpid(pid, &status, options)
+                if result == pid { break }
+                if result == 0 { return nil }
+                guard errno == EINTR else {
+                    throw CommandRunError(kind: .failedToLaunch, command: command, detail: "waitpid: \(String(cString: strerror(errno)))")
+                }
+            }
+            // WIFEXITED / WEXITSTATUS, else 128 + WTERMSIG.
+            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitStatus = code
+            return code
+        }
+    }
+}

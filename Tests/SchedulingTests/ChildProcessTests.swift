@@ -1,0 +1,36 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Scheduling
+
+@Suite("Child processes: spawn, wait, signal")
+struct ChildProcessTests {
+    @Test func exitStatusSignalsAndWorkingDirectory() throws {
+        #expect(try ChildProcess.spawn("/bin/sh", ["-c", "exit 3"]).wait() == 3)
+        let sleeper = try ChildProcess.spawn("/bin/sleep", ["30"])
+        #expect(sleeper.isRunning)
+        sleeper.signal(SIGKILL)
+        #expect(try sleeper.wait() == 128 + SIGKILL)
+        // Reaped once; asking again gives the same answer and signals nobody.
+        #expect(try sleeper.poll() == 128 + SIGKILL)
+        sleeper.signal(SIGKILL)
+
+        let result = try runProcess("/bin/sh", ["-c", "pwd; echo oops >&2; exit 5"], currentDirectory: "/usr")
+        #expect(result.status == 5 && result.stdout == "/usr\n" && result.stderr == "oops\n")
+    }
+
+    @Test func onlyTheStandardStreamsReachTheChild() throws {
+        let open = try ChildProcess.makePipe()
+        defer { close(open.read); close(open.write) }
+        // The listing's own directory descriptor is the one extra entry.
+        let result = try runProcess("/bin/sh", ["-c", "ls /proc/self/fd | wc -l"])
+        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "4", "\(result.stdout)")
+    }
+
+    @Test func missingProgramIsNotFound() throws {
+        let error = #expect(throws: CommandRunError.self) { try ChildProcess.spawn("/nonexistent/ccat-tool", []) }
+        #expect(error?.kind == .notFound)
+        let badDirectory = #expect(throws: CommandRunError.self) { try ChildProcess.spawn("/bin/true", [], directory: "/nonexistent") }
+        #expect(badDirectory?.description.contains("/nonexistent") == true)
+    }
+}
