@@ -217,18 +217,7 @@ struct PipelineTests {
         let ssh = ["CCAT_SSH_CONFIG": try TestEnvironment.requireSSHConfig()]
         try await Pipeline.with(.disk) { pipeline in
             let db = pipeline.db
-            let (bundle, transfer) = try await pipeline.packageBundleAndSend()
-            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
-            let cologneBuffer = try await pipeline.location("cologne", "buffer")
-            try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-test-remote")
-            try await db.connection.execute("UPDATE data_transfer SET method = 'RSYNC' WHERE id = \(transfer.id)")
-            let sent = try await pipeline.exec(try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)), environment: ssh)
-            #expect(sent.status == 0, "\(sent.stderr)")
-            #expect(FileManager.default.contentsEqual(atPath: pipeline.path("buffer/bundles/bundle-0001.tar"),
-                                                      andPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar")))
-            #expect(try await db.dataTransfer(id: transfer.id)?.status == .completed)
-            #expect(try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: cologneBuffer.id)?.verifiedAt != nil)
-            let log = try String(contentsOfFile: try #require(sent.after.logPath), encoding: .utf8)
+            let (transfer, telescopeBuffer, cologneBuffer, log) = try await pipeline.sendToRemoteHost(by: .rsync, environment: ssh)
             #expect(log.contains("on ccat-test-remote by RSYNC") && log.contains("verified on ccat-test-remote"), "\(log)")
 
             // Sent again (say, after a crash before the result was recorded): found there, not copied.
@@ -267,17 +256,7 @@ struct PipelineTests {
                            "PATH": directory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
         try await Pipeline.with(.disk) { pipeline in
             let db = pipeline.db
-            let (bundle, transfer) = try await pipeline.packageBundleAndSend()
-            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
-            let cologneBuffer = try await pipeline.location("cologne", "buffer")
-            try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-test-remote")
-            try await db.connection.execute("UPDATE data_transfer SET method = 'BBCP' WHERE id = \(transfer.id)")
-            let sent = try await pipeline.exec(try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)), environment: environment)
-            #expect(sent.status == 0, "\(sent.stderr)")
-            #expect(FileManager.default.contentsEqual(atPath: pipeline.path("buffer/bundles/bundle-0001.tar"),
-                                                      andPath: pipeline.path("cologne/buffer/bundles/bundle-0001.tar")))
-            #expect(try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: cologneBuffer.id)?.verifiedAt != nil)
-            let log = try String(contentsOfFile: try #require(sent.after.logPath), encoding: .utf8)
+            let (transfer, telescopeBuffer, cologneBuffer, log) = try await pipeline.sendToRemoteHost(by: .bbcp, environment: environment)
             #expect(log.contains("on ccat-test-remote by BBCP") && log.contains("-z -T ssh -x -a") && log.contains("verified on ccat-test-remote"), "\(log)")
 
             // Between two paths mounted on the transfer node: plain bbcp, verified as well.
@@ -406,6 +385,25 @@ struct PipelineTests {
 }
 
 extension Pipeline {
+    /// Packages, bundles and sends the bundle by `method` to Cologne's buffer, which is made to
+    /// live on the loopback sshd's host; checks it arrived whole, completed and verified. Returns
+    /// the transfer, both buffers and the operation's log.
+    func sendToRemoteHost(by method: TransferMethod, environment: [String: String])
+        async throws -> (transfer: DataTransfer, origin: DataLocation, destination: DataLocation, log: String) {
+        let (bundle, transfer) = try await packageBundleAndSend()
+        let telescopeBuffer = try await location("ccat", "buffer")
+        let cologneBuffer = try await location("cologne", "buffer")
+        try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-test-remote")
+        try await db.connection.execute("UPDATE data_transfer SET method = \(method) WHERE id = \(transfer.id)")
+        let sent = try await exec(try await operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)), environment: environment)
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(FileManager.default.contentsEqual(atPath: path("buffer/bundles/bundle-0001.tar"), andPath: path("cologne/buffer/bundles/bundle-0001.tar")))
+        #expect(try await db.dataTransfer(id: transfer.id)?.status == .completed)
+        #expect(try await db.liveCopy(of: .dataTransferPackage(bundle.id), at: cologneBuffer.id)?.verifiedAt != nil)
+        let log = try String(contentsOfFile: try #require(sent.after.logPath), encoding: .utf8)
+        return (transfer, telescopeBuffer, cologneBuffer, log)
+    }
+
     /// Starts `ccat-runner exec` on the operation, SIGKILLs it once `midway` holds, lets its lease
     /// expire and puts the operation back, as the tracker would.
     func killMidway(_ operation: OperationRecord, what: String, midway: @escaping @Sendable () throws -> Bool) async throws {
