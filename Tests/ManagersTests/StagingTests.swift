@@ -146,11 +146,16 @@ struct StagingRequestTests {
     }
 
     static func waitFor(_ db: PostgresConnection, _ id: Int64, seconds: Int = 120, until done: (String) -> Bool) async throws -> (status: String, reason: String?) {
+        try await waitFor(db, id, seconds: seconds, untilState: { done($0.status) })
+    }
+
+    static func waitFor(_ db: PostgresConnection, _ id: Int64, seconds: Int = 120,
+                        untilState done: ((status: String, reason: String?)) -> Bool) async throws -> (status: String, reason: String?) {
         let deadline = ContinuousClock.now + .seconds(seconds)
         var last = try await status(db, id)
         while ContinuousClock.now < deadline {
             last = try await status(db, id)
-            if done(last.status) { return last }
+            if done(last) { return last }
             try await Task.sleep(for: .milliseconds(300))
         }
         return last
@@ -307,7 +312,8 @@ struct StagingRequestTests {
         #expect(lateRun.status == 0, "\(lateRun.stderr)")
         #expect(lateRun.stderr.contains("not archived yet") || lateRun.stderr.contains("not packaged yet"), "\(lateRun.stderr)")
         let lateID = try Self.requestID(lateRun.stdout)
-        let waiting = try await Self.waitFor(admin, lateID, seconds: 30) { $0 != "SUBMITTED" }
+        // Accepted first, then given its reason in the same cycle: wait for both, not the instant between.
+        let waiting = try await Self.waitFor(admin, lateID, seconds: 30) { $0.status != "SUBMITTED" && ($0.status != "ACCEPTED" || $0.reason != nil) }
         #expect(waiting.status == "ACCEPTED" && waiting.reason?.hasPrefix("waiting") == true, "\(waiting)")
         let late = try await Self.waitFor(admin, lateID) { ["READY", "FAILED", "REJECTED"].contains($0) }
         #expect(late.status == "READY", "\(late)")
