@@ -131,7 +131,7 @@ let package = Package(
         // `make bench`: packaging, unpack+verify and S3 upload against tar, sha256sum, cp and aws-cli.
         .executableTarget(
             name: "ccat-bench-storage",
-            dependencies: ["Archiving", "Storage"],
+            dependencies: ["Archiving", "Scheduling", "Storage"],
             path: "bench/storage",
             swiftSettings: upcoming
         ),

@@ -7,6 +7,7 @@
 // The S3 part needs the S3 test server (scripts/local-s3.sh start; make bench starts it) and aws-cli.
 import Archiving
 import Foundation
+import Scheduling
 import Storage
 
 #if canImport(Glibc)
@@ -78,17 +79,21 @@ func best(_ rounds: Int, _ body: () throws -> Void) rethrows -> Double {
 
 @discardableResult
 func shell(_ command: String, environment: [String: String] = [:]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", command]
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw NSError(domain: "bench", code: Int(process.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "failed: \(command)"])
+    let output = try ChildProcess.makePipe()
+    let process: ChildProcess
+    do {
+        process = try ChildProcess.spawn("/bin/sh", ["-c", command], environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                                         stdout: .descriptor(output.write), stderr: .descriptor(2))
+    } catch {
+        close(output.read)
+        close(output.write)
+        throw error
+    }
+    close(output.write)
+    let data = FileHandle(fileDescriptor: output.read, closeOnDealloc: true).readDataToEndOfFile()
+    let status = try process.wait()
+    guard status == 0 else {
+        throw NSError(domain: "bench", code: Int(status), userInfo: [NSLocalizedDescriptionKey: "failed (status \(status)): \(command)"])
     }
     return String(decoding: data, as: UTF8.self)
 }
