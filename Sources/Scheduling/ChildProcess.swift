@@ -74,9 +74,23 @@ public final class ChildProcess: @unchecked Sendable {
     /// The exit status once the child has ended (128 + the signal if a signal ended it), nil while
     /// it runs. Reaps it.
     public func poll() throws -> Int32? {
-        try reap(options: WNOHANG)
+        try lock.withLock { () throws -> Int32? in
+            if let exitStatus { return exitStatus }
+            var status: Int32 = 0
+            while true {
+                let result = waitpid(pid, &status, WNOHANG)
+                if result == pid { break }
+                if result == 0 { return nil }
+                guard errno == EINTR else {
+                    throw CommandRunError(kind: .failedToLaunch, command: command, detail: "waitpid: \(String(cString: strerror(errno)))")
+                }
+            }
+            // WIFEXITED / WEXITSTATUS, else 128 + WTERMSIG.
+            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitStatus = code
+            return code
+        }
     }
-
 
     /// Blocks until the child ends; its exit status as `poll` gives it. (Polls every 10 ms, so a
     /// thread may signal or poll the child meanwhile.)
@@ -94,25 +108,6 @@ public final class ChildProcess: @unchecked Sendable {
     public func signal(_ signal: Int32) {
         lock.withLock {
             if exitStatus == nil { _ = kill(pid, signal) }
-        }
-    }
-
-    private func reap(options: Int32) throws -> Int32? {
-        try lock.withLock { () throws -> Int32? in
-            if let exitStatus { return exitStatus }
-            var status: Int32 = 0
-            while true {
-                let result = waitpid(pid, &status, options)
-                if result == pid { break }
-                if result == 0 { return nil }
-                guard errno == EINTR else {
-                    throw CommandRunError(kind: .failedToLaunch, command: command, detail: "waitpid: \(String(cString: strerror(errno)))")
-                }
-            }
-            // WIFEXITED / WEXITSTATUS, else 128 + WTERMSIG.
-            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            exitStatus = code
-            return code
         }
     }
 }

@@ -233,9 +233,12 @@ public struct S3Store: ObjectStore {
     // MARK: ObjectStore
 
     public func head(_ key: String) throws -> StoredObject? {
-        try headResponse(key).map { response in
-            StoredObject(key: key, size: Int64(response.headers["content-length"] ?? "") ?? 0, sha256: response.headers[Self.metadataHeader])
-        }
+        try headResponse(key).map { storedObject(key, from: $0) }
+    }
+
+    /// Size and recorded SHA-256 (our metadata) of the object a HEAD answered for.
+    func storedObject(_ key: String, from response: HTTPResponse) -> StoredObject {
+        StoredObject(key: key, size: Int64(response.headers["content-length"] ?? "") ?? 0, sha256: response.headers[Self.metadataHeader])
     }
 
     /// HEAD of a key (nil when absent), with the server's own checksum where it keeps one.
@@ -270,7 +273,7 @@ public struct S3Store: ObjectStore {
         guard let response = try headResponse(key) else {
             throw StorageError(kind: .transport, location: description, object: key, problem: "the object is missing right after its upload")
         }
-        let stored = StoredObject(key: key, size: Int64(response.headers["content-length"] ?? "") ?? 0, sha256: response.headers[Self.metadataHeader])
+        let stored = storedObject(key, from: response)
         guard stored.size == size, stored.sha256 == sha256 else {
             throw StorageError(kind: .checksumMismatch, location: description, object: key,
                                problem: "after the upload the object has \(stored.size) bytes and sha256 metadata \(stored.sha256 ?? "none"), expected \(size) and \(sha256)")

@@ -20,8 +20,10 @@ struct ChildProcessTests {
     }
 
     @Test func onlyTheStandardStreamsReachTheChild() throws {
-        let open = try ChildProcess.makePipe()
-        defer { close(open.read); close(open.write) }
+        // A descriptor without close-on-exec, which only the spawn's own closing keeps from the child.
+        var inherited: [Int32] = [0, 0]
+        #expect(pipe(&inherited) == 0)
+        defer { close(inherited[0]); close(inherited[1]) }
         // The listing's own directory descriptor is the one extra entry.
         let result = try runProcess("/bin/sh", ["-c", "ls /proc/self/fd | wc -l"])
         #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "4", "\(result.stdout)")
