@@ -411,26 +411,7 @@ extension Pipeline {
                                              ["exec", "--operation", String(operation.id), "--lease-seconds", "2", "--heartbeat-seconds", "1",
                                               "--s3-part-size-mib", "5", "--s3-parallel-parts", "2"],
                                              environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
-        // Watch and kill from a thread of its own: a step takes well under a second, and the
-        // cooperative pool may be too busy with other tests to wake a polling task in time.
-        let caught: Bool = try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                let deadline = Date().addingTimeInterval(90)
-                do {
-                    while process.isRunning, Date() < deadline {
-                        if try midway() {
-                            process.signal(SIGKILL)
-                            continuation.resume(returning: true)
-                            return
-                        }
-                        usleep(1000)
-                    }
-                    continuation.resume(returning: false)
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
+        let caught = try await process.kill(within: .seconds(90), when: midway)
         #expect(caught, "\(what): the runner finished (or never started) before it could be killed midway")
         process.signal(SIGKILL)
         try process.wait()
@@ -505,4 +486,31 @@ func awsCopy(from source: String, to destination: String) throws {
     let result = try runProcess(aws.path, ["--endpoint-url", try TestEnvironment.requireS3Endpoint(), "s3", "cp", source, destination],
                                 environment: aws.environment)
     #expect(result.status == 0, "\(result.stderr)")
+}
+
+extension ChildProcess {
+    /// SIGKILLs the process as soon as `condition` holds and says whether it did; false when the
+    /// process ended, or `within` passed, first. The watch runs on a thread of its own, polling
+    /// every millisecond: a step may last well under a second, and the cooperative pool may be
+    /// too busy with other tests' blocking calls to wake a polling task in time.
+    func kill(within limit: Duration, when condition: @escaping @Sendable () throws -> Bool) async throws -> Bool {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                let deadline = ContinuousClock.now + limit
+                do {
+                    while self.isRunning, ContinuousClock.now < deadline {
+                        if try condition() {
+                            self.signal(SIGKILL)
+                            continuation.resume(returning: true)
+                            return
+                        }
+                        usleep(1000)
+                    }
+                    continuation.resume(returning: false)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
 }

@@ -163,9 +163,8 @@ struct RunnerTests {
             let process = try ChildProcess.spawn(TestEnvironment.binDirectory.appendingPathComponent("ccat-runner").path,
                                                  ["exec", "--operation", String(fixture.operation.id), "--lease-seconds", "2", "--heartbeat-seconds", "1"],
                                                  environment: ProcessInfo.processInfo.environment.merging(fixture.environment) { $1 })
-            let deadline = ContinuousClock.now + .seconds(60)
-            while fixture.partialFiles().isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-            #expect(!fixture.partialFiles().isEmpty, "the runner never started writing")
+            let caught = try await process.kill(within: .seconds(90)) { !fixture.partialFiles().isEmpty }
+            #expect(caught, "the runner finished (or never started writing) before it could be killed midway")
             process.signal(SIGKILL)
             try process.wait()
             #expect(!FileManager.default.fileExists(atPath: fixture.archivePath))
