@@ -27,8 +27,6 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Receives server notices; retained by every result, because libpq hands a result's notice
     /// hooks to it (and may call them) after the connection is gone.
     let notices: NoticeContext
-    // The cancel handle is used from other threads (PQcancel is thread-safe); guarded by `cancelLock`.
-    private let cancelLock = NSLock()
     private var cancelHandle: OpaquePointer?
 
     private init(configuration: PostgresConfiguration, logger: Logger) {
@@ -57,7 +55,7 @@ public final class PostgresConnection: @unchecked Sendable {
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
         let (sql, binds) = query.render()
-        return try await cancellable { try self.run(sql: sql, binds: binds) }
+        return try await cancellable { cancelled in try self.run(sql: sql, binds: binds, cancelled: cancelled) }
     }
 
     /// Runs a statement and returns the number of rows it affected.
@@ -69,9 +67,10 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs a trusted, parameterless SQL text that may hold several statements (a migration file).
     /// Values never belong here: use `query(_:)` with interpolation for anything not written by us.
     public func executeScript(_ sql: String) async throws {
-        try await cancellable {
+        try await cancellable { cancelled in
             let handle = try self.ensureConnected()
-            _ = try self.handleResult(PQexec(handle, sql), handle: handle, sql: "<script>", binds: [])
+            let sent = PQsendQuery(handle, sql) == 1
+            _ = try self.handleResult(sent ? self.awaitResult(handle, cancelled: cancelled) : nil, handle: handle, sql: "<script>", binds: [])
         }
     }
 
@@ -102,26 +101,53 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Runs `work` on the queue. If the task is cancelled while the work waits its turn, it never
-    /// starts; if cancelled while it runs, the server is asked to cancel that statement (which then
-    /// fails with SQLSTATE 57014). A cancel request never reaches another call's statement.
-    func cancellable<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        let call = CallState()
+    /// starts; if cancelled while it runs, `work` sees the flag set and asks the server to cancel
+    /// its statement (which then fails with SQLSTATE 57014). Cancel requests are only sent from the
+    /// queue while that statement is unfinished, so they never reach another call's statement.
+    func cancellable<T: Sendable>(_ work: @escaping @Sendable (CancellationFlag) throws -> T) async throws -> T {
+        let flag = CancellationFlag()
         return try await withTaskCancellationHandler {
             try await onQueue {
-                guard call.begin() else {
+                if flag.isSet {
                     throw PostgresError(code: .cancelled, message: "the task was cancelled before the statement was sent")
                 }
-                defer { call.end() }
-                return try work()
+                return try work(flag)
             }
         } onCancel: {
-            if call.cancel() { self.sendCancel() }
+            flag.set()
         }
     }
 
+    /// On the queue, after a statement was sent: waits for its results and returns the one that
+    /// tells its outcome (the first error, else the last result), clearing the others; nil if
+    /// libpq produced none. While the caller is cancelled, a cancel request goes to the server
+    /// at once and again every second, because one that arrives before the server has started
+    /// the statement is dropped by it.
+    func awaitResult(_ handle: OpaquePointer, cancelled: CancellationFlag) -> OpaquePointer? {
+        var lastCancel: ContinuousClock.Instant?
+        // A broken connection ends the wait too: PQgetResult then reports the failure.
+        while PQconsumeInput(handle) == 1, PQisBusy(handle) == 1 {
+            if cancelled.isSet, lastCancel.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
+                sendCancel()
+                lastCancel = .now
+            }
+            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+            _ = poll(&descriptor, 1, 100)
+        }
+        func failed(_ result: OpaquePointer) -> Bool { [PGRES_FATAL_ERROR, PGRES_BAD_RESPONSE].contains(PQresultStatus(result)) }
+        var outcome: OpaquePointer?
+        while let result = PQgetResult(handle) {
+            if let kept = outcome, failed(kept) {
+                PQclear(result)
+            } else {
+                if let kept = outcome { PQclear(kept) }
+                outcome = result
+            }
+        }
+        return outcome
+    }
+
     private func sendCancel() {
-        cancelLock.lock()
-        defer { cancelLock.unlock() }
         guard let cancelHandle else { return }
         var buffer = [CChar](repeating: 0, count: 256)
         if PQcancel(cancelHandle, &buffer, Int32(buffer.count)) == 0 {
@@ -213,17 +239,13 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         self.handle = handle
         everConnected = true
-        cancelLock.lock()
         cancelHandle = PQgetCancel(handle)
-        cancelLock.unlock()
         return handle
     }
 
     private func dropHandle() {
-        cancelLock.lock()
         if let cancelHandle { PQfreeCancel(cancelHandle) }
         cancelHandle = nil
-        cancelLock.unlock()
         if let handle { PQfinish(handle) }
         handle = nil
     }
@@ -238,7 +260,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     // MARK: - Statements (on queue)
 
-    func run(sql: String, binds: [PostgresBind]) throws -> PostgresRows {
+    func run(sql: String, binds: [PostgresBind], cancelled: CancellationFlag = CancellationFlag()) throws -> PostgresRows {
         for (index, bind) in binds.enumerated() where bind.text?.utf8.contains(0) == true {
             throw PostgresError(code: .invalidParameter,
                                 message: "parameter $\(index + 1) contains a NUL character, which PostgreSQL text cannot store",
@@ -247,12 +269,12 @@ public final class PostgresConnection: @unchecked Sendable {
         let handle = try ensureConnected()
         let types = binds.map { Oid($0.type.rawValue) }
         let texts = binds.map(\.text)
-        let result: OpaquePointer? = withOptionalCStrings(texts) { values in
+        let sent = withOptionalCStrings(texts) { values in
             types.withUnsafeBufferPointer { typePointer in
-                PQexecParams(handle, sql, Int32(binds.count), typePointer.baseAddress, values, nil, nil, 0)
+                PQsendQueryParams(handle, sql, Int32(binds.count), typePointer.baseAddress, values, nil, nil, 0) == 1
             }
         }
-        return try handleResult(result, handle: handle, sql: sql, binds: binds)
+        return try handleResult(sent ? awaitResult(handle, cancelled: cancelled) : nil, handle: handle, sql: sql, binds: binds)
     }
 
     func handleResult(_ result: OpaquePointer?, handle: OpaquePointer, sql: String, binds: [PostgresBind]) throws -> PostgresRows {
@@ -340,30 +362,4 @@ func withOptionalCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar
 final class NoticeContext: @unchecked Sendable {
     let logger: Logger
     init(logger: Logger) { self.logger = logger }
-}
-
-/// One call's progress, so that a cancellation only ever affects that call.
-final class CallState: @unchecked Sendable {
-    private let lock = NSLock()
-    private var cancelled = false
-    private var running = false
-
-    /// On the queue, before the work: false if the call was cancelled while waiting.
-    func begin() -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        if cancelled { return false }
-        running = true
-        return true
-    }
-
-    func end() {
-        lock.lock(); running = false; lock.unlock()
-    }
-
-    /// From the cancellation handler: true if the call is running now and the server must be asked.
-    func cancel() -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        cancelled = true
-        return running
-    }
 }

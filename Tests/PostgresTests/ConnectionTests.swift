@@ -194,4 +194,27 @@ struct ConnectionTests {
             #expect(try await db.query("SELECT 1 AS one").first?["one", as: Int.self] == 1)
         }
     }
+
+    /// A cancel may come before the statement was sent, while it is on its way (the server drops
+    /// a cancel request that reaches it before it starts the statement), or while it runs. Each
+    /// must end the call with an error; a lost cancel would let pg_sleep(30) succeed.
+    @Test func aCancelAtAnyMomentEndsTheCall() async throws {
+        try await withTestDatabase { _, db in
+            var outcomes: [String: Int] = [:]
+            for attempt in 0..<30 {
+                let task = Task { try await db.query("SELECT pg_sleep(30)") }
+                if attempt > 0 { try await Task.sleep(for: .microseconds(attempt * 200)) }
+                task.cancel()
+                do {
+                    _ = try await task.value
+                    Issue.record("attempt \(attempt): the statement ran to its end although the task was cancelled")
+                } catch let error as PostgresError {
+                    #expect(error.code == .cancelled || error.sqlState == .queryCanceled, "attempt \(attempt): \(error)")
+                    outcomes[error.code == .cancelled ? "before sending" : "on the server", default: 0] += 1
+                }
+                #expect(try await db.query("SELECT 1 AS one").first?["one", as: Int.self] == 1)
+            }
+            #expect(outcomes.values.reduce(0, +) == 30, "\(outcomes)")
+        }
+    }
 }
