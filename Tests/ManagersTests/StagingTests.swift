@@ -287,7 +287,7 @@ struct StagingRequestTests {
         let borrowed = try await insert(aliceDB, try bob.credential(payload: payload.replacingOccurrences(of: "N", with: "b")))
         for (id, expected) in [(replayed, "replayed"), (expired, "expired"), (forged, "not made with this cluster's munge key"),
                                (borrowed, "unix user \(Self.bob)")] {
-            let result = try await Self.waitFor(admin, id, seconds: 30) { $0 != "SUBMITTED" }
+            let result = try await Self.waitFor(admin, id) { $0 != "SUBMITTED" }
             #expect(result.status == "REJECTED", "request \(id) (\(expected)): \(result)")
             #expect(result.reason?.contains(expected) == true, "request \(id): \(result.reason ?? "no reason")")
         }
@@ -297,7 +297,7 @@ struct StagingRequestTests {
             VALUES (\(try alice.credential(payload: payload.replacingOccurrences(of: "N", with: "t"))), '{"observations": ["obs-2026-02"]}'::jsonb, \(location))
             RETURNING id
             """).first)["id"] as Int64
-        let tamperedResult = try await Self.waitFor(admin, tampered, seconds: 30) { $0 != "SUBMITTED" }
+        let tamperedResult = try await Self.waitFor(admin, tampered) { $0 != "SUBMITTED" }
         #expect(tamperedResult.status == "REJECTED" && tamperedResult.reason?.contains("differs from what its credential signed") == true,
                 "\(tamperedResult)")
 
@@ -313,7 +313,7 @@ struct StagingRequestTests {
         #expect(lateRun.stderr.contains("not archived yet") || lateRun.stderr.contains("not packaged yet"), "\(lateRun.stderr)")
         let lateID = try Self.requestID(lateRun.stdout)
         // Accepted first, then given its reason in the same cycle: wait for both, not the instant between.
-        let waiting = try await Self.waitFor(admin, lateID, seconds: 30) { $0.status != "SUBMITTED" && ($0.status != "ACCEPTED" || $0.reason != nil) }
+        let waiting = try await Self.waitFor(admin, lateID) { $0.status != "SUBMITTED" && ($0.status != "ACCEPTED" || $0.reason != nil) }
         #expect(waiting.status == "ACCEPTED" && waiting.reason?.hasPrefix("waiting") == true, "\(waiting)")
         let late = try await Self.waitFor(admin, lateID) { ["READY", "FAILED", "REJECTED"].contains($0) }
         #expect(late.status == "READY", "\(late)")
@@ -359,7 +359,7 @@ struct StagingRequestTests {
         // Bob never releases: once the location's retention ran out the request expires and its
         // directory goes too.
         try await admin.execute("UPDATE staging_request SET expires_at = now() WHERE id = \(bobID)")
-        let expiredRequest = try await Self.waitFor(admin, bobID, seconds: 30) { $0 != "READY" }
+        let expiredRequest = try await Self.waitFor(admin, bobID) { $0 != "READY" }
         #expect(expiredRequest.status == "EXPIRED", "\(expiredRequest)")
         let bobDirectory = "\(processing)/\(Self.bob)/\(bobID)"
         for _ in 0..<120 where FileManager.default.fileExists(atPath: bobDirectory) { try await Task.sleep(for: .milliseconds(500)) }

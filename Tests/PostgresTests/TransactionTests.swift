@@ -130,7 +130,7 @@ struct TransactionTests {
             #expect(try await listener.waitForNotifications(timeout: .milliseconds(100)).isEmpty)
             let payload = "package 'obs_001' ready; \"quoted\" ✓"
             try await sender.notify("ccat work", payload: payload)
-            let received = try await listener.waitForNotifications(timeout: .seconds(10))
+            let received = try await listener.waitForNotifications(timeout: .seconds(60))
             #expect(received.map(\.channel) == ["ccat work"])
             #expect(received.first?.payload == payload)
             // A notification sent inside a rolled-back transaction never arrives.
@@ -151,11 +151,11 @@ struct TransactionTests {
             try await listener.listen("wake")
             let pid: Int32 = try #require(try await listener.query("SELECT pg_backend_pid() AS pid").first?["pid"])
             try await admin.execute("SELECT pg_terminate_backend(\(pid))")
-            await #expect(throws: PostgresError.self) { _ = try await listener.waitForNotifications(timeout: .seconds(5)) }
+            await #expect(throws: PostgresError.self) { _ = try await listener.waitForNotifications(timeout: .seconds(60)) }
             // The next wait reconnects and renews LISTEN; a notification sent afterwards arrives.
             _ = try await listener.waitForNotifications(timeout: .milliseconds(50))
             try await admin.notify("wake", payload: "again")
-            let received = try await listener.waitForNotifications(timeout: .seconds(10))
+            let received = try await listener.waitForNotifications(timeout: .seconds(60))
             #expect(received.first?.payload == "again")
             await admin.close()
         }
