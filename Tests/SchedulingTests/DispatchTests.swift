@@ -93,7 +93,7 @@ struct DispatchFixture {
     func jobs() async throws -> [BatchJob] { try await db.batchJobs() }
 
     /// Polls the tracker until the job's recorded state satisfies `accept`.
-    func track(_ jobID: Int64, limit: Duration = .seconds(180), until accept: (BatchJob) -> Bool) async throws -> BatchJob {
+    func track(_ jobID: Int64, limit: Duration = .seconds(360), until accept: (BatchJob) -> Bool) async throws -> BatchJob {
         let deadline = ContinuousClock.now + limit
         while true {
             _ = try await tracker.poll()
@@ -198,7 +198,7 @@ struct DispatchTests {
             try await fixture.addOperations(1)
             _ = try await fixture.dispatcher.dispatch(fixture.queue)
             let job = try #require(try await fixture.jobs().first)
-            let ended = try await fixture.track(job.id, limit: .seconds(240)) { $0.state.isTerminal }
+            let ended = try await fixture.track(job.id, limit: .seconds(480)) { $0.state.isTerminal }
             #expect(ended.state == .timeout)
             let operation = try #require(try await fixture.operations().first)
             #expect(operation.state == .pending)

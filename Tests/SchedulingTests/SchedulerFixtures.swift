@@ -40,11 +40,11 @@ func writeJobScript(in directory: URL, name: String, timeLimitMinutes: Int = 5, 
 }
 
 /// Polls the scheduler until the job reaches a terminal state or `limit` passes.
-func waitForEnd(_ scheduler: any BatchScheduler, _ job: SubmittedJob, limit: Duration = .seconds(180)) async throws -> SchedulerJobStatus? {
+func waitForEnd(_ scheduler: any BatchScheduler, _ job: SubmittedJob, limit: Duration = .seconds(360)) async throws -> SchedulerJobStatus? {
     try await waitForState(scheduler, job, limit: limit) { $0.isTerminal }
 }
 
-func waitForState(_ scheduler: any BatchScheduler, _ job: SubmittedJob, limit: Duration = .seconds(180),
+func waitForState(_ scheduler: any BatchScheduler, _ job: SubmittedJob, limit: Duration = .seconds(360),
                   _ accept: (BatchJobState) -> Bool) async throws -> SchedulerJobStatus? {
     let deadline = ContinuousClock.now + limit
     while ContinuousClock.now < deadline {

@@ -54,7 +54,7 @@ struct SchedulerTests {
         let body = "trap 'echo warned' USR2; sleep 600 & pid=$!; while kill -0 $pid 2>/dev/null; do wait $pid; done"
         let script = try writeJobScript(in: work, name: "ccat_test_timeout", timeLimitMinutes: 1, body: body)
         let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
-        let end = try #require(try await waitForEnd(scheduler, job, limit: .seconds(240)))
+        let end = try #require(try await waitForEnd(scheduler, job, limit: .seconds(480)))
         #expect(end.state == .timeout)
         #expect(try String(contentsOfFile: work.appendingPathComponent("ccat_test_timeout.out").path, encoding: .utf8).contains("warned"))
     }
