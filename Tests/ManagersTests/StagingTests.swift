@@ -78,7 +78,7 @@ struct StagingProgressLineTests {
 }
 
 /// Scientists' staging requests end to end: two unix users, the real munged, PostgreSQL's
-/// row-level security, the daemon and the local scheduler.
+/// row-level security, the daemon, and the local scheduler and (where it runs) the Slurm test cluster.
 @Suite("staging requests from scientists", .serialized,
        .enabled(if: TestEnvironment.runPostgresTests && TestEnvironment.runMungeTests && TestEnvironment.runS3Tests && (getuid() == 0 || TestEnvironment.isCI)))
 struct StagingRequestTests {
@@ -166,10 +166,18 @@ struct StagingRequestTests {
         return String(result.stdout.prefix(64))
     }
 
-    @Test func scientistsStageTheirOwnDataAndNothingElse() async throws {
+    /// Polls until `path` is gone or `seconds` passed.
+    static func waitUntilGone(_ path: String, seconds: Int = 300) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while FileManager.default.fileExists(atPath: path), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(500)) }
+    }
+
+    @Test(arguments: TestEnvironment.runSlurmTests ? ["local", "slurm"] : ["local"])
+    func scientistsStageTheirOwnDataAndNothingElse(_ scheduler: String) async throws {
         let munge = try TestEnvironment.requireMungeSocket()
         let foreignMunge = try TestEnvironment.requireMungeSocket(instance: "foreign")
-        let (directory, conninfo, baseEnvironment) = try await DaemonChaosTests.setUp(database: "ccat_staging", environment: ["DEMO_STAGING_GROUPS": Self.group])
+        let (directory, conninfo, baseEnvironment) = try await DaemonChaosTests.setUp(
+            database: "ccat_staging_\(scheduler)", environment: ["DEMO_STAGING_GROUPS": Self.group, "SCHEDULER": scheduler])
         defer { try? FileManager.default.removeItem(at: directory) }
         chmod(directory.path, 0o755)
         let admin = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "staging test"))
@@ -187,12 +195,14 @@ struct StagingRequestTests {
 
         var environment = baseEnvironment
         environment["CCAT_MUNGE_SOCKET"] = munge
+        if scheduler == "slurm" { environment["SLURM_CONF"] = try TestEnvironment.slurmEnvironment()["SLURM_CONF"] }
         let daemons = DaemonChaosTests.Daemons(count: 1, arguments: DaemonChaosTests.daemonArguments(directory), environment: environment,
                                                logDirectory: directory)
         defer { daemons.stopAll() }
         try daemons.start(0)
         var archived = false
-        for _ in 0..<240 where !archived {
+        // Batch jobs on the shared two-core Slurm node may queue behind other tests' jobs.
+        for _ in 0..<600 where !archived {
             archived = try await DaemonChaosTests.done(admin, observations: 20)
             if !archived { try await Task.sleep(for: .milliseconds(500)) }
         }
@@ -211,11 +221,11 @@ struct StagingRequestTests {
         try await admin.execute("UPDATE processing_policy SET quota_bytes_per_user = NULL")
 
         // Both stage the same observation and wait; a log (not a terminal) gets plain lines.
-        let aliceRun = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "120"])
+        let aliceRun = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "300"])
         #expect(aliceRun.status == 0, "\(aliceRun.stdout)\n\(aliceRun.stderr)")
         #expect(aliceRun.stderr.contains("READY"))
         #expect(!aliceRun.stderr.contains("\r") && !aliceRun.stderr.contains("\u{1B}"), "control characters in a log: \(aliceRun.stderr.debugDescription)")
-        let bobRun = try bob.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "120"])
+        let bobRun = try bob.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "300"])
         #expect(bobRun.status == 0, "\(bobRun.stdout)\n\(bobRun.stderr)")
         let aliceID = try Self.requestID(aliceRun.stdout)
         let bobID = try Self.requestID(bobRun.stdout)
@@ -322,7 +332,7 @@ struct StagingRequestTests {
         // The preferred archive (Cologne's S3, same site) is down: staging reads the US copy.
         let endpoint: String = try #require(try await admin.query("SELECT endpoint_url FROM s3_data_location").first)["endpoint_url"]
         try await admin.execute("UPDATE s3_data_location SET endpoint_url = 'http://127.0.0.1:9'")
-        let failover = try bob.ccat(["stage", "request", "--obs", "obs-2026-02", "--location", "ramses_processing", "--wait", "--timeout", "120"])
+        let failover = try bob.ccat(["stage", "request", "--obs", "obs-2026-02", "--location", "ramses_processing", "--wait", "--timeout", "300"])
         try await admin.execute("UPDATE s3_data_location SET endpoint_url = \(endpoint)")
         #expect(failover.status == 0, "\(failover.stdout)\n\(failover.stderr)")
         let failoverID = try Self.requestID(failover.stdout)
@@ -337,7 +347,7 @@ struct StagingRequestTests {
         let release = try alice.ccat(["stage", "release", "\(aliceID)"])
         #expect(release.status == 0, "\(release.stderr)")
         let aliceDirectory = "\(processing)/\(Self.alice)/\(aliceID)"
-        for _ in 0..<120 where FileManager.default.fileExists(atPath: aliceDirectory) { try await Task.sleep(for: .milliseconds(500)) }
+        try await Self.waitUntilGone(aliceDirectory)
         #expect(!FileManager.default.fileExists(atPath: aliceDirectory))
         #expect(FileManager.default.fileExists(atPath: "\(processing)/\(Self.bob)/\(bobID)/\(try files[0]["relative_path"] as String)"))
         let left: Int = try #require(try await admin.query("""
@@ -362,7 +372,7 @@ struct StagingRequestTests {
         let expiredRequest = try await Self.waitFor(admin, bobID) { $0 != "READY" }
         #expect(expiredRequest.status == "EXPIRED", "\(expiredRequest)")
         let bobDirectory = "\(processing)/\(Self.bob)/\(bobID)"
-        for _ in 0..<120 where FileManager.default.fileExists(atPath: bobDirectory) { try await Task.sleep(for: .milliseconds(500)) }
+        try await Self.waitUntilGone(bobDirectory)
         #expect(!FileManager.default.fileExists(atPath: bobDirectory))
 
         // The daemon stops: new requests are refused with a clear reason.
