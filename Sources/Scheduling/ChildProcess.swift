@@ -8,7 +8,11 @@ import Glibc
 /// A child process started with posix_spawn and reaped with waitpid by its owner. Foundation's
 /// `Process` is not used to wait: on Linux its `waitUntilExit` can miss the exit and wait forever
 /// (seen here: the child a zombie, the waiter still in its run loop), and it waits for the child's
-/// whole session. Nothing the parent has open beyond the three standard streams reaches the child.
+/// whole session. Nothing the parent has open beyond the three standard streams reaches the child,
+/// and the child starts with no signal blocked and every signal at its default action, whatever
+/// the spawning thread had: dispatch's threads block nearly every signal and Swift programs ignore
+/// SIGPIPE, and a child inheriting that could not be stopped with SIGTERM (rsync during a runner's
+/// shutdown, moto_server started by a test) nor end quietly at a closed pipe.
 public final class ChildProcess: @unchecked Sendable {
     /// Where a standard stream of the child goes.
     public enum Stream: Sendable {
@@ -47,8 +51,17 @@ public final class ChildProcess: @unchecked Sendable {
             for pointer in argv { free(pointer) }
             for pointer in envp { free(pointer) }
         }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t(), allSignals = sigset_t()
+        sigemptyset(&noSignals)
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         let command = ([executable] + arguments).joined(separator: " ")
         guard result == 0 else {
             // posix_spawn says ENOENT for a missing working directory as for a missing program.

@@ -29,6 +29,31 @@ struct ChildProcessTests {
         #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "4", "\(result.stdout)")
     }
 
+    @Test func theChildStartsWithNoSignalBlockedOrIgnored() throws {
+        // Block SIGTERM and SIGUSR2 in this thread and ignore SIGPIPE, as dispatch's threads and
+        // the Swift runtime do, then spawn: none of it may reach the child.
+        var blocked = sigset_t(), previous = sigset_t()
+        sigemptyset(&blocked)
+        sigaddset(&blocked, SIGTERM)
+        sigaddset(&blocked, SIGUSR2)
+        #expect(pthread_sigmask(SIG_BLOCK, &blocked, &previous) == 0)
+        let oldPipeAction = signal(SIGPIPE, SIG_IGN)
+        let status = Result { try runProcess("/bin/grep", ["-E", "^Sig(Blk|Ign):", "/proc/self/status"]) }
+        let sleeper = Result { try ChildProcess.spawn("/bin/sleep", ["30"]) }
+        signal(SIGPIPE, oldPipeAction)
+        pthread_sigmask(SIG_SETMASK, &previous, nil)
+
+        // The standard signals 1-31 (glibc itself ignores its internal real-time signals 32 and 33
+        // in every spawned child).
+        let lines = try status.get().stdout.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+        let masks = lines.compactMap { $0.count == 2 ? UInt64($0[1], radix: 16) : nil }
+        #expect(masks.count == 2 && masks.allSatisfy { $0 & 0x7fff_ffff == 0 }, "\(lines)")
+        // And so a SIGTERM ends it.
+        let child = try sleeper.get()
+        child.signal(SIGTERM)
+        #expect(try child.wait() == 128 + SIGTERM)
+    }
+
     @Test func missingProgramIsNotFound() throws {
         let error = #expect(throws: CommandRunError.self) { try ChildProcess.spawn("/nonexistent/ccat-tool", []) }
         #expect(error?.kind == .notFound)
