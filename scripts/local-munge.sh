@@ -26,13 +26,23 @@ start() {
     command -v munged >/dev/null && command -v mungekey >/dev/null || die "munged not found: install munge (Debian: apt-get install munge libmunge-dev)"
     mkdir -p "$dir"
     chmod 755 "$dir" "$(dirname "$dir")"
-    if pid_alive && [ -S "$socket" ] && munge -n -S "$socket" >/dev/null 2>&1; then echo "$socket"; return; fi
-    pid_alive && kill "$(cat "$dir/munged.pid")" 2>/dev/null || true
+    # One start at a time: tests and demos call this concurrently.
+    exec 9>"$dir/start.lock"
+    flock 9
+    if pid_alive; then
+        # A running munged is shared by tests, the demo and Slurm: a busy one is waited for,
+        # never killed and restarted from here.
+        for _ in $(seq 1 30); do
+            if [ -S "$socket" ] && munge -n -S "$socket" >/dev/null 2>&1; then echo "$socket"; return; fi
+            sleep 2
+        done
+        die "munged (pid $(cat "$dir/munged.pid")) runs but has not answered on $socket for a minute; see $dir/munged.log, or restart it with '$0 stop' then '$0 start'"
+    fi
     [ -f "$dir/munge.key" ] || mungekey -c -k "$dir/munge.key" >/dev/null
     chmod 600 "$dir/munge.key"
     # munged refuses a key or directories it finds unsafe; --force accepts a development setup.
     munged --force --socket="$socket" --key-file="$dir/munge.key" --pid-file="$dir/munged.pid" \
-        --log-file="$dir/munged.log" --seed-file="$dir/munged.seed" >/dev/null 2>&1 \
+        --log-file="$dir/munged.log" --seed-file="$dir/munged.seed" >/dev/null 2>&1 9>&- \
         || die "munged did not start; see $dir/munged.log"
     for _ in $(seq 1 50); do
         if munge -n -S "$socket" >/dev/null 2>&1; then echo "$socket"; return; fi

@@ -3,7 +3,8 @@
 # under $CCAT_DEV_DIR/s3 (default: .ccat-dev/s3 in the repository, git-ignored). moto keeps objects
 # in memory, so a restart starts empty.
 #
-#   scripts/local-s3.sh start    start it (idempotent: a running one is reused); prints the endpoint
+#   scripts/local-s3.sh start    start it (idempotent: a running one is reused, a busy one waited
+#                                for, never killed); prints the endpoint
 #   scripts/local-s3.sh stop     stop it
 #   scripts/local-s3.sh status   say whether it answers
 #   scripts/local-s3.sh env      print the environment clients need (endpoint and test keys)
@@ -38,19 +39,30 @@ print_env() {
 case "${1:-}" in
 start)
     mkdir -p "$base"
-    if alive && answers; then record_endpoint; print_env; exit 0; fi
-    alive && kill "$(cat "$base/pid")" 2>/dev/null || true
+    # One start at a time: tests and demos call this concurrently.
+    exec 9>"$base/start.lock"
+    flock 9
+    if alive; then
+        # A running server is shared by every test and demo on this checkout, and moto keeps
+        # objects in memory: a busy one is waited for, never killed and restarted from here.
+        for _ in $(seq 1 30); do answers && { record_endpoint; print_env; exit 0; }; sleep 2; done
+        die "moto_server (pid $(cat "$base/pid")) runs but has not answered on $endpoint for a minute; see $base/moto.log, or restart it with '$0 stop' then '$0 start'"
+    fi
     [ -n "$server" ] || die "moto_server not found: pip install 'moto[server]' (or let .ci/run create .ccat-dev/venv)"
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port is already in use on 127.0.0.1; stop what uses it or set CCAT_S3_PORT"
     fi
-    setsid "$server" -H 127.0.0.1 -p "$port" >"$base/moto.log" 2>&1 < /dev/null &
+    setsid "$server" -H 127.0.0.1 -p "$port" >"$base/moto.log" 2>&1 < /dev/null 9>&- &
     echo $! > "$base/pid"
     for _ in $(seq 1 100); do answers && { record_endpoint; print_env; exit 0; }; sleep 0.2; done
     die "moto_server did not answer on $endpoint within 20 s; see $base/moto.log"
     ;;
 stop)
-    if alive; then kill "$(cat "$base/pid")"; fi
+    if alive; then
+        pid="$(cat "$base/pid")"
+        kill "$pid"
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    fi
     rm -f "$base/pid" "$base/endpoint"
     ;;
 status)

@@ -24,6 +24,9 @@ start() {
     [ -x /usr/sbin/sshd ] || die "sshd not found: install openssh-server (Debian)"
     mkdir -p "$dir" /run/sshd
     chmod 700 "$dir"
+    # One start at a time: tests call this concurrently, and it rewrites the configuration.
+    exec 9>"$dir/start.lock"
+    flock 9
     [ -f "$dir/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
     [ -f "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
     cp "$dir/client_key.pub" "$dir/authorized_keys"
@@ -51,12 +54,19 @@ Host ccat-test-remote
     StrictHostKeyChecking yes
     UserKnownHostsFile $dir/known_hosts
 CONF
-    if pid_alive && answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
-    pid_alive && kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
+    if pid_alive; then
+        # A running sshd may be serving another test's copy: a busy one is waited for, never
+        # killed and restarted from here.
+        for _ in $(seq 1 20); do
+            if answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
+            sleep 2
+        done
+        die "sshd (pid $(cat "$dir/sshd.pid")) runs but has not answered on 127.0.0.1:$port for a minute; see $dir/sshd.log, or restart it with '$0 stop' then '$0 start'"
+    fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port is already in use on 127.0.0.1; stop what uses it or set CCAT_SSHD_PORT"
     fi
-    /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" || die "sshd did not start; see $dir/sshd.log"
+    /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" 9>&- || die "sshd did not start; see $dir/sshd.log"
     for _ in $(seq 1 50); do
         if answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
         sleep 0.2
@@ -65,7 +75,11 @@ CONF
 }
 
 stop() {
-    if pid_alive; then kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true; fi
+    if pid_alive; then
+        local pid; pid="$(cat "$dir/sshd.pid")"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
 }
 
 case "${1:-}" in
