@@ -115,7 +115,9 @@ scientist_db="$CCAT_DATABASE_URL user=$me"
 munge_socket="$("$here/scripts/local-munge.sh" start)"
 
 say "$observations observations of $files_per_observation files from the instrument"
-for obs in $(seq -w 1 "$observations"); do
+for number in $(seq 1 "$observations"); do
+    # obs-2026-01 onwards, whatever the count (seq -w would give obs-2026-1 below ten).
+    obs="$(printf '%02d' "$number")"
     mkdir -p "$demo/ccat/instrument_data/obs-2026-$obs"
     for file in $(seq 1 "$files_per_observation"); do
         head -c $((200000 + RANDOM * 4)) /dev/urandom > "$demo/ccat/instrument_data/obs-2026-$obs/scan $file.fits"
