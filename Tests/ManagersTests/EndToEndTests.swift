@@ -28,7 +28,7 @@ struct EndToEndTests {
         let database = "ccat_e2e_\(scheduler)"
         var environment = ProcessInfo.processInfo.environment
         environment.merge(["DEMO_DIR": directory.path, "DEMO_DATABASE": database, "DEMO_OBSERVATIONS": "20", "DEMO_FILES": "3",
-                           "DEMO_TIMEOUT": "300", "SCHEDULER": scheduler]) { $1 }
+                           "DEMO_TIMEOUT": "600", "SCHEDULER": scheduler]) { $1 }
         let run = try await runLongProcess("/bin/bash", [TestEnvironment.repositoryRoot.appendingPathComponent("scripts/demo.sh").path,
                                                           TestEnvironment.binDirectory.path], environment: environment)
         #expect(run.status == 0, "demo failed:\n\(run.stdout.suffix(3000))\n\(run.stderr.suffix(3000))")
