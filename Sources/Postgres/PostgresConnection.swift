@@ -70,7 +70,8 @@ public final class PostgresConnection: @unchecked Sendable {
         try await cancellable { cancelled in
             let handle = try self.ensureConnected()
             let sent = PQsendQuery(handle, sql) == 1
-            _ = try self.handleResult(sent ? self.awaitResult(handle, cancelled: cancelled) : nil, handle: handle, sql: "<script>", binds: [])
+            _ = try self.handleResult(sent ? self.awaitResult(handle, sql: "<script>", cancelled: cancelled) : nil,
+                                      handle: handle, sql: "<script>", binds: [])
         }
     }
 
@@ -118,31 +119,59 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// On the queue, after a statement was sent: waits for its results and returns the one that
-    /// tells its outcome (the first error, else the last result), clearing the others; nil if
-    /// libpq produced none. While the caller is cancelled, a cancel request goes to the server
-    /// at once and again every second, because one that arrives before the server has started
-    /// the statement is dropped by it.
-    func awaitResult(_ handle: OpaquePointer, cancelled: CancellationFlag) -> OpaquePointer? {
+    /// On the queue, after a statement (or a script of several) was sent: waits for its results
+    /// and returns the one that tells its outcome (the first error, else the last result), clearing
+    /// the others; nil if libpq produced none. While the caller is cancelled, a cancel request goes
+    /// to the server at once and again every second until the last statement ends, because one
+    /// that arrives before the server has started a statement is dropped by it. COPY to or from
+    /// the client is ended and refused: nothing here streams COPY data.
+    func awaitResult(_ handle: OpaquePointer, sql: String, cancelled: CancellationFlag) throws -> OpaquePointer? {
         var lastCancel: ContinuousClock.Instant?
-        // A broken connection ends the wait too: PQgetResult then reports the failure.
-        while PQconsumeInput(handle) == 1, PQisBusy(handle) == 1 {
-            if cancelled.isSet, lastCancel.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
-                sendCancel()
-                lastCancel = .now
-            }
-            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
-            _ = poll(&descriptor, 1, 100)
-        }
-        func failed(_ result: OpaquePointer) -> Bool { [PGRES_FATAL_ERROR, PGRES_BAD_RESPONSE].contains(PQresultStatus(result)) }
         var outcome: OpaquePointer?
-        while let result = PQgetResult(handle) {
-            if let kept = outcome, failed(kept) {
-                PQclear(result)
-            } else {
-                if let kept = outcome { PQclear(kept) }
-                outcome = result
+        var copyRefused = false
+        func failed(_ result: OpaquePointer) -> Bool { [PGRES_FATAL_ERROR, PGRES_BAD_RESPONSE].contains(PQresultStatus(result)) }
+        while true {
+            // Wait for the next result without blocking in libpq, so cancellation is seen. A broken
+            // connection ends the wait too: PQgetResult then reports the failure.
+            while PQconsumeInput(handle) == 1, PQisBusy(handle) == 1 {
+                if cancelled.isSet, lastCancel.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
+                    sendCancel()
+                    lastCancel = .now
+                }
+                var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+                _ = poll(&descriptor, 1, 100)
             }
+            guard let result = PQgetResult(handle) else { break }
+            switch PQresultStatus(result) {
+            case PGRES_COPY_IN:
+                // The server answers the refusal with an error result, read by the next turn.
+                PQclear(result)
+                copyRefused = true
+                _ = PQputCopyEnd(handle, "COPY FROM STDIN is not supported by this client")
+            case PGRES_COPY_OUT:
+                PQclear(result)
+                copyRefused = true
+                var row: UnsafeMutablePointer<CChar>?
+                while PQgetCopyData(handle, &row, 0) > 0 { PQfreemem(row) }
+            case PGRES_COPY_BOTH:
+                // Only replication connections get here; there is no way back but a new connection.
+                PQclear(result)
+                if let outcome { PQclear(outcome) }
+                dropHandle()
+                throw PostgresError(code: .misuse, message: "COPY BOTH (replication) is not supported; the connection was closed", query: sql)
+            default:
+                if let kept = outcome, failed(kept) {
+                    PQclear(result)
+                } else {
+                    if let kept = outcome { PQclear(kept) }
+                    outcome = result
+                }
+            }
+        }
+        if copyRefused {
+            if let outcome { PQclear(outcome) }
+            throw PostgresError(code: .misuse, message: "COPY to or from the client is not supported; use INSERT, or COPY with a file on the server",
+                                query: sql)
         }
         return outcome
     }
@@ -274,7 +303,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 PQsendQueryParams(handle, sql, Int32(binds.count), typePointer.baseAddress, values, nil, nil, 0) == 1
             }
         }
-        return try handleResult(sent ? awaitResult(handle, cancelled: cancelled) : nil, handle: handle, sql: sql, binds: binds)
+        return try handleResult(sent ? awaitResult(handle, sql: sql, cancelled: cancelled) : nil, handle: handle, sql: sql, binds: binds)
     }
 
     func handleResult(_ result: OpaquePointer?, handle: OpaquePointer, sql: String, binds: [PostgresBind]) throws -> PostgresRows {
