@@ -9,10 +9,11 @@ import Glibc
 /// `Process` is not used to wait: on Linux its `waitUntilExit` can miss the exit and wait forever
 /// (seen here: the child a zombie, the waiter still in its run loop), and it waits for the child's
 /// whole session. Nothing the parent has open beyond the three standard streams reaches the child,
-/// and the child starts with no signal blocked and every signal at its default action, whatever
-/// the spawning thread had: dispatch's threads block nearly every signal and Swift programs ignore
-/// SIGPIPE, and a child inheriting that could not be stopped with SIGTERM (rsync during a runner's
-/// shutdown, moto_server started by a test) nor end quietly at a closed pipe.
+/// and the child starts with no signal blocked, whatever the spawning thread had, and with SIGPIPE
+/// and SIGXFSZ at their default actions: dispatch's threads block nearly every signal and Swift
+/// programs ignore SIGPIPE, and a child inheriting that could not be stopped with SIGTERM (rsync
+/// during a runner's shutdown, moto_server started by a test) nor end quietly at a closed pipe.
+/// Other ignored signals are inherited as a shell would pass them on (`nohup`'s SIGHUP).
 public final class ChildProcess: @unchecked Sendable {
     /// Where a standard stream of the child goes.
     public enum Stream: Sendable {
@@ -54,11 +55,13 @@ public final class ChildProcess: @unchecked Sendable {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t(), allSignals = sigset_t()
+        var noSignals = sigset_t(), runtimeIgnored = sigset_t()
         sigemptyset(&noSignals)
-        sigfillset(&allSignals)
+        sigemptyset(&runtimeIgnored)
+        sigaddset(&runtimeIgnored, SIGPIPE)
+        sigaddset(&runtimeIgnored, SIGXFSZ)
         posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setsigdefault(&attributes, &runtimeIgnored)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
