@@ -19,16 +19,15 @@ dir="${CCAT_DEV_DIR:-$repo/.ccat-dev}/munge/$instance"
 socket="$dir/munge.socket"
 
 die() { echo "local-munge: $*" >&2; exit 1; }
+. "$repo/scripts/service-common.sh"
 
-pid_alive() { [ -f "$dir/munged.pid" ] && kill -0 "$(cat "$dir/munged.pid")" 2>/dev/null; }
+pid_alive() { process_is "$dir/munged.pid" munged; }
 
 start() {
     command -v munged >/dev/null && command -v mungekey >/dev/null || die "munged not found: install munge (Debian: apt-get install munge libmunge-dev)"
     mkdir -p "$dir"
     chmod 755 "$dir" "$(dirname "$dir")"
-    # One start at a time: tests and demos call this concurrently.
-    exec 9>"$dir/start.lock"
-    flock 9
+    hold_start_lock "$dir"
     if pid_alive; then
         # A running munged is shared by tests, the demo and Slurm: a busy one is waited for,
         # never killed and restarted from here.
@@ -44,11 +43,11 @@ start() {
     munged --force --socket="$socket" --key-file="$dir/munge.key" --pid-file="$dir/munged.pid" \
         --log-file="$dir/munged.log" --seed-file="$dir/munged.seed" >/dev/null 2>&1 9>&- \
         || die "munged did not start; see $dir/munged.log"
-    for _ in $(seq 1 50); do
+    for _ in $(seq 1 300); do
         if munge -n -S "$socket" >/dev/null 2>&1; then echo "$socket"; return; fi
         sleep 0.2
     done
-    die "munged did not answer on $socket within 10 s; see $dir/munged.log"
+    die "munged did not answer on $socket within 60 s; see $dir/munged.log"
 }
 
 stop() {

@@ -21,6 +21,7 @@ port="${CCAT_S3_PORT:-$((24000 + $(printf '%s' "$base" | cksum | cut -d' ' -f1) 
 endpoint="http://127.0.0.1:$port"
 
 die() { echo "local-s3: $*" >&2; exit 1; }
+. "$repo/scripts/service-common.sh"
 
 server="$(command -v moto_server || true)"
 if [ -z "$server" ] && [ -x "$dev/venv/bin/moto_server" ]; then server="$dev/venv/bin/moto_server"; fi
@@ -28,7 +29,7 @@ if [ -z "$server" ] && [ -x "$dev/venv/bin/moto_server" ]; then server="$dev/ven
 answers() { curl -s -o /dev/null --max-time 2 "$endpoint/" 2>/dev/null; }
 # Written under another name and renamed: a concurrent reader never sees it empty.
 record_endpoint() { echo "$endpoint" > "$base/endpoint.$$" && mv -f "$base/endpoint.$$" "$base/endpoint"; }
-alive() { [ -f "$base/pid" ] && kill -0 "$(cat "$base/pid")" 2>/dev/null; }
+alive() { process_is "$base/pid" moto_server; }
 
 print_env() {
     echo "export CCAT_TEST_S3_ENDPOINT=$endpoint"
@@ -39,9 +40,7 @@ print_env() {
 case "${1:-}" in
 start)
     mkdir -p "$base"
-    # One start at a time: tests and demos call this concurrently.
-    exec 9>"$base/start.lock"
-    flock 9
+    hold_start_lock "$base"
     if alive; then
         # A running server is shared by every test and demo on this checkout, and moto keeps
         # objects in memory: a busy one is waited for, never killed and restarted from here.
@@ -54,14 +53,15 @@ start)
     fi
     setsid "$server" -H 127.0.0.1 -p "$port" >"$base/moto.log" 2>&1 < /dev/null 9>&- &
     echo $! > "$base/pid"
-    for _ in $(seq 1 100); do answers && { record_endpoint; print_env; exit 0; }; sleep 0.2; done
-    die "moto_server did not answer on $endpoint within 20 s; see $base/moto.log"
+    for _ in $(seq 1 300); do answers && { record_endpoint; print_env; exit 0; }; sleep 0.2; done
+    die "moto_server did not answer on $endpoint within 60 s; see $base/moto.log"
     ;;
 stop)
     if alive; then
         pid="$(cat "$base/pid")"
-        kill "$pid"
+        kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$pid" 2>/dev/null || true
     fi
     rm -f "$base/pid" "$base/endpoint"
     ;;

@@ -16,7 +16,8 @@ port="${CCAT_SSHD_PORT:-$((22000 + $(printf '%s' "$dir" | cksum | cut -d' ' -f1)
 config="$dir/ssh_config"
 
 die() { echo "local-sshd: $*" >&2; exit 1; }
-pid_alive() { [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; }
+. "$repo/scripts/service-common.sh"
+pid_alive() { process_is "$dir/sshd.pid" sshd; }
 answers() { ssh -F "$config" -o ConnectTimeout=3 ccat-test-remote true >/dev/null 2>&1; }
 
 start() {
@@ -24,14 +25,13 @@ start() {
     [ -x /usr/sbin/sshd ] || die "sshd not found: install openssh-server (Debian)"
     mkdir -p "$dir" /run/sshd
     chmod 700 "$dir"
-    # One start at a time: tests call this concurrently, and it rewrites the configuration.
-    exec 9>"$dir/start.lock"
-    flock 9
+    hold_start_lock "$dir"
     [ -f "$dir/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
     [ -f "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
-    cp "$dir/client_key.pub" "$dir/authorized_keys"
-    printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$dir/host_key.pub")" > "$dir/known_hosts"
-    cat > "$dir/sshd_config" <<CONF
+    # Rewritten only when they change, by rename: a running sshd and ssh clients read them.
+    replace_if_changed "$dir/authorized_keys" <"$dir/client_key.pub"
+    printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$dir/host_key.pub")" | replace_if_changed "$dir/known_hosts"
+    replace_if_changed "$dir/sshd_config" <<CONF
 Port $port
 ListenAddress 127.0.0.1
 HostKey $dir/host_key
@@ -44,7 +44,7 @@ UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
 CONF
-    cat > "$config" <<CONF
+    replace_if_changed "$config" <<CONF
 Host ccat-test-remote
     HostName 127.0.0.1
     Port $port
@@ -67,11 +67,11 @@ CONF
         die "port $port is already in use on 127.0.0.1; stop what uses it or set CCAT_SSHD_PORT"
     fi
     /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" 9>&- || die "sshd did not start; see $dir/sshd.log"
-    for _ in $(seq 1 50); do
+    for _ in $(seq 1 300); do
         if answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
         sleep 0.2
     done
-    die "sshd did not answer on 127.0.0.1:$port within 10 s; see $dir/sshd.log"
+    die "sshd did not answer on 127.0.0.1:$port within 60 s; see $dir/sshd.log"
 }
 
 stop() {
