@@ -329,7 +329,7 @@ struct StagingRequestTests {
         // Accepted first, then given its reason in the same cycle: wait for both, not the instant between.
         let waiting = try await Self.waitFor(admin, lateID) { $0.status != "SUBMITTED" && ($0.status != "ACCEPTED" || $0.reason != nil) }
         #expect(waiting.status == "ACCEPTED" && waiting.reason?.hasPrefix("waiting") == true, "\(waiting)")
-        let late = try await Self.waitFor(admin, lateID) { ["READY", "FAILED", "REJECTED"].contains($0) }
+        let late = try await Self.waitFor(admin, lateID, seconds: 300) { ["READY", "FAILED", "REJECTED"].contains($0) }
         #expect(late.status == "READY", "\(late)")
         #expect(FileManager.default.fileExists(atPath: "\(processing)/\(Self.alice)/\(lateID)/obs-2026-99/late.fits"))
 
