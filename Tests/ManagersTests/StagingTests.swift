@@ -206,7 +206,7 @@ struct StagingRequestTests {
         try daemons.start(0)
         var archived = false
         // Batch jobs on the shared two-core Slurm node may queue behind other tests' jobs.
-        for _ in 0..<600 where !archived {
+        for _ in 0..<1200 where !archived {
             archived = try await DaemonChaosTests.done(admin, observations: Self.observations)
             if !archived { try await Task.sleep(for: .milliseconds(500)) }
         }
