@@ -77,8 +77,37 @@ public final class ChildProcess: @unchecked Sendable {
         return ChildProcess(pid: pid, command: command)
     }
 
+    /// Runs `executable` to its end; its exit status and everything it wrote to standard output
+    /// and standard error. Both pipes are read to the end before the wait, so a chatty child
+    /// cannot block on a full pipe.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                           directory: String? = nil) throws -> (status: Int32, stdout: Data, stderr: Data) {
+        let out = try makePipe(), err = try makePipe()
+        let process: ChildProcess
+        do {
+            process = try spawn(executable, arguments, environment: environment, directory: directory,
+                                stdout: .descriptor(out.write), stderr: .descriptor(err.write))
+        } catch {
+            for fd in [out.read, out.write, err.read, err.write] { close(fd) }
+            throw error
+        }
+        close(out.write)
+        close(err.write)
+        let errReader = FileHandle(fileDescriptor: err.read, closeOnDealloc: true)
+        let group = DispatchGroup()
+        nonisolated(unsafe) var errData = Data()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = errReader.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = FileHandle(fileDescriptor: out.read, closeOnDealloc: true).readDataToEndOfFile()
+        group.wait()
+        return (try process.wait(), outData, errData)
+    }
+
     /// A pipe whose ends close on exec (a child gets one only as a standard stream).
-    public static func makePipe() throws -> (read: Int32, write: Int32) {
+    static func makePipe() throws -> (read: Int32, write: Int32) {
         var ends: [Int32] = [0, 0]
         guard pipe(&ends) == 0 else {
             throw CommandRunError(kind: .failedToLaunch, command: "pipe", detail: String(cString: strerror(errno)))

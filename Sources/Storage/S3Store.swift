@@ -438,8 +438,8 @@ final class MultipartUpload: @unchecked Sendable {
     let partCount: Int
     private let lock = NSLock()
     private var nextPart = 0
-    private var etags: [Int: String] = [:]
-    private var digests: [Int: SHA256.Digest] = [:]
+    /// Each uploaded part's ETag and SHA-256, by part number.
+    private var parts: [Int: (etag: String, digest: SHA256.Digest)] = [:]
     private var firstError: (any Error)?
 
     init(store: S3Store, fd: Int32, path: String, size: Int64, key: String, sha256: String, shouldStop: @escaping ShouldStop) {
@@ -473,7 +473,7 @@ final class MultipartUpload: @unchecked Sendable {
             try? store.abortUpload(uploadID, key: key, session: session)
             throw error
         }
-        return lock.withLock { (1...partCount).map { Array(digests[$0]!) } }
+        return lock.withLock { (1...partCount).map { Array(parts[$0]!.digest) } }
     }
 
     private func fail(_ error: any Error) {
@@ -548,23 +548,21 @@ final class MultipartUpload: @unchecked Sendable {
             guard let etag = response.headers["etag"] else {
                 throw StorageError(kind: .rejected, location: store.description, object: key, problem: "part \(number) was accepted without an ETag")
             }
-            lock.withLock {
-                etags[number] = etag
-                digests[number] = digest
-            }
+            lock.withLock { parts[number] = (etag, digest) }
         }
     }
 
     private func complete(uploadID: String, session: CurlSession) throws {
-        let (parts, partDigests) = lock.withLock { (etags, digests) }
+        let parts = lock.withLock { self.parts }
         guard parts.count == partCount else {
             throw StorageError(kind: .transport, location: store.description, object: key, problem: "only \(parts.count) of \(partCount) parts were uploaded")
         }
         var xml = "<CompleteMultipartUpload>"
         for number in 1...partCount {
             // With additional checksums S3 wants each part's checksum again here.
-            let checksum = store.settings.checksums ? "<ChecksumSHA256>\(Data(partDigests[number]!).base64EncodedString())</ChecksumSHA256>" : ""
-            xml += "<Part><PartNumber>\(number)</PartNumber><ETag>\(S3XML.escape(parts[number]!))</ETag>\(checksum)</Part>"
+            let part = parts[number]!
+            let checksum = store.settings.checksums ? "<ChecksumSHA256>\(Data(part.digest).base64EncodedString())</ChecksumSHA256>" : ""
+            xml += "<Part><PartNumber>\(number)</PartNumber><ETag>\(S3XML.escape(part.etag))</ETag>\(checksum)</Part>"
         }
         xml += "</CompleteMultipartUpload>"
         let body = Array(xml.utf8)

@@ -267,28 +267,6 @@ public func runLongProcess(_ executable: String, _ arguments: [String], environm
 /// Runs a program; returns exit status, standard output and standard error.
 public func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil,
                        environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-    let out = try ChildProcess.makePipe(), err = try ChildProcess.makePipe()
-    let process: ChildProcess
-    do {
-        process = try ChildProcess.spawn(executable, arguments, environment: environment, directory: currentDirectory,
-                                         stdout: .descriptor(out.write), stderr: .descriptor(err.write))
-    } catch {
-        for fd in [out.read, out.write, err.read, err.write] { close(fd) }
-        throw error
-    }
-    close(out.write)
-    close(err.write)
-    // Read both pipes to the end before waiting, so a chatty child cannot block on a full pipe.
-    let errReader = FileHandle(fileDescriptor: err.read, closeOnDealloc: true)
-    let group = DispatchGroup()
-    nonisolated(unsafe) var errData = Data()
-    group.enter()
-    DispatchQueue.global().async {
-        errData = errReader.readDataToEndOfFile()
-        group.leave()
-    }
-    let outData = FileHandle(fileDescriptor: out.read, closeOnDealloc: true).readDataToEndOfFile()
-    group.wait()
-    let status = try process.wait()
-    return (status, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    let result = try ChildProcess.run(executable, arguments, environment: environment, directory: currentDirectory)
+    return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
 }

@@ -79,23 +79,12 @@ func best(_ rounds: Int, _ body: () throws -> Void) rethrows -> Double {
 
 @discardableResult
 func shell(_ command: String, environment: [String: String] = [:]) throws -> String {
-    let output = try ChildProcess.makePipe()
-    let process: ChildProcess
-    do {
-        process = try ChildProcess.spawn("/bin/sh", ["-c", command], environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
-                                         stdout: .descriptor(output.write), stderr: .descriptor(2))
-    } catch {
-        close(output.read)
-        close(output.write)
-        throw error
+    let result = try ChildProcess.run("/bin/sh", ["-c", command], environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+    FileHandle.standardError.write(result.stderr)
+    guard result.status == 0 else {
+        throw NSError(domain: "bench", code: Int(result.status), userInfo: [NSLocalizedDescriptionKey: "failed (status \(result.status)): \(command)"])
     }
-    close(output.write)
-    let data = FileHandle(fileDescriptor: output.read, closeOnDealloc: true).readDataToEndOfFile()
-    let status = try process.wait()
-    guard status == 0 else {
-        throw NSError(domain: "bench", code: Int(status), userInfo: [NSLocalizedDescriptionKey: "failed (status \(status)): \(command)"])
-    }
-    return String(decoding: data, as: UTF8.self)
+    return String(decoding: result.stdout, as: UTF8.self)
 }
 
 func quote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
