@@ -75,6 +75,8 @@ public final class ManagerService: Service, @unchecked Sendable {
                 connection = nil
             } catch is CancellationError {
                 break
+            } catch let error as PostgresError where Task.isCancelled && (error.code == .cancelled || error.sqlState == .queryCanceled) {
+                break
             } catch {
                 logger.error("cycle failed: \(error)")
             }
@@ -96,11 +98,14 @@ public final class ManagerService: Service, @unchecked Sendable {
             }
         }
         // Leaving: the row says so, and closing the session releases the leader lock at once, so
-        // a standby takes over without waiting for a timeout.
+        // a standby takes over without waiting for a timeout. The row is written even when a stop
+        // that ran out of time cancelled this task (a cancelled task's statements are refused), in
+        // a task of its own; the service group's cancellation bound still limits the wait.
         if let connection {
             let db = OpsDB(connection)
+            let (name, instance) = (manager.name, instance)
             do {
-                try await db.recordHeartbeat(service: manager.name, instance: instance, status: "STOPPED", leader: false, details: nil)
+                try await Task { try await db.recordHeartbeat(service: name, instance: instance, status: "STOPPED", leader: false, details: nil) }.value
             } catch {
                 logger.warning("could not record the stop in service_heartbeat: \(error)")
             }

@@ -1,0 +1,70 @@
+import Foundation
+import Logging
+import Managers
+import OpsDB
+import Postgres
+import Synchronization
+import Testing
+import TestSupport
+
+/// One manager run as a service, against a real PostgreSQL.
+@Suite("manager service", .enabled(if: TestEnvironment.runPostgresTests))
+struct ManagerServiceTests {
+    /// A cycle that says when it has started and then blocks until it is cancelled: in a sleep,
+    /// or in a statement that the server has to cancel.
+    final class BlockingCycle: ManagerCycle {
+        let name = "blocking-manager"
+        let inQuery: Bool
+        let started = Atomic<Int>(0)
+
+        init(inQuery: Bool) { self.inQuery = inQuery }
+
+        func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+            started.add(1, ordering: .sequentiallyConsistent)
+            if inQuery {
+                try await db.connection.execute("SELECT pg_sleep(600)")
+            } else {
+                try await Task.sleep(for: .seconds(600))
+            }
+            return 0
+        }
+    }
+
+    static func heartbeat(_ db: PostgresConnection) async throws -> String? {
+        try await db.query("SELECT status FROM service_heartbeat WHERE service_name = 'blocking-manager'").first?["status"]
+    }
+
+    /// A stop that runs out of time cancels the service in the middle of a cycle. The row in
+    /// service_heartbeat must still say STOPPED: `ccat stage request` and `ccat status` read it to
+    /// tell whether the daemon runs.
+    @Test(arguments: [false, true])
+    func aServiceCancelledMidCycleStillRecordsItsStop(inQuery: Bool) async throws {
+        try await withTestDatabase { database, db in
+            _ = try await Migrator.bundled().migrate(db)
+            let cycle = BlockingCycle(inQuery: inQuery)
+            let service = ManagerService(cycle, conninfo: database.conninfo, interval: .seconds(1), instance: "test",
+                                         logger: Logger(label: "test"))
+            let running = Task { try await service.run() }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while cycle.started.load(ordering: .sequentiallyConsistent) == 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(cycle.started.load(ordering: .sequentiallyConsistent) == 1)
+            let before = try await Self.heartbeat(db)
+            #expect(before != nil && before != "STOPPED", "\(before ?? "no row")")
+            if inQuery {
+                // Cancel only once the statement runs on the server.
+                let active: PostgresQuery = """
+                    SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query = 'SELECT pg_sleep(600)' AND state = 'active'
+                    """
+                while try await db.query(active).isEmpty, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            running.cancel()
+            try await running.value
+            let after = try await Self.heartbeat(db)
+            #expect(after == "STOPPED")
+        }
+    }
+}
