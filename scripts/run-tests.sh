@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the built test suite (swift test --skip-build ...), keeps its whole output in
+# .ccat-dev/test.log, and when a test fails repeats each recorded issue at the end, one line each,
+# so that the last lines of a long CI log say what failed and where.
+#   scripts/run-tests.sh [swift test arguments...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .ccat-dev
+log=.ccat-dev/test.log
+"${SWIFT:-swift}" test --skip-build "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+  issues=$(grep -E 'recorded an issue|error: -\[|: error: ' "$log" | cut -c1-400)
+  echo
+  echo "== $(printf '%s\n' "$issues" | grep -c .) recorded issue(s); the whole output is in $log =="
+  printf '%s\n' "$issues" | head -40
+fi
+exit "$status"
