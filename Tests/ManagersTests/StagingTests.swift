@@ -112,14 +112,14 @@ struct StagingRequestTests {
         let conninfo: String
         let munge: String
 
-        /// `ccat stage ...` as this user.
-        func ccat(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        /// `ccat stage ...` as this user, waited for off the cooperative pool (`--wait` takes minutes).
+        func ccat(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
             let binary = TestEnvironment.binDirectory.appendingPathComponent("ccat").path
             var environment = ProcessInfo.processInfo.environment
             for key in ["CCAT_DATABASE_URL", "PGHOST", "PGUSER", "PGDATABASE", "CCAT_CONFIG"] { environment.removeValue(forKey: key) }
             let munge = arguments.dropFirst().first == "request" ? ["--munge-socket", self.munge] : []
-            return try runProcess("/usr/sbin/runuser", ["-u", name, "--", binary] + arguments + ["--database", conninfo] + munge,
-                                  environment: environment)
+            return try await runLongProcess("/usr/sbin/runuser", ["-u", name, "--", binary] + arguments + ["--database", conninfo] + munge,
+                                            environment: environment)
         }
 
         func connect() async throws -> PostgresConnection {
@@ -193,7 +193,7 @@ struct StagingRequestTests {
         let processing = directory.appendingPathComponent("demo/cologne/ramses_processing").path
 
         // No daemon yet: nothing is submitted, and the scientist is told why.
-        let early = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing"])
+        let early = try await alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing"])
         #expect(early.status != 0)
         #expect(early.stderr.contains("daemon has never run"), "\(early.stderr)")
 
@@ -215,23 +215,23 @@ struct StagingRequestTests {
         try #require(archived, "the pipeline did not archive the demo data; logs in \(directory.path)")
 
         // Mistakes a scientist can make, said before anything is submitted.
-        let unknown = try alice.ccat(["stage", "request", "--obs", "obs-1999-01", "--location", "ramses_processing"])
+        let unknown = try await alice.ccat(["stage", "request", "--obs", "obs-1999-01", "--location", "ramses_processing"])
         #expect(unknown.status != 0 && unknown.stderr.contains("unknown observation obs-1999-01"), "\(unknown.stderr)")
-        let notProcessing = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "buffer"])
+        let notProcessing = try await alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "buffer"])
         #expect(notProcessing.status != 0 && notProcessing.stderr.contains("'buffer' is not a PROCESSING location"), "\(notProcessing.stderr)")
-        let notAllowed = try outsider.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing"])
+        let notAllowed = try await outsider.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing"])
         #expect(notAllowed.status != 0 && notAllowed.stderr.contains("allows the groups"), "\(notAllowed.stderr)")
         try await admin.execute("UPDATE processing_policy SET quota_bytes_per_user = 1000")
-        let overQuota = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing"])
+        let overQuota = try await alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing"])
         #expect(overQuota.status != 0 && overQuota.stderr.contains("quota exceeded"), "\(overQuota.stderr)")
         try await admin.execute("UPDATE processing_policy SET quota_bytes_per_user = NULL")
 
         // Both stage the same observation and wait; a log (not a terminal) gets plain lines.
-        let aliceRun = try alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "300"])
+        let aliceRun = try await alice.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "600"])
         #expect(aliceRun.status == 0, "\(aliceRun.stdout)\n\(aliceRun.stderr)")
         #expect(aliceRun.stderr.contains("READY"))
         #expect(!aliceRun.stderr.contains("\r") && !aliceRun.stderr.contains("\u{1B}"), "control characters in a log: \(aliceRun.stderr.debugDescription)")
-        let bobRun = try bob.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "300"])
+        let bobRun = try await bob.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--wait", "--timeout", "600"])
         #expect(bobRun.status == 0, "\(bobRun.stdout)\n\(bobRun.stderr)")
         let aliceID = try Self.requestID(aliceRun.stdout)
         let bobID = try Self.requestID(bobRun.stdout)
@@ -262,13 +262,13 @@ struct StagingRequestTests {
         #expect(peek.status != 0, "bob could read alice's staged file")
 
         // Each sees, cancels and releases only their own; the database enforces it, not the CLI.
-        let bobList = try bob.ccat(["stage", "list", "--json"])
+        let bobList = try await bob.ccat(["stage", "list", "--json"])
         #expect(bobList.status == 0)
         #expect(bobList.stdout.contains("\"id\" : \(bobID)") && !bobList.stdout.contains("\"id\" : \(aliceID)"), "\(bobList.stdout)")
-        #expect(try bob.ccat(["stage", "status", "\(aliceID)"]).status != 0)
-        let bobCancels = try bob.ccat(["stage", "release", "\(aliceID)"])
+        #expect(try await bob.ccat(["stage", "status", "\(aliceID)"]).status != 0)
+        let bobCancels = try await bob.ccat(["stage", "release", "\(aliceID)"])
         #expect(bobCancels.status != 0 && bobCancels.stderr.contains("does not exist or is not yours"), "\(bobCancels.stderr)")
-        #expect(try bob.ccat(["stage", "cancel", "\(aliceID)"]).status != 0)
+        #expect(try await bob.ccat(["stage", "cancel", "\(aliceID)"]).status != 0)
         let bobDB = try await bob.connect()
         let visible: [Int64] = try await bobDB.query("SELECT id FROM staging_request").map { try $0["id"] }
         #expect(visible == [bobID])
@@ -276,10 +276,10 @@ struct StagingRequestTests {
         #expect(forbidden?.sqlState?.rawValue == "42501")
         // A staging admin sees everyone's requests.
         try await admin.execute("GRANT ccat_staging_admin TO \(identifier: Self.outsider)")
-        let adminList = try outsider.ccat(["stage", "list", "--json"])
+        let adminList = try await outsider.ccat(["stage", "list", "--json"])
         try await admin.execute("REVOKE ccat_staging_admin FROM \(identifier: Self.outsider)")
         #expect(adminList.stdout.contains("\"id\" : \(aliceID)") && adminList.stdout.contains("\"id\" : \(bobID)"), "\(adminList.stdout)\(adminList.stderr)")
-        let statusJSON = try alice.ccat(["stage", "status", "\(aliceID)", "--json"])
+        let statusJSON = try await alice.ccat(["stage", "status", "\(aliceID)", "--json"])
         #expect(statusJSON.stdout.contains("\"status\" : \"READY\"") && statusJSON.stdout.contains("\"packages_staged\" : 1"), "\(statusJSON.stdout)")
 
         // Credentials that must not pass: replayed, expired, made with another key, another user's.
@@ -324,14 +324,14 @@ struct StagingRequestTests {
         let scan = try runExecutable("ccat", ["files", "scan", "ccat:instrument_data", "--settle", "0", "--instrument", "primecam/mkid-1",
                                               "--database", conninfo])
         #expect(scan.status == 0, "\(scan.stderr)")
-        let lateRun = try alice.ccat(["stage", "request", "--obs", "obs-2026-99", "--location", "ramses_processing"])
+        let lateRun = try await alice.ccat(["stage", "request", "--obs", "obs-2026-99", "--location", "ramses_processing"])
         #expect(lateRun.status == 0, "\(lateRun.stderr)")
         #expect(lateRun.stderr.contains("not archived yet") || lateRun.stderr.contains("not packaged yet"), "\(lateRun.stderr)")
         let lateID = try Self.requestID(lateRun.stdout)
         // Accepted first, then given its reason in the same cycle: wait for both, not the instant between.
         let waiting = try await Self.waitFor(admin, lateID) { $0.status != "SUBMITTED" && ($0.status != "ACCEPTED" || $0.reason != nil) }
         #expect(waiting.status == "ACCEPTED" && waiting.reason?.hasPrefix("waiting") == true, "\(waiting)")
-        let late = try await Self.waitFor(admin, lateID, seconds: 300) { ["READY", "FAILED", "REJECTED"].contains($0) }
+        let late = try await Self.waitFor(admin, lateID, seconds: 600) { ["READY", "FAILED", "REJECTED"].contains($0) }
         #expect(late.status == "READY", "\(late)")
         #expect(FileManager.default.fileExists(atPath: "\(processing)/\(Self.alice)/\(lateID)/obs-2026-99/late.fits"))
 
@@ -339,7 +339,7 @@ struct StagingRequestTests {
         // staging tries it, then reads the US copy.
         let endpoint: String = try #require(try await admin.query("SELECT endpoint_url FROM s3_data_location").first)["endpoint_url"]
         try await admin.execute("UPDATE s3_data_location SET endpoint_url = 'http://127.0.0.1:9'")
-        let failover = try bob.ccat(["stage", "request", "--obs", "obs-2026-02", "--location", "ramses_processing", "--wait", "--timeout", "300"])
+        let failover = try await bob.ccat(["stage", "request", "--obs", "obs-2026-02", "--location", "ramses_processing", "--wait", "--timeout", "600"])
         try await admin.execute("UPDATE s3_data_location SET endpoint_url = \(endpoint)")
         #expect(failover.status == 0, "\(failover.stdout)\n\(failover.stderr)")
         let failoverID = try Self.requestID(failover.stdout)
@@ -352,20 +352,26 @@ struct StagingRequestTests {
         #expect(tried != nil && fromUS != nil && tried!.lowerBound < fromUS!.lowerBound, "\(log)")
 
         // Alice releases: her directory goes; Bob's copy of the same observation stays.
-        let release = try alice.ccat(["stage", "release", "\(aliceID)"])
+        let release = try await alice.ccat(["stage", "release", "\(aliceID)"])
         #expect(release.status == 0, "\(release.stderr)")
         let aliceDirectory = "\(processing)/\(Self.alice)/\(aliceID)"
         try await Self.waitUntilGone(aliceDirectory)
         #expect(!FileManager.default.fileExists(atPath: aliceDirectory))
         #expect(FileManager.default.fileExists(atPath: "\(processing)/\(Self.bob)/\(bobID)/\(try files[0]["relative_path"] as String)"))
-        let left: Int = try #require(try await admin.query("""
-            SELECT count(*)::int AS n FROM physical_copy c JOIN staging_job j ON j.id = c.staging_job_id
-            WHERE j.staging_request_id = \(aliceID) AND c.status <> 'DELETED'
-            """).first)["n"]
-        #expect(left == 0)
-        let cancelReady = try bob.ccat(["stage", "cancel", "\(bobID)"])
+        // The cleanup removes the directory first and marks its copies when it commits.
+        var left = 0
+        let marked = ContinuousClock.now + .seconds(60)
+        repeat {
+            left = try #require(try await admin.query("""
+                SELECT count(*)::int AS n FROM physical_copy c JOIN staging_job j ON j.id = c.staging_job_id
+                WHERE j.staging_request_id = \(aliceID) AND c.status <> 'DELETED'
+                """).first)["n"]
+            if left > 0 { try await Task.sleep(for: .milliseconds(250)) }
+        } while left > 0 && ContinuousClock.now < marked
+        #expect(left == 0, "copies of a released request not marked DELETED a minute after its directory went")
+        let cancelReady = try await bob.ccat(["stage", "cancel", "\(bobID)"])
         #expect(cancelReady.status != 0 && cancelReady.stderr.contains("release it"), "\(cancelReady.stderr)")
-        let again = try alice.ccat(["stage", "release", "\(aliceID)"])
+        let again = try await alice.ccat(["stage", "release", "\(aliceID)"])
         #expect(again.status != 0 && again.stderr.contains("RELEASED"), "\(again.stderr)")
         // The archived copies were only read.
         let archiveCopies = try await admin.query("""
@@ -385,7 +391,7 @@ struct StagingRequestTests {
 
         // The daemon stops: new requests are refused with a clear reason.
         daemons.stopAll()
-        let down = try alice.ccat(["stage", "request", "--obs", "obs-2026-03", "--location", "ramses_processing"])
+        let down = try await alice.ccat(["stage", "request", "--obs", "obs-2026-03", "--location", "ramses_processing"])
         #expect(down.status != 0 && down.stderr.contains("daemon is not running"), "\(down.stderr)")
     }
 }

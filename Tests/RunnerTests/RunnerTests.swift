@@ -169,8 +169,8 @@ struct RunnerTests {
             try process.wait()
             #expect(!FileManager.default.fileExists(atPath: fixture.archivePath))
             // The lease runs out; the tracker's failover puts the operation back.
-            try await Task.sleep(for: .seconds(3))
-            #expect(try await fixture.db.releaseExpiredHandRuns(policy: RetryPolicy(baseDelaySeconds: 0)) == 1)
+            let released = try await fixture.db.releaseOnceLeasesExpire()
+            #expect(released == 1)
             #expect(try await fixture.db.operation(id: fixture.operation.id)?.state == .pending)
             let rerun = try runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
             #expect(rerun.status == 0, "\(rerun.stderr)")
