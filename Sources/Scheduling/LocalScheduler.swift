@@ -121,15 +121,19 @@ public actor LocalScheduler: BatchScheduler {
 
     /// Advances every job (ends, time limits, starts) without a query; for a daemon loop or tests.
     public func poll() throws {
-        try withLock { try advance() }
+        try withLock { try advance(now: Date()) }
+    }
+
+    /// `poll()` as if the clock said `now`: for tests of polls that come late.
+    func poll(now: Date) throws {
+        try withLock { try advance(now: now) }
     }
 
     // MARK: State machine
 
     /// Called with the lock held: finishes ended jobs, enforces time limits, starts pending jobs.
-    func advance() throws {
+    func advance(now: Date = Date()) throws {
         var records = try allRecords()
-        let now = Date()
         for index in records.indices where records[index].state == .running {
             if try update(&records[index], now: now) { try save(records[index]) }
         }
@@ -183,10 +187,17 @@ public actor LocalScheduler: BatchScheduler {
                elapsed >= Double(limit - margin), let script = record.scriptPid {
                 kill(script, signal)
                 record.warned = true
+                record.warnedAt = now
                 changed = true
                 logger.info("local job warned before its time limit", metadata: ["job": "\(record.id)", "signal": "\(signal)"])
             }
-            if elapsed >= Double(limit), record.intent == nil {
+            // The limit ends the job; but a warning sent late (no poll came between the warning
+            // point and the limit) still gets its margin, so the job's cleanup is not cut short.
+            var end = Double(limit)
+            if let warnedAt = record.warnedAt, let margin = record.warningSeconds {
+                end = max(end, warnedAt.timeIntervalSince(started) + Double(margin))
+            }
+            if elapsed >= end, record.intent == nil {
                 record.intent = .timeLimit
                 record.terminatedAt = now
                 signalGroup(record, SIGTERM)
@@ -400,5 +411,7 @@ struct LocalJobRecord: Codable, Sendable {
     var intent: Intent?
     var terminatedAt: Date?
     var warned = false
+    /// When the warning signal went (absent in records written before it was kept).
+    var warnedAt: Date?
     var killed = false
 }

@@ -93,3 +93,48 @@ struct SchedulerTests {
         #expect(statuses["999999"] == nil)
     }
 }
+
+/// The embedded scheduler enforces time limits only when it is polled. A poll that comes late
+/// must not cut a job's cleanup short, nor let it run on without bound.
+@Suite("Local scheduler: polls that come late")
+struct LocalSchedulerLatePollTests {
+    /// Submits a one-minute job with a 10 s warning (USR2) and returns once it runs and its pid is known.
+    static func running(_ name: String, trap: String) async throws -> (LocalScheduler, SubmittedJob, URL) {
+        let work = try makeWorkDirectory(name)
+        let scheduler = try LocalScheduler(stateDirectory: work.appendingPathComponent("local-scheduler").path, killWait: .seconds(2))
+        let body = "trap '\(trap)' USR2; sleep 600 & pid=$!; while kill -0 $pid 2>/dev/null; do wait $pid; done"
+        let script = try writeJobScript(in: work, name: name, timeLimitMinutes: 1, body: body)
+        let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await scheduler.allRecords().first(where: { String($0.id) == job.jobID })?.scriptPid == nil, ContinuousClock.now < deadline {
+            try await scheduler.poll()
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return (scheduler, job, work)
+    }
+
+    @Test func theWarningSentLateStillGetsItsMarginBeforeTheLimitEndsTheJob() async throws {
+        let name = "ccat_test_late_warning"
+        let (scheduler, job, work) = try await Self.running(name, trap: "echo warned; sleep 1; echo cleaned up; exit 0")
+        // The first poll after the start comes 61 s later: past the warning point and the limit.
+        try await scheduler.poll(now: Date().addingTimeInterval(61))
+        let end = try #require(try await waitForEnd(scheduler, job, limit: .seconds(60)))
+        #expect(end.state == .completed, "\(end)")
+        let output = try String(contentsOfFile: work.appendingPathComponent("\(name).out").path, encoding: .utf8)
+        #expect(output.contains("warned") && output.contains("cleaned up"), "\(output)")
+    }
+
+    @Test func aJobThatIgnoresTheWarningEndsOnceItsMarginRanOut() async throws {
+        let name = "ccat_test_late_limit"
+        let (scheduler, job, work) = try await Self.running(name, trap: "echo warned")
+        let started = Date()
+        try await scheduler.poll(now: started.addingTimeInterval(61))
+        try await Task.sleep(for: .milliseconds(500))
+        try await scheduler.poll(now: started.addingTimeInterval(65))
+        #expect(try await scheduler.statuses(of: [job])[job.jobID]?.state == .running)
+        try await scheduler.poll(now: started.addingTimeInterval(72))
+        let end = try #require(try await waitForEnd(scheduler, job, limit: .seconds(60)))
+        #expect(end.state == .timeout, "\(end)")
+        #expect(try String(contentsOfFile: work.appendingPathComponent("\(name).out").path, encoding: .utf8).contains("warned"))
+    }
+}
