@@ -58,6 +58,7 @@ for group in ${DEMO_STAGING_GROUPS:-}; do staging_groups="$staging_groups, $grou
 cat > "$demo/topology.yaml" <<EOF
 batch:
   time_limit: "0:30:00"
+  memory: 1G
   max_queued_jobs: 4
 sites:
   - short_name: ccat

@@ -70,6 +70,9 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+# Memory is a consumable resource: a job that asks for none would otherwise be given the whole
+# node's, and the node would run one job at a time.
+DefMemPerCPU=512
 SchedulerType=sched/backfill
 MpiDefault=none
 ReturnToService=2
@@ -147,6 +150,8 @@ SQL
 start() {
     mkdir -p "$base"
     hold_start_lock "$base"
+    local before=""
+    [ -f "$conf" ] && before="$(cksum <"$conf")"
     write_config
     start_munge
     start_mariadb
@@ -162,6 +167,11 @@ start() {
     if ! pid_alive "$base/run/slurmctld.pid"; then
         require_free_port "$ctld_port" slurmctld
         slurmctld -f "$conf" 9>&- || die "slurmctld did not start; see $base/log/slurmctld.log"
+    elif [ "$before" != "$(cksum <"$conf")" ]; then
+        # A running cluster and a changed slurm.conf (this script was updated): apply it.
+        wait_for 60 slurmctld scontrol ping
+        scontrol reconfigure || die "scontrol reconfigure failed; see $base/log/slurmctld.log"
+        log "slurm.conf changed: reconfigured"
     fi
     wait_for 60 slurmctld scontrol ping
     sacctmgr -n -P list account format=account | grep -qx "$account" || sacctmgr -i add account "$account" Cluster="$cluster" >/dev/null
