@@ -9,11 +9,13 @@ import Glibc
 /// `Process` is not used to wait: on Linux its `waitUntilExit` can miss the exit and wait forever
 /// (seen here: the child a zombie, the waiter still in its run loop), and it waits for the child's
 /// whole session. Nothing the parent has open beyond the three standard streams reaches the child,
-/// and the child starts with no signal blocked, whatever the spawning thread had, and with SIGPIPE
-/// and SIGXFSZ at their default actions: dispatch's threads block nearly every signal and Swift
-/// programs ignore SIGPIPE, and a child inheriting that could not be stopped with SIGTERM (rsync
-/// during a runner's shutdown, moto_server started by a test) nor end quietly at a closed pipe.
-/// Other ignored signals are inherited as a shell would pass them on (`nohup`'s SIGHUP).
+/// and the child starts with no signal blocked, whatever the spawning thread had, and every
+/// standard signal but SIGHUP at its default action. Dispatch's threads block nearly every signal;
+/// the Swift runtime ignores SIGPIPE and SIGXFSZ; the daemon (service-lifecycle) and the runner
+/// ignore SIGTERM, SIGINT and SIGUSR2 to route them to dispatch sources. A child inheriting any of
+/// that could not be stopped with SIGTERM (rsync at a runner's walltime warning, a job script's
+/// trap, moto_server started by a test) nor end quietly at a closed pipe. SIGHUP stays ignored
+/// where it was, as `nohup` means it for the whole tree.
 public final class ChildProcess: @unchecked Sendable {
     /// Where a standard stream of the child goes.
     public enum Stream: Sendable {
@@ -55,13 +57,12 @@ public final class ChildProcess: @unchecked Sendable {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t(), runtimeIgnored = sigset_t()
+        var noSignals = sigset_t(), toDefault = sigset_t()
         sigemptyset(&noSignals)
-        sigemptyset(&runtimeIgnored)
-        sigaddset(&runtimeIgnored, SIGPIPE)
-        sigaddset(&runtimeIgnored, SIGXFSZ)
+        sigemptyset(&toDefault)
+        for number in 1..<Int32(32) where ![SIGHUP, SIGKILL, SIGSTOP].contains(number) { sigaddset(&toDefault, number) }
         posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &runtimeIgnored)
+        posix_spawnattr_setsigdefault(&attributes, &toDefault)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
@@ -154,5 +155,35 @@ public final class ChildProcess: @unchecked Sendable {
         lock.withLock {
             if exitStatus == nil { _ = kill(pid, signal) }
         }
+    }
+
+    /// A process the child started, known by pid and start time (a pid alone may be reused).
+    public struct Descendant: Hashable, Sendable {
+        public let pid: pid_t
+        let startTime: UInt64
+    }
+
+    /// The processes the child started, and those they started, while they are still its
+    /// descendants (a process whose parent ends is handed to init and cannot be told apart then).
+    public func descendants() -> Set<Descendant> {
+        guard isRunning else { return [] }
+        let children = Dictionary(grouping: ProcessStat.all(), by: \.parent)
+        var found = Set<Descendant>(), queue = [pid]
+        while let next = queue.popLast() {
+            for child in children[next] ?? [] where found.insert(Descendant(pid: child.pid, startTime: child.startTime)).inserted {
+                queue.append(child.pid)
+            }
+        }
+        return found
+    }
+
+    /// Those of `processes` that have not ended.
+    public static func alive(_ processes: Set<Descendant>) -> Set<Descendant> {
+        processes.filter { process in ProcessStat.read(process.pid).map { $0.isAlive && $0.startTime == process.startTime } ?? false }
+    }
+
+    /// Sends `signal` to those of `processes` that have not ended.
+    public static func signal(_ processes: Set<Descendant>, _ signal: Int32) {
+        for process in alive(processes) { _ = kill(process.pid, signal) }
     }
 }
