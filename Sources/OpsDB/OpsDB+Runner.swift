@@ -135,10 +135,10 @@ extension OpsDB {
     }
 
     /// Gives an operation back without counting an attempt (the runner was told to stop).
-    public func releaseOperation(_ operationID: Int64, owner: String, reason: String) async throws {
+    public func releaseOperation(_ operationID: Int64, owner: String, reason: String, logPath: String? = nil) async throws {
         try await connection.execute("""
             UPDATE operation SET state = 'pending', next_attempt_at = now(), last_error = \(reason), error_class = 'runner_stopped',
-                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+                   lease_owner = NULL, lease_expires_at = NULL, log_path = coalesce(\(logPath), log_path), updated_at = now()
             WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
             """)
     }

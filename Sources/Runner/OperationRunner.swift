@@ -154,12 +154,13 @@ public struct OperationRunner: Sendable {
             // back without counting an attempt once it answers again.
             log.write("the database was unavailable (\(error)); the operation goes back to the queue")
             try await whileDatabaseReturns(log: log, for: settings.leaseSeconds) {
-                try await db.releaseOperation(operation.id, owner: owner, reason: "the database was unavailable: \(error)")
+                try await db.releaseOperation(operation.id, owner: owner, reason: "the database was unavailable: \(error)", logPath: log.path)
             }
             summary.released.append(operation.id)
         } catch let error as StopRequested where !lease.lost {
             log.write("abandoned: \(error.reason); nothing recorded, the operation goes back to the queue")
-            try await db.releaseOperation(operation.id, owner: owner, reason: "the runner stopped during the operation (\(error.reason))")
+            try await db.releaseOperation(operation.id, owner: owner, reason: "the runner stopped during the operation (\(error.reason))",
+                                         logPath: log.path)
             summary.released.append(operation.id)
         } catch {
             if lease.lost {

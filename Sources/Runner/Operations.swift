@@ -187,6 +187,9 @@ struct ExternalCopy {
     var stop: StopSignal
     /// The target is `host:path` on another host, reached with ssh and the runner's ssh options.
     var remote = false
+    /// After a stop, how long the tool has to end on SIGTERM before SIGKILL (under the local
+    /// scheduler's and Slurm's KillWait, so that the runner still records the stop).
+    var killAfter: Duration = .seconds(3)
 
     /// The tool's arguments. Over ssh, rsync gets the remote shell (`-e`) and creates missing
     /// directories; bbcp gets the command that starts bbcp on the target host (`-T`, which bbcp
@@ -225,15 +228,38 @@ struct ExternalCopy {
         }
         defer { close(logFD) }
         let process = try ChildProcess.spawn(executable, arguments, directory: directory, stdout: .descriptor(logFD), stderr: .descriptor(logFD))
-        // A stop request (SIGTERM, walltime warning) terminates the copy; rsync keeps its partial data.
+        // A stop request (SIGTERM, walltime warning) terminates the copy: the tool and what it
+        // started (rsync's receiver and generator, ssh), SIGTERM first and SIGKILL after
+        // `killAfter`. rsync keeps its partial data for the next attempt.
         var status: Int32
+        var started = Set<ChildProcess.Descendant>()
+        var sent: (signal: Int32, at: ContinuousClock.Instant)?
         while true {
             if let ended = try process.poll() {
                 status = ended
                 break
             }
-            if stop.stopReason != nil { process.signal(SIGTERM) }
-            try? await Task.sleep(for: .milliseconds(200))
+            if let reason = stop.stopReason {
+                started.formUnion(process.descendants())
+                if sent == nil || (sent!.signal == SIGTERM && ContinuousClock.now - sent!.at >= killAfter) {
+                    let signal = sent == nil ? SIGTERM : SIGKILL
+                    log.write("\(reason): sending \(signal == SIGTERM ? "SIGTERM" : "SIGKILL") to \(tool) (pid \(process.pid)) and the \(started.count) processes it started")
+                    process.signal(signal)
+                    ChildProcess.signal(started, signal)
+                    sent = (signal, ContinuousClock.now)
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        if stop.stopReason != nil {
+            // The operation goes back only once nothing the tool started can still write.
+            let deadline = ContinuousClock.now + killAfter
+            while !ChildProcess.alive(started).isEmpty, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+            let left = ChildProcess.alive(started)
+            if !left.isEmpty {
+                log.write("\(left.count) processes started by \(tool) outlived it; sending SIGKILL")
+                ChildProcess.signal(left, SIGKILL)
+            }
         }
         try stop.check()
         guard status == 0 else {

@@ -299,21 +299,12 @@ public actor LocalScheduler: BatchScheduler {
 
     /// Field 22 of /proc/PID/stat (start time in clock ticks), to tell a reused pid from ours.
     static func processStartTime(_ pid: Int32) -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After the command: state is field 3, start time field 22 -> index 19 here.
-        guard fields.count > 19 else { return nil }
-        return UInt64(fields[19])
+        ProcessStat.read(pid)?.startTime
     }
 
     static func isAlive(_ pid: Int32, startTime: UInt64?) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard let state = fields.first, state != "Z", state != "X" else { return false }
-        if let startTime, fields.count > 19, UInt64(fields[19]) != startTime { return false }
-        return true
+        guard let process = ProcessStat.read(pid), process.isAlive else { return false }
+        return startTime.map { $0 == process.startTime } ?? true
     }
 
     // MARK: Files

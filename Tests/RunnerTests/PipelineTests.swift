@@ -480,6 +480,62 @@ struct KilledRunnerTests {
     }
 }
 
+/// A stop (scancel's SIGTERM, Slurm's walltime warning) while rsync copies: the runner stops
+/// rsync, gives the operation back with rsync's partial data kept, and a rerun completes it.
+@Suite("ccat-runner stopped during an rsync copy", .enabled(if: TestEnvironment.tool("rsync") != nil || TestEnvironment.isCI))
+struct StoppedRsyncTests {
+    @Test func sigtermStopsRsyncAndTheRerunCompletesTheCopy() async throws {
+        let rsync = try #require(TestEnvironment.tool("rsync"), "rsync is not installed")
+        try await Pipeline.with(.disk, fileSize: 100_000_000) { pipeline in
+            let db = pipeline.db
+            let (bundle, transfer) = try await pipeline.packageBundleAndSend()
+            try await db.connection.execute("UPDATE data_transfer SET method = 'RSYNC' WHERE id = \(transfer.id)")
+            // The real rsync, held to 20 MB/s so that the 100 MB copy lasts seconds, not a blink.
+            let shim = pipeline.path("shim")
+            try FileManager.default.createDirectory(atPath: shim, withIntermediateDirectories: true)
+            try "#!/bin/sh\nexec \(rsync) --bwlimit=20000 \"$@\"\n".write(toFile: shim + "/rsync", atomically: true, encoding: .utf8)
+            chmod(shim + "/rsync", 0o755)
+            let path = shim + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+            let target = pipeline.path("cologne/buffer/\(bundle.relativePath)")
+            let directory = (target as NSString).deletingLastPathComponent
+
+            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
+            let send = try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id))
+            let runner = try ChildProcess.spawn(TestEnvironment.binDirectory.appendingPathComponent("ccat-runner").path,
+                                                ["exec", "--operation", String(send.id)],
+                                                environment: ProcessInfo.processInfo.environment.merging(pipeline.environment) { $1 }
+                                                    .merging(["PATH": path]) { $1 })
+            // rsync writes into a temporary file next to the target while it copies.
+            let copying: @Sendable () -> Bool = {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+                return names.contains { $0.hasPrefix(".bundle-0001.tar.") }
+            }
+            let caught = try await runner.kill(within: .seconds(90), signal: SIGTERM, when: copying)
+            #expect(caught, "rsync never started copying, or finished first")
+            let status = try runner.wait()
+            #expect(status == 0, "the runner's exit status after a stop")
+
+            // rsync stopped: no rsync left, nothing under the final name, its partial data kept.
+            let left = try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { Int32($0) != nil }.filter { pid in
+                let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+                return command.contains("rsync") && command.contains(target)
+            }
+            #expect(left.isEmpty, "rsync processes left running: \(left)")
+            #expect(!FileManager.default.fileExists(atPath: target), "the copy ran to its end after the stop")
+            #expect(FileManager.default.fileExists(atPath: "\(directory)/.ccat-rsync-partial/bundle-0001.tar"))
+            let after = try #require(try await db.operation(id: send.id))
+            #expect(after.state == .pending && after.attempts == 0, "\(after.state) after \(after.attempts) attempts")
+            let log = try String(contentsOfFile: try #require(after.logPath), encoding: .utf8)
+            #expect(log.contains("received SIGTERM: sending SIGTERM to rsync") && log.contains("abandoned: received SIGTERM"), "\(log)")
+
+            let resent = try await pipeline.exec(send)
+            #expect(resent.status == 0, "\(resent.stderr)")
+            #expect(try FileChecksum.sha256(of: target).sha256 == bundle.checksum)
+            #expect(try await db.dataTransfer(id: transfer.id)?.status == .completed)
+        }
+    }
+}
+
 /// `aws s3 cp` against the S3 test server.
 func awsCopy(from source: String, to destination: String) throws {
     let aws = try TestEnvironment.awsCLI()
@@ -489,18 +545,18 @@ func awsCopy(from source: String, to destination: String) throws {
 }
 
 extension ChildProcess {
-    /// SIGKILLs the process as soon as `condition` holds and says whether it did; false when the
-    /// process ended, or `within` passed, first. The watch runs on a thread of its own, polling
-    /// every millisecond: a step may last well under a second, and the cooperative pool may be
-    /// too busy with other tests' blocking calls to wake a polling task in time.
-    func kill(within limit: Duration, when condition: @escaping @Sendable () throws -> Bool) async throws -> Bool {
+    /// Sends `signal` (SIGKILL unless told) as soon as `condition` holds and says whether it did;
+    /// false when the process ended, or `within` passed, first. The watch runs on a thread of its
+    /// own, polling every millisecond: a step may last well under a second, and the cooperative
+    /// pool may be too busy with other tests' blocking calls to wake a polling task in time.
+    func kill(within limit: Duration, signal: Int32 = SIGKILL, when condition: @escaping @Sendable () throws -> Bool) async throws -> Bool {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
                 let deadline = ContinuousClock.now + limit
                 do {
                     while self.isRunning, ContinuousClock.now < deadline {
                         if try condition() {
-                            self.signal(SIGKILL)
+                            self.signal(signal)
                             continuation.resume(returning: true)
                             return
                         }
