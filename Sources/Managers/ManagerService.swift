@@ -3,6 +3,7 @@ import Logging
 import OpsDB
 import Postgres
 import ServiceLifecycle
+import Synchronization
 
 /// One manager's work: a cycle scans the database, creates records and operations, and returns
 /// how many things it created or changed (0 when there was nothing to do).
@@ -100,17 +101,46 @@ public final class ManagerService: Service, @unchecked Sendable {
         // Leaving: the row says so, and closing the session releases the leader lock at once, so
         // a standby takes over without waiting for a timeout. The row is written even when a stop
         // that ran out of time cancelled this task (a cancelled task's statements are refused), in
-        // a task of its own; the service group's cancellation bound still limits the wait.
+        // a task of its own, for at most `stopRecordLimit`: the service group ends the process
+        // with a crash once its cancellation bound (5 s) has passed.
         if let connection {
             let db = OpsDB(connection)
             let (name, instance) = (manager.name, instance)
-            do {
-                try await Task { try await db.recordHeartbeat(service: name, instance: instance, status: "STOPPED", leader: false, details: nil) }.value
-            } catch {
-                logger.warning("could not record the stop in service_heartbeat: \(error)")
+            let written = await Self.detached(within: Self.stopRecordLimit) {
+                try await db.recordHeartbeat(service: name, instance: instance, status: "STOPPED", leader: false, details: nil)
             }
-            await connection.close()
+            switch written {
+            case .success?:
+                await connection.close()
+            case .failure(let error)?:
+                logger.warning("could not record the stop in service_heartbeat: \(error)")
+                await connection.close()
+            case nil:
+                // Still waiting on the database: closing would wait behind it. The session ends
+                // with the process.
+                logger.warning("could not record the stop in service_heartbeat within \(Self.stopRecordLimit)")
+            }
         }
         logger.info("stopped")
+    }
+
+    static let stopRecordLimit: Duration = .seconds(2)
+
+    /// Runs `work` in a task of its own, which the caller's cancellation does not reach, and
+    /// waits at most `limit` for it: nil when the limit passed first (the work goes on unobserved).
+    static func detached<T: Sendable>(within limit: Duration, _ work: @escaping @Sendable () async throws -> T) async -> Result<T, any Error>? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>?, Never>) in
+            let resumed = Mutex(false)
+            let resume: @Sendable (Result<T, any Error>?) -> Void = { result in
+                if resumed.withLock({ done in defer { done = true }; return !done }) { continuation.resume(returning: result) }
+            }
+            Task {
+                do { resume(.success(try await work())) } catch { resume(.failure(error)) }
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                resume(nil)
+            }
+        }
     }
 }

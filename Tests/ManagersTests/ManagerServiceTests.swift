@@ -30,6 +30,12 @@ struct ManagerServiceTests {
         }
     }
 
+    final class Flag: Sendable {
+        private let value = Atomic<Bool>(false)
+        var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
+        func set() { value.store(true, ordering: .sequentiallyConsistent) }
+    }
+
     static func heartbeat(_ db: PostgresConnection) async throws -> String? {
         try await db.query("SELECT status FROM service_heartbeat WHERE service_name = 'blocking-manager'").first?["status"]
     }
@@ -65,6 +71,37 @@ struct ManagerServiceTests {
             try await running.value
             let after = try await Self.heartbeat(db)
             #expect(after == "STOPPED")
+        }
+    }
+
+    /// A database that does not take the STOPPED row must not hold the stop: the service group
+    /// crashes the daemon once its cancellation bound has passed.
+    @Test func aStopRecordTheDatabaseHoldsUpDoesNotHoldTheStop() async throws {
+        try await withTestDatabase { database, db in
+            _ = try await Migrator.bundled().migrate(db)
+            let cycle = BlockingCycle(inQuery: false)
+            let service = ManagerService(cycle, conninfo: database.conninfo, interval: .seconds(1), instance: "test",
+                                         logger: Logger(label: "test"))
+            let running = Task { try await service.run() }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while cycle.started.load(ordering: .sequentiallyConsistent) == 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let ended = Flag()
+            try await db.transaction { db in
+                // The row cannot be written while this transaction holds the table.
+                try await db.execute("LOCK TABLE service_heartbeat IN EXCLUSIVE MODE")
+                running.cancel()
+                Task {
+                    _ = try? await running.value
+                    ended.set()
+                }
+                let limit = ContinuousClock.now + .seconds(60)
+                while !ended.isSet, ContinuousClock.now < limit {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(ended.isSet, "the service waited on the database after its stop")
         }
     }
 }
