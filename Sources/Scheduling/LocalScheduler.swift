@@ -191,11 +191,11 @@ public actor LocalScheduler: BatchScheduler {
                 changed = true
                 logger.info("local job warned before its time limit", metadata: ["job": "\(record.id)", "signal": "\(signal)"])
             }
-            // The limit ends the job; but a warning sent late (no poll came between the warning
-            // point and the limit) still gets its margin, so the job's cleanup is not cut short.
+            // The limit ends the job; but a warning sent late (polls come only so often) moves
+            // the end by as much as it was late, so the job's cleanup keeps the time it asked for.
             var end = Double(limit)
             if let warnedAt = record.warnedAt, let margin = record.warningSeconds {
-                end = max(end, warnedAt.timeIntervalSince(started) + Double(margin))
+                end += max(0, warnedAt.timeIntervalSince(started) - Double(max(0, limit - margin)))
             }
             if elapsed >= end, record.intent == nil {
                 record.intent = .timeLimit

@@ -28,12 +28,12 @@ func makeWorkDirectory(_ label: String) throws -> URL {
 }
 
 /// Writes a small job script with real #SBATCH lines and returns its path.
-func writeJobScript(in directory: URL, name: String, timeLimitMinutes: Int = 5, body: String) throws -> (path: String, token: String) {
+func writeJobScript(in directory: URL, name: String, timeLimitMinutes: Int = 5, signalMarginSeconds: Int = 10, body: String) throws -> (path: String, token: String) {
     let token = UUID().uuidString.lowercased()
     let directives = try SbatchDirectives.make(queue: name, profile: BatchProfile(partition: "debug", timeLimitMinutes: timeLimitMinutes, cpus: 1, memoryMB: 64),
                                                stdoutPath: directory.appendingPathComponent("\(name).out").path,
                                                stderrPath: directory.appendingPathComponent("\(name).err").path,
-                                               submitToken: token, signalMarginSeconds: 10)
+                                               submitToken: token, signalMarginSeconds: signalMarginSeconds)
     let path = directory.appendingPathComponent("\(name).sh").path
     try "#!/bin/bash\n\(directives.lines)\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
     return (path, token)

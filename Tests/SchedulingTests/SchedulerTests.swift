@@ -98,29 +98,35 @@ struct SchedulerTests {
 /// must not cut a job's cleanup short, nor let it run on without bound.
 @Suite("Local scheduler: polls that come late")
 struct LocalSchedulerLatePollTests {
-    /// Submits a one-minute job with a 10 s warning (USR2) and returns once it runs and its pid is known.
-    static func running(_ name: String, trap: String) async throws -> (LocalScheduler, SubmittedJob, URL) {
+    /// Submits a one-minute job with a warning (USR2) `margin` seconds before its limit and
+    /// returns once it runs and its pid is known. `trap` runs on the warning; `$pid` is the sleep.
+    static func running(_ name: String, margin: Int = 10, trap: String) async throws -> (LocalScheduler, SubmittedJob, URL) {
         let work = try makeWorkDirectory(name)
         let scheduler = try LocalScheduler(stateDirectory: work.appendingPathComponent("local-scheduler").path, killWait: .seconds(2))
         let body = "trap '\(trap)' USR2; sleep 600 & pid=$!; while kill -0 $pid 2>/dev/null; do wait $pid; done"
-        let script = try writeJobScript(in: work, name: name, timeLimitMinutes: 1, body: body)
+        let script = try writeJobScript(in: work, name: name, timeLimitMinutes: 1, signalMarginSeconds: margin, body: body)
         let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
         let deadline = ContinuousClock.now + .seconds(60)
         while try await scheduler.allRecords().first(where: { String($0.id) == job.jobID })?.scriptPid == nil, ContinuousClock.now < deadline {
             try await scheduler.poll()
             try await Task.sleep(for: .milliseconds(50))
         }
+        try #require(try await scheduler.allRecords().first(where: { String($0.id) == job.jobID })?.scriptPid != nil, "the job never started")
         return (scheduler, job, work)
+    }
+
+    static func output(_ work: URL, _ name: String) -> String {
+        (try? String(contentsOfFile: work.appendingPathComponent("\(name).out").path, encoding: .utf8)) ?? ""
     }
 
     @Test func theWarningSentLateStillGetsItsMarginBeforeTheLimitEndsTheJob() async throws {
         let name = "ccat_test_late_warning"
-        let (scheduler, job, work) = try await Self.running(name, trap: "echo warned; sleep 1; echo cleaned up; exit 0")
+        let (scheduler, job, work) = try await Self.running(name, trap: "echo warned; sleep 1; echo cleaned up; kill $pid; exit 0")
         // The first poll after the start comes 61 s later: past the warning point and the limit.
         try await scheduler.poll(now: Date().addingTimeInterval(61))
         let end = try #require(try await waitForEnd(scheduler, job, limit: .seconds(60)))
         #expect(end.state == .completed, "\(end)")
-        let output = try String(contentsOfFile: work.appendingPathComponent("\(name).out").path, encoding: .utf8)
+        let output = Self.output(work, name)
         #expect(output.contains("warned") && output.contains("cleaned up"), "\(output)")
     }
 
@@ -129,12 +135,26 @@ struct LocalSchedulerLatePollTests {
         let (scheduler, job, work) = try await Self.running(name, trap: "echo warned")
         let started = Date()
         try await scheduler.poll(now: started.addingTimeInterval(61))
-        try await Task.sleep(for: .milliseconds(500))
+        let heard = ContinuousClock.now + .seconds(60)
+        while !Self.output(work, name).contains("warned"), ContinuousClock.now < heard { try await Task.sleep(for: .milliseconds(50)) }
         try await scheduler.poll(now: started.addingTimeInterval(65))
         #expect(try await scheduler.statuses(of: [job])[job.jobID]?.state == .running)
         try await scheduler.poll(now: started.addingTimeInterval(72))
         let end = try #require(try await waitForEnd(scheduler, job, limit: .seconds(60)))
         #expect(end.state == .timeout, "\(end)")
-        #expect(try String(contentsOfFile: work.appendingPathComponent("\(name).out").path, encoding: .utf8).contains("warned"))
+        #expect(Self.output(work, name).contains("warned"))
+    }
+
+    /// A margin longer than the limit: warned at the start, and still ended at the limit.
+    @Test func aMarginLongerThanTheLimitDoesNotExtendIt() async throws {
+        let name = "ccat_test_long_margin"
+        let (scheduler, job, work) = try await Self.running(name, margin: 120, trap: "echo warned")
+        let started = Date()
+        try await scheduler.poll(now: started.addingTimeInterval(1))
+        let heard = ContinuousClock.now + .seconds(60)
+        while !Self.output(work, name).contains("warned"), ContinuousClock.now < heard { try await Task.sleep(for: .milliseconds(50)) }
+        try await scheduler.poll(now: started.addingTimeInterval(63))
+        let end = try #require(try await waitForEnd(scheduler, job, limit: .seconds(60)))
+        #expect(end.state == .timeout, "\(end)")
     }
 }
