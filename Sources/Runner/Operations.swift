@@ -230,35 +230,46 @@ struct ExternalCopy {
         let process = try ChildProcess.spawn(executable, arguments, directory: directory, stdout: .descriptor(logFD), stderr: .descriptor(logFD))
         // A stop request (SIGTERM, walltime warning) terminates the copy: the tool and what it
         // started (rsync's receiver and generator, ssh), SIGTERM first and SIGKILL after
-        // `killAfter`. rsync keeps its partial data for the next attempt.
+        // `killAfter`. rsync keeps its partial data for the next attempt. What it started is
+        // looked up every second while it runs, so that it is known even when the tool ends first.
         var status: Int32
         var started = Set<ChildProcess.Descendant>()
         var sent: (signal: Int32, at: ContinuousClock.Instant)?
+        var lastScan: ContinuousClock.Instant?
         while true {
             if let ended = try process.poll() {
                 status = ended
                 break
             }
-            if let reason = stop.stopReason {
+            let stopping = stop.stopReason
+            if stopping != nil || lastScan.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
                 started.formUnion(process.descendants())
-                if sent == nil || (sent!.signal == SIGTERM && ContinuousClock.now - sent!.at >= killAfter) {
-                    let signal = sent == nil ? SIGTERM : SIGKILL
-                    log.write("\(reason): sending \(signal == SIGTERM ? "SIGTERM" : "SIGKILL") to \(tool) (pid \(process.pid)) and the \(started.count) processes it started")
-                    process.signal(signal)
-                    ChildProcess.signal(started, signal)
-                    sent = (signal, ContinuousClock.now)
-                }
+                lastScan = ContinuousClock.now
+            }
+            if let reason = stopping, sent == nil || (sent!.signal == SIGTERM && ContinuousClock.now - sent!.at >= killAfter) {
+                let signal = sent == nil ? SIGTERM : SIGKILL
+                log.write("\(reason): sending \(signal == SIGTERM ? "SIGTERM" : "SIGKILL") to \(tool) (pid \(process.pid)) and the \(started.count) processes it started")
+                process.signal(signal)
+                ChildProcess.signal(started, signal)
+                sent = (signal, sent?.at ?? ContinuousClock.now)
             }
             try? await Task.sleep(for: .milliseconds(100))
         }
         if stop.stopReason != nil {
-            // The operation goes back only once nothing the tool started can still write.
-            let deadline = ContinuousClock.now + killAfter
+            // The operation goes back only once nothing the tool started can still write: what
+            // outlives the tool gets the rest of `killAfter` from the SIGTERM, then SIGKILL.
+            let deadline = (sent?.at ?? ContinuousClock.now) + killAfter
             while !ChildProcess.alive(started).isEmpty, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-            let left = ChildProcess.alive(started)
+            var left = ChildProcess.alive(started)
             if !left.isEmpty {
                 log.write("\(left.count) processes started by \(tool) outlived it; sending SIGKILL")
                 ChildProcess.signal(left, SIGKILL)
+                let killed = ContinuousClock.now + .seconds(2)
+                while !left.isEmpty, ContinuousClock.now < killed {
+                    try? await Task.sleep(for: .milliseconds(50))
+                    left = ChildProcess.alive(left)
+                }
+                if !left.isEmpty { log.write("still running after SIGKILL: pids \(left.map { String($0.pid) }.sorted().joined(separator: ", "))") }
             }
         }
         try stop.check()

@@ -16,8 +16,10 @@ struct ProcessStat {
 
     /// nil when the process does not exist (any more).
     static func read(_ pid: pid_t) -> ProcessStat? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return nil }
+        // Decoded leniently: a command name need not be valid UTF-8.
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+        let text = String(decoding: data, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
         // After the command (which may hold blanks and parentheses): state is field 3, the parent
         // field 4, the start time field 22, so indexes 0, 1 and 19 here.
         let fields = text[text.index(after: close)...].split(separator: " ")

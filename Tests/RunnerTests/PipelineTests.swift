@@ -512,7 +512,7 @@ struct StoppedRsyncTests {
             }
             let caught = try await runner.kill(within: .seconds(90), signal: SIGTERM, when: copying)
             #expect(caught, "rsync never started copying, or finished first")
-            let status = try runner.wait()
+            let status = try await runner.waitOffPool()
             #expect(status == 0, "the runner's exit status after a stop")
 
             // rsync stopped: no rsync left, nothing under the final name, its partial data kept.
@@ -567,6 +567,16 @@ extension ChildProcess {
                     continuation.resume(throwing: error)
                 }
             }
+        }
+    }
+}
+
+extension ChildProcess {
+    /// `wait()` on a Dispatch thread, so that the wait does not hold one of the cooperative
+    /// pool's few threads from every other test.
+    func waitOffPool() async throws -> Int32 {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try self.wait() }) }
         }
     }
 }
