@@ -38,7 +38,7 @@ test:
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then scripts/local-slurm.sh start >/dev/null; fi
 	@if [ -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ]; then scripts/local-sshd.sh start >/dev/null; fi
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
-	CCAT_BIN_DIR=$(BIN_DIR) SWIFT=$(SWIFT) scripts/run-tests.sh $(SWIFT_FLAGS)
+	CCAT_BIN_DIR=$(BIN_DIR) SWIFT="$(SWIFT)" scripts/run-tests.sh $(SWIFT_FLAGS)
 
 ## bench: benchmarks against the standard tools, in release mode (bench/README.md says what each measures)
 BENCH_FLAGS ?= -c release

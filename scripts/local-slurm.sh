@@ -150,8 +150,6 @@ SQL
 start() {
     mkdir -p "$base"
     hold_start_lock "$base"
-    local before=""
-    [ -f "$conf" ] && before="$(cksum <"$conf")"
     write_config
     start_munge
     start_mariadb
@@ -167,13 +165,14 @@ start() {
     if ! pid_alive "$base/run/slurmctld.pid"; then
         require_free_port "$ctld_port" slurmctld
         slurmctld -f "$conf" 9>&- || die "slurmctld did not start; see $base/log/slurmctld.log"
-    elif [ "$before" != "$(cksum <"$conf")" ]; then
-        # A running cluster and a changed slurm.conf (this script was updated): apply it.
+    elif [ "$(cat "$base/run/slurm.conf.applied" 2>/dev/null)" != "$(cksum <"$conf")" ]; then
+        # A running cluster that has not read this slurm.conf (the script was updated): apply it.
         wait_for 60 slurmctld scontrol ping
         scontrol reconfigure || die "scontrol reconfigure failed; see $base/log/slurmctld.log"
         log "slurm.conf changed: reconfigured"
     fi
     wait_for 60 slurmctld scontrol ping
+    cksum <"$conf" >"$base/run/slurm.conf.applied"
     sacctmgr -n -P list account format=account | grep -qx "$account" || sacctmgr -i add account "$account" Cluster="$cluster" >/dev/null
     for user in root ${SUDO_USER:-}; do
         sacctmgr -n -P list user format=user | grep -qx "$user" || sacctmgr -i add user "$user" Account="$account" Cluster="$cluster" >/dev/null

@@ -7,12 +7,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .ccat-dev
 log=.ccat-dev/test.log
-"${SWIFT:-swift}" test --skip-build "$@" 2>&1 | tee "$log"
+# SWIFT may be a command with words (e.g. "xcrun swift").
+${SWIFT:-swift} test --skip-build "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 if [ "$status" -ne 0 ]; then
-  issues=$(grep -E 'recorded an issue|error: -\[|: error: ' "$log" | cut -c1-400)
+  # Recorded issues, and what a crashed test process leaves (fatal errors, signals).
+  issues=$(grep -E 'recorded an issue|error: -\[|: error: |Fatal error|exited with (unexpected )?signal|[Cc]rash' "$log" | cut -c1-400)
   echo
-  echo "== $(printf '%s\n' "$issues" | grep -c .) recorded issue(s); the whole output is in $log =="
+  echo "== swift test exited with status $status; $(printf '%s\n' "$issues" | grep -c .) recorded issue(s) below; the whole output is in $log =="
   printf '%s\n' "$issues" | head -40
 fi
 exit "$status"
