@@ -40,21 +40,28 @@ struct ManagerServiceTests {
         try await db.query("SELECT status FROM service_heartbeat WHERE service_name = 'blocking-manager'").first?["status"]
     }
 
+    /// Migrates the database, runs a service of a BlockingCycle and returns once its cycle started
+    /// (or a minute passed).
+    static func startBlocked(_ database: TestDatabase, _ db: PostgresConnection, inQuery: Bool) async throws -> (Task<Void, any Error>, BlockingCycle) {
+        _ = try await Migrator.bundled().migrate(db)
+        let cycle = BlockingCycle(inQuery: inQuery)
+        let service = ManagerService(cycle, conninfo: database.conninfo, interval: .seconds(1), instance: "test", logger: Logger(label: "test"))
+        let running = Task { try await service.run() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while cycle.started.load(ordering: .sequentiallyConsistent) == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return (running, cycle)
+    }
+
     /// A stop that runs out of time cancels the service in the middle of a cycle. The row in
     /// service_heartbeat must still say STOPPED: `ccat stage request` and `ccat status` read it to
     /// tell whether the daemon runs.
     @Test(arguments: [false, true])
     func aServiceCancelledMidCycleStillRecordsItsStop(inQuery: Bool) async throws {
         try await withTestDatabase { database, db in
-            _ = try await Migrator.bundled().migrate(db)
-            let cycle = BlockingCycle(inQuery: inQuery)
-            let service = ManagerService(cycle, conninfo: database.conninfo, interval: .seconds(1), instance: "test",
-                                         logger: Logger(label: "test"))
-            let running = Task { try await service.run() }
+            let (running, cycle) = try await Self.startBlocked(database, db, inQuery: inQuery)
             let deadline = ContinuousClock.now + .seconds(60)
-            while cycle.started.load(ordering: .sequentiallyConsistent) == 0, ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
             #expect(cycle.started.load(ordering: .sequentiallyConsistent) == 1)
             let before = try await Self.heartbeat(db)
             #expect(before != nil && before != "STOPPED", "\(before ?? "no row")")
@@ -78,15 +85,7 @@ struct ManagerServiceTests {
     /// crashes the daemon once its cancellation bound has passed.
     @Test func aStopRecordTheDatabaseHoldsUpDoesNotHoldTheStop() async throws {
         try await withTestDatabase { database, db in
-            _ = try await Migrator.bundled().migrate(db)
-            let cycle = BlockingCycle(inQuery: false)
-            let service = ManagerService(cycle, conninfo: database.conninfo, interval: .seconds(1), instance: "test",
-                                         logger: Logger(label: "test"))
-            let running = Task { try await service.run() }
-            let deadline = ContinuousClock.now + .seconds(60)
-            while cycle.started.load(ordering: .sequentiallyConsistent) == 0, ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            let (running, _) = try await Self.startBlocked(database, db, inQuery: false)
             let ended = Flag()
             try await db.transaction { db in
                 // The row cannot be written while this transaction holds the table.
