@@ -37,7 +37,7 @@ struct EndToEndTests {
         #expect(run.stdout.contains("staged files match the instrument's checksums") && run.stdout.contains("released: "), "\(run.stdout.suffix(2000))")
 
         let conninfo = try #require(run.stdout.split(separator: "\n").first { $0.hasPrefix("database: ") }).dropFirst("database: ".count)
-        let json = try runExecutable("ccat", ["status", "--json"], environment: ["CCAT_DATABASE_URL": String(conninfo)])
+        let json = try await runExecutable("ccat", ["status", "--json"], environment: ["CCAT_DATABASE_URL": String(conninfo)])
         #expect(json.status == 0, "\(json.stderr)")
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase

@@ -321,7 +321,7 @@ struct StagingRequestTests {
         let newObservation = directory.appendingPathComponent("demo/ccat/instrument_data/obs-2026-99")
         try FileManager.default.createDirectory(at: newObservation, withIntermediateDirectories: true)
         try Data(repeating: 7, count: 300_000).write(to: newObservation.appendingPathComponent("late.fits"))
-        let scan = try runExecutable("ccat", ["files", "scan", "ccat:instrument_data", "--settle", "0", "--instrument", "primecam/mkid-1",
+        let scan = try await runExecutable("ccat", ["files", "scan", "ccat:instrument_data", "--settle", "0", "--instrument", "primecam/mkid-1",
                                               "--database", conninfo])
         #expect(scan.status == 0, "\(scan.stderr)")
         let lateRun = try await alice.ccat(["stage", "request", "--obs", "obs-2026-99", "--location", "ramses_processing"])

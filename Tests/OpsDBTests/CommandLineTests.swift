@@ -19,7 +19,7 @@ struct CommandLineTests {
             let applied = try results.flatMap { try JSONDecoder().decode(Output.self, from: Data($0.stdout.utf8)).applied.map(\.version) }
             #expect(applied.sorted() == (try Migrator.bundled()).migrations.map(\.version))
 
-            let status = try runExecutable("ccat", ["db", "status", "--json"], environment: ["CCAT_DATABASE_URL": database.conninfo])
+            let status = try await runExecutable("ccat", ["db", "status", "--json"], environment: ["CCAT_DATABASE_URL": database.conninfo])
             #expect(status.status == 0, "\(status.stderr)")
             struct Status: Decodable {
                 var upToDate: Bool
@@ -35,7 +35,7 @@ struct CommandLineTests {
             #expect(parsed.database.source == "environment")
             #expect(parsed.database.target.database == database.name)
 
-            let check = try runExecutable("ccat-runner", ["check", "--database", database.conninfo])
+            let check = try await runExecutable("ccat-runner", ["check", "--database", database.conninfo])
             #expect(check.status == 0, "\(check.stderr)")
             #expect(check.stdout.contains("schema:    matches this build"))
         }
@@ -64,7 +64,7 @@ struct CommandLineTests {
     }
 
     @Test func passwordsNeverReachTheOutput() async throws {
-        let result = try runExecutable("ccat", ["db", "status", "--database", "postgresql://ops:VerySecret123@127.0.0.1:1/ops?connect_timeout=3"])
+        let result = try await runExecutable("ccat", ["db", "status", "--database", "postgresql://ops:VerySecret123@127.0.0.1:1/ops?connect_timeout=3"])
         #expect(result.status != 0)
         #expect(!result.stderr.contains("VerySecret123"))
         #expect(!result.stdout.contains("VerySecret123"))

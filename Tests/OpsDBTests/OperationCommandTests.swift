@@ -43,13 +43,13 @@ struct OperationCommandTests {
             // The command line shows the same, as JSON for scripts.
             try await connection.execute("UPDATE operation SET state = 'intervention', error_class = 'io_error', last_error = 'disk full' WHERE id = \(second.id)")
             let environment = ["CCAT_DATABASE_URL": database.conninfo]
-            let list = try runExecutable("ccat", ["ops", "list", "--state", "attention", "--json"], environment: environment)
+            let list = try await runExecutable("ccat", ["ops", "list", "--state", "attention", "--json"], environment: environment)
             #expect(list.status == 0, "\(list.stderr)")
             let listed = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]
             #expect(listed?.compactMap { $0["id"] as? Int } == [Int(second.id)])
-            let show = try runExecutable("ccat", ["ops", "show", String(second.id)], environment: environment)
+            let show = try await runExecutable("ccat", ["ops", "show", String(second.id)], environment: environment)
             #expect(show.stdout.contains("error:      io_error: disk full"), "\(show.stdout)")
-            let retry = try runExecutable("ccat", ["ops", "retry", String(second.id), String(first.id)], environment: environment)
+            let retry = try await runExecutable("ccat", ["ops", "retry", String(second.id), String(first.id)], environment: environment)
             #expect(retry.status != 0)
             #expect(retry.stdout.contains("operation \(second.id) is pending again"))
             #expect(retry.stderr.contains("operation \(first.id) cannot be retried"), "\(retry.stderr)")

@@ -73,7 +73,7 @@ struct Pipeline {
     /// Runs one operation by hand; returns the runner's exit status and the operation afterwards.
     @discardableResult
     func exec(_ operation: OperationRecord, extra: [String] = [], environment more: [String: String] = [:]) async throws -> (status: Int32, stderr: String, after: OperationRecord) {
-        let result = try runExecutable("ccat-runner", ["exec", "--operation", String(operation.id)] + extra,
+        let result = try await runExecutable("ccat-runner", ["exec", "--operation", String(operation.id)] + extra,
                                        environment: environment.merging(more) { $1 })
         return (result.status, result.stderr, try #require(try await db.operation(id: operation.id)))
     }

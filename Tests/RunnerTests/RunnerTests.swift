@@ -116,7 +116,7 @@ struct PackagingFixture {
 struct RunnerTests {
     @Test func execPackagesAndIsIdempotent() async throws {
         try await PackagingFixture.with { fixture in
-            let first = try runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id), "--json"], environment: fixture.environment)
+            let first = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id), "--json"], environment: fixture.environment)
             #expect(first.status == 0, "\(first.stderr)")
             try await fixture.expectPackaged()
             let operation = try #require(try await fixture.db.operation(id: fixture.operation.id))
@@ -127,7 +127,7 @@ struct RunnerTests {
             let inode = try FileManager.default.attributesOfItem(atPath: fixture.archivePath)[.systemFileNumber] as? Int
 
             // Running it again finds the verified archive and does not rebuild it.
-            let again = try runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+            let again = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
             #expect(again.status == 0, "\(again.stderr)")
             #expect(try FileManager.default.attributesOfItem(atPath: fixture.archivePath)[.systemFileNumber] as? Int == inode)
             let text = try String(contentsOfFile: log, encoding: .utf8)
@@ -136,7 +136,7 @@ struct RunnerTests {
             #expect(text.components(separatedBy: "succeeded:").count == 3)
             try await fixture.expectPackaged()
 
-            let busy = try runExecutable("ccat-runner", ["exec", "--operation", "999999"], environment: fixture.environment)
+            let busy = try await runExecutable("ccat-runner", ["exec", "--operation", "999999"], environment: fixture.environment)
             #expect(busy.status != 0)
             #expect(busy.stderr.contains("no operation 999999"))
         }
@@ -144,7 +144,7 @@ struct RunnerTests {
 
     @Test func registeredChecksumMismatchFailsTheAttemptAndLeavesNothing() async throws {
         try await PackagingFixture.with(corrupt: true) { fixture in
-            let result = try runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+            let result = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
             #expect(result.status == 1)
             let operation = try #require(try await fixture.db.operation(id: fixture.operation.id))
             #expect(operation.state == .pending)
@@ -172,7 +172,7 @@ struct RunnerTests {
             let released = try await fixture.db.releaseOnceLeasesExpire()
             #expect(released == 1)
             #expect(try await fixture.db.operation(id: fixture.operation.id)?.state == .pending)
-            let rerun = try runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+            let rerun = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
             #expect(rerun.status == 0, "\(rerun.stderr)")
             try await fixture.expectPackaged()
         }

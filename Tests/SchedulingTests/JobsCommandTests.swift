@@ -17,36 +17,36 @@ struct JobsCommandTests {
             var environment = ["CCAT_DATABASE_URL": fixture.database.conninfo, "CCAT_STATE_DIRECTORY": fixture.work.path]
             if kind == .slurm { environment["SLURM_CONF"] = TestEnvironment.slurmConf }
 
-            let list = try runExecutable("ccat", ["jobs", "list", "--json"], environment: environment)
+            let list = try await runExecutable("ccat", ["jobs", "list", "--json"], environment: environment)
             #expect(list.status == 0, "\(list.stderr)")
             let rows = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
             #expect(rows.count == 1)
             #expect(rows.first?["operations"] as? Int == 2)
             #expect((rows.first?["job"] as? [String: Any])?["queue"] as? String == fixture.queue.name)
 
-            let filtered = try runExecutable("ccat", ["jobs", "list", "--state", "completed"], environment: environment)
+            let filtered = try await runExecutable("ccat", ["jobs", "list", "--state", "completed"], environment: environment)
             #expect(filtered.stdout.hasPrefix("no batch jobs"))
-            let badState = try runExecutable("ccat", ["jobs", "list", "--state", "DONE"], environment: environment)
+            let badState = try await runExecutable("ccat", ["jobs", "list", "--state", "DONE"], environment: environment)
             #expect(badState.status != 0)
             #expect(badState.stderr.contains("unknown job state 'DONE'"))
 
-            let show = try runExecutable("ccat", ["jobs", "show", String(job.id)], environment: environment)
+            let show = try await runExecutable("ccat", ["jobs", "show", String(job.id)], environment: environment)
             #expect(show.status == 0, "\(show.stderr)")
             #expect(show.stdout.contains("script:     \(job.scriptPath)"))
             #expect(show.stdout.contains("PREPARED"))
             #expect(show.stdout.contains("SUBMITTING"))
 
-            let cancel = try runExecutable("ccat", ["jobs", "cancel", String(job.id)], environment: environment)
+            let cancel = try await runExecutable("ccat", ["jobs", "cancel", String(job.id)], environment: environment)
             #expect(cancel.status == 0, "\(cancel.stderr)")
             #expect(cancel.stdout.contains("cancel requested for batch job \(job.id)"))
             let ended = try await fixture.track(job.id) { $0.state.isTerminal }
             #expect(ended.state == .cancelled)
             #expect(try await fixture.operations().map(\.state) == [.pending, .pending])
 
-            let again = try runExecutable("ccat", ["jobs", "cancel", String(job.id)], environment: environment)
+            let again = try await runExecutable("ccat", ["jobs", "cancel", String(job.id)], environment: environment)
             #expect(again.status != 0)
             #expect(again.stderr.contains("has already ended (CANCELLED)"))
-            let missing = try runExecutable("ccat", ["jobs", "show", "999999"], environment: environment)
+            let missing = try await runExecutable("ccat", ["jobs", "show", "999999"], environment: environment)
             #expect(missing.stderr.contains("no batch job 999999"))
         }
     }

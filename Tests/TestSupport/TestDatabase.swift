@@ -254,6 +254,19 @@ public func runExecutable(_ name: String, _ arguments: [String], environment: [S
     return try runProcess(TestEnvironment.binDirectory.appendingPathComponent(name).path, arguments, environment: env)
 }
 
+/// `runExecutable` for async tests: the wait happens on a Dispatch thread, so that it does not
+/// hold one of the few threads of Swift's cooperative pool that every other test needs. (Swift
+/// picks this one wherever `await` can be written.)
+public func runExecutable(_ name: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { () throws -> (status: Int32, stdout: String, stderr: String) in
+                try runExecutable(name, arguments, environment: environment)
+            })
+        }
+    }
+}
+
 /// `runProcess` on a Dispatch thread: for programs that run for minutes (the demo), so the wait
 /// does not hold one of the few threads of Swift's cooperative pool that every other test needs.
 public func runLongProcess(_ executable: String, _ arguments: [String], environment: [String: String]) async throws -> (status: Int32, stdout: String, stderr: String) {
