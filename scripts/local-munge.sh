@@ -22,6 +22,7 @@ die() { echo "local-munge: $*" >&2; exit 1; }
 . "$repo/scripts/service-common.sh"
 
 pid_alive() { process_is "$dir/munged.pid" munged; }
+answers() { [ -S "$socket" ] && munge -n -S "$socket"; }
 
 start() {
     command -v munged >/dev/null && command -v mungekey >/dev/null || die "munged not found: install munge (Debian: apt-get install munge libmunge-dev)"
@@ -31,10 +32,7 @@ start() {
     if pid_alive; then
         # A running munged is shared by tests, the demo and Slurm: a busy one is waited for,
         # never killed and restarted from here.
-        for _ in $(seq 1 30); do
-            if [ -S "$socket" ] && munge -n -S "$socket" >/dev/null 2>&1; then echo "$socket"; return; fi
-            sleep 2
-        done
+        if await 60 answers; then echo "$socket"; return; fi
         die "munged (pid $(cat "$dir/munged.pid")) runs but has not answered on $socket for a minute; see $dir/munged.log, or restart it with '$0 stop' then '$0 start'"
     fi
     [ -f "$dir/munge.key" ] || mungekey -c -k "$dir/munge.key" >/dev/null
@@ -43,20 +41,11 @@ start() {
     munged --force --socket="$socket" --key-file="$dir/munge.key" --pid-file="$dir/munged.pid" \
         --log-file="$dir/munged.log" --seed-file="$dir/munged.seed" >/dev/null 2>&1 9>&- \
         || die "munged did not start; see $dir/munged.log"
-    for _ in $(seq 1 300); do
-        if munge -n -S "$socket" >/dev/null 2>&1; then echo "$socket"; return; fi
-        sleep 0.2
-    done
+    if await 60 answers; then echo "$socket"; return; fi
     die "munged did not answer on $socket within 60 s; see $dir/munged.log"
 }
 
-stop() {
-    if pid_alive; then
-        local pid; pid="$(cat "$dir/munged.pid")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-}
+stop() { stop_process "$dir/munged.pid" munged; }
 
 case "${1:-}" in
     start) start ;;

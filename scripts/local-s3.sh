@@ -44,7 +44,7 @@ start)
     if alive; then
         # A running server is shared by every test and demo on this checkout, and moto keeps
         # objects in memory: a busy one is waited for, never killed and restarted from here.
-        for _ in $(seq 1 30); do answers && { record_endpoint; print_env; exit 0; }; sleep 2; done
+        await 60 answers && { record_endpoint; print_env; exit 0; }
         die "moto_server (pid $(cat "$base/pid")) runs but has not answered on $endpoint for a minute; see $base/moto.log, or restart it with '$0 stop' then '$0 start'"
     fi
     [ -n "$server" ] || die "moto_server not found: pip install 'moto[server]' (or let .ci/run create .ccat-dev/venv)"
@@ -53,16 +53,11 @@ start)
     fi
     setsid "$server" -H 127.0.0.1 -p "$port" >"$base/moto.log" 2>&1 < /dev/null 9>&- &
     echo $! > "$base/pid"
-    for _ in $(seq 1 300); do answers && { record_endpoint; print_env; exit 0; }; sleep 0.2; done
+    await 60 answers && { record_endpoint; print_env; exit 0; }
     die "moto_server did not answer on $endpoint within 60 s; see $base/moto.log"
     ;;
 stop)
-    if alive; then
-        pid="$(cat "$base/pid")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
+    stop_process "$base/pid" moto_server
     rm -f "$base/pid" "$base/endpoint"
     ;;
 status)

@@ -45,8 +45,7 @@ require_free_port() {
 
 wait_for() { # seconds, description, command...
     local limit=$1 what=$2; shift 2
-    for _ in $(seq 1 $((limit * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-    die "$what did not come up within ${limit}s; see the logs in $base/log"
+    await "$limit" "$@" || die "$what did not come up within ${limit}s; see the logs in $base/log"
 }
 
 write_config() {
@@ -186,19 +185,9 @@ start() {
     echo "export SLURM_CONF=$conf"
 }
 
-stop_pid() {
-    local file="$base/run/$1.pid"
-    if pid_alive "$file"; then
-        local pid; pid="$(cat "$file")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-}
-
 stop() {
     # munged stays: it is shared with staging (scripts/local-munge.sh stop ends it).
-    for daemon in slurmd slurmctld slurmdbd mariadb; do stop_pid "$daemon"; done
+    for daemon in slurmd slurmctld slurmdbd mariadb; do stop_process "$base/run/$daemon.pid" "$daemon"; done
     log "stopped"
 }
 

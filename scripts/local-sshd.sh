@@ -57,30 +57,18 @@ CONF
     if pid_alive; then
         # A running sshd may be serving another test's copy: a busy one is waited for, never
         # killed and restarted from here.
-        for _ in $(seq 1 20); do
-            if answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
-            sleep 2
-        done
+        if await 60 answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
         die "sshd (pid $(cat "$dir/sshd.pid")) runs but has not answered on 127.0.0.1:$port for a minute; see $dir/sshd.log, or restart it with '$0 stop' then '$0 start'"
     fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port is already in use on 127.0.0.1; stop what uses it or set CCAT_SSHD_PORT"
     fi
     /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" 9>&- || die "sshd did not start; see $dir/sshd.log"
-    for _ in $(seq 1 300); do
-        if answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
-        sleep 0.2
-    done
+    if await 60 answers; then echo "export CCAT_SSH_CONFIG=$config"; return; fi
     die "sshd did not answer on 127.0.0.1:$port within 60 s; see $dir/sshd.log"
 }
 
-stop() {
-    if pid_alive; then
-        local pid; pid="$(cat "$dir/sshd.pid")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-}
+stop() { stop_process "$dir/sshd.pid" sshd; }
 
 case "${1:-}" in
     start) start ;;

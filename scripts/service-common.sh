@@ -23,3 +23,24 @@ process_is() {
     pid="$(cat "$1")"
     [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2"
 }
+
+# await SECONDS COMMAND...: runs COMMAND (quietly) every 0.2 s until it succeeds, for at most
+# SECONDS of wall time (a slow COMMAND does not stretch the wait); fails if it never did.
+await() {
+    local end=$((SECONDS + $1)); shift
+    while :; do
+        "$@" >/dev/null 2>&1 && return 0
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
+
+# stop_process PIDFILE NAME: SIGTERM to the live NAME the pid file names, and SIGKILL if it has not
+# ended 10 s later.
+stop_process() {
+    process_is "$1" "$2" || return 0
+    local pid; pid="$(cat "$1")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+}
