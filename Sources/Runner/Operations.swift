@@ -228,50 +228,26 @@ struct ExternalCopy {
         }
         defer { close(logFD) }
         let process = try ChildProcess.spawn(executable, arguments, directory: directory, stdout: .descriptor(logFD), stderr: .descriptor(logFD))
-        // A stop request (SIGTERM, walltime warning) terminates the copy: the tool and what it
-        // started (rsync's receiver and generator, ssh), SIGTERM first and SIGKILL after
-        // `killAfter`. rsync keeps its partial data for the next attempt. What it started is
-        // looked up every second while it runs, so that it is known even when the tool ends first.
-        var status: Int32
-        var started = Set<ChildProcess.Descendant>()
-        var sent: (signal: Int32, at: ContinuousClock.Instant)?
-        var lastScan: ContinuousClock.Instant?
-        while true {
-            if let ended = try process.poll() {
-                status = ended
-                break
-            }
-            let stopping = stop.stopReason
-            if stopping != nil || lastScan.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
-                started.formUnion(process.descendants())
-                lastScan = ContinuousClock.now
-            }
-            if let reason = stopping, sent == nil || (sent!.signal == SIGTERM && ContinuousClock.now - sent!.at >= killAfter) {
-                let signal = sent == nil ? SIGTERM : SIGKILL
-                log.write("\(reason): sending \(signal == SIGTERM ? "SIGTERM" : "SIGKILL") to \(tool) (pid \(process.pid)) and the \(started.count) processes it started")
-                process.signal(signal)
-                ChildProcess.signal(started, signal)
-                sent = (signal, sent?.at ?? ContinuousClock.now)
+        // A stop request (SIGTERM, walltime warning) ends the copy: the tool and what it started
+        // (rsync's receiver and generator, ssh), which are looked up every second while it runs,
+        // so that they are known even if the tool ends first. rsync keeps its partial data for
+        // the next attempt.
+        var lastLook = ContinuousClock.now - .seconds(1)
+        while try process.poll() == nil, stop.stopReason == nil {
+            if ContinuousClock.now - lastLook >= .seconds(1) {
+                process.noteDescendants()
+                lastLook = .now
             }
             try? await Task.sleep(for: .milliseconds(100))
         }
-        if stop.stopReason != nil {
-            // The operation goes back only once nothing the tool started can still write: what
-            // outlives the tool gets the rest of `killAfter` from the SIGTERM, then SIGKILL.
-            let deadline = (sent?.at ?? ContinuousClock.now) + killAfter
-            while !ChildProcess.alive(started).isEmpty, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-            var left = ChildProcess.alive(started)
-            if !left.isEmpty {
-                log.write("\(left.count) processes started by \(tool) outlived it; sending SIGKILL")
-                ChildProcess.signal(left, SIGKILL)
-                let killed = ContinuousClock.now + .seconds(2)
-                while !left.isEmpty, ContinuousClock.now < killed {
-                    try? await Task.sleep(for: .milliseconds(50))
-                    left = ChildProcess.alive(left)
-                }
-                if !left.isEmpty { log.write("still running after SIGKILL: pids \(left.map { String($0.pid) }.sorted().joined(separator: ", "))") }
-            }
+        if let reason = stop.stopReason {
+            log.write("\(reason): sending SIGTERM to \(tool) (pid \(process.pid)) and the \(process.noteDescendants()) processes it started")
+            let ended = await process.terminate(grace: killAfter)
+            if ended.killed { log.write("\(tool) or what it started still ran \(killAfter) after SIGTERM; sent SIGKILL") }
+            if !ended.survivors.isEmpty { log.write("still running after SIGKILL: pids \(ended.survivors.map(String.init).joined(separator: ", "))") }
+            throw StopRequested(reason: reason)
         }
+        let status = try process.wait()
         try stop.check()
         guard status == 0 else {
             throw StorageError(kind: .transport, location: directory, object: (target as NSString).lastPathComponent,

@@ -28,6 +28,8 @@ public final class ChildProcess: @unchecked Sendable {
     public let command: String
     private let lock = NSLock()
     private var exitStatus: Int32?
+    /// The processes the child was seen to start (`noteDescendants`).
+    private var seen = Set<Descendant>()
 
     private init(pid: pid_t, command: String) {
         self.pid = pid
@@ -158,32 +160,68 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// A process the child started, known by pid and start time (a pid alone may be reused).
-    public struct Descendant: Hashable, Sendable {
-        public let pid: pid_t
+    struct Descendant: Hashable {
+        let pid: pid_t
         let startTime: UInt64
     }
 
-    /// The processes the child started, and those they started, while they are still its
-    /// descendants (a process whose parent ends is handed to init and cannot be told apart then).
-    public func descendants() -> Set<Descendant> {
-        guard isRunning else { return [] }
-        let children = Dictionary(grouping: ProcessStat.all(), by: \.parent)
-        var found = Set<Descendant>(), queue = [pid]
-        while let next = queue.popLast() {
-            for child in children[next] ?? [] where found.insert(Descendant(pid: child.pid, startTime: child.startTime)).inserted {
-                queue.append(child.pid)
+    /// Looks up, through /proc, the processes the child started and those they started, and
+    /// remembers them for `terminate`; returns how many are known. A process whose parent ended is
+    /// handed to init and cannot be found this way any more, so a caller that may have to stop the
+    /// child calls this now and then while it runs.
+    @discardableResult
+    public func noteDescendants() -> Int {
+        var found = Set<Descendant>()
+        if isRunning {
+            let children = Dictionary(grouping: ProcessStat.all(), by: \.parent)
+            var queue = [pid]
+            while let next = queue.popLast() {
+                for child in children[next] ?? [] where found.insert(Descendant(pid: child.pid, startTime: child.startTime)).inserted {
+                    queue.append(child.pid)
+                }
             }
         }
-        return found
+        return lock.withLock {
+            seen.formUnion(found)
+            return seen.count
+        }
     }
 
-    /// Those of `processes` that have not ended.
-    public static func alive(_ processes: Set<Descendant>) -> Set<Descendant> {
-        processes.filter { process in ProcessStat.read(process.pid).map { $0.isAlive && $0.startTime == process.startTime } ?? false }
+    /// How `terminate` went.
+    public struct Termination: Sendable {
+        /// Something was still running `grace` after SIGTERM and got SIGKILL.
+        public var killed: Bool
+        /// Pids still running 2 s after SIGKILL (nothing, normally).
+        public var survivors: [pid_t]
     }
 
-    /// Sends `signal` to those of `processes` that have not ended.
-    public static func signal(_ processes: Set<Descendant>, _ signal: Int32) {
-        for process in alive(processes) { _ = kill(process.pid, signal) }
+    /// Ends the child and every process it was seen to start: SIGTERM, then SIGKILL to whatever
+    /// still runs `grace` later. Returns once none of them runs (or 2 s after the SIGKILL), so
+    /// that nothing the child started can still write when the caller goes on.
+    public func terminate(grace: Duration) async -> Termination {
+        noteDescendants()
+        func running() -> Set<Descendant> {
+            lock.withLock { seen }.filter { process in
+                ProcessStat.read(process.pid).map { $0.isAlive && $0.startTime == process.startTime } ?? false
+            }
+        }
+        func send(_ signal: Int32) {
+            self.signal(signal)
+            for process in running() { _ = kill(process.pid, signal) }
+        }
+        func waitUntilEnded(within limit: Duration) async -> Bool {
+            let deadline = ContinuousClock.now + limit
+            while true {
+                noteDescendants()
+                if !isRunning && running().isEmpty { return true }
+                if ContinuousClock.now >= deadline { return false }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        send(SIGTERM)
+        if await waitUntilEnded(within: grace) { return Termination(killed: false, survivors: []) }
+        send(SIGKILL)
+        _ = await waitUntilEnded(within: .seconds(2))
+        return Termination(killed: true, survivors: (isRunning ? [pid] : []) + running().map(\.pid).sorted())
     }
 }

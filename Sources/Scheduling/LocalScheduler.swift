@@ -121,7 +121,7 @@ public actor LocalScheduler: BatchScheduler {
 
     /// Advances every job (ends, time limits, starts) without a query; for a daemon loop or tests.
     public func poll() throws {
-        try withLock { try advance(now: Date()) }
+        try poll(now: Date())
     }
 
     /// `poll()` as if the clock said `now`: for tests of polls that come late.
