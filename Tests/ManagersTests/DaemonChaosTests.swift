@@ -118,13 +118,12 @@ struct DaemonChaosTests {
         // The last deletion marks its copies before its runner records the operation as done, in
         // a second transaction: give that a moment.
         var stuck = 0
-        let deadline = ContinuousClock.now + .seconds(60)
-        repeat {
+        _ = try await eventually(within: .seconds(60), every: .milliseconds(250)) {
             stuck = try #require(try await db.query("""
                 SELECT count(*)::int AS n FROM operation WHERE state NOT IN ('succeeded', 'cancelled') AND operation_type <> 'MONITORING'
                 """).first)["n"]
-            if stuck > 0 { try await Task.sleep(for: .milliseconds(250)) }
-        } while stuck > 0 && ContinuousClock.now < deadline
+            return stuck == 0
+        }
         #expect(stuck == 0, "operations neither succeeded nor cancelled a minute after the run ended")
     }
 
@@ -151,12 +150,7 @@ struct DaemonChaosTests {
             if Bool.random(using: &generator) { try await Task.sleep(for: .milliseconds(500)) }
             try daemons.start(victim)
         }
-        let deadline = ContinuousClock.now + .seconds(300)
-        var finished = false
-        while ContinuousClock.now < deadline {
-            if try await Self.done(db, observations: 40) { finished = true; break }
-            try await Task.sleep(for: .seconds(1))
-        }
+        let finished = try await eventually(within: .seconds(300), every: .seconds(1)) { try await Self.done(db, observations: 40) }
         #expect(finished, "not finished after the kills; daemon logs in \(directory.path)")
         #expect(killsMidRun >= 1, "every kill came after the run had finished")
         try await Self.expectInvariants(db, observations: 40)
@@ -218,12 +212,7 @@ struct DaemonChaosTests {
 
         db = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "restart test"))
         defer { Task { [db] in await db.close() } }
-        let deadline = ContinuousClock.now + .seconds(300)
-        var finished = false
-        while ContinuousClock.now < deadline {
-            if try await Self.done(db, observations: 20) { finished = true; break }
-            try await Task.sleep(for: .seconds(1))
-        }
+        let finished = try await eventually(within: .seconds(300), every: .seconds(1)) { try await Self.done(db, observations: 20) }
         #expect(finished, "not finished after the restart; daemon log in \(directory.path)")
         #expect(daemons.processes[0]?.isRunning == true, "the daemon exited instead of reconnecting")
         try await Self.expectInvariants(db, observations: 20)

@@ -47,10 +47,7 @@ struct ManagerServiceTests {
         let cycle = BlockingCycle(inQuery: inQuery)
         let service = ManagerService(cycle, conninfo: database.conninfo, interval: .seconds(1), instance: "test", logger: Logger(label: "test"))
         let running = Task { try await service.run() }
-        let deadline = ContinuousClock.now + .seconds(60)
-        while cycle.started.load(ordering: .sequentiallyConsistent) == 0, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        _ = try await eventually(within: .seconds(60), every: .milliseconds(20)) { cycle.started.load(ordering: .sequentiallyConsistent) > 0 }
         return (running, cycle)
     }
 
@@ -61,7 +58,6 @@ struct ManagerServiceTests {
     func aServiceCancelledMidCycleStillRecordsItsStop(inQuery: Bool) async throws {
         try await withTestDatabase { database, db in
             let (running, cycle) = try await Self.startBlocked(database, db, inQuery: inQuery)
-            let deadline = ContinuousClock.now + .seconds(60)
             #expect(cycle.started.load(ordering: .sequentiallyConsistent) == 1)
             let before = try await Self.heartbeat(db)
             #expect(before != nil && before != "STOPPED", "\(before ?? "no row")")
@@ -70,9 +66,7 @@ struct ManagerServiceTests {
                 let active: PostgresQuery = """
                     SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query = 'SELECT pg_sleep(600)' AND state = 'active'
                     """
-                while try await db.query(active).isEmpty, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(20))
-                }
+                _ = try await eventually(within: .seconds(60), every: .milliseconds(20)) { try await !db.query(active).isEmpty }
             }
             running.cancel()
             try await running.value
@@ -95,10 +89,7 @@ struct ManagerServiceTests {
                     _ = try? await running.value
                     ended.set()
                 }
-                let limit = ContinuousClock.now + .seconds(60)
-                while !ended.isSet, ContinuousClock.now < limit {
-                    try await Task.sleep(for: .milliseconds(50))
-                }
+                _ = try await eventually(within: .seconds(60), every: .milliseconds(50)) { ended.isSet }
             }
             #expect(ended.isSet, "the service waited on the database after its stop")
         }

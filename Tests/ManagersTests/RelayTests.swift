@@ -16,12 +16,7 @@ struct RelayTests {
         try daemons.start(0)
         let db = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "relay test"))
         defer { Task { await db.close() } }
-        var finished = false
-        let deadline = ContinuousClock.now + .seconds(600)
-        while !finished, ContinuousClock.now < deadline {
-            finished = try await DaemonChaosTests.done(db, observations: 20)
-            if !finished { try await Task.sleep(for: .milliseconds(500)) }
-        }
+        let finished = try await eventually(within: .seconds(600), every: .milliseconds(500)) { try await DaemonChaosTests.done(db, observations: 20) }
         #expect(finished, "not finished; daemon log in \(directory.path)")
         try await DaemonChaosTests.expectInvariants(db, observations: 20)
 

@@ -169,10 +169,9 @@ struct StagingRequestTests {
         return String(result.stdout.prefix(64))
     }
 
-    /// Polls until `path` is gone or `seconds` passed.
-    static func waitUntilGone(_ path: String, seconds: Int = 300) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while FileManager.default.fileExists(atPath: path), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(500)) }
+    /// Polls until `path` is gone or five minutes passed.
+    static func waitUntilGone(_ path: String) async throws {
+        _ = try await eventually(within: .seconds(300), every: .milliseconds(500)) { !FileManager.default.fileExists(atPath: path) }
     }
 
     @Test(arguments: TestEnvironment.runSlurmTests ? ["local", "slurm"] : ["local"])
@@ -360,14 +359,13 @@ struct StagingRequestTests {
         #expect(FileManager.default.fileExists(atPath: "\(processing)/\(Self.bob)/\(bobID)/\(try files[0]["relative_path"] as String)"))
         // The cleanup removes the directory first and marks its copies when it commits.
         var left = 0
-        let marked = ContinuousClock.now + .seconds(60)
-        repeat {
+        _ = try await eventually(within: .seconds(60), every: .milliseconds(250)) {
             left = try #require(try await admin.query("""
                 SELECT count(*)::int AS n FROM physical_copy c JOIN staging_job j ON j.id = c.staging_job_id
                 WHERE j.staging_request_id = \(aliceID) AND c.status <> 'DELETED'
                 """).first)["n"]
-            if left > 0 { try await Task.sleep(for: .milliseconds(250)) }
-        } while left > 0 && ContinuousClock.now < marked
+            return left == 0
+        }
         #expect(left == 0, "copies of a released request not marked DELETED a minute after its directory went")
         let cancelReady = try await bob.ccat(["stage", "cancel", "\(bobID)"])
         #expect(cancelReady.status != 0 && cancelReady.stderr.contains("release it"), "\(cancelReady.stderr)")

@@ -512,7 +512,7 @@ struct StoppedRsyncTests {
             }
             let caught = try await runner.kill(within: .seconds(90), signal: SIGTERM, when: copying)
             #expect(caught, "rsync never started copying, or finished first")
-            let status = try await runner.waitOffPool()
+            let status = try await offPool { try runner.wait() }
             #expect(status == 0, "the runner's exit status after a stop")
 
             // rsync stopped: no rsync left, nothing under the final name, its partial data kept.
@@ -571,26 +571,15 @@ extension ChildProcess {
     }
 }
 
-extension ChildProcess {
-    /// `wait()` on a Dispatch thread, so that the wait does not hold one of the cooperative
-    /// pool's few threads from every other test.
-    func waitOffPool() async throws -> Int32 {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try self.wait() }) }
-        }
-    }
-}
-
 extension OpsDB {
     /// What the tracker does for a killed runner: puts its operations back once their leases ran
     /// out. The lease's end is the server's clock at the runner's last renewal, so this asks again
     /// until something is released or `within` passed; returns how many were released.
-    func releaseOnceLeasesExpire(within limit: Duration = .seconds(60)) async throws -> Int {
-        let deadline = ContinuousClock.now + limit
+    func releaseOnceLeasesExpire() async throws -> Int {
         var released = 0
-        while released == 0, ContinuousClock.now < deadline {
+        _ = try await eventually(within: .seconds(60), every: .milliseconds(250)) {
             released = try await releaseExpiredHandRuns(policy: RetryPolicy(baseDelaySeconds: 0))
-            if released == 0 { try await Task.sleep(for: .milliseconds(250)) }
+            return released > 0
         }
         return released
     }

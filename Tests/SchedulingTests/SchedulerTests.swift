@@ -106,12 +106,11 @@ struct LocalSchedulerLatePollTests {
         let body = "trap '\(trap)' USR2; sleep 600 & pid=$!; while kill -0 $pid 2>/dev/null; do wait $pid; done"
         let script = try writeJobScript(in: work, name: name, timeLimitMinutes: 1, signalMarginSeconds: margin, body: body)
         let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
-        let deadline = ContinuousClock.now + .seconds(60)
-        while try await scheduler.allRecords().first(where: { String($0.id) == job.jobID })?.scriptPid == nil, ContinuousClock.now < deadline {
+        let started = try await eventually(within: .seconds(60), every: .milliseconds(50)) {
             try await scheduler.poll()
-            try await Task.sleep(for: .milliseconds(50))
+            return try await scheduler.allRecords().first(where: { String($0.id) == job.jobID })?.scriptPid != nil
         }
-        try #require(try await scheduler.allRecords().first(where: { String($0.id) == job.jobID })?.scriptPid != nil, "the job never started")
+        try #require(started, "the job never started")
         return (scheduler, job, work)
     }
 
@@ -135,8 +134,7 @@ struct LocalSchedulerLatePollTests {
         let (scheduler, job, work) = try await Self.running(name, trap: "echo warned")
         let started = Date()
         try await scheduler.poll(now: started.addingTimeInterval(61))
-        let heard = ContinuousClock.now + .seconds(60)
-        while !Self.output(work, name).contains("warned"), ContinuousClock.now < heard { try await Task.sleep(for: .milliseconds(50)) }
+        _ = try await eventually(within: .seconds(60), every: .milliseconds(50)) { Self.output(work, name).contains("warned") }
         try await scheduler.poll(now: started.addingTimeInterval(65))
         #expect(try await scheduler.statuses(of: [job])[job.jobID]?.state == .running)
         try await scheduler.poll(now: started.addingTimeInterval(72))
@@ -151,8 +149,7 @@ struct LocalSchedulerLatePollTests {
         let (scheduler, job, work) = try await Self.running(name, margin: 120, trap: "echo warned")
         let started = Date()
         try await scheduler.poll(now: started.addingTimeInterval(1))
-        let heard = ContinuousClock.now + .seconds(60)
-        while !Self.output(work, name).contains("warned"), ContinuousClock.now < heard { try await Task.sleep(for: .milliseconds(50)) }
+        _ = try await eventually(within: .seconds(60), every: .milliseconds(50)) { Self.output(work, name).contains("warned") }
         try await scheduler.poll(now: started.addingTimeInterval(63))
         let end = try #require(try await waitForEnd(scheduler, job, limit: .seconds(60)))
         #expect(end.state == .timeout, "\(end)")

@@ -254,27 +254,34 @@ public func runExecutable(_ name: String, _ arguments: [String], environment: [S
     return try runProcess(TestEnvironment.binDirectory.appendingPathComponent(name).path, arguments, environment: env)
 }
 
-/// `runExecutable` for async tests: the wait happens on a Dispatch thread, so that it does not
-/// hold one of the few threads of Swift's cooperative pool that every other test needs. (Swift
-/// picks this one wherever `await` can be written.)
-public func runExecutable(_ name: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { () throws -> (status: Int32, stdout: String, stderr: String) in
-                try runExecutable(name, arguments, environment: environment)
-            })
-        }
+/// Asks `condition` every `interval` until it holds or `limit` passed; whether it held. For states
+/// the system reaches a moment later: the wait ends as soon as the condition holds.
+public func eventually(within limit: Duration, every interval: Duration = .milliseconds(100),
+                       _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while true {
+        if try await condition() { return true }
+        if ContinuousClock.now >= deadline { return false }
+        try await Task.sleep(for: interval)
     }
 }
 
-/// `runProcess` on a Dispatch thread: for programs that run for minutes (the demo), so the wait
-/// does not hold one of the few threads of Swift's cooperative pool that every other test needs.
-public func runLongProcess(_ executable: String, _ arguments: [String], environment: [String: String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+/// Runs blocking `work` on a Dispatch thread, so that the wait does not hold one of the few
+/// threads of Swift's cooperative pool that every other test needs.
+public func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try runProcess(executable, arguments, environment: environment) })
-        }
+        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
     }
+}
+
+/// `runExecutable` for async tests, off the pool (Swift picks this one wherever `await` can be written).
+public func runExecutable(_ name: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await offPool { try runExecutable(name, arguments, environment: environment) }
+}
+
+/// `runProcess` off the pool: for programs that run for minutes (the demo).
+public func runLongProcess(_ executable: String, _ arguments: [String], environment: [String: String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await offPool { try runProcess(executable, arguments, environment: environment) }
 }
 
 /// Runs a program; returns exit status, standard output and standard error.
