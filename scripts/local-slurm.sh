@@ -98,6 +98,9 @@ KillWait=5
 MinJobAge=30
 InactiveLimit=0
 SchedulerParameters=batch_sched_delay=0
+# The test machine is often busy building and running other suites: a controller that takes its
+# time answers late rather than failing the command with "Socket timed out".
+MessageTimeout=60
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$((memory * 9 / 10)) State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF

@@ -17,7 +17,9 @@ enum SchedulerUnderTest: String, CaseIterable, Sendable, CustomTestStringConvert
     /// A scheduler of this kind; the local one keeps its state under `work`.
     func make(work: URL) throws -> any BatchScheduler {
         switch self {
-        case .slurm: return SlurmScheduler(environment: try TestEnvironment.slurmEnvironment())
+        // The product's 30 s limit on one Slurm command can run out on a loaded test machine;
+        // tests of ambiguous submissions make their own timeouts.
+        case .slurm: return SlurmScheduler(environment: try TestEnvironment.slurmEnvironment(), timeout: .seconds(150))
         case .local: return try LocalScheduler(stateDirectory: work.appendingPathComponent("local-scheduler").path, killWait: .seconds(2))
         }
     }
