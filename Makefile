@@ -6,12 +6,18 @@ PREFIX ?= /usr/local
 PG := scripts/local-postgres.sh
 BIN_DIR = $(shell $(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)
 
-.PHONY: all build db db-stop demo test bench install clean
+.PHONY: all build deps db db-stop demo test bench install deb clean
 
 all: build
 
 build:
 	$(SWIFT) build $(SWIFT_FLAGS)
+
+## deps: the system packages (and the S3 test server) for DEPS=build|demo|test|package (default test);
+## installs what is missing as root, else prints the command to run (scripts/install-deps.sh)
+DEPS ?= test
+deps:
+	@scripts/install-deps.sh $(DEPS)
 
 ## db: start the local PostgreSQL cluster (under .ccat-dev/) and apply migrations
 db: build
@@ -24,13 +30,16 @@ db-stop:
 
 ## demo: the whole pipeline on this machine (local PostgreSQL, S3 server, local scheduler;
 ## SCHEDULER=slurm for the single-node Slurm cluster): instrument files to both archives, then cleanup
-demo: build
+demo:
+	@scripts/install-deps.sh $(if $(filter slurm,$(SCHEDULER)),test,demo)
+	$(SWIFT) build $(SWIFT_FLAGS)
 	scripts/demo.sh $(BIN_DIR)
 
 ## test: the whole test suite against a real PostgreSQL, the S3 test server (moto_server), munged
 ## (two, with different keys), and, where installed and we are root, the single-node Slurm cluster
 ## and a loopback sshd (rsync over ssh)
 test:
+	@scripts/install-deps.sh test
 	@$(PG) start >/dev/null
 	@scripts/local-s3.sh start >/dev/null
 	@scripts/local-munge.sh start >/dev/null
@@ -38,6 +47,7 @@ test:
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then scripts/local-slurm.sh start >/dev/null; fi
 	@if [ -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ]; then scripts/local-sshd.sh start >/dev/null; fi
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	$(SWIFT) build $(SWIFT_FLAGS) --product generate-manual
 	CCAT_BIN_DIR=$(BIN_DIR) SWIFT="$(SWIFT)" scripts/run-tests.sh $(SWIFT_FLAGS)
 
 ## bench: benchmarks against the standard tools, in release mode (bench/README.md says what each measures)
@@ -54,12 +64,19 @@ bench:
 	CCAT_TEST_S3_ENDPOINT=$$(cat .ccat-dev/s3/endpoint) $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-storage
 	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-managers
 
-## install: release binaries and their resources into $(PREFIX)/bin
+## install: release binaries, schema, job-script templates, man pages, completions, examples and
+## the systemd unit under $(PREFIX) (and $(DESTDIR)); README "Installing" says what follows
 install:
-	$(SWIFT) build -c release
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $$($(SWIFT) build -c release --show-bin-path)/ccat $$($(SWIFT) build -c release --show-bin-path)/ccat-runner $(DESTDIR)$(PREFIX)/bin/
-	cp -R $$($(SWIFT) build -c release --show-bin-path)/ccat-data-transfer_OpsDB.resources $(DESTDIR)$(PREFIX)/bin/
+	$(SWIFT) build -c release --product ccat
+	$(SWIFT) build -c release --product ccat-runner
+	$(SWIFT) build -c release --product generate-manual
+	scripts/install.sh $$($(SWIFT) build -c release --show-bin-path) $(PREFIX)
+
+## deb: ccat-data-transfer_<version>_amd64.deb in dist/, from the same install tree (Swift runtime
+## linked statically; scripts/make-deb.sh)
+deb:
+	@scripts/install-deps.sh package
+	scripts/make-deb.sh
 
 clean:
 	$(SWIFT) package clean

@@ -129,14 +129,16 @@ public struct Migrator: Sendable {
     }
 }
 
-/// Reads `Migrations/*.sql` from the OpsDB resource bundle. The bundle sits next to the executable
-/// (`make install` copies it there); in a build tree SwiftPM's own lookup finds it.
+/// Reads the shipped `Migrations/*.sql`: from `PREFIX/share/ccat/migrations` in an installation
+/// (`make install`, the Debian package), else from the OpsDB resource bundle next to the
+/// executable (a build tree, or an installation made before the share directory existed).
 func loadBundledMigrations() throws -> [Migration] {
-    let bundleName = "ccat-data-transfer_OpsDB.resources"
-    let beside = Bundle.main.bundleURL.appendingPathComponent(bundleName)
-    let bundle = Bundle(url: beside) ?? Bundle.module
-    guard let directory = bundle.url(forResource: "Migrations", withExtension: nil) else {
-        throw MigrationError(description: "the Migrations folder is missing from \(bundle.bundlePath); reinstall ccat with its resource bundle (\(bundleName))")
+    let candidates = [
+        Installation.shareDirectory.appendingPathComponent("migrations"),
+        Installation.executableDirectory.appendingPathComponent("ccat-data-transfer_OpsDB.resources/Migrations"),
+    ]
+    guard let directory = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+        throw MigrationError(description: "the schema migrations are missing (looked in \(candidates.map(\.path).joined(separator: " and "))); reinstall ccat ('make install' puts them in PREFIX/share/ccat/migrations)")
     }
     let files = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)
         .filter { $0.pathExtension == "sql" }

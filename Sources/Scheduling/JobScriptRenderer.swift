@@ -71,19 +71,22 @@ public struct JobScriptRenderer: Sendable {
         self.sources = sources
     }
 
-    /// Finds the built-in templates: `$CCAT_JOBSCRIPTS`, then `jobscripts/` next to the executable
-    /// (an installation), then the nearest `jobscripts/` above the executable (a build tree).
+    /// Finds the built-in templates: `$CCAT_JOBSCRIPTS`, then `PREFIX/share/ccat/jobscripts` of
+    /// the installation the executable belongs to, then the nearest `jobscripts/` above the
+    /// executable (a build tree: `.build/<triple>/<configuration>/ccat` below the checkout).
     public static func locateBuiltinDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
         if let explicit = environment["CCAT_JOBSCRIPTS"], !explicit.isEmpty { return explicit }
-        var directory = Bundle.main.bundleURL.standardizedFileURL
-        while true {
-            let candidate = directory.appendingPathComponent("jobscripts")
-            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("default.sh.mustache").path) { return candidate.path }
-            let parent = directory.deletingLastPathComponent()
-            if parent.path == directory.path { break }
-            directory = parent
+        var candidates = [Installation.shareDirectory.appendingPathComponent("jobscripts")]
+        var directory = Installation.executableDirectory.standardizedFileURL
+        while directory.path != "/" {
+            candidates.append(directory.appendingPathComponent("jobscripts"))
+            directory.deleteLastPathComponent()
         }
-        throw JobScriptError(description: "cannot find the job script templates (jobscripts/default.sh.mustache); set CCAT_JOBSCRIPTS or install them next to ccat")
+        let template = "default.sh.mustache"
+        guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0.appendingPathComponent(template).path) }) else {
+            throw JobScriptError(description: "cannot find the job script templates (\(template)) in \(candidates[0].path) or a jobscripts/ directory above \(Installation.executableDirectory.path); pass --jobscripts DIR, set CCAT_JOBSCRIPTS, or reinstall ccat ('make install' puts them in PREFIX/share/ccat/jobscripts)")
+        }
+        return found.path
     }
 
     public func templateName(for operation: OperationType) -> String {

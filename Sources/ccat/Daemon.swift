@@ -48,7 +48,7 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds between MONITORING checks of every location (default 300).")
     var monitoringInterval: Double?
 
-    @Option(name: .long, help: ArgumentHelp("Job script templates (default: $CCAT_JOBSCRIPTS, else share/ccat/jobscripts next to the executable, else the source tree's jobscripts/).", valueName: "dir"))
+    @Option(name: .long, help: ArgumentHelp("Job script templates (default: $CCAT_JOBSCRIPTS, else PREFIX/share/ccat/jobscripts of this installation, else the source tree's jobscripts/).", valueName: "dir"))
     var jobscripts: String?
 
     @Option(name: .long, help: "Seconds a stop (SIGTERM, SIGINT) waits for running cycles before cancelling them (default 30).")
@@ -97,23 +97,6 @@ struct Daemon: AsyncParsableCommand {
         return settings
     }
 
-    static func builtinJobscripts(_ explicit: String?) throws -> String {
-        if let explicit { return explicit }
-        if let directory = ProcessInfo.processInfo.environment["CCAT_JOBSCRIPTS"], !directory.isEmpty { return directory }
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        var candidates = [executable.appendingPathComponent("../share/ccat/jobscripts").standardized.path]
-        // A build tree: .build/<triple>/<config>/ccat -> the checkout's jobscripts/.
-        var directory = executable
-        for _ in 0..<4 {
-            directory = directory.deletingLastPathComponent()
-            candidates.append(directory.appendingPathComponent("jobscripts").path)
-        }
-        guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: "\($0)/default.sh.mustache") }) else {
-            throw ValidationError("no job script templates found (looked in \(candidates.joined(separator: ", "))); pass --jobscripts DIR or set CCAT_JOBSCRIPTS")
-        }
-        return found
-    }
-
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.daemon")
         let location = try options.locateDatabase()
@@ -126,10 +109,11 @@ struct Daemon: AsyncParsableCommand {
         }
         let setup = ExecutionSetup(configuration: configuration)
         let scheduler = try setup.makeScheduler(setup.scheduler, logger: logger)
-        let renderer = try JobScriptRenderer(builtinDirectory: try Self.builtinJobscripts(jobscripts),
+        let renderer = try JobScriptRenderer(builtinDirectory: try jobscripts ?? JobScriptRenderer.locateBuiltinDirectory(),
                                              overrideDirectory: configuration?.jobscriptOverrides)
-        let runner = configuration?.runner ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-            .deletingLastPathComponent().appendingPathComponent("ccat-runner").path
+        // The runner installed beside this executable (found from /proc/self/exe, so `ccat daemon`
+        // run through PATH or a symbolic link finds it too).
+        let runner = configuration?.runner ?? Installation.executableDirectory.appendingPathComponent("ccat-runner").path
         // A submission cut short (daemon killed during sbatch) is looked up by its token and
         // submitted again only after a grace period. The local scheduler's record is written
         // before the job starts, so its answer is final within seconds; slurmctld may take longer.
