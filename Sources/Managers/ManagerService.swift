@@ -101,12 +101,14 @@ public final class ManagerService: Service, @unchecked Sendable {
         // Leaving: the row says so, and closing the session releases the leader lock at once, so
         // a standby takes over without waiting for a timeout. The row is written even when a stop
         // that ran out of time cancelled this task (a cancelled task's statements are refused), in
-        // a task of its own, for at most `stopRecordLimit`: the service group ends the process
-        // with a crash once its cancellation bound (5 s) has passed.
+        // a task of its own. A graceful stop waits for it up to `stopRecordLimit` (a busy database
+        // is no reason to leave the row at RUNNING); once cancelled, at most
+        // `cancelledStopRecordLimit`: the service group ends the process with a crash once its
+        // cancellation bound (5 s) has passed.
         if let connection {
             let db = OpsDB(connection)
             let (name, instance) = (manager.name, instance)
-            let written = await Self.detached(within: Self.stopRecordLimit) {
+            let written = await Self.detached(within: Self.stopRecordLimit, cancelled: Self.cancelledStopRecordLimit) {
                 try await db.recordHeartbeat(service: name, instance: instance, status: "STOPPED", leader: false, details: nil)
             }
             switch written {
@@ -118,29 +120,69 @@ public final class ManagerService: Service, @unchecked Sendable {
             case nil:
                 // Still waiting on the database: closing would wait behind it. The session ends
                 // with the process.
-                logger.warning("could not record the stop in service_heartbeat within \(Self.stopRecordLimit)")
+                logger.warning("could not record the stop in service_heartbeat in time")
             }
         }
         logger.info("stopped")
     }
 
-    static let stopRecordLimit: Duration = .seconds(2)
+    static let stopRecordLimit: Duration = .seconds(15)
+    static let cancelledStopRecordLimit: Duration = .seconds(2)
 
     /// Runs `work` in a task of its own, which the caller's cancellation does not reach, and
-    /// waits at most `limit` for it: nil when the limit passed first (the work goes on unobserved).
-    static func detached<T: Sendable>(within limit: Duration, _ work: @escaping @Sendable () async throws -> T) async -> Result<T, any Error>? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>?, Never>) in
-            let resumed = Mutex(false)
-            let resume: @Sendable (Result<T, any Error>?) -> Void = { result in
-                if resumed.withLock({ done in defer { done = true }; return !done }) { continuation.resume(returning: result) }
+    /// waits for it at most `limit`, or `cancelled` from the moment the caller is cancelled
+    /// (already cancelled: from the start): nil when that passed first (the work goes on
+    /// unobserved).
+    static func detached<T: Sendable>(within limit: Duration, cancelled: Duration,
+                                      _ work: @escaping @Sendable () async throws -> T) async -> Result<T, any Error>? {
+        let outcome = ResumeOnce<Result<T, any Error>?>()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>?, Never>) in
+                outcome.attach(continuation)
+                Task {
+                    do { outcome.resume(.success(try await work())) } catch { outcome.resume(.failure(error)) }
+                }
+                Task {
+                    try? await Task.sleep(for: limit)
+                    outcome.resume(nil)
+                }
             }
+        } onCancel: {
             Task {
-                do { resume(.success(try await work())) } catch { resume(.failure(error)) }
-            }
-            Task {
-                try? await Task.sleep(for: limit)
-                resume(nil)
+                try? await Task.sleep(for: cancelled)
+                outcome.resume(nil)
             }
         }
+    }
+}
+
+/// A continuation resumed by whichever answer comes first; an answer that comes before the
+/// continuation is attached is kept for it.
+final class ResumeOnce<Value: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Value, Never>?
+        var early: Value?
+        var done = false
+    }
+    private let state = Mutex(State())
+
+    func attach(_ continuation: CheckedContinuation<Value, Never>) {
+        let early: Value? = state.withLock { state in
+            guard let value = state.early else { state.continuation = continuation; return nil }
+            state.early = nil
+            return value
+        }
+        if let early { continuation.resume(returning: early) }
+    }
+
+    func resume(_ value: Value) {
+        let waiting: CheckedContinuation<Value, Never>? = state.withLock { state in
+            guard !state.done else { return nil }
+            state.done = true
+            guard let continuation = state.continuation else { state.early = value; return nil }
+            state.continuation = nil
+            return continuation
+        }
+        waiting?.resume(returning: value)
     }
 }
