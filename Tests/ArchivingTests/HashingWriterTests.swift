@@ -85,13 +85,20 @@ struct HashingWriterTests {
         }
         let chunk = [UInt8](repeating: 1, count: 1024)
         for _ in 0..<4 { try chunk.withUnsafeBytes { try writer.write($0) } }
-        // The first chunk is held in the sink; cancel must not wait for the other three.
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) {
+        // The first chunk is held in the sink; cancel must not wait for the other three. The sink
+        // is let go only once cancel() has been called (and a moment more for it to take the
+        // writer's lock): released earlier, on a busy machine, it would write the queue before
+        // the cancel and prove nothing.
+        let cancelling = Counter()
+        DispatchQueue.global().async {
+            while cancelling.value == 0 { usleep(1000) }
+            usleep(500_000)
             gate.lock()
             _ = released.increment()
             gate.broadcast()
             gate.unlock()
         }
+        _ = cancelling.increment()
         writer.cancel()
         #expect(written.value <= 1)
     }

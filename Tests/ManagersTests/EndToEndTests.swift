@@ -37,11 +37,20 @@ struct EndToEndTests {
         #expect(run.stdout.contains("staged files match the instrument's checksums") && run.stdout.contains("released: "), "\(run.stdout.suffix(2000))")
 
         let conninfo = try #require(run.stdout.split(separator: "\n").first { $0.hasPrefix("database: ") }).dropFirst("database: ".count)
-        let json = try await runExecutable("ccat", ["status", "--json"], environment: ["CCAT_DATABASE_URL": String(conninfo)])
-        #expect(json.status == 0, "\(json.stderr)")
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        let status = try decoder.decode(Status.self, from: Data(json.stdout.utf8))
+        func currentStatus() async throws -> Status {
+            let json = try await runExecutable("ccat", ["status", "--json"], environment: ["CCAT_DATABASE_URL": String(conninfo)])
+            #expect(json.status == 0, "\(json.stderr)")
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            return try decoder.decode(Status.self, from: Data(json.stdout.utf8))
+        }
+        // The demo ends when the staged directory is gone; the runner records that cleanup as
+        // done in a transaction of its own a moment later.
+        var status = try await currentStatus()
+        _ = try await eventually(within: .seconds(60), every: .milliseconds(500)) {
+            status = try await currentStatus()
+            return status.operations.allSatisfy { $0.queue.hasSuffix("_monitoring") }
+        }
         #expect(status.files == 60)
         #expect(status.packages == 20 && status.packagesArchivedEverywhere == 20)
         // Each archive holds every package; every SOURCE and BUFFER copy existed and was deleted.

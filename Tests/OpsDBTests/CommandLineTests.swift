@@ -8,8 +8,9 @@ import TestSupport
 struct CommandLineTests {
     @Test func twoConcurrentMigrateProcessesBothSucceed() async throws {
         try await withTestDatabase { database, _ in
-            async let first = Task.detached { try runExecutable("ccat", ["db", "migrate", "--json", "--database", database.conninfo]) }.value
-            async let second = Task.detached { try runExecutable("ccat", ["db", "migrate", "--json", "--database", database.conninfo]) }.value
+            // Waited for off Swift's cooperative pool, whose two threads the other tests need.
+            async let first = offPool { try runExecutable("ccat", ["db", "migrate", "--json", "--database", database.conninfo]) }
+            async let second = offPool { try runExecutable("ccat", ["db", "migrate", "--json", "--database", database.conninfo]) }
             let results = try await [first, second]
             for result in results {
                 #expect(result.status == 0, "ccat db migrate failed: \(result.stderr)")
@@ -43,11 +44,11 @@ struct CommandLineTests {
 
     @Test func pendingMigrationsAreReportedAndStopTheRunner() async throws {
         try await withTestDatabase { database, _ in
-            let status = try runExecutable("ccat", ["db", "status", "--database", database.conninfo])
+            let status = try await runExecutable("ccat", ["db", "status", "--database", database.conninfo])
             #expect(status.status == 0)
             #expect(status.stdout.contains("pending migration"))
             #expect(status.stdout.contains("from:      the --database option"))
-            let check = try runExecutable("ccat-runner", ["check", "--database", database.conninfo])
+            let check = try await runExecutable("ccat-runner", ["check", "--database", database.conninfo])
             #expect(check.status == 3)
         }
     }
@@ -78,7 +79,7 @@ struct CommandLineTests {
             let body = "[ccat_ops]\n" + options.map { "\($0.keyword)=\($0.value)" }.joined(separator: "\n") + "\n"
             try body.write(to: serviceFile, atomically: true, encoding: .utf8)
             defer { try? FileManager.default.removeItem(at: serviceFile) }
-            let result = try runExecutable("ccat", ["db", "status", "--json"],
+            let result = try await runExecutable("ccat", ["db", "status", "--json"],
                                            environment: ["PGSERVICEFILE": serviceFile.path, "PGSERVICE": "ccat_ops"])
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stdout.contains("\"source\" : \"libpq-environment\""))

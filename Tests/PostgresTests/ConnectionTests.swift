@@ -177,14 +177,11 @@ struct ConnectionTests {
     func waitUntilActive(_ database: TestDatabase, _ statement: String) async throws -> Bool {
         let watcher = try await database.connect(applicationName: "cancel watcher")
         defer { Task { await watcher.close() } }
-        for _ in 0..<200 {
-            let running = try await watcher.query("""
+        return try await eventually(within: .seconds(60), every: .milliseconds(50)) {
+            try await watcher.query("""
                 SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = \(statement) AND state = 'active' AND datname = current_database()
                 """).first?["n", as: Int.self] == 1
-            if running { return true }
-            try await Task.sleep(for: .milliseconds(50))
         }
-        return false
     }
 
     @Test func cancellingTheTaskCancelsTheStatement() async throws {
@@ -235,12 +232,16 @@ struct ConnectionTests {
     /// a cancel request that reaches it before it starts the statement), or while it runs. Each
     /// must end the call with an error; a lost cancel would let pg_sleep(30) succeed.
     @Test func aCancelAtAnyMomentEndsTheCall() async throws {
-        try await withTestDatabase { _, db in
+        try await withTestDatabase { database, db in
             var outcomes: [String: Int] = [:]
             for attempt in 0..<30 {
                 let task = Task { try await db.query("SELECT pg_sleep(30)") }
-                // From at once to 5.6 ms later, and a last one a second later, surely on the server.
-                if attempt > 0 { try await Task.sleep(for: .microseconds(attempt == 29 ? 1_000_000 : attempt * 200)) }
+                // From at once to 5.6 ms later, and a last one once the server runs it.
+                if attempt == 29 {
+                    #expect(try await waitUntilActive(database, "SELECT pg_sleep(30)"), "the statement never started on the server")
+                } else if attempt > 0 {
+                    try await Task.sleep(for: .microseconds(attempt * 200))
+                }
                 task.cancel()
                 do {
                     _ = try await task.value

@@ -63,7 +63,7 @@ struct PackagingFixture {
                     written += chunk.count
                 }
                 try handle.close()
-                let sum = try runProcess("/usr/bin/sha256sum", ["-b", url.path]).stdout.drop { $0 == "\\" }.prefix(64)
+                let sum = try await offPool { try runProcess("/usr/bin/sha256sum", ["-b", url.path]) }.stdout.drop { $0 == "\\" }.prefix(64)
                 let registered = corrupt && index == 1 ? String(repeating: "a", count: 64) : String(sum)
                 let file = try await db.registerRawDataFile(NewRawDataFile(relativePath: name, sizeBytes: Int64(size), checksum: registered,
                                                                            executedObsUnitID: observation.id, sourceLocationID: source.id)).file
@@ -93,7 +93,8 @@ struct PackagingFixture {
     func expectPackaged() async throws {
         let package = try #require(try await db.rawDataPackage(id: self.package.id))
         #expect(package.status == .completed)
-        let sum = try runProcess("/usr/bin/sha256sum", ["-b", archivePath]).stdout.prefix(64)
+        let archive = archivePath
+        let sum = try await offPool { try runProcess("/usr/bin/sha256sum", ["-b", archive]) }.stdout.prefix(64)
         #expect(package.checksum == String(sum))
         let manifest = try JSONSerialization.jsonObject(with: Data((package.manifest ?? "[]").utf8)) as? [[String: Any]] ?? []
         #expect(manifest.compactMap { $0["sha256"] as? String } == files.sorted { $0.path < $1.path }.map(\.sha256))
@@ -103,7 +104,7 @@ struct PackagingFixture {
         #expect(copies.first?.verifiedAt != nil)
         let extracted = work.appendingPathComponent("gnu-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: extracted, withIntermediateDirectories: true)
-        #expect(try runProcess("/usr/bin/tar", ["-xf", archivePath, "-C", extracted.path]).status == 0)
+        #expect(try await offPool { try runProcess("/usr/bin/tar", ["-xf", archive, "-C", extracted.path]) }.status == 0)
         for file in files {
             #expect(FileManager.default.contentsEqual(atPath: extracted.appendingPathComponent(file.path).path,
                                                       andPath: sourceRoot.appendingPathComponent(file.path).path), "\(file.path)")

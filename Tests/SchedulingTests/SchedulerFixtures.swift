@@ -50,8 +50,18 @@ func waitForState(_ scheduler: any BatchScheduler, _ job: SubmittedJob, limit: D
                   _ accept: (BatchJobState) -> Bool) async throws -> SchedulerJobStatus? {
     let deadline = ContinuousClock.now + limit
     while ContinuousClock.now < deadline {
-        if let status = try await scheduler.statuses(of: [job])[job.jobID], accept(status.state) { return status }
+        do {
+            if let status = try await scheduler.statuses(of: [job])[job.jobID], accept(status.state) { return status }
+        } catch let error where isSchedulerCommandError(error) {
+            // One failed query (a busy slurmdbd) is not the answer; the next one may be.
+        }
         try await Task.sleep(for: .milliseconds(500))
     }
     return nil
+}
+
+/// An error of a scheduler command itself (sacct or squeue timing out, or exiting non-zero while
+/// the controller or slurmdbd is busy): what the daemon's next cycle tries again.
+func isSchedulerCommandError(_ error: any Error) -> Bool {
+    error is SlurmOutputError || error is CommandRunError
 }

@@ -99,16 +99,19 @@ struct SchedulerTests {
 @Suite("Local scheduler: polls that come late")
 struct LocalSchedulerLatePollTests {
     /// Submits a one-minute job with a warning (USR2) `margin` seconds before its limit and
-    /// returns once it runs and its pid is known. `trap` runs on the warning; `$pid` is the sleep.
+    /// returns once it runs, its pid is known and its trap is set (a warning sent before the
+    /// script's bash has read its `trap` line would kill it, which says nothing about the
+    /// scheduler). `trap` runs on the warning; `$pid` is the sleep.
     static func running(_ name: String, margin: Int = 10, trap: String) async throws -> (LocalScheduler, SubmittedJob, URL) {
         let work = try makeWorkDirectory(name)
         let scheduler = try LocalScheduler(stateDirectory: work.appendingPathComponent("local-scheduler").path, killWait: .seconds(2))
-        let body = "trap '\(trap)' USR2; sleep 600 & pid=$!; while kill -0 $pid 2>/dev/null; do wait $pid; done"
+        let body = "trap '\(trap)' USR2; echo trap set; sleep 600 & pid=$!; while kill -0 $pid 2>/dev/null; do wait $pid; done"
         let script = try writeJobScript(in: work, name: name, timeLimitMinutes: 1, signalMarginSeconds: margin, body: body)
         let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
-        let started = try await eventually(within: .seconds(60), every: .milliseconds(50)) {
+        let started = try await eventually(within: .seconds(120), every: .milliseconds(50)) {
             try await scheduler.poll()
             return try await scheduler.allRecords().first(where: { String($0.id) == job.jobID })?.scriptPid != nil
+                && output(work, name).contains("trap set")
         }
         try #require(started, "the job never started")
         return (scheduler, job, work)
