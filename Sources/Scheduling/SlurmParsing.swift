@@ -143,3 +143,11 @@ extension JobEndDisposition {
         }
     }
 }
+
+extension SchedulerJobStatus {
+    /// FAILED, yet with exit code 0 and no signal: a record the accounting database has not
+    /// finished writing (a failed job has one or the other).
+    var isUnsettledFailure: Bool {
+        state == .failed && (exitCode ?? 0) == 0 && (signal ?? 0) == 0
+    }
+}

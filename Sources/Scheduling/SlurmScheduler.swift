@@ -70,11 +70,24 @@ public struct SlurmScheduler: BatchScheduler {
         let clusters = Set(jobs.compactMap(\.cluster)).sorted()
         var clusterArguments: [String] = []
         if !clusters.isEmpty { clusterArguments = ["-M", clusters.joined(separator: ",")] }
-        let statuses: [SchedulerJobStatus]
+        var statuses: [SchedulerJobStatus]
         if accounting {
-            let result = try await command("sacct", ["-n", "-P", "-X", "-j", ids, "-o", Self.sacctFormat] + clusterArguments)
-            guard result.succeeded else { throw SlurmOutputError(command: "sacct", output: result.stderr, problem: "exit status \(result.exitStatus)") }
-            statuses = try SlurmParsing.parseSacct(Self.droppingClusterHeaders(result.stdout))
+            func sacct(_ ids: String) async throws -> [SchedulerJobStatus] {
+                let result = try await command("sacct", ["-n", "-P", "-X", "-j", ids, "-o", Self.sacctFormat] + clusterArguments)
+                guard result.succeeded else { throw SlurmOutputError(command: "sacct", output: result.stderr, problem: "exit status \(result.exitStatus)") }
+                return try SlurmParsing.parseSacct(Self.droppingClusterHeaders(result.stdout))
+            }
+            statuses = try await sacct(ids)
+            // slurmdbd can show a job that ended within a second as FAILED before it has its exit
+            // code (seen on a loaded node: FAILED 0:0, then 3:0). FAILED with neither exit code nor
+            // signal is such a half-written record: ask again, twice at most, before taking it.
+            for delay in [Duration.seconds(2), .seconds(5)] {
+                let unsettled = statuses.filter(\.isUnsettledFailure).map(\.jobID)
+                guard !unsettled.isEmpty else { break }
+                try await Task.sleep(for: delay)
+                let again = Dictionary(try await sacct(Set(unsettled).sorted().joined(separator: ",")).map { ($0.jobID, $0) }) { $1 }
+                statuses = statuses.map { again[$0.jobID] ?? $0 }
+            }
         } else {
             let result = try await command("squeue", ["-h", "--me", "--states=all", "-o", Self.fields] + clusterArguments)
             guard result.succeeded else { throw SlurmOutputError(command: "squeue", output: result.stderr, problem: "exit status \(result.exitStatus)") }

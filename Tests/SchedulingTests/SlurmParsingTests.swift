@@ -1,3 +1,4 @@
+import Foundation
 import OpsDB
 import Testing
 @testable import Scheduling
@@ -52,5 +53,43 @@ struct SlurmParsingTests {
         #expect(accounting[2].signal == 15 && accounting[2].node == nil && accounting[2].submitToken == "cccc")
         #expect(throws: SlurmOutputError.self) { try SlurmParsing.parseSacct("101|COMPLETED") }
         #expect(throws: SlurmOutputError.self) { try SlurmParsing.parseSqueue("101|WEIRD_STATE|vm|None|") }
+    }
+}
+
+/// Replays recorded `sacct` answers in order (the last one repeats), and counts the calls.
+final class RecordedSacct: CommandRunner, @unchecked Sendable {
+    private let lock = NSLock()
+    private var answers: [String]
+    private(set) var calls: [[String]] = []
+    init(_ answers: [String]) { self.answers = answers }
+    func run(_ executable: String, _ arguments: [String], environment: [String: String]?, timeout: Duration) async throws -> CommandResult {
+        lock.withLock {
+            calls.append([executable] + arguments)
+            let answer = answers.count > 1 ? answers.removeFirst() : answers[0]
+            return CommandResult(exitStatus: 0, signal: nil, stdout: answer, stderr: "")
+        }
+    }
+}
+
+@Suite("Slurm accounting records not yet complete (pure logic)")
+struct UnsettledSacctTests {
+    /// slurmdbd on a loaded node showed a job that failed within a second as FAILED 0:0 before its
+    /// exit code 3 arrived: the status is asked again before it is taken.
+    @Test func aFailureWithoutExitCodeIsAskedAgain() async throws {
+        let sacct = RecordedSacct(["51|FAILED|0:0|vm|ccat-submit-token=t\n52|COMPLETED|0:0|vm|\n", "51|FAILED|3:0|vm|ccat-submit-token=t\n"])
+        let slurm = SlurmScheduler(runner: sacct)
+        let statuses = try await slurm.statuses(of: [SubmittedJob(jobID: "51", cluster: nil), SubmittedJob(jobID: "52", cluster: nil)])
+        #expect(statuses["51"]?.exitCode == 3)
+        #expect(statuses["52"]?.state == .completed)
+        #expect(sacct.calls.count == 2)
+        #expect(sacct.calls.last?.contains("51") == true && sacct.calls.last?.contains("51,52") == false)
+    }
+
+    /// A record that stays so is taken after two more questions: the tracker is never held up.
+    @Test func aLastingFailureWithoutExitCodeIsTakenAsItIs() async throws {
+        let sacct = RecordedSacct(["7|FAILED|0:0|vm|\n"])
+        let statuses = try await SlurmScheduler(runner: sacct).statuses(of: [SubmittedJob(jobID: "7", cluster: nil)])
+        #expect(statuses["7"]?.state == .failed)
+        #expect(sacct.calls.count == 3)
     }
 }
