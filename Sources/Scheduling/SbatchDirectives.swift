@@ -36,14 +36,14 @@ public struct SbatchDirectives: Sendable {
         if let value = profile.cluster { options.append(("clusters", value)) }
         for (name, value) in options {
             guard let value else { continue }
-            if value.isEmpty || value.contains(where: { $0.isWhitespace || $0 == "\"" || $0 == "'" || $0 == "\\" || ($0.asciiValue.map { $0 < 32 || $0 == 127 } ?? false) }) {
-                throw JobScriptError(description: "the --\(name) value '\(value.debugDescription.dropFirst().dropLast())' for queue \(queue) contains spaces, quotes or control characters, which an #SBATCH line cannot carry; change it in the topology or configuration")
+            if let problem = SbatchRules.valueProblem(value) {
+                throw JobScriptError(description: "the --\(name) value '\(value.debugDescription.dropFirst().dropLast())' for queue \(queue) \(problem); change it in the topology or configuration")
             }
         }
         var directives = SbatchDirectives(options: options)
         for extra in profile.extra {
-            guard extra.hasPrefix("--"), !extra.hasPrefix("--wrap"), !extra.contains(where: { $0.isNewline || ($0.asciiValue.map { $0 < 32 } ?? false) }) else {
-                throw JobScriptError(description: "extra sbatch option '\(extra)' for queue \(queue) must be one long option on one line (and not --wrap)")
+            if let problem = SbatchRules.extraProblem(extra) {
+                throw JobScriptError(description: "extra sbatch option '\(extra.debugDescription.dropFirst().dropLast())' for queue \(queue) \(problem)")
             }
             let body = extra.dropFirst(2)
             if let equals = body.firstIndex(of: "=") {

@@ -46,3 +46,42 @@ extension BatchProfile {
         return value.multipliedReportingOverflow(by: defaultUnit).overflow ? nil : value * defaultUnit
     }
 }
+
+/// What an `#SBATCH` line can carry. `ccat topology apply` and the job-script renderer use the same
+/// rules, so a profile the topology accepts never fails at submission.
+public enum SbatchRules {
+    /// Options the renderer writes itself from the queue's profile and the job; `extra` may not set
+    /// them again (sbatch takes the last of two, so `--comment` in `extra` would replace the submit
+    /// token an ambiguous submission is found by, and `--output` would move the job's log).
+    public static let ownedOptions: Set<String> = [
+        "job-name", "output", "error", "comment", "signal", "requeue", "no-requeue", "open-mode",
+        "partition", "account", "qos", "time", "cpus-per-task", "mem", "constraint", "nodelist",
+        "clusters", "cluster",
+    ]
+
+    /// Why `value` cannot be an option's value on an `#SBATCH` line, or nil.
+    public static func valueProblem(_ value: String) -> String? {
+        if value.isEmpty { return "is empty" }
+        if value.contains(where: { $0.isWhitespace || $0 == "\"" || $0 == "'" || $0 == "\\" || ($0.asciiValue.map { $0 < 32 || $0 == 127 } ?? false) }) {
+            return "contains spaces, quotes or control characters, which an #SBATCH line cannot carry"
+        }
+        return nil
+    }
+
+    /// Why `option` (an `extra` entry such as `--gres=gpu:1`) cannot be added to a job, or nil.
+    public static func extraProblem(_ option: String) -> String? {
+        guard option.hasPrefix("--"), option.count > 2 else { return "must be one sbatch long option, starting with '--'" }
+        let body = option.dropFirst(2)
+        let name = String(body.prefix { $0 != "=" })
+        guard name.wholeMatch(of: /[a-z][a-z0-9-]*/) != nil else { return "'--\(name)' is not an sbatch long option name" }
+        if "wrap".hasPrefix(name) { return "would replace the job script with a command" }
+        // sbatch, like getopt_long, takes an unambiguous abbreviation for the whole name.
+        if let owned = ownedOptions.sorted().first(where: { $0.hasPrefix(name) }) {
+            return "sets --\(owned), which ccat writes itself from the profile and the job (use the profile's own keys: partition, account, qos, time_limit, cpus, memory, constraint, nodelist, cluster)"
+        }
+        if let equals = body.firstIndex(of: "=") {
+            if let problem = valueProblem(String(body[body.index(after: equals)...])) { return "its value \(problem)" }
+        }
+        return nil
+    }
+}

@@ -66,10 +66,11 @@ public enum TopologyParser {
         }
         var sites: [SiteSpec] = []
         var seenSites: [String: Int] = [:]
+        var placed: [PlacedLocation] = []
         if let list = top.sequence("sites", required: true) {
             for (index, node) in list.enumerated() {
                 let path = "sites[\(index)]"
-                guard let site = parseSite(node, path: path, defaults: defaults, collector: collector) else { continue }
+                guard let site = parseSite(node, path: path, defaults: defaults, collector: collector, placed: &placed) else { continue }
                 if let first = seenSites[site.shortName] {
                     collector.add(node, "\(path).short_name", "duplicate site short name '\(site.shortName)' (first declared on line \(first)); short names must be unique")
                 } else {
@@ -78,6 +79,7 @@ public enum TopologyParser {
                 sites.append(site)
             }
         }
+        checkOverlaps(placed, collector: collector)
         if let requiredArchiveSites {
             let archiveSites = sites.filter { $0.locations.contains { $0.type == .longTermArchive && $0.active } }.count
             if requiredArchiveSites > archiveSites {
@@ -92,7 +94,31 @@ public enum TopologyParser {
         name.wholeMatch(of: /^[a-z][a-z0-9_]*$/) != nil
     }
 
-    private static func parseSite(_ node: Node, path: String, defaults: BatchProfile, collector: IssueCollector) -> SiteSpec? {
+    /// A parsed location with where it was declared, for checks across locations.
+    struct PlacedLocation {
+        var site: String
+        var spec: LocationSpec
+        var node: Node
+        var path: String
+        var name: String { "\(site):\(spec.name)" }
+        var storageNode: Node { node.mapping?["storage"] ?? node }
+    }
+
+    /// No two locations may share storage (StorageOverlap says why); each clash names both.
+    static func checkOverlaps(_ placed: [PlacedLocation], collector: IssueCollector) {
+        for (index, later) in placed.enumerated() {
+            for earlier in placed[..<index] {
+                let a = StorageOverlap.Place(site: earlier.site, storage: earlier.spec.storage, host: earlier.spec.sshHost)
+                let b = StorageOverlap.Place(site: later.site, storage: later.spec.storage, host: later.spec.sshHost)
+                guard let how = StorageOverlap.overlap(a, b) else { continue }
+                collector.add(later.storageNode, "\(later.path).storage",
+                              "'\(later.name)' and '\(earlier.name)' (line \(earlier.storageNode.mark?.line ?? 0), \(earlier.path)) share storage: \(how). Cleaning one would delete the other's files; give every location a root of its own, neither inside the other")
+            }
+        }
+    }
+
+    private static func parseSite(_ node: Node, path: String, defaults: BatchProfile, collector: IssueCollector,
+                                  placed: inout [PlacedLocation]) -> SiteSpec? {
         guard let fields = Fields(node, path: path, collector: collector) else { return nil }
         fields.allow(["short_name", "name", "location", "locations"])
         let shortName = fields.string("short_name", required: true)
@@ -102,10 +128,12 @@ public enum TopologyParser {
         let name = fields.string("name", required: true)
         let location = fields.string("location")
         var locations: [LocationSpec] = []
+        var declared: [(spec: LocationSpec, node: Node, path: String)] = []
         var seen: [String: Int] = [:]
         for (index, locationNode) in (fields.sequence("locations") ?? []).enumerated() {
             let locationPath = "\(path).locations[\(index)]"
             guard let spec = parseLocation(locationNode, path: locationPath, defaults: defaults, collector: collector) else { continue }
+            declared.append((spec, locationNode, locationPath))
             if let first = seen[spec.name] {
                 collector.add(locationNode, "\(locationPath).name", "duplicate location name '\(spec.name)' at site '\(shortName ?? "?")' (first declared on line \(first))")
             } else {
@@ -118,6 +146,7 @@ public enum TopologyParser {
             locations.append(spec)
         }
         guard let shortName, let name else { return nil }
+        placed += declared.map { PlacedLocation(site: shortName, spec: $0.spec, node: $0.node, path: $0.path) }
         return SiteSpec(shortName: shortName, name: name, location: location, locations: locations)
     }
 
@@ -276,10 +305,12 @@ public enum TopologyParser {
         var operations: [OperationType: (BatchProfile, Node)] = [:]
         guard let fields = Fields(node, path: path, collector: collector) else { return (profile, operations) }
         fields.allow(profileKeys + (allowOperations ? ["operations"] : []))
+        // The job-script renderer's own rules (SbatchRules): what passes here is never refused at
+        // submission.
         func word(_ key: String) -> String? {
             guard let value = fields.string(key) else { return nil }
-            if value.isEmpty || value.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 32 } == true }) {
-                collector.add(fields[key], "\(path).\(key)", "must be a single word without spaces, got '\(value)'")
+            if let problem = SbatchRules.valueProblem(value) {
+                collector.add(fields[key], "\(path).\(key)", "'\(value.debugDescription.dropFirst().dropLast())' \(problem)")
                 return nil
             }
             return value
@@ -289,13 +320,7 @@ public enum TopologyParser {
         profile.qos = word("qos")
         profile.cluster = word("cluster")
         profile.nodelist = word("nodelist")
-        if let constraint = fields.string("constraint") {
-            if constraint.contains(where: { $0.isNewline }) {
-                collector.add(fields["constraint"], "\(path).constraint", "must be on one line")
-            } else {
-                profile.constraint = constraint
-            }
-        }
+        profile.constraint = word("constraint")
         if let raw = fields.scalarText("time_limit") {
             profile.timeLimitMinutes = BatchProfile.parseTimeLimit(raw)
             if profile.timeLimitMinutes == nil {
@@ -318,8 +343,8 @@ public enum TopologyParser {
                 collector.add(item, itemPath, "must be a string like '--gres=none'")
                 continue
             }
-            if !text.hasPrefix("--") || text.contains(where: { $0.isNewline }) || text.hasPrefix("--wrap") {
-                collector.add(item, itemPath, "'\(text)' must be one sbatch long option on one line, starting with '--' (and not --wrap)")
+            if let problem = SbatchRules.extraProblem(text) {
+                collector.add(item, itemPath, "'\(text.debugDescription.dropFirst().dropLast())' \(problem)")
             } else {
                 profile.extra.append(text)
             }

@@ -86,6 +86,27 @@ struct JobScriptTests {
         }
     }
 
+    /// `extra` cannot set what the renderer sets: sbatch takes the last of two lines, so a second
+    /// --comment would replace the submit token, and abbreviations count as the option.
+    @Test func extraCannotReplaceTheOptionsTheRendererOwns() throws {
+        for owned in ["--comment=mine", "--comm=mine", "--output=/tmp/elsewhere", "--job-name=x", "--signal=B:USR1@1",
+                      "--time=1", "--no-requeue", "--clusters=other", "--cluster=other", "--mem=1"] {
+            let error = #expect(throws: JobScriptError.self, "\(owned)") {
+                try SbatchDirectives.make(queue: "q", profile: BatchProfile(extra: [owned]), stdoutPath: "/o", stderrPath: "/e",
+                                          submitToken: "t", signalMarginSeconds: 60)
+            }
+            #expect(error?.description.contains("which ccat writes itself") == true, "\(owned): \(error?.description ?? "")")
+        }
+        #expect(throws: JobScriptError.self) {
+            try SbatchDirectives.make(queue: "q", profile: BatchProfile(extra: ["--wrap=id"]), stdoutPath: "/o", stderrPath: "/e",
+                                      submitToken: "t", signalMarginSeconds: 60)
+        }
+        let directives = try SbatchDirectives.make(queue: "q", profile: BatchProfile(extra: ["--gres=gpu:1", "--exclusive", "--mail-type=FAIL"]),
+                                                   stdoutPath: "/o", stderrPath: "/e", submitToken: "t", signalMarginSeconds: 60)
+        #expect(directives.lines.components(separatedBy: "--comment=").count == 2)
+        #expect(directives.lines.contains("#SBATCH --gres=gpu:1\n#SBATCH --exclusive\n#SBATCH --mail-type=FAIL"))
+    }
+
     @Test func overrideDirectoryReplacesTemplatesByName() throws {
         let overrides = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-overrides-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: overrides, withIntermediateDirectories: true)

@@ -36,6 +36,16 @@ struct TopologyValidationTests {
          "sites[2].locations[1].storage.disk.host", "expected an ssh destination", 99),
         ("quota that is not a size", "quota_per_user: 20TB", "quota_per_user: lots", "sites[1].locations[4].staging.quota_per_user",
          "'lots' is not a size", 82),
+        // Batch values the job-script renderer would refuse at every submission.
+        ("extra option the renderer owns", "constraint: buffer", "constraint: buffer\n          extra: [\"--comment=mine\"]",
+         "sites[0].locations[2].batch.extra[0]", "sets --comment, which ccat writes itself", 43),
+        ("constraint with spaces", "constraint: buffer", "constraint: \"fast disk\"", "sites[0].locations[2].batch.constraint",
+         "contains spaces, quotes or control characters", 42),
+        // An archive in the buffer's directory: cleaning the buffer would delete the archive.
+        ("archive root equal to the buffer's", "root: /archive/ccat}", "root: /data/us/buffer/}", "sites[2].locations[1].storage",
+         "'us:long_term_archive' and 'us:buffer' (line 96, sites[2].locations[0]) share storage: the same directory /data/us/buffer", 99),
+        ("root nested in another location's", "root: /data/cologne/buffer_backup}", "root: /data/cologne//buffer/./backup}",
+         "sites[1].locations[2].storage", "share storage: /data/cologne/buffer/backup lies inside /data/cologne/buffer", 65),
     ]
 
     @Test(arguments: 0..<broken.count)
@@ -50,6 +60,29 @@ struct TopologyValidationTests {
         #expect(issue.file == "topology.yaml")
         #expect(issue.line == case_.line, "\(case_.name): reported on line \(issue.line.map(String.init) ?? "none")")
         #expect(error?.description.contains("topology.yaml:\(issue.line ?? 0): \(case_.field): ") == true)
+    }
+
+    /// Where two roots may and may not coincide.
+    @Test func storageOverlapRules() {
+        typealias Place = StorageOverlap.Place
+        func s3(_ endpoint: String, _ bucket: String, _ prefix: String, site: String = "cologne") -> Place {
+            Place(site: site, storage: .s3(endpointURL: endpoint, bucket: bucket, region: "us-east-1", prefix: prefix, credentialsSource: "env:S3", pathStyle: true), host: nil)
+        }
+        func disk(_ root: String, site: String, host: String? = nil) -> Place { Place(site: site, storage: .disk(rootPath: root), host: host) }
+        // One site: equal or nested after normalisation, never siblings.
+        #expect(StorageOverlap.overlap(disk("/data/a", site: "x"), disk("/data/a/", site: "x")) == "the same directory /data/a")
+        #expect(StorageOverlap.overlap(disk("/data", site: "x"), disk("/data/./a", site: "x")) == "/data/a lies inside /data")
+        #expect(StorageOverlap.overlap(disk("/data/a", site: "x"), disk("/data/ab", site: "x")) == nil)
+        // Different sites are different machines, unless they name the same host.
+        #expect(StorageOverlap.overlap(disk("/data/buffer", site: "x"), disk("/data/buffer", site: "y")) == nil)
+        #expect(StorageOverlap.overlap(disk("/data/buffer", site: "x", host: "dtn.example"), disk("/data/buffer/in", site: "y", host: "DTN.example")) != nil)
+        #expect(StorageOverlap.overlap(disk("/data/buffer", site: "x", host: "dtn.example"), disk("/data/buffer", site: "x")) == nil)
+        // S3: one endpoint and bucket, prefixes nested at '/' boundaries; any site.
+        #expect(StorageOverlap.overlap(s3("https://s3.example/", "b", "raw/"), s3("https://S3.example:443", "b", "raw", site: "us")) == "the same bucket prefix s3://b/raw")
+        #expect(StorageOverlap.overlap(s3("https://s3.example", "b", ""), s3("https://s3.example", "b", "raw/x")) == "s3://b/raw/x lies inside s3://b/")
+        #expect(StorageOverlap.overlap(s3("https://s3.example", "b", "raw"), s3("https://s3.example", "b", "raw2")) == nil)
+        #expect(StorageOverlap.overlap(s3("https://s3.example", "b", "raw"), s3("https://s3.example", "c", "raw")) == nil)
+        #expect(StorageOverlap.overlap(s3("https://s3.example", "b", "raw"), disk("/raw", site: "cologne")) == nil)
     }
 
     @Test func exampleParses() throws {
@@ -166,8 +199,8 @@ struct TopologyApplyTests {
             let source = try #require(try await db.location(siteShortName: "ccat", name: "chai_raw_data"))
             let observation = try await db.upsertObservation(obsID: "obs-1")
             let file = try await db.registerRawDataFile(NewRawDataFile(
-                relativePath: "a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64), executedObsUnitID: observation.id, sourceLocationID: source.id)).file
-            _ = try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: buffer.id, relativePath: "a.fits", sizeBytes: 1, checksum: nil, verified: false)
+                relativePath: "obs/a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64), executedObsUnitID: observation.id, sourceLocationID: source.id)).file
+            _ = try await db.insertPhysicalCopy(of: .rawDataFile(file.id), at: buffer.id, relativePath: "obs/a.fits", sizeBytes: 1, checksum: nil, verified: false)
 
             var text = try exampleTopology(replacing: "      - name: buffer\n        type: BUFFER\n        storage: {disk: {root: /data/us/buffer}}\n", with: "")
             text = text.replacingOccurrences(of: "      - name: buffer_backup\n        type: BUFFER\n        priority: 3\n        active: false\n        description: spare buffer, enabled during maintenance of the others\n        storage: {disk: {root: /data/cologne/buffer_backup}}\n", with: "")
@@ -184,7 +217,7 @@ struct TopologyApplyTests {
             let source = try #require(try await db.location(siteShortName: "ccat", name: "primecam_raw_data"))
             let observation = try await db.upsertObservation(obsID: "obs-1")
             let file = try await db.registerRawDataFile(NewRawDataFile(
-                relativePath: "a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64), executedObsUnitID: observation.id, sourceLocationID: source.id)).file
+                relativePath: "obs/a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64), executedObsUnitID: observation.id, sourceLocationID: source.id)).file
             // Registration recorded the file's copy at the source: the location holds data.
             #expect(try await db.physicalCopies(of: .rawDataFile(file.id)).map(\.dataLocationID) == [source.id])
             let before = try await topologySnapshot(db)
