@@ -2,6 +2,7 @@ import Archiving
 import ArgumentParser
 import CCatCLI
 import Foundation
+import Logging
 import OpsDB
 import Postgres
 
@@ -43,9 +44,54 @@ struct RegisterOutcome: Encodable {
     var created: Bool
 }
 
+/// The names of one registration, checked against RegistrationRules before anything is written.
+func checkRegistration(path: String, obsID: String, instrument: String?) throws {
+    try RegistrationRules.checkRelativePath(path)
+    try RegistrationRules.checkObservationID(obsID)
+    if let instrument { try RegistrationRules.checkInstrument(instrument) }
+}
+
+/// A registered file that is not what packaging will find: missing, a link, or another size.
+struct RegisteredFileProblem: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Where the SOURCE root is visible on this host, the file must be there as registered: a regular
+/// file (no symbolic link at any component, which packaging would refuse or, worse, follow out of
+/// the root), of the registered size. Returns false when the root is not visible here (the DAQ
+/// registers from another host): packaging checks the file then.
+@discardableResult
+func checkRegisteredFile(root: String, path: String, size: Int64, location: String) throws -> Bool {
+    var info = stat()
+    guard lstat(root, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
+    var current = root
+    let components = path.split(separator: "/")
+    for (index, component) in components.enumerated() {
+        current += "/" + component
+        guard lstat(current, &info) == 0 else {
+            throw RegisteredFileProblem(description: "\(path) does not exist under \(root), the root of \(location) (\(String(cString: strerror(errno)))); register a file once it is written")
+        }
+        let type = info.st_mode & S_IFMT
+        if type == S_IFLNK {
+            throw RegisteredFileProblem(description: "\(current) is a symbolic link; files under a location's root are never read through links: register the file itself, inside the root")
+        }
+        if index < components.count - 1, type != S_IFDIR {
+            throw RegisteredFileProblem(description: "\(current) is not a directory")
+        }
+        if index == components.count - 1, type != S_IFREG {
+            throw RegisteredFileProblem(description: "\(current) is not a regular file")
+        }
+    }
+    guard Int64(info.st_size) == size else {
+        throw RegisteredFileProblem(description: "\(path) has \(info.st_size) bytes under \(root), not the \(size) registered; register it once it is completely written")
+    }
+    return true
+}
+
 /// Registers one file; an existing registration with another checksum is an error, not an update.
 func register(_ db: OpsDB, path: String, size: Int64, sha256: String, obsID: String, instrument: String?,
               at source: DataLocation, verified: Bool) async throws -> RegisterOutcome {
+    try checkRegistration(path: path, obsID: obsID, instrument: instrument)
     let observation = try await db.upsertObservation(obsID: obsID)
     var module: Int64?
     if let instrument {
@@ -118,21 +164,44 @@ struct FilesRegister: AsyncParsableCommand {
                     throw ValidationError("cannot read \(batch): \(error.localizedDescription)")
                 }
             }
-            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+            // Lines end in LF or CRLF (a file written on Windows); Swift counts "\r\n" as one
+            // Character, so split on the scalars.
+            let rows = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
+                .map { String(String.UnicodeScalarView($0)) }.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+            for (number, line) in rows.enumerated() where !line.isEmpty {
                 let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
                 guard fields.count == 4 || fields.count == 5, let size = Int64(fields[1]), size >= 0,
                       fields[2].count == 64, fields[2].allSatisfy(\.isHexDigit), !fields[3].isEmpty else {
                     throw ValidationError("line \(number + 1) of \(batch): expected path, size, sha256, obs id[, instrument/module] separated by tabs")
                 }
+                do {
+                    try checkRegistration(path: fields[0], obsID: fields[3], instrument: fields.count == 5 ? fields[4] : nil)
+                } catch let violation as RegistrationRules.Violation {
+                    throw ValidationError("line \(number + 1) of \(batch): \(violation); nothing was registered")
+                }
                 lines.append((fields[0], size, fields[2], fields[3], fields.count == 5 ? fields[4] : nil))
             }
         } else {
+            do {
+                try checkRegistration(path: path!, obsID: obsID!, instrument: instrument)
+            } catch let violation as RegistrationRules.Violation {
+                throw ValidationError("\(violation); nothing was registered")
+            }
             lines = [(path!, size!, sha256!, obsID!, instrument)]
         }
         try await options.withDatabase(applicationName: "ccat files register", logger: logger) { connection, _ in
             try await requireCurrentSchema(connection)
             let db = OpsDB(connection)
             let source = try await location.resolve(db, type: .source)
+            if case .disk(rootPath: let root) = try await db.storage(of: source) {
+                var visible = true
+                for line in lines where visible {
+                    visible = try checkRegisteredFile(root: root, path: line.0, size: line.1, location: location.description)
+                }
+                if !visible {
+                    logger.notice("the root \(root) of \(location.description) is not visible on this host; the files are checked when they are packaged")
+                }
+            }
             var outcomes: [RegisterOutcome] = []
             // All or nothing: a bad line leaves no half-registered batch behind.
             try await db.transaction { db in
@@ -171,11 +240,22 @@ struct FilesScan: AsyncParsableCommand {
     @Option(name: .long, help: "Skip files modified less than this many seconds ago.")
     var settle = 10.0
 
+    func validate() throws {
+        if let instrument {
+            do { try RegistrationRules.checkInstrument(instrument) } catch let violation as RegistrationRules.Violation {
+                throw ValidationError("--instrument: \(violation.problem)")
+            }
+        }
+    }
+
     struct Summary: Encodable {
         var location: String
         var found: Int
         var registered: Int
         var bytes: Int64
+        /// Files left unregistered, each with why (a name registration refuses).
+        var skipped: [Skipped]
+        struct Skipped: Encodable { var path: String; var reason: String }
     }
 
     func run() async throws {
@@ -192,7 +272,7 @@ struct FilesScan: AsyncParsableCommand {
             guard let walker = FileManager.default.enumerator(atPath: root) else {
                 throw ValidationError("cannot read \(root), the root of \(location.description)")
             }
-            var summary = Summary(location: location.description, found: 0, registered: 0, bytes: 0)
+            var summary = Summary(location: location.description, found: 0, registered: 0, bytes: 0, skipped: [])
             let now = Date()
             while let relative = walker.nextObject() as? String {
                 let name = (relative as NSString).lastPathComponent
@@ -202,8 +282,14 @@ struct FilesScan: AsyncParsableCommand {
                 summary.found += 1
                 guard !known.contains(relative), relative.contains("/") else { continue }
                 if let modified = attributes[.modificationDate] as? Date, now.timeIntervalSince(modified) < settle { continue }
-                let checksum = try FileChecksum.sha256(of: "\(root)/\(relative)")
                 let obsID = String(relative.split(separator: "/")[0])
+                do {
+                    try checkRegistration(path: relative, obsID: obsID, instrument: instrument)
+                } catch let violation as RegistrationRules.Violation {
+                    summary.skipped.append(.init(path: relative, reason: violation.problem))
+                    continue
+                }
+                let checksum = try FileChecksum.sha256(of: "\(root)/\(relative)")
                 let outcome = try await register(db, path: relative, size: checksum.size, sha256: checksum.sha256, obsID: obsID,
                                                  instrument: instrument, at: source, verified: true)
                 if outcome.created {
@@ -214,6 +300,10 @@ struct FilesScan: AsyncParsableCommand {
             if summary.registered > 0 { try await db.notifyWork("files scanned") }
             if options.json { try printJSON(summary); return }
             print("\(location.description): \(summary.found) files, \(summary.registered) newly registered (\(summary.bytes) bytes)")
+            if !summary.skipped.isEmpty {
+                print("\(summary.skipped.count) file\(summary.skipped.count == 1 ? "" : "s") not registered (rename or move them, then scan again):")
+                for skipped in summary.skipped { print("  \(skipped.path.debugDescription): \(skipped.reason)") }
+            }
         }
     }
 }

@@ -19,7 +19,9 @@ struct PackagingFixture {
     let queue: Queue
     let files: [(path: String, sha256: String)]
 
-    static let names = ["scan 1.fits", "quote's \"x\".dat", "new\nline.bin", "ümlaut/日本.raw"]
+    /// Names a shell would trip over (spaces, quotes, non-ASCII), in an observation directory as
+    /// registration requires. Control characters are refused at registration (RegistrationRules).
+    static let names = ["obs-2026-0042/scan 1.fits", "obs-2026-0042/quote's \"x\".dat", "obs-2026-0042/$(echo no) `x`.bin", "obs-2026-0042/ümlaut/日本.raw"]
 
     /// `moreSites` is YAML for further sites, appended to the topology; `{work}` stands for the scratch directory.
     static func with(fileSize: Int = 100_000, corrupt: Bool = false, moreSites: String = "",

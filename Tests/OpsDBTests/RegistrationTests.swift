@@ -1,0 +1,145 @@
+import Foundation
+import OpsDB
+import Postgres
+import Testing
+import TestSupport
+
+@Suite("Registration rules (pure logic)")
+struct RegistrationRuleTests {
+    @Test func pathsPackagingWouldRefuseAreRefusedAtRegistration() {
+        let refused = ["", "/abs/a.fits", "a.fits", "obs//a.fits", "./obs/a.fits", "obs/./a.fits", "obs/a.fits/", "obs/../a.fits",
+                       "obs/new\nline.fits", "obs/tab\there", "obs/" + String(repeating: "x", count: 256),
+                       "obs/" + Array(repeating: String(repeating: "d", count: 200), count: 6).joined(separator: "/")]
+        for path in refused {
+            #expect(throws: RegistrationRules.Violation.self, "\(path.debugDescription)") { try RegistrationRules.checkRelativePath(path) }
+        }
+        for path in ["obs-1/scan 1.fits", "obs-1/ümlaut/日本.raw", "2026/obs1/quote's \"x\".dat"] {
+            #expect(throws: Never.self) { try RegistrationRules.checkRelativePath(path) }
+        }
+    }
+
+    @Test func identifiersFitEveryNameDerivedFromThem() {
+        for obsID in ["", String(repeating: "o", count: 2680), "a b", "obs/1", "-obs", "obs\n"] {
+            #expect(throws: RegistrationRules.Violation.self, "\(obsID.prefix(20).debugDescription)") { try RegistrationRules.checkObservationID(obsID) }
+        }
+        #expect(throws: Never.self) { try RegistrationRules.checkObservationID("obs-2026-0412_a.b+c:d") }
+        #expect(throws: Never.self) { try RegistrationRules.checkObservationID(String(repeating: "o", count: 128)) }
+        for instrument in ["", "a/b/c", "prime cam", "x/", String(repeating: "i", count: 65)] {
+            #expect(throws: RegistrationRules.Violation.self, "\(instrument)") { try RegistrationRules.checkInstrument(instrument) }
+        }
+        #expect(throws: Never.self) { try RegistrationRules.checkInstrument("primecam/mkid-1") }
+    }
+}
+
+@Suite("ccat files register and scan against a real PostgreSQL")
+struct RegistrationCommandTests {
+    /// A migrated database with a SOURCE location whose root is a scratch directory.
+    static func withSource(_ body: (TestDatabase, OpsDB, URL) async throws -> Void) async throws {
+        try await withTestDatabase { database, connection in
+            try await Migrator.bundled().migrate(connection)
+            let db = OpsDB(connection)
+            let root = try testScratchDirectory("source")
+            let site = try await db.insertSite(name: "CCAT", shortName: "ccat")
+            _ = try await db.insertLocation(siteID: site.id, name: "instrument_data", type: .source, storage: .disk(rootPath: root.path))
+            try await body(database, db, root)
+        }
+    }
+
+    static func write(_ root: URL, _ path: String, bytes: Int = 10) throws {
+        let url = root.appendingPathComponent(path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(repeating: 7, count: bytes).write(to: url)
+    }
+
+    static func register(_ database: TestDatabase, _ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await runExecutable("ccat", ["files", "register", "ccat:instrument_data", "--database", database.conninfo] + arguments)
+    }
+
+    static let sha = String(repeating: "ab", count: 32)
+
+    static func registeredCount(_ db: OpsDB) async throws -> Int {
+        try await db.connection.query("SELECT count(*)::int AS n FROM raw_data_file").first?["n", as: Int.self] ?? -1
+    }
+
+    @Test func registrationRefusesWhatPackagingCouldNotReadSafely() async throws {
+        try await Self.withSource { database, db, root in
+            try Self.write(root, "obs-1/good.fits")
+            try Self.write(root, "top-level.fits")
+            try Self.write(root, "obs-1/short.fits", bytes: 3)
+            // A link to a file the runner can read but nobody meant to archive.
+            let secret = try testScratchDirectory("secret").appendingPathComponent("key")
+            try Data("private".utf8).write(to: secret)
+            try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("obs-1/link.fits").path, withDestinationPath: secret.path)
+            try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("obs-linked").path, withDestinationPath: root.appendingPathComponent("obs-1").path)
+
+            let cases: [(arguments: [String], says: String)] = [
+                (["--path", "obs-1/link.fits", "--size", "7", "--obs-id", "obs-1"], "is a symbolic link"),
+                (["--path", "obs-linked/good.fits", "--size", "10", "--obs-id", "obs-1"], "is a symbolic link"),
+                (["--path", "obs-1/missing.fits", "--size", "10", "--obs-id", "obs-1"], "does not exist"),
+                (["--path", "obs-1/short.fits", "--size", "10", "--obs-id", "obs-1"], "has 3 bytes"),
+                (["--path", "top-level.fits", "--size", "10", "--obs-id", "obs-1"], "not inside an observation directory"),
+                (["--path", "obs-1//good.fits", "--size", "10", "--obs-id", "obs-1"], "empty component"),
+                (["--path", "obs-1/good.fits", "--size", "10", "--obs-id", String(repeating: "o", count: 2680)], "at most 128"),
+            ]
+            for (arguments, says) in cases {
+                let result = try await Self.register(database, arguments + ["--sha256", Self.sha])
+                #expect(result.status != 0, "\(arguments): accepted")
+                #expect(result.stderr.contains(says), "\(arguments): \(result.stderr)")
+                // The refusal never echoes what a link points to.
+                #expect(!result.stderr.contains("private"))
+            }
+            #expect(try await Self.registeredCount(db) == 0)
+            let good = try await Self.register(database, ["--path", "obs-1/good.fits", "--size", "10", "--obs-id", "obs-1", "--sha256", Self.sha])
+            #expect(good.status == 0, "\(good.stderr)")
+            #expect(try await Self.registeredCount(db) == 1)
+        }
+    }
+
+    @Test func aBatchWithWindowsLineEndingsRegistersAndABadLineRegistersNothing() async throws {
+        try await Self.withSource { database, db, root in
+            try Self.write(root, "obs-1/a.fits")
+            try Self.write(root, "obs-1/b.fits")
+            let batch = try testScratchDirectory("batch").appendingPathComponent("files.tsv")
+            try "obs-1/a.fits\t10\t\(Self.sha)\tobs-1\r\nobs-1/b.fits\t10\t\(Self.sha)\tobs-1\tprimecam/mkid-1\r\n".write(to: batch, atomically: true, encoding: .utf8)
+            let crlf = try await Self.register(database, ["--batch", batch.path])
+            #expect(crlf.status == 0, "\(crlf.stderr)")
+            #expect(try await Self.registeredCount(db) == 2)
+
+            try Self.write(root, "obs-2/c.fits")
+            try "obs-2/c.fits\t10\t\(Self.sha)\tobs-2\nobs-2/d.fits\t10\t\(Self.sha)\tobs 2\n".write(to: batch, atomically: true, encoding: .utf8)
+            let bad = try await Self.register(database, ["--batch", batch.path])
+            #expect(bad.status != 0)
+            #expect(bad.stderr.contains("line 2 of"), "\(bad.stderr)")
+            #expect(try await Self.registeredCount(db) == 2)
+        }
+    }
+
+    @Test func scanSaysWhichFilesItLeftUnregistered() async throws {
+        try await Self.withSource { database, db, root in
+            try Self.write(root, "obs-1/a.fits")
+            try Self.write(root, "obs-1/new\nline.fits")
+            // Links are never followed: neither to a file outside the root nor to a directory.
+            let outside = try testScratchDirectory("outside").appendingPathComponent("secret.fits")
+            try Data("private".utf8).write(to: outside)
+            try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("obs-1/link.fits").path, withDestinationPath: outside.path)
+            try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("obs-2").path, withDestinationPath: root.appendingPathComponent("obs-1").path)
+            let scan = try await runExecutable("ccat", ["files", "scan", "ccat:instrument_data", "--settle", "0", "--database", database.conninfo])
+            #expect(scan.status == 0, "\(scan.stderr)")
+            #expect(scan.stdout.contains("1 newly registered"), "\(scan.stdout)")
+            #expect(scan.stdout.contains("1 file not registered") && scan.stdout.contains("\"obs-1/new\\nline.fits\": contains a control character"),
+                    "\(scan.stdout)")
+            #expect(try await Self.registeredCount(db) == 1)
+        }
+    }
+
+    /// The schema holds the same limits for any client that writes rows itself.
+    @Test func theSchemaRefusesIdentifiersBeyondTheLimits() async throws {
+        try await Self.withSource { _, db, _ in
+            let long = String(repeating: "o", count: 129)
+            let error = await #expect(throws: PostgresError.self) {
+                try await db.connection.execute("INSERT INTO executed_obs_unit (obs_id) VALUES (\(long))")
+            }
+            #expect(error?.sqlState?.rawValue == "23514")
+        }
+    }
+}
