@@ -43,6 +43,24 @@ public struct DatabaseLocation: Sendable, Equatable {
 
     /// The connection string without any password, safe to print.
     public var redactedConninfo: String { PostgresConnInfo.redacted(conninfo) }
+
+    /// How a batch job's runner finds this database, as variables its job script exports. No
+    /// secret is ever written into a script: a database named in the config file is found by
+    /// the runner reading the same file (`CCAT_CONFIG`); a connection string loses its password,
+    /// which the runner then takes from `~/.pgpass`, `PGPASSFILE` or a service file
+    /// (`droppedPassword` says so); libpq's own variables reach the job from the submitting
+    /// environment.
+    public func jobEnvironment() throws -> (variables: [(name: String, value: String)], droppedPassword: Bool) {
+        switch source {
+        case .configFile(let path):
+            return ([("CCAT_CONFIG", path)], false)
+        case .libpqEnvironment:
+            return ([], false)
+        case .commandLine, .environment, .localCluster:
+            let stripped = try PostgresConnInfo.withoutPassword(conninfo)
+            return ([("CCAT_DATABASE_URL", stripped.conninfo)], stripped.hadPassword)
+        }
+    }
 }
 
 public struct DatabaseNotConfigured: Error, CustomStringConvertible {

@@ -63,6 +63,15 @@ public enum PostgresConnInfo {
         }.joined(separator: " ")
     }
 
+    /// The conninfo as `keyword=value` pairs without any password (a URI is rewritten the same
+    /// way), and whether it had one. libpq then takes the password from `~/.pgpass`, `PGPASSFILE`
+    /// or a service file, which is where secrets belong.
+    public static func withoutPassword(_ conninfo: String) throws -> (conninfo: String, hadPassword: Bool) {
+        let options = try parse(conninfo)
+        let kept = options.filter { $0.keyword != "password" }
+        return (kept.map { "\($0.keyword)=\(quote($0.value))" }.joined(separator: " "), kept.count != options.count)
+    }
+
     /// Quotes a value for a keyword/value conninfo string.
     public static func quote(_ value: String) -> String {
         let needsQuotes = value.isEmpty || value.contains { $0 == " " || $0 == "'" || $0 == "\\" || $0 == "=" }

@@ -255,10 +255,24 @@ public struct Dispatcher: Sendable {
             batchJobID: job.id, queue: queue.name, operation: queue.operation, scheduler: scheduler.kind,
             directives: directives, runnerPath: settings.runnerPath, environment: settings.environment))
         let directory = URL(fileURLWithPath: job.scriptPath).deletingLastPathComponent().path
+        // Scripts and their logs are the service user's alone (0700): they name paths, hosts and
+        // users of the pipeline. The job directory root and each queue's directory are made so too.
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let root = URL(fileURLWithPath: settings.jobDirectory).standardized.path
+            let target = URL(fileURLWithPath: directory).standardized.path
+            var privateDirectories = [target]
+            if target.hasPrefix(root + "/") {
+                privateDirectories = [root]
+                for component in target.dropFirst(root.count + 1).split(separator: "/") {
+                    privateDirectories.append(privateDirectories.last! + "/" + component)
+                }
+            }
+            for path in privateDirectories {
+                try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+            }
             try Data(script.utf8).write(to: URL(fileURLWithPath: job.scriptPath), options: .atomic)
-            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: job.scriptPath)
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: job.scriptPath)
         } catch {
             throw JobScriptError(description: "cannot write job script \(job.scriptPath): \(error.localizedDescription)")
         }

@@ -117,8 +117,12 @@ struct Daemon: AsyncParsableCommand {
         // A submission cut short (daemon killed during sbatch) is looked up by its token and
         // submitted again only after a grace period. The local scheduler's record is written
         // before the job starts, so its answer is final within seconds; slurmctld may take longer.
+        let jobEnvironment = try location.jobEnvironment()
+        if jobEnvironment.droppedPassword {
+            logger.warning("the database connection string holds a password; job scripts get it without one, so runners need the password from ~/.pgpass, PGPASSFILE or a service file (README: Where the ops database is)")
+        }
         let dispatch = DispatchSettings(jobDirectory: setup.jobDirectory, runnerPath: runner,
-                                        environment: [("CCAT_DATABASE_URL", location.conninfo)],
+                                        environment: jobEnvironment.variables,
                                         ambiguousGraceSeconds: setup.scheduler == .local ? 10 : 120)
         var settings = ManagerSettings()
         settings.packageSettleSeconds = resolved.packageSettle
