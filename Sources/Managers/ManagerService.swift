@@ -59,7 +59,7 @@ public final class ManagerService: Service, @unchecked Sendable {
                     if leader { logger.info("leader for \(manager.name)") }
                 }
                 try await db.recordHeartbeat(service: manager.name, instance: instance, status: status, leader: leader,
-                                             details: ["cycles": String(cyclesRun)])
+                                             details: ["cycles": String(cyclesRun), "interval_s": String(interval.components.seconds)])
                 status = "RUNNING"
                 if leader {
                     worked = try await manager.cycle(db, logger: logger)

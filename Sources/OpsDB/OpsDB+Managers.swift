@@ -267,6 +267,9 @@ public struct PipelineStatus: Codable, Sendable {
         public var status: String
         public var leader: Bool
         public var secondsSinceHeartbeat: Double
+        /// Not stopped, yet silent for much longer than its interval (`staleAfterSeconds`): a
+        /// daemon that was killed, or hangs. Its leader lock went with its session.
+        public var stale: Bool
     }
     public struct Attention: Codable, Sendable {
         public var operationID: Int64
@@ -289,6 +292,9 @@ public struct PipelineStatus: Codable, Sendable {
 }
 
 extension OpsDB {
+    /// A heartbeat older than this (or three of the service's intervals, if longer) is stale.
+    public static let staleAfterMinimumSeconds = 300
+
     public func pipelineStatus() async throws -> PipelineStatus {
         let files = try await connection.query("SELECT count(*)::int AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes FROM raw_data_file").first
         let stages = try await connection.query("""
@@ -324,14 +330,18 @@ extension OpsDB {
             SELECT queue, state::text AS state, count(*)::int AS n FROM operation
             WHERE state NOT IN ('succeeded', 'cancelled') GROUP BY queue, state ORDER BY queue, state
             """).map { PipelineStatus.Operations(queue: try $0["queue"], state: try $0["state"], count: try $0["n"]) }
+        // A service writes its heartbeat every cycle, at least every interval (kept in details);
+        // a cycle may run long, hence the generous bound.
         let services = try await connection.query("""
             SELECT service_name, instance, status::text AS status, is_leader,
-                   extract(epoch FROM now() - last_heartbeat_at)::float8 AS age
+                   extract(epoch FROM now() - last_heartbeat_at)::float8 AS age,
+                   status <> 'STOPPED' AND extract(epoch FROM now() - last_heartbeat_at)
+                       > greatest(\(Self.staleAfterMinimumSeconds)::float8, 3 * coalesce((details->>'interval_s')::float8, 30)) AS stale
             FROM service_heartbeat WHERE status <> 'STOPPED' OR stopped_at > now() - interval '1 hour'
             ORDER BY service_name, instance
             """).map {
             PipelineStatus.ServiceHealth(service: try $0["service_name"], instance: try $0["instance"], status: try $0["status"],
-                                         leader: try $0["is_leader"], secondsSinceHeartbeat: try $0["age"])
+                                         leader: try $0["is_leader"], secondsSinceHeartbeat: try $0["age"], stale: try $0["stale"])
         }
         let attention = try await connection.query("""
             SELECT id, operation_type::text AS type, state::text AS state, attempts, error_class, last_error FROM operation

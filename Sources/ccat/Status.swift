@@ -36,10 +36,14 @@ struct Status: AsyncParsableCommand {
         out += "\n" + (status.operations.isEmpty ? "no unfinished operations\n" : queues.render())
         var services = TextTable(["SERVICE", "INSTANCE", "STATUS", "LEADER", "HEARTBEAT"])
         for service in status.services {
-            services.append([service.service, service.instance, service.status, service.status == "STOPPED" ? "-" : service.leader ? "yes" : "standby",
+            let leader = service.status == "STOPPED" || service.stale ? "-" : service.leader ? "yes" : "standby"
+            services.append([service.service, service.instance, service.stale ? "STALE" : service.status, leader,
                              String(format: "%.0f s ago", service.secondsSinceHeartbeat)])
         }
         out += "\n" + (status.services.isEmpty ? "no daemon has run (start one with 'ccat daemon')\n" : services.render())
+        if status.services.contains(where: \.stale) {
+            out += "STALE: no heartbeat for several intervals although never stopped: the daemon was killed or hangs (its leader locks ended with its sessions; a running daemon takes over)\n"
+        }
         if !status.attention.isEmpty {
             out += "\nneeds attention ('ccat jobs show' / the operation's log says more):\n"
             for item in status.attention {

@@ -42,6 +42,22 @@ struct Fixture {
 
 @Suite("Ops database constraints and queries", .enabled(if: TestEnvironment.runPostgresTests, "requires PostgreSQL: run 'make test'"))
 struct SchemaTests {
+    /// The SECURITY DEFINER functions run with their owner's rights: only the roles granted them
+    /// may call them, never PUBLIC (every role that can connect).
+    @Test func ownerRightsFunctionsAreNotExecutableByPublic() async throws {
+        try await withOpsDB { db, _ in
+            let open = try await db.connection.query("""
+                SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                WHERE n.nspname = 'public' AND p.prosecdef AND has_function_privilege('public', p.oid, 'EXECUTE')
+                """).map { try $0["proname", as: String.self] }
+            #expect(open.isEmpty, "executable by PUBLIC: \(open)")
+            let definers = try await db.connection.query("""
+                SELECT count(*)::int AS n FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' AND p.prosecdef
+                """).first?["n", as: Int.self]
+            #expect((definers ?? 0) >= 3)
+        }
+    }
+
     @Test func siteAndLocationUniqueness() async throws {
         try await withOpsDB { db, fx in
             let duplicate = await #expect(throws: PostgresError.self) { try await db.insertSite(name: "Again", shortName: "ccat") }
