@@ -60,7 +60,7 @@ let ioBufferSize = 256 << 10
 public enum FileChecksum {
     /// SHA-256 and size of a file, read once in 1 MiB blocks.
     public static func sha256(of path: String) throws -> (size: Int64, sha256: String) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw posixError("cannot open", path) }
         defer { close(fd) }
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)

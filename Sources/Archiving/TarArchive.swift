@@ -145,8 +145,16 @@ public enum TarArchive {
         var done: Int64 = 0
         for input in inputs {
             let member = try validatedMemberPath(input.memberPath, archive: output.path)
-            let fd = open(input.source, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw posixError("cannot open", input.source) }
+            // A link in place of a registered file could point at anything the runner may read
+            // (keys, .pgpass): it is refused, never followed. (The directories above it are
+            // checked against the location's root by the store that gave the path.)
+            let fd = open(input.source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else {
+                if errno == ELOOP {
+                    throw ArchiveError(kind: .io, path: input.source, problem: "is a symbolic link; files under a location's root are never read through links")
+                }
+                throw posixError("cannot open", input.source)
+            }
             defer { close(fd) }
             var info = stat()
             guard fstat(fd, &info) == 0 else { throw posixError("cannot stat", input.source) }
@@ -194,9 +202,11 @@ public enum TarArchive {
                 throw ArchiveError(kind: .io, path: input.source, problem: "the file shrank while it was being archived (\(size) of \(info.st_size) bytes)")
             }
             let sha256 = hex(hasher.finalize())
+            // The file's own checksum is not repeated: an error message must not tell whoever
+            // registered a path what a file they may not read contains.
             if let expected = input.expectedSHA256, expected.lowercased() != sha256 {
                 throw ArchiveError(kind: .checksumMismatch, path: input.source,
-                                   problem: "SHA-256 is \(sha256), but \(expected) was registered for it")
+                                   problem: "its SHA-256 differs from the \(expected) registered for it (the file changed after registration, or was registered wrongly)")
             }
             guard archive_write_finish_entry(archive) == ARCHIVE_OK else {
                 throw libarchiveError(archive, path: output.path, member: member, stream: stream)

@@ -145,6 +145,27 @@ struct RunnerTests {
         }
     }
 
+    /// A registered file replaced by a link to something the runner can read (a key, .pgpass)
+    /// is refused: nothing is archived, and the error neither follows nor describes the target.
+    @Test func aRegisteredFileReplacedByALinkIsNeverFollowed() async throws {
+        try await PackagingFixture.with { fixture in
+            let secret = try testScratchDirectory("secret").appendingPathComponent("key")
+            try Data("private key material".utf8).write(to: secret)
+            let secretSum = String(try await offPool { try runProcess("/usr/bin/sha256sum", [secret.path]) }.stdout.prefix(64))
+            let target = fixture.sourceRoot.appendingPathComponent(PackagingFixture.names[0])
+            try FileManager.default.removeItem(at: target)
+            try FileManager.default.createSymbolicLink(at: target, withDestinationURL: secret)
+            let result = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+            #expect(result.status == 1)
+            let operation = try #require(try await fixture.db.operation(id: fixture.operation.id))
+            #expect(operation.lastError?.contains("is a symbolic link") == true, "\(operation.lastError ?? "")")
+            #expect(operation.lastError?.contains(secretSum) == false)
+            #expect(!result.stderr.contains(secretSum))
+            #expect(!FileManager.default.fileExists(atPath: fixture.archivePath))
+            #expect(fixture.partialFiles().isEmpty)
+        }
+    }
+
     @Test func registeredChecksumMismatchFailsTheAttemptAndLeavesNothing() async throws {
         try await PackagingFixture.with(corrupt: true) { fixture in
             let result = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
@@ -154,6 +175,8 @@ struct RunnerTests {
             #expect(operation.attempts == 1)
             #expect(operation.errorClass == "checksum_mismatch")
             #expect(operation.lastError?.contains(PackagingFixture.names[1]) == true)
+            // What the file really holds is not told to whoever registered it.
+            #expect(operation.lastError?.contains(fixture.files[1].sha256) == false, "\(operation.lastError ?? "")")
             #expect(!FileManager.default.fileExists(atPath: fixture.archivePath))
             #expect(fixture.partialFiles().isEmpty)
             #expect(try await fixture.db.rawDataPackage(id: fixture.package.id)?.status != .completed)
