@@ -9,18 +9,27 @@ extension BatchProfile {
         return (seconds + 59) / 60
     }
 
+    /// A hundred years: beyond any batch time limit, within every integer the schema keeps.
+    static let maximumTimeSeconds = 100 * 366 * 86_400
+
     /// The same formats in seconds (`sbatch --time`, as the local scheduler reads it).
     public static func parseSlurmTimeSeconds(_ text: String) -> Int? {
         var days = 0
         var rest = Substring(text)
         if let dash = rest.firstIndex(of: "-") {
-            guard let d = Int(rest[..<dash]), d >= 0 else { return nil }
+            guard let d = Int(rest[..<dash]), d >= 0, d <= maximumTimeSeconds / 86_400 else { return nil }
             days = d
             rest = rest[rest.index(after: dash)...]
         }
         let parts = rest.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
-        guard (1...3).contains(parts.count), parts.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
+        // Each part bounded, so the sum below cannot overflow; the total is bounded after it.
+        guard (1...3).contains(parts.count), parts.allSatisfy({ ($0 ?? -1) >= 0 && ($0 ?? 0) <= maximumTimeSeconds }) else { return nil }
         let values = parts.map { $0! }
+        guard let seconds = combine(days: days, values: values, text: text), seconds <= maximumTimeSeconds else { return nil }
+        return seconds
+    }
+
+    private static func combine(days: Int, values: [Int], text: String) -> Int? {
         if days > 0 || text.contains("-") {
             // D-H, D-H:M, D-H:M:S
             let padded = values + Array(repeating: 0, count: 3 - values.count)

@@ -51,6 +51,9 @@ public enum TopologyParser {
         } catch let error as YamlError {
             throw TopologyValidationError(issues: [TopologyIssue(file: file, line: yamlLine(error), field: "", message: "not valid YAML: \(error)")])
         }
+        if let root, expandedSize(root, budget: maximumNodes) > maximumNodes {
+            throw TopologyValidationError(issues: [TopologyIssue(file: file, line: nil, field: "", message: "the file expands to more than \(maximumNodes) values once its aliases are resolved; a topology needs far fewer (are aliases nested inside each other?)")])
+        }
         guard let root, let top = Fields(root, path: "", collector: collector) else {
             if root == nil { collector.add(nil, "", "the file is empty; it needs a 'sites' list") }
             throw TopologyValidationError(issues: collector.issues)
@@ -266,12 +269,25 @@ public enum TopologyParser {
                 collector.add(spec["root"], "\(subpath).root", "must be an absolute path without '..', got '\(root)'")
                 return nil
             }
+            if root.unicodeScalars.contains(where: { $0.value < 32 || $0.value == 127 }) {
+                collector.add(spec["root"], "\(subpath).root", "contains a control character (newline, tab, ...): \(root.debugDescription)")
+                return nil
+            }
+            if StorageOverlap.components(root).isEmpty {
+                collector.add(spec["root"], "\(subpath).root", "'/' cannot be a location's root: give the directory that holds only this location's files")
+                return nil
+            }
             return .disk(rootPath: root)
         case "s3":
             spec.allow(["endpoint", "bucket", "region", "prefix", "credentials", "path_style"])
             let endpoint = spec.string("endpoint", required: true)
-            if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
-                collector.add(spec["endpoint"], "\(subpath).endpoint", "must be an http:// or https:// URL, got '\(endpoint)'")
+            if let endpoint, let components = URLComponents(string: endpoint), components.user != nil || components.password != nil {
+                // Never printed back: the text holds a secret.
+                collector.add(spec["endpoint"], "\(subpath).endpoint", "must not carry credentials (user:password@); keys are read from 'credentials: env:...' or 'file:...', never from the topology file")
+                return nil
+            }
+            if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) || endpoint.contains(where: { $0.isWhitespace }) {
+                collector.add(spec["endpoint"], "\(subpath).endpoint", "must be an http:// or https:// URL, got '\(String(endpoint.prefix(200)))'")
             }
             let bucket = spec.string("bucket", required: true)
             if let bucket, bucket.wholeMatch(of: /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/) == nil {
@@ -331,7 +347,7 @@ public enum TopologyParser {
             if cpus > 0 { profile.cpus = cpus } else { collector.add(fields["cpus"], "\(path).cpus", "must be 1 or more, got \(cpus)") }
         }
         if let raw = fields.scalarText("memory") {
-            if let bytes = BatchProfile.parseSize(raw, defaultUnit: 1 << 20), bytes >= 1 << 20 {
+            if let bytes = BatchProfile.parseSize(raw, defaultUnit: 1 << 20), bytes >= 1 << 20, bytes >> 20 <= Int64(Int32.max) {
                 profile.memoryMB = Int(bytes >> 20)
             } else {
                 collector.add(fields["memory"], "\(path).memory", "'\(raw)' is not a memory size (e.g. 4G, 512M, or a number of megabytes)")
@@ -374,17 +390,48 @@ public enum TopologyParser {
     }
 
     /// `30d`, `12h`, `90m`, `45s`, `2w`, or `0`.
+    /// Seconds, or nil for text that is not a duration or is longer than `maximumDurationSeconds`.
     static func parseDuration(_ text: String) -> Int64? {
         if text == "0" { return 0 }
         guard let unit = text.last, let value = Int64(text.dropLast()), value >= 0 else { return nil }
+        let factor: Int64
         switch unit {
-        case "s": return value
-        case "m": return value * 60
-        case "h": return value * 3600
-        case "d": return value * 86_400
-        case "w": return value * 604_800
+        case "s": factor = 1
+        case "m": factor = 60
+        case "h": factor = 3600
+        case "d": factor = 86_400
+        case "w": factor = 604_800
         default: return nil
         }
+        let (seconds, overflow) = value.multipliedReportingOverflow(by: factor)
+        return overflow || seconds > maximumDurationSeconds ? nil : seconds
+    }
+
+    /// A hundred years: more than any retention an observatory keeps, far below every limit.
+    static let maximumDurationSeconds: Int64 = 100 * 366 * 86_400
+
+    /// Nodes a topology file may expand to once its aliases are resolved: a real file has a few
+    /// hundred; a file that multiplies blocks through nested aliases is refused before validation
+    /// walks it.
+    static let maximumNodes = 100_000
+
+    /// Counts the nodes of the document with aliases expanded, stopping once past `budget`.
+    static func expandedSize(_ node: Node, budget: Int) -> Int {
+        var count = 0
+        var stack = [node]
+        while let next = stack.popLast() {
+            count += 1
+            if count > budget { return count }
+            switch next {
+            case .mapping(let mapping):
+                for (key, value) in mapping { stack.append(key); stack.append(value) }
+            case .sequence(let sequence):
+                stack.append(contentsOf: sequence)
+            default:
+                break
+            }
+        }
+        return count
     }
 
     private static func yamlLine(_ error: YamlError) -> Int? {
@@ -471,10 +518,15 @@ final class Fields {
         return scalar.string
     }
 
+    /// A whole number the database's integer columns can hold.
     func int(_ key: String) -> Int? {
         guard let value = node(key) else { return nil }
         guard let number = value.int else {
-            collector.add(value, field(key), "expected a whole number, got '\(value.string ?? "a structure")'")
+            collector.add(value, field(key), "expected a whole number, got '\(String((value.string ?? "a structure").prefix(40)))'")
+            return nil
+        }
+        guard Int(Int32.min)...Int(Int32.max) ~= number else {
+            collector.add(value, field(key), "\(number) is too large (at most \(Int32.max))")
             return nil
         }
         return number

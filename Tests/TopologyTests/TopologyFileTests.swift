@@ -41,12 +41,36 @@ struct TopologyValidationTests {
          "sites[0].locations[2].batch.extra[0]", "sets --comment, which ccat writes itself", 43),
         ("constraint with spaces", "constraint: buffer", "constraint: \"fast disk\"", "sites[0].locations[2].batch.constraint",
          "contains spaces, quotes or control characters", 42),
+        // Numbers that overflowed (a crash) or did not fit the schema (a raw SQL error).
+        ("duration that overflows", "retention: 14d", "retention: 99999999999999999w", "sites[1].locations[4].retention", "is not a duration", 78),
+        ("time limit that overflows", "time_limit: \"2:00:00\"", "time_limit: \"99999999999999-00:00:00\"", "batch.time_limit", "is not a Slurm time limit", 17),
+        ("number beyond the schema", "cpus: 2", "cpus: 99999999999", "batch.cpus", "is too large", 18),
+        ("memory beyond the schema", "memory: 4G", "memory: 9999999T", "batch.memory", "is not a memory size", 19),
+        ("credentials in the endpoint URL", "endpoint: https://s3.datastorage.nrw.example", "endpoint: https://AKIA:hunter2@s3.datastorage.nrw.example",
+         "sites[1].locations[3].storage.s3.endpoint", "must not carry credentials", 70),
+        ("root of /", "root: /archive/ccat}", "root: /}", "sites[2].locations[1].storage.disk.root", "'/' cannot be a location's root", 99),
+        ("root with a newline", "root: /archive/ccat}", "root: \"/archive/cc\\nat\"}", "sites[2].locations[1].storage.disk.root", "contains a control character", 99),
         // An archive in the buffer's directory: cleaning the buffer would delete the archive.
         ("archive root equal to the buffer's", "root: /archive/ccat}", "root: /data/us/buffer/}", "sites[2].locations[1].storage",
          "'us:long_term_archive' and 'us:buffer' (line 96, sites[2].locations[0]) share storage: the same directory /data/us/buffer", 99),
         ("root nested in another location's", "root: /data/cologne/buffer_backup}", "root: /data/cologne//buffer/./backup}",
          "sites[1].locations[2].storage", "share storage: /data/cologne/buffer/backup lies inside /data/cologne/buffer", 65),
     ]
+
+    /// A file that multiplies blocks through nested aliases is refused at once, not walked.
+    @Test func aliasesNestedToExpandHugelyAreRefused() throws {
+        var text = "x0: &x0 [a, b, c, d]\n"
+        for level in 1...30 { text += "x\(level): &x\(level) [*x\(level - 1), *x\(level - 1)]\n" }
+        text += "sites: []\n"
+        let error = #expect(throws: TopologyValidationError.self) { try TopologyParser.parse(text, file: "bomb.yaml") }
+        #expect(error?.issues.first?.message.contains("expands to more than") == true, "\(error?.description ?? "")")
+    }
+
+    @Test func credentialsInAnEndpointAreNeverPrintedBack() throws {
+        let text = try exampleTopology(replacing: "endpoint: https://s3.datastorage.nrw.example", with: "endpoint: https://AKIA:hunter2@s3.datastorage.nrw.example")
+        let error = #expect(throws: TopologyValidationError.self) { try TopologyParser.parse(text, file: "topology.yaml") }
+        #expect(error?.description.contains("hunter2") == false)
+    }
 
     @Test(arguments: 0..<broken.count)
     func brokenFileNamesItsProblem(_ index: Int) throws {
