@@ -22,7 +22,7 @@ public struct TextTable {
     /// the table into extra rows: they are shown escaped, as Swift writes them (`\n`, `\t`, `\u{1B}`).
     public mutating func append(_ row: [String]) { rows.append(row.map(Self.oneLine)) }
 
-    static func oneLine(_ cell: String) -> String {
+    public static func oneLine(_ cell: String) -> String {
         guard cell.unicodeScalars.contains(where: { $0.value < 32 || $0.value == 127 }) else { return cell }
         return cell.unicodeScalars.map { $0.value < 32 || $0.value == 127 ? $0.escaped(asASCII: false) : String($0) }.joined()
     }

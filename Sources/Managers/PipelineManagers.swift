@@ -77,14 +77,26 @@ public struct RawDataPackageManager: ManagerCycle {
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
         let places = try await Places.load(db)
         var created = 0
+        let issues = try await db.managerIssueItems(manager: name)
         for group in try await db.unpackagedGroups(settleSeconds: settings.packageSettleSeconds, limit: settings.batchSize) {
             guard let source = places.locations[group.sourceLocationID], source.active else { continue }
-            let name = "\(sanitizedName(group.obsID))-\(source.name)-\(group.fileIDs[0])"
-            let package = try await db.createRawDataPackage(name: name, observationID: group.observationID, sourceLocationID: source.id,
-                                                            relativePath: "packages/\(name).tar", fileIDs: group.fileIDs)
-            logger.info("package \(package.name): \(group.fileIDs.count) files, \(group.bytes) bytes",
-                        metadata: ["package": "\(package.id)", "observation": "\(group.obsID)"])
-            created += 1
+            // One observation that cannot be packaged is set aside with its error; the others go on.
+            // Named by its row id, with the start of its name: the name itself may be what is wrong.
+            let item = "observation \(group.observationID) (\(group.obsID.prefix(64))\(group.obsID.count > 64 ? "..." : "")) at \(source.name)"
+            if issues[item] == true { continue }
+            do {
+                let name = "\(sanitizedName(group.obsID))-\(source.name)-\(group.fileIDs[0])"
+                let package = try await db.createRawDataPackage(name: name, observationID: group.observationID, sourceLocationID: source.id,
+                                                                relativePath: "packages/\(name).tar", fileIDs: group.fileIDs)
+                logger.info("package \(package.name): \(group.fileIDs.count) files, \(group.bytes) bytes",
+                            metadata: ["package": "\(package.id)", "observation": "\(group.obsID)"])
+                created += 1
+            } catch let error as PostgresError where !error.isTransient && error.code != .cancelled {
+                logger.error("\(item) set aside: \(error)", metadata: ["observation": "\(group.obsID)"])
+                try await db.recordManagerIssue(manager: self.name, item: item, error: "\(error)")
+                continue
+            }
+            if issues[item] != nil { try await db.clearManagerIssue(manager: self.name, item: item) }
         }
         // Every pending package gets its operation (also after a crash between the two steps).
         var buffers: [String: BufferChoice] = [:]  // one choice per site and cycle

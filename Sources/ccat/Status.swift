@@ -44,6 +44,12 @@ struct Status: AsyncParsableCommand {
         if status.services.contains(where: \.stale) {
             out += "STALE: no heartbeat for several intervals although never stopped: the daemon was killed or hangs (its leader locks ended with its sessions; a running daemon takes over)\n"
         }
+        if !status.setAside.isEmpty {
+            out += "\nset aside by the managers (tried again \(OpsDB.setAsideSeconds / 60) minutes after each failure; the rest goes on):\n"
+            for issue in status.setAside {
+                out += "  \(issue.manager): \(TextTable.oneLine(issue.item)): failed \(issue.failures) time\(issue.failures == 1 ? "" : "s"), last \(formatTimestamp(issue.lastSeenAt)): \(TextTable.oneLine(issue.error))\n"
+            }
+        }
         if !status.attention.isEmpty {
             out += "\nneeds attention ('ccat jobs show' / the operation's log says more):\n"
             for item in status.attention {

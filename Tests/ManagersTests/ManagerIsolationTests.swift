@@ -1,0 +1,50 @@
+import Foundation
+import Logging
+import Managers
+import OpsDB
+import Postgres
+import Testing
+import TestSupport
+
+@Suite("Managers: one failing item does not stop the rest")
+struct ManagerIsolationTests {
+    /// An observation whose package cannot be created (an id registered before the identifier
+    /// limits, 2,680 characters: its package name exceeds the index's row limit) is set aside with
+    /// its error, visible in the status; the other observations are packaged in the same cycle.
+    @Test func anObservationThatCannotBePackagedIsSetAsideAndTheRestProceeds() async throws {
+        try await withTestDatabase { _, connection in
+            try await Migrator.bundled().migrate(connection)
+            let db = OpsDB(connection)
+            let site = try await db.insertSite(name: "CCAT", shortName: "ccat")
+            let source = try await db.insertLocation(siteID: site.id, name: "instrument_data", type: .source, storage: .disk(rootPath: "/data/source"))
+            _ = try await db.insertLocation(siteID: site.id, name: "buffer", type: .buffer, storage: .disk(rootPath: "/data/buffer"))
+            // A row from before the limits (the constraint is NOT VALID for exactly these).
+            try await connection.execute("ALTER TABLE executed_obs_unit DROP CONSTRAINT executed_obs_unit_obs_id_limits")
+            // Random, so the index cannot compress it below its row limit.
+            let hugeID = "o" + String((0..<80).map { _ in UUID().uuidString }.joined().prefix(2679))
+            for obsID in [hugeID, "obs-2", "obs-3"] {
+                let observation = try await db.upsertObservation(obsID: obsID)
+                _ = try await db.registerRawDataFile(NewRawDataFile(relativePath: "\(obsID.prefix(20))/a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64),
+                                                                    executedObsUnitID: observation.id, sourceLocationID: source.id))
+            }
+            var settings = ManagerSettings()
+            settings.packageSettleSeconds = 0
+            let manager = RawDataPackageManager(settings: settings)
+            _ = try await manager.cycle(db, logger: Logger(label: "test"))
+            let packaged = try await connection.query("SELECT count(*)::int AS n FROM raw_data_package").first?["n", as: Int.self]
+            #expect(packaged == 2)
+            let issues = try await db.pipelineStatus().setAside
+            #expect(issues.count == 1)
+            #expect(issues.first?.manager == "raw-data-package-manager" && issues.first?.item.contains("(\(hugeID.prefix(64))...) at instrument_data") == true, "\(issues.first?.item ?? "")")
+            #expect(issues.first?.error.contains("index row") == true, "\(issues.first?.error ?? "")")
+
+            // Set aside: the next cycle does not try it again...
+            _ = try await manager.cycle(db, logger: Logger(label: "test"))
+            #expect(try await db.managerIssues().first?.failures == 1)
+            // ...until its time has passed.
+            try await connection.execute("UPDATE manager_issue SET last_seen_at = now() - interval '11 minutes'")
+            _ = try await manager.cycle(db, logger: Logger(label: "test"))
+            #expect(try await db.managerIssues().first?.failures == 2)
+        }
+    }
+}
