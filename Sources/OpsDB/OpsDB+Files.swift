@@ -91,3 +91,67 @@ extension OpsDB {
             """)
     }
 }
+
+/// Why files cannot be unregistered: their data has left the SOURCE, or work on it is running.
+public struct UnregisterRefused: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// What `unregisterRawDataFiles` did.
+public struct UnregisterOutcome: Codable, Sendable, Equatable {
+    /// The paths whose registration was removed.
+    public var removed: [String]
+    /// Packages that held them, set aside as FAILED (renamed `<name>-withdrawn-<id>`) with their
+    /// unfinished operations cancelled; their other files are packaged again.
+    public var withdrawnPackages: [String]
+}
+
+extension OpsDB {
+    /// Removes the registration of files at a SOURCE location that were registered wrongly (a
+    /// path that does not exist, a wrong size or checksum). Allowed while nothing of them has
+    /// been archived: a package holding one must not be COMPLETED, have a live copy anywhere, or
+    /// have an operation a batch job holds. The files on disk are not touched. All or nothing.
+    public func unregisterRawDataFiles(sourceLocationID: Int64, paths: [String]) async throws -> UnregisterOutcome {
+        try await transaction { db in
+            let files = try await db.all(RawDataFile.self, """
+                SELECT \(Self.rawDataFileColumns) FROM raw_data_file
+                WHERE source_location_id = \(sourceLocationID) AND relative_path = ANY(\(paths)) FOR UPDATE
+                """)
+            let missing = Set(paths).subtracting(files.map(\.relativePath))
+            if !missing.isEmpty {
+                throw UnregisterRefused(description: "not registered at this location: \(missing.sorted().map(\.debugDescription).joined(separator: ", ")); nothing was changed")
+            }
+            var withdrawn: [String] = []
+            for packageID in Set(files.compactMap(\.rawDataPackageID)).sorted() {
+                guard let package = try await db.optional(RawDataPackage.self, """
+                    SELECT \(Self.rawDataPackageColumns) FROM raw_data_package WHERE id = \(packageID) FOR UPDATE
+                    """) else { continue }
+                let live = try await db.connection.query("""
+                    SELECT (SELECT count(*) FROM physical_copy WHERE raw_data_package_id = \(packageID) AND status <> 'DELETED')::int AS copies,
+                           (SELECT string_agg(id::text, ', ') FROM operation WHERE raw_data_package_id = \(packageID)
+                                AND state IN ('submitted', 'running')) AS held
+                    """).first
+                let copies: Int = try live?["copies"] ?? 0
+                let held: String? = try live?["held"]
+                if package.status == .completed || copies > 0 {
+                    throw UnregisterRefused(description: "package \(package.name) holding these files is already written (\(package.status.rawValue), \(copies) live cop\(copies == 1 ? "y" : "ies")); its files can no longer be unregistered")
+                }
+                if let held {
+                    throw UnregisterRefused(description: "package \(package.name) is being written by operation \(held); wait for it to end (or cancel its batch job with 'ccat jobs cancel') and try again")
+                }
+                try await db.connection.execute("""
+                    UPDATE operation SET state = 'cancelled', last_error = 'files of its package were unregistered', updated_at = now()
+                    WHERE raw_data_package_id = \(packageID) AND state NOT IN ('succeeded', 'cancelled')
+                    """)
+                try await db.connection.execute("UPDATE raw_data_file SET raw_data_package_id = NULL WHERE raw_data_package_id = \(packageID)")
+                let name = "\(package.name)-withdrawn-\(package.id)"
+                try await db.connection.execute("UPDATE raw_data_package SET status = 'FAILED', name = \(name), updated_at = now() WHERE id = \(packageID)")
+                withdrawn.append(name)
+            }
+            let ids = files.map(\.id)
+            try await db.connection.execute("DELETE FROM physical_copy WHERE raw_data_file_id = ANY(\(ids))")
+            try await db.connection.execute("DELETE FROM raw_data_file WHERE id = ANY(\(ids))")
+            return UnregisterOutcome(removed: files.map(\.relativePath).sorted(), withdrawnPackages: withdrawn)
+        }
+    }
+}

@@ -132,6 +132,61 @@ struct RegistrationCommandTests {
         }
     }
 
+    /// A file registered by mistake stalls its observation; unregistering it withdraws the
+    /// package and lets the other files be packaged again. Written data cannot be withdrawn.
+    @Test func aMistakenRegistrationCanBeWithdrawnUntilItsDataIsWritten() async throws {
+        try await Self.withSource { database, db, root in
+            for name in ["a", "b", "gone"] { try Self.write(root, "obs-1/\(name).fits") }
+            let batch = try testScratchDirectory("batch").appendingPathComponent("files.tsv")
+            try ["a", "b", "gone"].map { "obs-1/\($0).fits\t10\t\(Self.sha)\tobs-1\n" }.joined().write(to: batch, atomically: true, encoding: .utf8)
+            #expect(try await Self.register(database, ["--batch", batch.path]).status == 0)
+            try FileManager.default.removeItem(at: root.appendingPathComponent("obs-1/gone.fits"))
+            // Packaged, and its packaging went to intervention because a file is missing.
+            let source = try #require(try await db.location(siteShortName: "ccat", name: "instrument_data"))
+            let files = try await db.unpackagedFiles(sourceLocationID: source.id, limit: 10)
+            let package = try await db.createRawDataPackage(name: "obs-1-instrument_data-\(files[0].id)", observationID: files[0].executedObsUnitID,
+                                                            sourceLocationID: source.id, relativePath: "packages/obs-1.tar", fileIDs: files.map(\.id))
+            let operation = try #require(try await db.createOperation(.rawDataPackageCreation, queue: "q", locationID: source.id, target: .rawDataPackage(package.id)))
+            try await db.connection.execute("UPDATE operation SET state = 'intervention' WHERE id = \(operation.id)")
+
+            let withdrawn = try await runExecutable("ccat", ["files", "unregister", "ccat:instrument_data", "--path", "obs-1/gone.fits", "--json", "--database", database.conninfo])
+            #expect(withdrawn.status == 0, "\(withdrawn.stderr)")
+            #expect(withdrawn.stdout.contains("obs-1/gone.fits") && withdrawn.stdout.contains("-withdrawn-\(package.id)"), "\(withdrawn.stdout)")
+            #expect(try await Self.registeredCount(db) == 2)
+            #expect(try await db.unpackagedFiles(sourceLocationID: source.id, limit: 10).map(\.relativePath) == ["obs-1/a.fits", "obs-1/b.fits"])
+            #expect(try await db.operation(id: operation.id)?.state == .cancelled)
+            // The manager can package the rest under the original name.
+            _ = try await db.createRawDataPackage(name: package.name, observationID: files[0].executedObsUnitID, sourceLocationID: source.id,
+                                                  relativePath: "packages/obs-1.tar", fileIDs: files.prefix(2).map(\.id))
+
+        }
+    }
+
+    @Test func writtenDataCannotBeUnregistered() async throws {
+        try await Self.withSource { database, db, root in
+            try Self.write(root, "obs-1/a.fits")
+            #expect(try await Self.register(database, ["--path", "obs-1/a.fits", "--size", "10", "--obs-id", "obs-1", "--sha256", Self.sha]).status == 0)
+            let source = try #require(try await db.location(siteShortName: "ccat", name: "instrument_data"))
+            let files = try await db.unpackagedFiles(sourceLocationID: source.id, limit: 10)
+            let package = try await db.createRawDataPackage(name: "obs-1-p", observationID: files[0].executedObsUnitID, sourceLocationID: source.id,
+                                                            relativePath: "packages/obs-1.tar", fileIDs: files.map(\.id))
+            let operation = try #require(try await db.createOperation(.rawDataPackageCreation, queue: "q", locationID: source.id, target: .rawDataPackage(package.id)))
+            _ = try await db.createBatchJob(id: try await db.nextBatchJobID(), scheduler: .local, cluster: nil, queue: "q", locationID: source.id,
+                                            operationType: .rawDataPackageCreation, scriptPath: "/tmp/job.sh", stdoutPath: "/tmp/job.out",
+                                            stderrPath: "/tmp/job.err", operationIDs: [operation.id])
+            try await db.connection.execute("UPDATE operation SET state = 'submitted' WHERE id = \(operation.id)")
+            let running = try await runExecutable("ccat", ["files", "unregister", "ccat:instrument_data", "--obs-id", "obs-1", "--database", database.conninfo])
+            #expect(running.status != 0 && running.stderr.contains("is being written by operation \(operation.id)"), "\(running.stderr)")
+            try await db.connection.execute("UPDATE operation SET state = 'succeeded' WHERE id = \(operation.id)")
+            try await db.recordRawDataPackageArchive(package.id, sizeBytes: 10, checksum: Self.sha, manifestJSON: "[]")
+            let written = try await runExecutable("ccat", ["files", "unregister", "ccat:instrument_data", "--obs-id", "obs-1", "--database", database.conninfo])
+            #expect(written.status != 0 && written.stderr.contains("can no longer be unregistered"), "\(written.stderr)")
+            #expect(try await Self.registeredCount(db) == 1)
+            let unknown = try await runExecutable("ccat", ["files", "unregister", "ccat:instrument_data", "--path", "obs-1/nope.fits", "--database", database.conninfo])
+            #expect(unknown.status != 0 && unknown.stderr.contains("not registered at this location"), "\(unknown.stderr)")
+        }
+    }
+
     /// The schema holds the same limits for any client that writes rows itself.
     @Test func theSchemaRefusesIdentifiersBeyondTheLimits() async throws {
         try await Self.withSource { _, db, _ in
