@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "ccat",
             dependencies: [
-                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology", "Managers", "Scheduling", "Archiving", "Auth",
+                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology", "Managers", "Scheduling", "Archiving", "Storage", "Auth",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import OpsDB
 import Postgres
+import Storage
 
 struct Files: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -269,19 +270,16 @@ struct FilesScan: AsyncParsableCommand {
             }
             let known = Set(try await connection.query("SELECT relative_path FROM raw_data_file WHERE source_location_id = \(source.id)")
                 .map { try $0["relative_path"] as String })
-            guard let walker = FileManager.default.enumerator(atPath: root) else {
-                throw ValidationError("cannot read \(root), the root of \(location.description)")
-            }
             var summary = Summary(location: location.description, found: 0, registered: 0, bytes: 0, skipped: [])
             let now = Date()
-            while let relative = walker.nextObject() as? String {
-                let name = (relative as NSString).lastPathComponent
-                if name.hasPrefix(".") { walker.skipDescendants(); continue }
-                let attributes = walker.fileAttributes ?? [:]
-                guard attributes[.type] as? FileAttributeType == .typeRegular else { continue }
+            for entry in try SourceTree.walk(root: root) {
+                guard case .file(let relative, _, let modified) = entry else {
+                    if case .skipped(let path, let reason) = entry { summary.skipped.append(.init(path: path, reason: reason)) }
+                    continue
+                }
                 summary.found += 1
-                guard !known.contains(relative), relative.contains("/") else { continue }
-                if let modified = attributes[.modificationDate] as? Date, now.timeIntervalSince(modified) < settle { continue }
+                guard !known.contains(relative) else { continue }
+                if now.timeIntervalSince(modified) < settle { continue }
                 let obsID = String(relative.split(separator: "/")[0])
                 do {
                     try checkRegistration(path: relative, obsID: obsID, instrument: instrument)

@@ -123,11 +123,19 @@ struct RegistrationCommandTests {
             try Data("private".utf8).write(to: outside)
             try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("obs-1/link.fits").path, withDestinationPath: outside.path)
             try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("obs-2").path, withDestinationPath: root.appendingPathComponent("obs-1").path)
+            // A name that is not UTF-8 (byte 0xFF), as an instrument with another locale might write.
+            let latin1 = Array((root.path + "/obs-1/caf").utf8).map { CChar(bitPattern: $0) } + [CChar(bitPattern: 0xFF), 0]
+            let fd = open(latin1, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+            #expect(fd >= 0)
+            close(fd)
             let scan = try await runExecutable("ccat", ["files", "scan", "ccat:instrument_data", "--settle", "0", "--database", database.conninfo])
             #expect(scan.status == 0, "\(scan.stderr)")
             #expect(scan.stdout.contains("1 newly registered"), "\(scan.stdout)")
-            #expect(scan.stdout.contains("1 file not registered") && scan.stdout.contains("\"obs-1/new\\nline.fits\": contains a control character"),
-                    "\(scan.stdout)")
+            #expect(scan.stdout.contains("4 files not registered"), "\(scan.stdout)")
+            for (path, reason) in [("obs-1/new\\nline.fits", "contains a control character"), ("obs-1/link.fits", "a symbolic link"),
+                                   ("obs-2", "a symbolic link"), ("obs-1/caf\u{FFFD}", "the name is not valid UTF-8")] {
+                #expect(scan.stdout.contains("\"\(path)\": \(reason)"), "\(path): \(scan.stdout)")
+            }
             #expect(try await Self.registeredCount(db) == 1)
         }
     }
