@@ -39,6 +39,17 @@ struct LocationName: ExpressibleByArgument, Sendable {
     }
 }
 
+/// What every `ccat files` subcommand starts with: the database, on the current schema, and the
+/// SOURCE location named on the command line.
+func withSourceLocation<T>(_ options: GlobalOptions, _ location: LocationName, command: String, logger: Logger,
+                           _ body: (OpsDB, DataLocation, PostgresConnection) async throws -> T) async throws -> T {
+    try await options.withDatabase(applicationName: "ccat files \(command)", logger: logger) { connection, _ in
+        try await requireCurrentSchema(connection)
+        let db = OpsDB(connection)
+        return try await body(db, try await location.resolve(db, type: .source), connection)
+    }
+}
+
 struct RegisterOutcome: Encodable {
     var path: String
     var fileID: Int64
@@ -190,10 +201,7 @@ struct FilesRegister: AsyncParsableCommand {
             }
             lines = [(path!, size!, sha256!, obsID!, instrument)]
         }
-        try await options.withDatabase(applicationName: "ccat files register", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
-            let source = try await location.resolve(db, type: .source)
+        try await withSourceLocation(options, location, command: "register", logger: logger) { db, source, connection in
             if case .disk(rootPath: let root) = try await db.storage(of: source) {
                 var visible = true
                 for line in lines where visible {
@@ -261,10 +269,7 @@ struct FilesScan: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.files")
-        try await options.withDatabase(applicationName: "ccat files scan", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
-            let source = try await location.resolve(db, type: .source)
+        try await withSourceLocation(options, location, command: "scan", logger: logger) { db, source, connection in
             guard case .disk(rootPath: let root) = try await db.storage(of: source) else {
                 throw ValidationError("\(location.description) is not on disk; only disk SOURCE locations can be scanned")
             }
@@ -335,10 +340,7 @@ struct FilesUnregister: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.files")
-        try await options.withDatabase(applicationName: "ccat files unregister", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
-            let source = try await location.resolve(db, type: .source)
+        try await withSourceLocation(options, location, command: "unregister", logger: logger) { db, source, connection in
             var paths = path
             if let obsID {
                 let found = try await connection.query("""
