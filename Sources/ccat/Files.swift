@@ -100,10 +100,11 @@ func checkRegisteredFile(root: String, path: String, size: Int64, location: Stri
     return true
 }
 
-/// Registers one file; an existing registration with another checksum is an error, not an update.
+/// Registers one file whose names passed `checkRegistration` (each caller checks them first, to
+/// report a line number or skip a file before any work); an existing registration with another
+/// checksum is an error, not an update.
 func register(_ db: OpsDB, path: String, size: Int64, sha256: String, obsID: String, instrument: String?,
               at source: DataLocation, verified: Bool) async throws -> RegisterOutcome {
-    try checkRegistration(path: path, obsID: obsID, instrument: instrument)
     let observation = try await db.upsertObservation(obsID: obsID)
     var module: Int64?
     if let instrument {

@@ -57,6 +57,17 @@ struct RegistrationCommandTests {
 
     static let sha = String(repeating: "ab", count: 32)
 
+    /// What the packaging manager does with the registered files: one package of them all, named
+    /// as the manager names it, and its packaging operation.
+    static func packageEverything(_ db: OpsDB) async throws -> (source: DataLocation, files: [RawDataFile], package: RawDataPackage, operation: OperationRecord) {
+        let source = try #require(try await db.location(siteShortName: "ccat", name: "instrument_data"))
+        let files = try await db.unpackagedFiles(sourceLocationID: source.id, limit: 10)
+        let package = try await db.createRawDataPackage(name: "obs-1-instrument_data-\(files[0].id)", observationID: files[0].executedObsUnitID,
+                                                        sourceLocationID: source.id, relativePath: "packages/obs-1.tar", fileIDs: files.map(\.id))
+        let operation = try #require(try await db.createOperation(.rawDataPackageCreation, queue: "q", locationID: source.id, target: .rawDataPackage(package.id)))
+        return (source, files, package, operation)
+    }
+
     static func registeredCount(_ db: OpsDB) async throws -> Int {
         try await db.connection.query("SELECT count(*)::int AS n FROM raw_data_file").first?["n", as: Int.self] ?? -1
     }
@@ -150,11 +161,7 @@ struct RegistrationCommandTests {
             #expect(try await Self.register(database, ["--batch", batch.path]).status == 0)
             try FileManager.default.removeItem(at: root.appendingPathComponent("obs-1/gone.fits"))
             // Packaged, and its packaging went to intervention because a file is missing.
-            let source = try #require(try await db.location(siteShortName: "ccat", name: "instrument_data"))
-            let files = try await db.unpackagedFiles(sourceLocationID: source.id, limit: 10)
-            let package = try await db.createRawDataPackage(name: "obs-1-instrument_data-\(files[0].id)", observationID: files[0].executedObsUnitID,
-                                                            sourceLocationID: source.id, relativePath: "packages/obs-1.tar", fileIDs: files.map(\.id))
-            let operation = try #require(try await db.createOperation(.rawDataPackageCreation, queue: "q", locationID: source.id, target: .rawDataPackage(package.id)))
+            let (source, files, package, operation) = try await Self.packageEverything(db)
             try await db.connection.execute("UPDATE operation SET state = 'intervention' WHERE id = \(operation.id)")
 
             let withdrawn = try await runExecutable("ccat", ["files", "unregister", "ccat:instrument_data", "--path", "obs-1/gone.fits", "--json", "--database", database.conninfo])
@@ -166,7 +173,6 @@ struct RegistrationCommandTests {
             // The manager can package the rest under the original name.
             _ = try await db.createRawDataPackage(name: package.name, observationID: files[0].executedObsUnitID, sourceLocationID: source.id,
                                                   relativePath: "packages/obs-1.tar", fileIDs: files.prefix(2).map(\.id))
-
         }
     }
 
@@ -174,11 +180,7 @@ struct RegistrationCommandTests {
         try await Self.withSource { database, db, root in
             try Self.write(root, "obs-1/a.fits")
             #expect(try await Self.register(database, ["--path", "obs-1/a.fits", "--size", "10", "--obs-id", "obs-1", "--sha256", Self.sha]).status == 0)
-            let source = try #require(try await db.location(siteShortName: "ccat", name: "instrument_data"))
-            let files = try await db.unpackagedFiles(sourceLocationID: source.id, limit: 10)
-            let package = try await db.createRawDataPackage(name: "obs-1-p", observationID: files[0].executedObsUnitID, sourceLocationID: source.id,
-                                                            relativePath: "packages/obs-1.tar", fileIDs: files.map(\.id))
-            let operation = try #require(try await db.createOperation(.rawDataPackageCreation, queue: "q", locationID: source.id, target: .rawDataPackage(package.id)))
+            let (source, _, package, operation) = try await Self.packageEverything(db)
             _ = try await db.createBatchJob(id: try await db.nextBatchJobID(), scheduler: .local, cluster: nil, queue: "q", locationID: source.id,
                                             operationType: .rawDataPackageCreation, scriptPath: "/tmp/job.sh", stdoutPath: "/tmp/job.out",
                                             stderrPath: "/tmp/job.err", operationIDs: [operation.id])
