@@ -29,6 +29,12 @@ public struct ArchiveError: Error, Sendable, CustomStringConvertible {
         case unsafeMember
         /// Content does not match its recorded size or checksum.
         case checksumMismatch
+        /// The file, or a directory on the way to it, does not exist.
+        case notFound
+        /// A symbolic link under a location's root, which is never followed.
+        case symbolicLink
+        /// The file system is full or the quota is used up: the work waits for space.
+        case noSpace
     }
     public var kind: Kind
     public var path: String
@@ -48,7 +54,12 @@ public struct ArchiveError: Error, Sendable, CustomStringConvertible {
 }
 
 func posixError(_ what: String, _ path: String, errno code: Int32 = errno) -> ArchiveError {
-    ArchiveError(kind: .io, path: path, problem: "\(what): \(String(cString: strerror(code)))")
+    let kind: ArchiveError.Kind = switch code {
+    case ENOSPC, EDQUOT: .noSpace
+    case ENOENT: .notFound
+    default: .io
+    }
+    return ArchiveError(kind: kind, path: path, problem: "\(what): \(String(cString: strerror(code)))")
 }
 
 /// Reads with a reusable buffer; the buffer size is the unit of every read and hash update. Small
@@ -58,11 +69,19 @@ func posixError(_ what: String, _ path: String, errno code: Int32 = errno) -> Ar
 let ioBufferSize = 256 << 10
 
 public enum FileChecksum {
-    /// SHA-256 and size of a file, read once in 1 MiB blocks.
+    /// SHA-256 and size of a file, read once in 256 KiB blocks; a link in its place is refused.
     public static func sha256(of path: String) throws -> (size: Int64, sha256: String) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { throw posixError("cannot open", path) }
+        try sha256(of: RootedPath(file: path))
+    }
+
+    /// SHA-256 and size of a file below a root, reached without following any link.
+    public static func sha256(of file: RootedPath) throws -> (size: Int64, sha256: String) {
+        let (fd, _) = try file.openForReading()
         defer { close(fd) }
+        return try sha256(fd: fd, shown: file.path)
+    }
+
+    static func sha256(fd: Int32, shown path: String) throws -> (size: Int64, sha256: String) {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var hasher = SHA256()
         var size: Int64 = 0
@@ -96,6 +115,11 @@ public final class AtomicFile {
     public let path: String
     public let temporaryPath: String
     public let fd: Int32
+    /// The directory the file is in, held open: the rename and its fsync happen there even if
+    /// something renames or replaces a directory above it meanwhile.
+    private let directory: Int32
+    private let name: String
+    private let temporaryName: String
     private var finished = false
     /// Bytes written so far, the end of the range handed to writeback, and the end of the range
     /// known to be on disk.
@@ -110,18 +134,30 @@ public final class AtomicFile {
         return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).ccat-partial").path
     }
 
-    public init(creating path: String, mode: mode_t = 0o644) throws {
-        self.path = path
-        temporaryPath = Self.temporaryPath(for: path)
+    /// A new file at `path`; missing directories are created, the directories above are trusted.
+    public convenience init(creating path: String, mode: mode_t = 0o644) throws {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw ArchiveError(kind: .io, path: directory, problem: "cannot create directory: \(error.localizedDescription)")
         }
-        unlink(temporaryPath)
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw posixError("cannot create", temporaryPath) }
+        try self.init(creating: RootedPath(file: path), mode: mode)
+    }
+
+    /// A new file below a root, its missing directories created; no link on the way is followed.
+    public init(creating file: RootedPath, mode: mode_t = 0o644) throws {
+        path = file.path
+        temporaryPath = Self.temporaryPath(for: path)
+        (directory, name) = try file.openParent(creating: true)
+        temporaryName = ".\(name).ccat-partial"
+        unlinkat(directory, temporaryName, 0)
+        fd = openat(directory, temporaryName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            let error = posixError("cannot create", temporaryPath)
+            close(directory)
+            throw error
+        }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
@@ -151,6 +187,25 @@ public final class AtomicFile {
         handedOff = written
     }
 
+    /// Size and SHA-256 of what was written, read back from the file (not from memory).
+    public func readBack() throws -> (size: Int64, sha256: String) {
+        var hasher = SHA256()
+        var size: Int64 = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ioBufferSize, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            let count = pread(fd, buffer.baseAddress, ioBufferSize, off_t(size))
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw posixError("cannot read back", temporaryPath)
+            }
+            if count == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            size += Int64(count)
+        }
+        return (size, hex(hasher.finalize()))
+    }
+
     /// fsync, rename into place, fsync the directory.
     public func commit() throws {
         guard !finished else { throw ArchiveError(kind: .io, path: path, problem: "committed or discarded already") }
@@ -161,12 +216,13 @@ public final class AtomicFile {
         }
         close(fd)
         finished = true
-        guard rename(temporaryPath, path) == 0 else {
+        defer { close(directory) }
+        guard renameat(directory, temporaryName, directory, name) == 0 else {
             let code = errno
-            unlink(temporaryPath)
+            unlinkat(directory, temporaryName, 0)
             throw posixError("cannot rename into \(path)", temporaryPath, errno: code)
         }
-        syncDirectory(of: path)
+        RootedPath.syncDirectory(directory)
     }
 
     /// Closes and removes the temporary file.
@@ -174,15 +230,7 @@ public final class AtomicFile {
         guard !finished else { return }
         finished = true
         close(fd)
-        unlink(temporaryPath)
-    }
-}
-
-func syncDirectory(of path: String) {
-    let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-    let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if fd >= 0 {
-        fsync(fd)
-        close(fd)
+        unlinkat(directory, temporaryName, 0)
+        close(directory)
     }
 }

@@ -28,15 +28,21 @@ public struct ArchiveSummary: Codable, Sendable, Equatable {
 
 /// A file to put into an archive: where it is, and its path inside the archive.
 public struct ArchiveInput: Sendable, Equatable {
-    public var source: String
+    /// Reached from its location's root without following any link.
+    public var source: RootedPath
     public var memberPath: String
     /// When given, the member's checksum must match (the checksum registered for a raw file).
     public var expectedSHA256: String?
 
-    public init(source: String, memberPath: String, expectedSHA256: String? = nil) {
+    public init(source: RootedPath, memberPath: String, expectedSHA256: String? = nil) {
         self.source = source
         self.memberPath = memberPath
         self.expectedSHA256 = expectedSHA256
+    }
+
+    /// A file in a directory the caller trusts; only the file itself must not be a link.
+    public init(source: String, memberPath: String, expectedSHA256: String? = nil) {
+        self.init(source: RootedPath(file: source), memberPath: memberPath, expectedSHA256: expectedSHA256)
     }
 }
 
@@ -86,13 +92,29 @@ public enum TarArchive {
 
     // MARK: Writing
 
+    /// An upper bound for the size of an archive of members of these sizes: each member's data
+    /// padded to 512 bytes, its header and a pax header for a long or non-ASCII name, and the
+    /// end-of-archive marker.
+    public static func sizeBound(memberSizes: [Int64]) -> Int64 {
+        memberSizes.reduce(Int64(1024)) { total, size in total + (size + 511) / 512 * 512 + 2048 }
+    }
+
     /// Writes `inputs` into a new archive at `destination` (atomically: temporary name, fsync,
     /// rename). A member whose checksum differs from `expectedSHA256` stops the write; nothing is
     /// left at `destination`. `progress` gets the bytes read so far; an error it throws (a stop
     /// request) abandons the archive the same way.
     public static func create(at destination: String, inputs: [ArchiveInput],
                               progress: ((Int64) throws -> Void)? = nil) throws -> ArchiveSummary {
-        let output = try AtomicFile(creating: destination)
+        try create(output: AtomicFile(creating: destination), inputs: inputs, progress: progress)
+    }
+
+    /// The same, at a path below a location's root reached without following links.
+    public static func create(at destination: RootedPath, inputs: [ArchiveInput],
+                              progress: ((Int64) throws -> Void)? = nil) throws -> ArchiveSummary {
+        try create(output: AtomicFile(creating: destination), inputs: inputs, progress: progress)
+    }
+
+    static func create(output: AtomicFile, inputs: [ArchiveInput], progress: ((Int64) throws -> Void)?) throws -> ArchiveSummary {
         do {
             let summary = try write(inputs, to: output, progress: progress)
             try output.commit()
@@ -145,22 +167,13 @@ public enum TarArchive {
         var done: Int64 = 0
         for input in inputs {
             let member = try validatedMemberPath(input.memberPath, archive: output.path)
-            // A link in place of a registered file could point at anything the runner may read
-            // (keys, .pgpass): it is refused, never followed. (The directories above it are
-            // checked against the location's root by the store that gave the path.)
-            let fd = open(input.source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-            guard fd >= 0 else {
-                if errno == ELOOP {
-                    throw ArchiveError(kind: .io, path: input.source, problem: "is a symbolic link; files under a location's root are never read through links")
-                }
-                throw posixError("cannot open", input.source)
-            }
+            // A link in place of a registered file, or of a directory above it, could point at
+            // anything the runner may read (keys, .pgpass): it is refused, never followed.
+            let source = input.source.path
+            let (fd, _) = try input.source.openForReading()
             defer { close(fd) }
             var info = stat()
-            guard fstat(fd, &info) == 0 else { throw posixError("cannot stat", input.source) }
-            guard (UInt32(info.st_mode) & 0o170000) == regularFile else {
-                throw ArchiveError(kind: .io, path: input.source, problem: "not a regular file")
-            }
+            guard fstat(fd, &info) == 0 else { throw posixError("cannot stat", source) }
             posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
             guard let entry = archive_entry_new() else {
                 throw ArchiveError(kind: .io, path: output.path, problem: "libarchive could not allocate an entry")
@@ -180,11 +193,11 @@ public enum TarArchive {
                 let count = Glibc.read(fd, buffer.baseAddress, ioBufferSize)
                 if count < 0 {
                     if errno == EINTR { continue }
-                    throw posixError("cannot read", input.source)
+                    throw posixError("cannot read", source)
                 }
                 if count == 0 { break }
                 guard size + Int64(count) <= Int64(info.st_size) else {
-                    throw ArchiveError(kind: .io, path: input.source, problem: "the file grew while it was being archived")
+                    throw ArchiveError(kind: .io, path: source, problem: "the file grew while it was being archived")
                 }
                 let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
                 hasher.update(bufferPointer: chunk)
@@ -199,13 +212,13 @@ public enum TarArchive {
                 try progress?(done)
             }
             guard size == Int64(info.st_size) else {
-                throw ArchiveError(kind: .io, path: input.source, problem: "the file shrank while it was being archived (\(size) of \(info.st_size) bytes)")
+                throw ArchiveError(kind: .io, path: source, problem: "the file shrank while it was being archived (\(size) of \(info.st_size) bytes)")
             }
             let sha256 = hex(hasher.finalize())
             // The file's own checksum is not repeated: an error message must not tell whoever
             // registered a path what a file they may not read contains.
             if let expected = input.expectedSHA256, expected.lowercased() != sha256 {
-                throw ArchiveError(kind: .checksumMismatch, path: input.source,
+                throw ArchiveError(kind: .checksumMismatch, path: source,
                                    problem: "its SHA-256 differs from the \(expected) registered for it (the file changed after registration, or was registered wrongly)")
             }
             guard archive_write_finish_entry(archive) == ARCHIVE_OK else {
@@ -227,22 +240,34 @@ public enum TarArchive {
     /// match (and no member may be missing or extra).
     public static func extract(_ archivePath: String, into directory: String, expected: [ArchiveMember]? = nil) throws -> ArchiveSummary {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        return try read(archivePath, expected: expected) { member, path in
-            try ExtractionTarget(root: directory, member: member, archive: archivePath).create()
+        return try extract(RootedPath(file: archivePath), into: RootedPath(root: directory), expected: expected)
+    }
+
+    /// The same below a location's root: the archive is read, and every directory and file is
+    /// created, without following any link below the root.
+    public static func extract(_ archive: RootedPath, into directory: RootedPath, expected: [ArchiveMember]? = nil) throws -> ArchiveSummary {
+        close(try directory.openDirectory(creating: true))
+        return try read(archive, expected: expected) { member, path in
+            try ExtractionTarget(root: directory, member: member, archive: path).create()
         }
     }
 
     /// Reads the whole archive without writing anything: sizes and checksums of it and its members.
     public static func scan(_ archivePath: String, expected: [ArchiveMember]? = nil) throws -> ArchiveSummary {
-        try read(archivePath, expected: expected) { _, _ in nil }
+        try read(RootedPath(file: archivePath), expected: expected) { _, _ in nil }
+    }
+
+    /// The same for an archive below a location's root.
+    public static func scan(_ archive: RootedPath, expected: [ArchiveMember]? = nil) throws -> ArchiveSummary {
+        try read(archive, expected: expected) { _, _ in nil }
     }
 
     /// Walks the archive; `open` returns where a regular member's bytes go (nil: hash only).
-    static func read(_ archivePath: String, expected: [ArchiveMember]?,
+    static func read(_ archive: RootedPath, expected: [ArchiveMember]?,
                      open openTarget: (String, String) throws -> AtomicFile?) throws -> ArchiveSummary {
+        let archivePath = archive.path
         try requireUTF8(archivePath)
-        let fd = Glibc.open(archivePath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw posixError("cannot open", archivePath) }
+        let (fd, _) = try archive.openForReading()
         defer { close(fd) }
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let stream = ArchiveStream(path: archivePath, fd: fd)
@@ -369,33 +394,23 @@ public enum TarArchive {
     }
 }
 
-/// Where an extracted member goes: under the root, through directories that are real directories
-/// (never symbolic links), written atomically.
+/// Where an extracted member goes: below the target directory, through directories that are
+/// real directories (never symbolic links), written atomically.
 struct ExtractionTarget {
-    let root: String
+    let root: RootedPath
     let member: String
     let archive: String
 
     func create() throws -> AtomicFile {
-        var directory = root
-        let parts = member.split(separator: "/").map(String.init)
-        for part in parts.dropLast() {
-            directory += "/\(part)"
-            var info = stat()
-            if lstat(directory, &info) == 0 {
-                guard (UInt32(info.st_mode) & 0o170000) == TarArchive.directory else {
-                    throw ArchiveError(kind: .unsafeMember, path: archive, member: member,
-                                       problem: "\(directory) exists and is not a directory (a link or file is in the way)")
-                }
-            } else if mkdir(directory, 0o755) != 0 && errno != EEXIST {
-                throw posixError("cannot create directory", directory)
+        let target = root.appending(member)
+        do {
+            if let info = try target.status(), (info.st_mode & S_IFMT) != S_IFREG {
+                throw ArchiveError(kind: .unsafeMember, path: archive, member: member, problem: "\(target.path) exists and is not a regular file")
             }
+            return try AtomicFile(creating: target)
+        } catch let error as ArchiveError where error.kind == .symbolicLink {
+            throw ArchiveError(kind: .unsafeMember, path: archive, member: member,
+                               problem: "a symbolic link is in the way at \(target.path) (\(error.problem))")
         }
-        let path = "\(root)/\(member)"
-        var info = stat()
-        if lstat(path, &info) == 0, (UInt32(info.st_mode) & 0o170000) != TarArchive.regularFile {
-            throw ArchiveError(kind: .unsafeMember, path: archive, member: member, problem: "\(path) exists and is not a regular file")
-        }
-        return try AtomicFile(creating: path)
     }
 }

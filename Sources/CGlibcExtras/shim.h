@@ -54,4 +54,10 @@ static inline int ccat_thread_setgroups(size_t count, const gid_t *groups) {
     return (int)syscall(SYS_setgroups, count, groups);
 }
 
+/* O_PATH (_GNU_SOURCE only): a directory descriptor for walking a path with openat, which needs
+   only search permission on the directory, not read permission. The value is the kernel's
+   (asm-generic, as on x86_64 and aarch64); <fcntl.h> is not included here, as it would bring
+   struct stat into this module. */
+static const int ccat_o_path = 010000000;
+
 #endif

@@ -74,9 +74,9 @@ extension OpsDB {
     /// `max_attempts`. Returns the new state (nil if the lease was lost meanwhile).
     @discardableResult
     public func failOperation(_ operationID: Int64, owner: String, errorClass: String, message: String, logPath: String?,
-                              policy: RetryPolicy) async throws -> OperationState? {
+                              policy: RetryPolicy, countsAsAttempt: Bool = true) async throws -> OperationState? {
         let state: OperationState? = try await connection.query("""
-            UPDATE operation SET \(policy.requeue(countsAsAttempt: true, errorClass: errorClass, reason: message)),
+            UPDATE operation SET \(policy.requeue(countsAsAttempt: countsAsAttempt, errorClass: errorClass, reason: message)),
                    log_path = coalesce(\(logPath), log_path)
             WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
             RETURNING state

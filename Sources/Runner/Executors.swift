@@ -58,27 +58,31 @@ enum RawDataPackageCreation {
         guard !files.isEmpty else { throw InvalidOperation(description: "raw data package \(package.name) has no files") }
         let source = try await diskStore(for: package.sourceLocationID, db, purpose: "source")
         let buffer = try await diskStore(for: bufferID, db, purpose: "buffer")
-        let destination = try buffer.path(of: package.relativePath, creatingParent: true)
+        let destination = try buffer.rooted(package.relativePath)
         let expected = files.map {
             ArchiveMember(path: $0.relativePath, size: $0.sizeBytes, sha256: $0.checksumAlgorithm == "sha256" ? $0.checksum : "")
         }
         context.log.write("packaging \(files.count) files of \(package.name) from \(source.root) into \(destination)")
 
         let summary: ArchiveSummary
-        if FileManager.default.fileExists(atPath: destination), let existing = try? reuse(destination, expected: expected, files: files) {
+        if (try? destination.status()) != nil, let existing = try? reuse(destination, expected: expected, files: files) {
             context.log.write("\(destination) already holds the verified archive (sha256 \(existing.sha256)); not rebuilt")
             summary = existing
         } else {
             let inputs = try files.map {
-                ArchiveInput(source: try source.path(of: $0.relativePath), memberPath: $0.relativePath,
+                ArchiveInput(source: try source.rooted($0.relativePath), memberPath: $0.relativePath,
                              expectedSHA256: $0.checksumAlgorithm == "sha256" ? $0.checksum : nil)
             }
+            // Room for the package and, later, for the bundle it goes into in the same buffer: a
+            // buffer filled with packages that cannot be bundled could never empty again.
+            let bound = TarArchive.sizeBound(memberSizes: files.map(\.sizeBytes))
+            try buffer.requireSpace(2 * bound, for: "package \(package.name) (\(bound) bytes, and as much again to bundle it)")
             let stop = context.stop
             summary = try await runBlocking {
                 try TarArchive.create(at: destination, inputs: inputs) { _ in try stop.check() }
             }
             for (file, member) in zip(files, summary.members) where member.size != file.sizeBytes {
-                throw ArchiveError(kind: .checksumMismatch, path: try source.path(of: file.relativePath),
+                throw ArchiveError(kind: .checksumMismatch, path: try source.rooted(file.relativePath).path,
                                    problem: "\(member.size) bytes, but \(file.sizeBytes) were registered")
             }
             context.log.write("wrote \(summary.size) bytes, sha256 \(summary.sha256)")
@@ -98,7 +102,7 @@ enum RawDataPackageCreation {
     }
 
     /// An archive left by an earlier attempt counts when every member matches the registered files.
-    static func reuse(_ path: String, expected: [ArchiveMember], files: [RawDataFile]) throws -> ArchiveSummary? {
+    static func reuse(_ path: RootedPath, expected: [ArchiveMember], files: [RawDataFile]) throws -> ArchiveSummary? {
         let summary = try TarArchive.scan(path)
         guard summary.members.count == expected.count else { return nil }
         for (member, want) in zip(summary.members, expected) {

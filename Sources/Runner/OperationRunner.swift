@@ -174,7 +174,8 @@ public struct OperationRunner: Sendable {
             try await whileDatabaseReturns(log: log, for: settings.leaseSeconds) {
                 try await db.markTargetFailed(operation, message: "\(error)")
                 state = try await db.failOperation(operation.id, owner: owner, errorClass: errorClass, message: "\(error)",
-                                                   logPath: log.path, policy: settings.retryPolicy)
+                                                   logPath: log.path, policy: settings.retryPolicy,
+                                                   countsAsAttempt: errorClass != Self.noSpace)
             }
             logger.error("operation failed", metadata: ["operation": "\(operation.id)", "class": "\(errorClass)", "error": "\(error)",
                                                         "state": "\(state?.rawValue ?? "lease lost")"])
@@ -211,6 +212,10 @@ public struct OperationRunner: Sendable {
         }
     }
 
+    /// A full file system or used-up quota: not the operation's fault, so it waits for cleanup and
+    /// is tried again without using up an attempt.
+    static let noSpace = "no_space"
+
     /// The `error_class` recorded with a failure: what kind of problem, for dashboards and retries.
     static func errorClass(_ error: any Error) -> String {
         switch error {
@@ -220,6 +225,9 @@ public struct OperationRunner: Sendable {
             case .format: return "archive_format"
             case .unsafeMember: return "unsafe_archive"
             case .checksumMismatch: return "checksum_mismatch"
+            case .notFound: return "not_found"
+            case .symbolicLink: return "symbolic_link"
+            case .noSpace: return noSpace
             }
         case let error as StorageError:
             switch error.kind {
@@ -231,6 +239,7 @@ public struct OperationRunner: Sendable {
             case .invalidPath: return "invalid_path"
             case .io: return "io_error"
             case .unsupported: return "unsupported"
+            case .noSpace: return noSpace
             }
         case is DeletionRefused: return "deletion_refused"
         case is UnsupportedOperation: return "unsupported"

@@ -63,21 +63,22 @@ enum DataTransferPackageCreation {
             guard package.status == .completed, let checksum = package.checksum, let size = package.sizeBytes else {
                 throw InvalidOperation(description: "raw data package \(package.name) is \(package.status.rawValue), not yet archived; it cannot be bundled")
             }
-            inputs.append(ArchiveInput(source: try buffer.path(of: package.relativePath), memberPath: package.relativePath, expectedSHA256: checksum))
+            inputs.append(ArchiveInput(source: try buffer.rooted(package.relativePath), memberPath: package.relativePath, expectedSHA256: checksum))
             expected.append(ArchiveMember(path: package.relativePath, size: size, sha256: checksum))
         }
-        let destination = try buffer.path(of: bundle.relativePath, creatingParent: true)
+        let destination = try buffer.rooted(bundle.relativePath)
         context.log.write("bundling \(packages.count) raw data packages into \(destination)")
         let summary: ArchiveSummary
-        if FileManager.default.fileExists(atPath: destination), let existing = try? TarArchive.scan(destination, expected: expected) {
+        if (try? destination.status()) != nil, let existing = try? TarArchive.scan(destination, expected: expected) {
             context.log.write("\(destination) already holds the verified bundle (sha256 \(existing.sha256)); not rebuilt")
             summary = existing
         } else {
+            try buffer.requireSpace(TarArchive.sizeBound(memberSizes: expected.map(\.size)), for: "bundle \(bundle.name)")
             let stop = context.stop
             let sources = inputs
             summary = try await runBlocking { try TarArchive.create(at: destination, inputs: sources) { _ in try stop.check() } }
             for (member, want) in zip(summary.members, expected) where member.size != want.size {
-                throw ArchiveError(kind: .checksumMismatch, path: destination, member: member.path,
+                throw ArchiveError(kind: .checksumMismatch, path: destination.path, member: member.path,
                                    problem: "\(member.size) bytes, but \(want.size) were recorded")
             }
             context.log.write("wrote \(summary.size) bytes, sha256 \(summary.sha256)")
@@ -117,7 +118,7 @@ enum DataTransferExecution {
         }
         let origin = try await diskStore(for: transfer.originLocationID, db, purpose: "origin buffer")
         let destination = try await diskStore(for: transfer.destinationLocationID, db, purpose: "destination buffer")
-        let source = try origin.path(of: bundle.relativePath)
+        let source = try origin.rooted(bundle.relativePath)
         let remoteHost = try await db.sshHost(of: transfer.destinationLocationID)
         if let remoteHost, transfer.method != .rsync, transfer.method != .bbcp {
             throw UnsupportedOperation(description: "\(destination.description) is on \(remoteHost), which \(transfer.method.rawValue) cannot reach; "
@@ -126,6 +127,11 @@ enum DataTransferExecution {
         context.log.write("transfer \(transferID): \(bundle.name) (\(size) bytes) \(origin.description) -> \(destination.description)"
                           + (remoteHost.map { " on \($0)" } ?? "") + " by \(transfer.method.rawValue)")
 
+        if transfer.method == .rsync || transfer.method == .bbcp {
+            // The tools take a path: the bundle must be reachable without a link first (the tool
+            // itself opens the path as given).
+            close(try source.openForReading().fd)
+        }
         if let remoteHost {
             // The destination is on another host: rsync or bbcp over ssh, verified there with sha256sum.
             _ = try destination.path(of: bundle.relativePath)  // the key stays inside the root
@@ -134,7 +140,7 @@ enum DataTransferExecution {
                 context.log.write("\(remoteHost) already holds the verified bundle; not sent again")
             } else {
                 if transfer.method == .bbcp { try await remote.makeParentDirectory() }
-                try await ExternalCopy(method: transfer.method, source: source, target: remote.copyTarget, log: context.log, stop: context.stop,
+                try await ExternalCopy(method: transfer.method, source: source.path, target: remote.copyTarget, log: context.log, stop: context.stop,
                                        remote: true).run()
                 guard try await remote.holds(size: size, sha256: checksum) else {
                     try? await remote.remove()
@@ -146,13 +152,14 @@ enum DataTransferExecution {
         } else if try destination.holds(bundle.relativePath, size: size, sha256: checksum) {
             context.log.write("the destination already holds the verified bundle; not sent again")
         } else {
+            try destination.requireSpace(size, for: "bundle \(bundle.name)")
             let shouldStop = context.shouldStop
             switch transfer.method {
             case .copy:
                 _ = try await runBlocking { try destination.upload(file: source, to: bundle.relativePath, sha256: checksum, shouldStop: shouldStop) }
             case .rsync, .bbcp:
                 let target = try destination.path(of: bundle.relativePath, creatingParent: true)
-                try await ExternalCopy(method: transfer.method, source: source, target: target, log: context.log, stop: context.stop).run()
+                try await ExternalCopy(method: transfer.method, source: source.path, target: target, log: context.log, stop: context.stop).run()
                 guard try destination.holds(bundle.relativePath, size: size, sha256: checksum) else {
                     // A damaged copy is not left under the final name.
                     try? destination.delete(bundle.relativePath)
@@ -293,23 +300,24 @@ enum DataTransferUnpacking {
             return ArchiveMember(path: package.relativePath, size: size, sha256: checksum)
         }
         let buffer = try await diskStore(for: transfer.destinationLocationID, db, purpose: "destination buffer")
-        let archive = try buffer.path(of: bundle.relativePath)
+        let archive = try buffer.rooted(bundle.relativePath)
+        try buffer.requireSpace(expected.reduce(0) { $0 + $1.size }, for: "unpacking bundle \(bundle.name)")
         context.log.write("unpacking \(archive) (\(packages.count) raw data packages) into \(buffer.root)")
         let summary: ArchiveSummary
         do {
-            summary = try await runBlocking { try TarArchive.extract(archive, into: buffer.root, expected: expected) }
+            summary = try await runBlocking { try TarArchive.extract(archive, into: RootedPath(root: buffer.root), expected: expected) }
         } catch let error as ArchiveError where error.kind == .checksumMismatch {
             // A package that does not match: if the bundle itself differs from what was sent, it
             // was damaged on the way (the transfer's read-back passed, so on the destination's
             // disk or by something writing to it since) and is sent again.
             let actual = try await runBlocking { try FileChecksum.sha256(of: archive) }
             if let checksum = bundle.checksum, actual.sha256 != checksum {
-                throw BundleDamaged(transferID: transferID, path: archive, expected: checksum, actual: actual.sha256, detail: error.problem)
+                throw BundleDamaged(transferID: transferID, path: archive.path, expected: checksum, actual: actual.sha256, detail: error.problem)
             }
             throw error
         }
         if let checksum = bundle.checksum, summary.sha256 != checksum {
-            throw BundleDamaged(transferID: transferID, path: archive, expected: checksum, actual: summary.sha256, detail: nil)
+            throw BundleDamaged(transferID: transferID, path: archive.path, expected: checksum, actual: summary.sha256, detail: nil)
         }
         context.log.write("\(summary.members.count) raw data packages extracted and verified")
         return ExecutionOutcome(
@@ -339,11 +347,12 @@ enum LongTermArchiveTransferExecution {
         }
         let buffer = try await diskStore(for: transfer.originLocationID, db, purpose: "buffer")
         let archive = try await store(for: transfer.destinationLocationID, db, s3: context.s3)
-        let source = try buffer.path(of: package.relativePath)
+        let source = try buffer.rooted(package.relativePath)
         context.log.write("archiving \(package.name) (\(size) bytes) from \(buffer.description) into \(archive.store.description)")
         if try await runBlocking({ try archive.store.holds(package.relativePath, size: size, sha256: checksum) }) {
             context.log.write("the archive already holds the verified package; not sent again")
         } else {
+            if let disk = archive.store as? DiskStore { try disk.requireSpace(size, for: "package \(package.name)") }
             let shouldStop = context.shouldStop
             _ = try await runBlocking { try archive.store.upload(file: source, to: package.relativePath, sha256: checksum, shouldStop: shouldStop) }
             context.log.write("uploaded and verified: \(size) bytes, sha256 \(checksum)")

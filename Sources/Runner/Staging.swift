@@ -136,10 +136,15 @@ enum StagingExecution {
                 throw OwnershipError(description: "cannot create \(targetRoot): \(String(cString: strerror(errno)))")
             }
         }
+        // Everything below the location's root is reached without following a link.
+        let target = RootedPath(root: processing.root, relative: job.targetDirectory)
         // Downloads land in the runner's own directory (searchable, not listable or writable by
         // others); each archive is then handed to the requester, who unpacks it.
         let scratch = try runnerDirectory(try runnerDirectory(processing.root + "/.ccat-staging") + "/job-\(jobID)")
 
+        // Room for every package unpacked, and for the largest one's download beside them.
+        let sizes = packages.map { $0.sizeBytes ?? 0 }
+        try processing.requireSpace(sizes.reduce(0, +) + (sizes.max() ?? 0), for: "staging job \(jobID)")
         var staged: [(file: RawDataFile, member: ArchiveMember)] = []
         var bytes: Int64 = 0
         for package in packages {
@@ -162,7 +167,7 @@ enum StagingExecution {
             }
             context.log.write("unpacking \(package.name) into \(targetRoot) as \(owner.map { "\($0.username) (uid \($0.uid))" } ?? "the runner's user")")
             do {
-                _ = try await runBlocking { try asFileOwner(owner) { try TarArchive.extract(download, into: targetRoot, expected: manifest) } }
+                _ = try await runBlocking { try asFileOwner(owner) { try TarArchive.extract(RootedPath(file: download), into: target, expected: manifest) } }
             } catch {
                 unlink(download)
                 throw error
@@ -240,14 +245,11 @@ enum StagingCleanup {
             if let reason = try await db.stagingCleanupBlocker(jobID: jobID) {
                 throw InvalidOperation(description: "staging job \(jobID) is kept: \(reason)")
             }
-            let target = try processing.path(of: job.targetDirectory)
+            let target = try processing.rooted(job.targetDirectory)
             log.write("removing \(target)")
             try await runBlocking {
-                try asFileOwner(owner) {
-                    var info = stat()
-                    guard lstat(target, &info) == 0 else { return }
-                    try FileManager.default.removeItem(atPath: target)
-                }
+                // As the requester, and without following any link below the root.
+                try asFileOwner(owner) { try target.removeTree() }
                 try? FileManager.default.removeItem(atPath: processing.root + "/.ccat-staging/job-\(jobID)")
             }
             try await db.recordStagingJobCleaned(jobID)

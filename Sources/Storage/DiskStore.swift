@@ -24,78 +24,78 @@ public struct DiskStore: ObjectStore {
         StorageError(kind: kind, location: description, object: key, problem: problem)
     }
 
-    /// The absolute path of `key`. With `creatingParent`, its directory is created first; either
-    /// way, an existing directory on the way must resolve inside the root.
-    public func path(of key: String, creatingParent: Bool = false) throws -> String {
+    /// `key` below the root: every access through it opens one component at a time and follows
+    /// no link.
+    public func rooted(_ key: String) throws -> RootedPath {
         try validateKey(key, location: description)
-        let path = root + "/" + key
-        let parent = (path as NSString).deletingLastPathComponent
-        if creatingParent {
+        return RootedPath(root: root, relative: key)
+    }
+
+    /// The absolute path of `key`, for messages and for tools that take a path (rsync, bbcp).
+    /// With `creatingParent`, its directory is created first; either way no directory on the
+    /// way may be a symbolic link.
+    public func path(of key: String, creatingParent: Bool = false) throws -> String {
+        let file = try rooted(key)
+        try local(key) {
             do {
-                try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
-            } catch {
-                throw failure(.io, key, "cannot create \(parent): \(error.localizedDescription)")
+                close(try file.openParent(creating: creatingParent).fd)
+            } catch let error as ArchiveError where error.kind == .notFound && !creatingParent {
+                if !FileManager.default.fileExists(atPath: root) { throw error }
             }
         }
-        // The deepest existing ancestor must resolve inside the root (a symbolic link on the way
-        // could point anywhere).
-        var existing = parent
-        while !FileManager.default.fileExists(atPath: existing), existing.count > root.count {
-            existing = (existing as NSString).deletingLastPathComponent
+        return file.path
+    }
+
+    /// Runs local file work, reporting its problems as this location's.
+    func local<T>(_ key: String?, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as ArchiveError {
+            throw StorageError(error, location: description, object: key)
         }
-        guard let resolvedRoot = realpath(root), let resolved = realpath(existing) else {
-            if !FileManager.default.fileExists(atPath: root) {
-                throw failure(.io, key, "the location's root does not exist or is not mounted here")
-            }
-            return path
-        }
-        if !(resolved == resolvedRoot || resolved.hasPrefix(resolvedRoot == "/" ? "/" : resolvedRoot + "/")) {
-            throw failure(.invalidPath, key, "resolves to \(resolved), outside the location's root \(resolvedRoot)")
-        }
-        return path
     }
 
     public func head(_ key: String) throws -> StoredObject? {
-        let path = try path(of: key)
-        var info = stat()
-        guard lstat(path, &info) == 0 else {
-            if errno == ENOENT || errno == ENOTDIR { return nil }
-            throw failure(.io, key, "cannot stat \(path): \(String(cString: strerror(errno)))")
+        let file = try rooted(key)
+        return try local(key) {
+            guard let info = try file.status() else { return nil }
+            guard (info.st_mode & S_IFMT) == S_IFREG else {
+                throw failure(.invalidPath, key, "\(file.path) exists but is not a regular file")
+            }
+            return StoredObject(key: key, size: Int64(info.st_size), sha256: nil)
         }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw failure(.invalidPath, key, "\(path) exists but is not a regular file")
-        }
-        return StoredObject(key: key, size: Int64(info.st_size), sha256: nil)
     }
 
     public func holds(_ key: String, size: Int64, sha256: String) throws -> Bool {
         guard let object = try head(key), object.size == size else { return false }
-        return try FileChecksum.sha256(of: path(of: key)).sha256 == sha256
+        let file = try rooted(key)
+        return try local(key) { try FileChecksum.sha256(of: file).sha256 == sha256 }
     }
 
-    public func upload(file source: String, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject {
-        let destination = try path(of: key, creatingParent: true)
-        let copied = try Self.copyVerified(from: source, to: destination, expectedSize: nil, expectedSHA256: sha256,
+    public func upload(file source: RootedPath, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject {
+        let destination = try rooted(key)
+        let copied = try Self.copyVerified(from: source, to: { try AtomicFile(creating: destination) }, expectedSize: nil, expectedSHA256: sha256,
                                            shouldStop: shouldStop, location: description, key: key)
         return StoredObject(key: key, size: copied.size, sha256: copied.sha256)
     }
 
     public func download(_ key: String, to path: String, expectedSize: Int64?, expectedSHA256: String?,
                          shouldStop: @escaping ShouldStop) throws -> StoredObject {
-        let source = try self.path(of: key)
+        let source = try rooted(key)
         guard try head(key) != nil else { throw failure(.notFound, key, "no such file under the location's root") }
-        let copied = try Self.copyVerified(from: source, to: path, expectedSize: expectedSize, expectedSHA256: expectedSHA256,
-                                           shouldStop: shouldStop, location: description, key: key)
+        let copied = try Self.copyVerified(from: source, to: { try AtomicFile(creating: path) }, expectedSize: expectedSize,
+                                           expectedSHA256: expectedSHA256, shouldStop: shouldStop, location: description, key: key)
         return StoredObject(key: key, size: copied.size, sha256: copied.sha256)
     }
 
     public func delete(_ key: String) throws {
-        let path = try path(of: key)
-        unlink(AtomicFile.temporaryPath(for: path))
-        guard unlink(path) == 0 || errno == ENOENT || errno == ENOTDIR else {
-            throw failure(.io, key, "cannot delete \(path): \(String(cString: strerror(errno)))")
+        let file = try rooted(key)
+        try local(key) {
+            let parent = (key as NSString).deletingLastPathComponent
+            let name = (key as NSString).lastPathComponent
+            try RootedPath(root: root, relative: parent.isEmpty ? ".\(name).ccat-partial" : "\(parent)/.\(name).ccat-partial").unlinkFile()
+            try file.unlinkFile()
         }
-        syncDirectory(path)
     }
 
     public func list(prefix: String) throws -> [StoredObject] {
@@ -127,11 +127,23 @@ public struct DiskStore: ObjectStore {
         return LocationProbe(reachable: true, totalBytes: total, freeBytes: free, usedBytes: total - Int64(info.f_bfree) * block)
     }
 
+    /// Refuses to start writing `bytes` when the file system under the root has less free (for
+    /// this user): the caller waits for space to be freed rather than filling the disk and failing
+    /// halfway. A root whose free space cannot be read is left to the write itself.
+    public func requireSpace(_ bytes: Int64, for what: String) throws {
+        var info = statvfs()
+        guard statvfs(root, &info) == 0 else { return }
+        let free = Int64(info.f_bavail) * Int64(info.f_frsize)
+        guard free < bytes else { return }
+        throw failure(.noSpace, nil, "\(what) needs \(bytes) bytes, but \(free) are free; it waits for space "
+                      + "(archived copies are deleted by cleanup) and is tried again without using up an attempt")
+    }
+
     /// Copies a file with `copy_file_range` (in-kernel; server-side on NFS 4.2 and similar) to
     /// `<destination>`'s temporary name, then reads the copy back to verify size and SHA-256,
     /// then fsyncs and renames it into place. The source is hashed too, when no checksum is
     /// expected, so the copy is always compared against something.
-    static func copyVerified(from source: String, to destination: String, expectedSize: Int64?, expectedSHA256: String?,
+    static func copyVerified(from source: RootedPath, to create: () throws -> AtomicFile, expectedSize: Int64?, expectedSHA256: String?,
                              shouldStop: ShouldStop, location: String, key: String) throws -> (size: Int64, sha256: String) {
         let (input, size) = try openSource(source, location: location, object: key)
         defer { close(input) }
@@ -139,8 +151,12 @@ public struct DiskStore: ObjectStore {
             throw StorageError(kind: .checksumMismatch, location: location, object: key,
                                problem: "\(source) has \(size) bytes, but \(expectedSize) were recorded")
         }
-        let want = try expectedSHA256 ?? FileChecksum.sha256(of: source).sha256
-        let output = try AtomicFile(creating: destination)
+        func local<T>(_ body: () throws -> T) throws -> T {
+            do { return try body() } catch let error as ArchiveError { throw StorageError(error, location: location, object: key) }
+        }
+        let want = try expectedSHA256 ?? local { try FileChecksum.sha256(of: source).sha256 }
+        let output = try local(create)
+        let destination = output.path
         do {
             var remaining = size
             var useRange = true
@@ -155,7 +171,8 @@ public struct DiskStore: ObjectStore {
                     copied = ccat_copy_file_range(input, output.fd, chunk)
                     if copied < 0, [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP].contains(errno) { useRange = false }
                     else if copied < 0, errno != EINTR {
-                        throw StorageError(kind: .io, location: location, object: key, problem: "copy to \(destination) failed: \(String(cString: strerror(errno)))")
+                        throw StorageError(kind: [ENOSPC, EDQUOT].contains(errno) ? .noSpace : .io, location: location, object: key,
+                                           problem: "copy to \(destination) failed: \(String(cString: strerror(errno)))")
                     }
                 }
                 if !useRange {
@@ -163,7 +180,7 @@ public struct DiskStore: ObjectStore {
                     if copied < 0, errno != EINTR {
                         throw StorageError(kind: .io, location: location, object: key, problem: "cannot read \(source): \(String(cString: strerror(errno)))")
                     }
-                    if copied > 0 { try output.write(UnsafeRawBufferPointer(rebasing: buffer[0..<copied])) }
+                    if copied > 0 { try local { try output.write(UnsafeRawBufferPointer(rebasing: buffer[0..<copied])) } }
                 }
                 if copied == 0 {
                     throw StorageError(kind: .io, location: location, object: key, problem: "\(source) shrank while it was copied")
@@ -173,12 +190,12 @@ public struct DiskStore: ObjectStore {
                     if useRange { output.didWrite(copied) }
                 }
             }
-            let written = try FileChecksum.sha256(of: output.temporaryPath)
+            let written = try local { try output.readBack() }
             guard written.size == size, written.sha256 == want else {
                 throw StorageError(kind: .checksumMismatch, location: location, object: key,
                                    problem: "the copy at \(destination) has SHA-256 \(written.sha256) (\(written.size) bytes), expected \(want) (\(size) bytes)")
             }
-            try output.commit()
+            try local { try output.commit() }
             return written
         } catch {
             output.discard()
@@ -190,18 +207,4 @@ public struct DiskStore: ObjectStore {
 /// Thrown by copies that were told to stop; the runner maps it to its own stop handling.
 public struct StopRequestedDuringCopy: Error, CustomStringConvertible {
     public var description: String { "the transfer was stopped" }
-}
-
-func syncDirectory(_ path: String) {
-    let fd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if fd >= 0 {
-        fsync(fd)
-        close(fd)
-    }
-}
-
-func realpath(_ path: String) -> String? {
-    guard let resolved = Glibc.realpath(path, nil) else { return nil }
-    defer { free(resolved) }
-    return String(cString: resolved)
 }

@@ -51,7 +51,7 @@ public protocol ObjectStore: Sendable {
     /// Stores the local file under `key`. The file's own bytes must hash to `sha256` (a damaged
     /// source is never stored), and what arrived is verified before this returns.
     @discardableResult
-    func upload(file path: String, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject
+    func upload(file: RootedPath, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject
 
     /// Fetches `key` into the local file `path` (temporary name, fsync, rename), verifying size and
     /// checksum on the way; a mismatch leaves nothing at `path`.
@@ -83,19 +83,20 @@ public func validateKey(_ key: String, location: String) throws {
     }
 }
 
-/// Opens a local file that is to be stored and returns its descriptor (the caller closes it) and
-/// size; a missing file is `notFound`, any other failure `io`, both naming the object.
-func openSource(_ path: String, location: String, object key: String) throws -> (fd: Int32, size: Int64) {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else {
-        throw StorageError(kind: errno == ENOENT ? .notFound : .io, location: location, object: key,
-                           problem: "cannot open \(path): \(String(cString: strerror(errno)))")
+extension ObjectStore {
+    /// Stores a local file in a directory the caller trusts (only the file itself must not be a link).
+    @discardableResult
+    public func upload(file path: String, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject {
+        try upload(file: RootedPath(file: path), to: key, sha256: sha256, shouldStop: shouldStop)
     }
-    var info = stat()
-    guard fstat(fd, &info) == 0 else {
-        let problem = "cannot stat \(path): \(String(cString: strerror(errno)))"
-        close(fd)
-        throw StorageError(kind: .io, location: location, object: key, problem: problem)
+}
+
+/// Opens a local file that is to be stored, without following links below its root, and returns
+/// its descriptor (the caller closes it) and size.
+func openSource(_ file: RootedPath, location: String, object key: String) throws -> (fd: Int32, size: Int64) {
+    do {
+        return try file.openForReading()
+    } catch let error as ArchiveError {
+        throw StorageError(error, location: location, object: key)
     }
-    return (fd, Int64(info.st_size))
 }

@@ -176,9 +176,10 @@ public struct S3Store: ObjectStore {
         return object.size == size && object.sha256 == sha256
     }
 
-    public func upload(file path: String, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject {
+    public func upload(file: RootedPath, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject {
         try validateKey(key, location: description)
-        let (fd, size) = try openSource(path, location: description, object: key)
+        let path = file.path
+        let (fd, size) = try openSource(file, location: description, object: key)
         defer { close(fd) }
         // What the server's own SHA-256 of the object must be: that of the bytes for one PUT, that
         // of the parts' SHA-256s followed by "-<parts>" for a multipart upload (S3's composite).

@@ -1,3 +1,4 @@
+import Archiving
 import Foundation
 
 /// A storage problem, naming the location and object and saying what went wrong.
@@ -19,6 +20,8 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         case io
         /// The storage type or method is not supported by this version.
         case unsupported
+        /// The file system is full or a quota is used up: the work waits for space to be freed.
+        case noSpace
     }
 
     public var kind: Kind
@@ -36,5 +39,19 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         "\(location)\(object.map { " \($0.debugDescription)" } ?? ""): \(problem)"
+    }
+}
+
+extension StorageError {
+    /// A local file problem, as a storage problem of `location`'s object.
+    public init(_ error: ArchiveError, location: String, object: String?) {
+        let kind: Kind = switch error.kind {
+        case .notFound: .notFound
+        case .symbolicLink, .unsafeMember: .invalidPath
+        case .noSpace: .noSpace
+        case .checksumMismatch: .checksumMismatch
+        case .io, .format: .io
+        }
+        self.init(kind: kind, location: location, object: object, problem: "\(error.path): \(error.problem)")
     }
 }

@@ -44,7 +44,7 @@ struct TarArchiveTests {
         #expect(summary.sha256 == (try sha256sum(archive)))
         #expect(summary.size == Int64(try FileManager.default.attributesOfItem(atPath: archive)[.size] as! UInt64))
         for (input, member) in zip(inputs, summary.members) {
-            #expect(member.sha256 == (try sha256sum(input.source)), "\(member.path)")
+            #expect(member.sha256 == (try sha256sum(input.source.path)), "\(member.path)")
         }
         #expect(leftovers(in: work).isEmpty)
 
@@ -78,7 +78,7 @@ struct TarArchiveTests {
         #expect(summary.sha256 == (try sha256sum(archive)))
         #expect(summary.members.map(\.path) == awkwardNames)
         for (input, member) in zip(inputs, summary.members) {
-            #expect(member.sha256 == (try sha256sum(input.source)))
+            #expect(member.sha256 == (try sha256sum(input.source.path)))
         }
     }
 
@@ -89,7 +89,7 @@ struct TarArchiveTests {
         let archive = work.appendingPathComponent("out/package.tar").path
         let error = #expect(throws: ArchiveError.self) { try TarArchive.create(at: archive, inputs: inputs) }
         #expect(error?.kind == .checksumMismatch)
-        #expect(error?.path == inputs[2].source)
+        #expect(error?.path == inputs[2].source.path)
         #expect(!FileManager.default.fileExists(atPath: archive))
         #expect(leftovers(in: work).isEmpty)
     }

@@ -166,6 +166,48 @@ struct RunnerTests {
         }
     }
 
+    /// The observation's directory swapped for a link to a copy elsewhere: even with every
+    /// registered checksum matching, nothing is read through the link.
+    @Test func aDirectoryOnTheWayReplacedByALinkIsNeverFollowed() async throws {
+        try await PackagingFixture.with { fixture in
+            let observation = fixture.sourceRoot.appendingPathComponent("obs-2026-0042")
+            let elsewhere = try testScratchDirectory("elsewhere").appendingPathComponent("obs")
+            try FileManager.default.moveItem(at: observation, to: elsewhere)
+            try FileManager.default.createSymbolicLink(at: observation, withDestinationURL: elsewhere)
+            let result = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+            #expect(result.status == 1)
+            let operation = try #require(try await fixture.db.operation(id: fixture.operation.id))
+            #expect(operation.errorClass == "symbolic_link")
+            #expect(operation.lastError?.contains("'obs-2026-0042' on the way is a symbolic link") == true, "\(operation.lastError ?? "")")
+            #expect(!FileManager.default.fileExists(atPath: fixture.archivePath))
+            #expect(fixture.partialFiles().isEmpty)
+        }
+    }
+
+    /// A buffer without room for the package and for bundling it later: the operation waits
+    /// (no_space), uses up no attempt and leaves nothing; once space is added it goes through.
+    @Test(.enabled(if: SmallFileSystem.available)) func aBufferWithoutRoomWaitsWithoutUsingUpAttempts() async throws {
+        try await PackagingFixture.with(fileSize: 300_000) { fixture in
+            try await SmallFileSystem.with(bytes: 2 << 20, at: fixture.bufferRoot) { fileSystem in
+                for _ in 0..<2 {
+                    let result = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+                    #expect(result.status == 1)
+                    let operation = try #require(try await fixture.db.operation(id: fixture.operation.id))
+                    #expect(operation.state == .pending)
+                    #expect(operation.attempts == 0)
+                    #expect(operation.errorClass == "no_space")
+                    #expect(operation.lastError?.contains("and as much again to bundle it") == true, "\(operation.lastError ?? "")")
+                    #expect(!FileManager.default.fileExists(atPath: fixture.archivePath))
+                    #expect(fixture.partialFiles().isEmpty)
+                }
+                try await offPool { try fileSystem.resize(bytes: 8 << 20) }
+                let result = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)
+                #expect(result.status == 0, "\(result.stderr)")
+                try await fixture.expectPackaged()
+            }
+        }
+    }
+
     @Test func registeredChecksumMismatchFailsTheAttemptAndLeavesNothing() async throws {
         try await PackagingFixture.with(corrupt: true) { fixture in
             let result = try await runExecutable("ccat-runner", ["exec", "--operation", String(fixture.operation.id)], environment: fixture.environment)

@@ -64,6 +64,7 @@ struct DiskStoreTests {
         let dir = try scratch("disk-damage")
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = DiskStore(name: "buffer", root: dir.appendingPathComponent("root").path)
+        try FileManager.default.createDirectory(atPath: store.root, withIntermediateDirectories: true)
         let source = try randomFile(dir.appendingPathComponent("a.tar"), size: 100_000)
         try flipByte(source.path, at: 5_000)
         let error = #expect(throws: StorageError.self) {
@@ -104,10 +105,77 @@ struct DiskStoreTests {
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("x.tar").path))
     }
 
+    /// No link below a root is followed on either side of a copy, not even one that points back
+    /// inside the root: a directory swapped for a link could otherwise carry a copy, a read or a
+    /// deletion anywhere.
+    @Test func noLinkBelowTheRootIsFollowed() throws {
+        let dir = try scratch("disk-links")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let manager = FileManager.default
+        let root = dir.appendingPathComponent("root"), otherRoot = dir.appendingPathComponent("other")
+        let kept = try randomFile(root.appendingPathComponent("real/a.tar"), size: 1_000)
+        let secret = try randomFile(dir.appendingPathComponent("outside/secret.tar"), size: 1_000)
+        try manager.createDirectory(at: otherRoot, withIntermediateDirectories: true)
+        try manager.createSymbolicLink(atPath: root.appendingPathComponent("inside").path, withDestinationPath: "real")
+        try manager.createSymbolicLink(atPath: otherRoot.appendingPathComponent("obs").path,
+                                       withDestinationPath: dir.appendingPathComponent("outside").path)
+        let store = DiskStore(name: "buffer", root: root.path), other = DiskStore(name: "source", root: otherRoot.path)
+
+        func refused(_ what: String, _ body: () throws -> Void) {
+            let error = #expect(throws: StorageError.self, "\(what)") { try body() }
+            #expect(error?.kind == .invalidPath, "\(what): \(String(describing: error))")
+            #expect(error?.problem.contains("symbolic link") == true, "\(what)")
+        }
+        refused("holds") { _ = try store.holds("inside/a.tar", size: 1_000, sha256: kept.sha256) }
+        refused("download") {
+            try store.download("inside/a.tar", to: dir.appendingPathComponent("back.tar").path, expectedSize: nil, expectedSHA256: nil, shouldStop: never)
+        }
+        refused("upload from a linked source") {
+            try store.upload(file: other.rooted("obs/secret.tar"), to: "copied.tar", sha256: secret.sha256, shouldStop: never)
+        }
+        refused("upload into a linked directory") {
+            try store.upload(file: kept.path, to: "inside/new.tar", sha256: kept.sha256, shouldStop: never)
+        }
+        refused("delete") { try store.delete("inside/a.tar") }
+        #expect(try store.head("copied.tar") == nil)
+        #expect(!manager.fileExists(atPath: root.appendingPathComponent("real/new.tar").path))
+        #expect(try FileChecksum.sha256(of: kept.path).sha256 == kept.sha256)
+        #expect(try FileChecksum.sha256(of: secret.path).sha256 == secret.sha256)
+
+        let unmounted = DiskStore(name: "archive", root: dir.appendingPathComponent("mnt/archive").path)
+        let missing = #expect(throws: StorageError.self) {
+            try unmounted.download("a.tar", to: dir.appendingPathComponent("back.tar").path, expectedSize: nil, expectedSHA256: nil, shouldStop: never)
+        }
+        #expect(missing?.kind == .notFound)
+    }
+
+    /// A full file system is `noSpace` (the work waits for space), both when it is seen before
+    /// writing and when the disk fills during a copy; nothing is left behind.
+    @Test(.enabled(if: SmallFileSystem.available)) func aFullFileSystemIsNoSpaceAndLeavesNothing() async throws {
+        let dir = try scratch("disk-full")
+        let source = try randomFile(dir.appendingPathComponent("a.tar"), size: 3 << 20)
+        try await SmallFileSystem.with(bytes: 1 << 20) { fileSystem in
+            let store = DiskStore(name: "buffer", root: fileSystem.mountPoint.path)
+            try store.requireSpace(512 << 10, for: "a small bundle")
+            let early = #expect(throws: StorageError.self) { try store.requireSpace(3 << 20, for: "bundle b-1") }
+            #expect(early?.kind == .noSpace)
+            #expect(early?.problem.contains("bundle b-1 needs 3145728 bytes, but \(fileSystem.freeBytes) are free") == true, "\(String(describing: early))")
+
+            let late = #expect(throws: StorageError.self) {
+                try store.upload(file: source.path, to: "nested/a.tar", sha256: source.sha256, shouldStop: never)
+            }
+            #expect(late?.kind == .noSpace, "\(String(describing: late))")
+            #expect(try store.head("nested/a.tar") == nil)
+            #expect(partials(in: fileSystem.mountPoint).isEmpty)
+            #expect(fileSystem.freeBytes >= 1 << 20 - 64 << 10)
+        }
+    }
+
     @Test func stopRequestAbandonsTheCopyWithoutLeftovers() throws {
         let dir = try scratch("disk-stop")
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = DiskStore(name: "buffer", root: dir.appendingPathComponent("root").path)
+        try FileManager.default.createDirectory(atPath: store.root, withIntermediateDirectories: true)
         let source = try randomFile(dir.appendingPathComponent("a.tar"), size: 1 << 20)
         #expect(throws: StopRequestedDuringCopy.self) {
             try store.upload(file: source.path, to: "a.tar", sha256: source.sha256, shouldStop: { true })
