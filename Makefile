@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 PG := scripts/local-postgres.sh
 BIN_DIR = $(shell $(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)
 
-.PHONY: all build deps db db-stop demo test bench install deb clean
+.PHONY: all build deps db db-stop demo test bench fuzz install deb clean
 
 all: build
 
@@ -63,6 +63,12 @@ bench:
 	  $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-dispatch
 	CCAT_TEST_S3_ENDPOINT=$$(cat .ccat-dev/s3/endpoint) $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-storage
 	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-managers
+
+## fuzz: libFuzzer on the parsers of outside input, FUZZ_SECONDS per target (scripts/fuzz.sh;
+## CI runs 10 s each after the tests)
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## install: release binaries, schema, job-script templates, man pages, completions, examples and
 ## the systemd unit under $(PREFIX) (and $(DESTDIR)); README "Installing" says what follows

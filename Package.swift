@@ -12,6 +12,12 @@ let package = Package(
     products: [
         .executable(name: "ccat", targets: ["ccat"]),
         .executable(name: "ccat-runner", targets: ["ccat-runner"]),
+        // The modules holding the parsers of outside input, for the fuzz targets in Fuzz/.
+        .library(name: "Topology", targets: ["Topology"]),
+        .library(name: "OpsDB", targets: ["OpsDB"]),
+        .library(name: "Scheduling", targets: ["Scheduling"]),
+        .library(name: "Storage", targets: ["Storage"]),
+        .library(name: "Archiving", targets: ["Archiving"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

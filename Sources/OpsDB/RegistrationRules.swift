@@ -20,6 +20,15 @@ public enum RegistrationRules {
         public var description: String { "\(field) \(value.debugDescription): \(problem)" }
     }
 
+    /// 64 hexadecimal digits, as sha256sum prints them (ASCII only: `Character.isHexDigit` would
+    /// also take full-width digits).
+    public static func isSHA256(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { byte in
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+                || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
+        }
+    }
+
     public static func checkObservationID(_ obsID: String) throws {
         func refuse(_ problem: String) -> Violation { Violation(field: "observation id", value: String(obsID.prefix(80)), problem: problem) }
         guard !obsID.isEmpty else { throw refuse("is empty") }
@@ -60,5 +69,62 @@ public enum RegistrationRules {
             }
         }
         if components.count < 2 { throw refuse("is not inside an observation directory (<root>/<obs id>/.../<file>)") }
+    }
+}
+
+/// One line of `ccat files register --batch`: path, size, SHA-256 and observation id, and an
+/// optional `instrument[/module]`, separated by tabs.
+public struct RegistrationLine: Sendable, Equatable {
+    public var path: String
+    public var size: Int64
+    public var sha256: String
+    public var obsID: String
+    public var instrument: String?
+
+    public init(path: String, size: Int64, sha256: String, obsID: String, instrument: String?) {
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.obsID = obsID
+        self.instrument = instrument
+    }
+
+    /// A line that cannot be registered: its number (from 1) and why.
+    public struct Refused: Error, Sendable, CustomStringConvertible, Equatable {
+        public var line: Int
+        public var problem: String
+        public var description: String { "line \(line): \(problem)" }
+    }
+
+    /// Every line of `text` that is not empty, each checked against the registration rules. Lines
+    /// end in LF or CRLF (a file written on Windows).
+    public static func parse(_ text: String) throws -> [RegistrationLine] {
+        // Swift counts "\r\n" as one Character, so the text is split on its scalars.
+        let rows = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { String(String.UnicodeScalarView($0)) }.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        var lines: [RegistrationLine] = []
+        for (index, row) in rows.enumerated() where !row.isEmpty {
+            let fields = row.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 4 || fields.count == 5, let size = Int64(fields[1]), size >= 0,
+                  RegistrationRules.isSHA256(fields[2]), !fields[3].isEmpty else {
+                throw Refused(line: index + 1, problem: "expected path, size, sha256, obs id[, instrument/module] separated by tabs")
+            }
+            let line = RegistrationLine(path: fields[0], size: size, sha256: fields[2].lowercased(), obsID: fields[3],
+                                        instrument: fields.count == 5 ? fields[4] : nil)
+            do {
+                try line.check()
+            } catch let violation as RegistrationRules.Violation {
+                throw Refused(line: index + 1, problem: "\(violation)")
+            }
+            lines.append(line)
+        }
+        return lines
+    }
+
+    /// The registration rules for the path, the observation id and the instrument.
+    public func check() throws {
+        try RegistrationRules.checkRelativePath(path)
+        try RegistrationRules.checkObservationID(obsID)
+        if let instrument { try RegistrationRules.checkInstrument(instrument) }
     }
 }

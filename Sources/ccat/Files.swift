@@ -57,12 +57,6 @@ struct RegisterOutcome: Encodable {
 }
 
 /// The names of one registration, checked against RegistrationRules before anything is written.
-func checkRegistration(path: String, obsID: String, instrument: String?) throws {
-    try RegistrationRules.checkRelativePath(path)
-    try RegistrationRules.checkObservationID(obsID)
-    if let instrument { try RegistrationRules.checkInstrument(instrument) }
-}
-
 /// A registered file that is not what packaging will find: missing, a link, or another size.
 struct RegisteredFileProblem: Error, CustomStringConvertible {
     var description: String
@@ -75,7 +69,8 @@ struct RegisteredFileProblem: Error, CustomStringConvertible {
 @discardableResult
 func checkRegisteredFile(root: String, path: String, size: Int64, location: String) throws -> Bool {
     var info = stat()
-    guard lstat(root, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
+    // The root itself may be a link (to a mount); below it, none may be.
+    guard stat(root, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
     var current = root
     let components = path.split(separator: "/")
     for (index, component) in components.enumerated() {
@@ -100,7 +95,7 @@ func checkRegisteredFile(root: String, path: String, size: Int64, location: Stri
     return true
 }
 
-/// Registers one file whose names passed `checkRegistration` (each caller checks them first, to
+/// Registers one file whose names passed `RegistrationLine.check` (each caller checks them first, to
 /// report a line number or skip a file before any work); an existing registration with another
 /// checksum is an error, not an update.
 func register(_ db: OpsDB, path: String, size: Int64, sha256: String, obsID: String, instrument: String?,
@@ -160,14 +155,14 @@ struct FilesRegister: AsyncParsableCommand {
                 throw ValidationError("give --path, --size, --sha256 and --obs-id, or --batch FILE")
             }
         }
-        if let sha256, sha256.count != 64 || !sha256.allSatisfy(\.isHexDigit) {
+        if let sha256, !RegistrationRules.isSHA256(sha256) {
             throw ValidationError("--sha256 must be 64 hexadecimal digits")
         }
     }
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.files")
-        var lines: [(String, Int64, String, String, String?)] = []
+        var lines: [RegistrationLine] = []
         if let batch {
             let text: String
             if batch == "-" {
@@ -177,36 +172,25 @@ struct FilesRegister: AsyncParsableCommand {
                     throw ValidationError("cannot read \(batch): \(error.localizedDescription)")
                 }
             }
-            // Lines end in LF or CRLF (a file written on Windows); Swift counts "\r\n" as one
-            // Character, so split on the scalars.
-            let rows = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
-                .map { String(String.UnicodeScalarView($0)) }.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
-            for (number, line) in rows.enumerated() where !line.isEmpty {
-                let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-                guard fields.count == 4 || fields.count == 5, let size = Int64(fields[1]), size >= 0,
-                      fields[2].count == 64, fields[2].allSatisfy(\.isHexDigit), !fields[3].isEmpty else {
-                    throw ValidationError("line \(number + 1) of \(batch): expected path, size, sha256, obs id[, instrument/module] separated by tabs")
-                }
-                do {
-                    try checkRegistration(path: fields[0], obsID: fields[3], instrument: fields.count == 5 ? fields[4] : nil)
-                } catch let violation as RegistrationRules.Violation {
-                    throw ValidationError("line \(number + 1) of \(batch): \(violation); nothing was registered")
-                }
-                lines.append((fields[0], size, fields[2], fields[3], fields.count == 5 ? fields[4] : nil))
+            do {
+                lines = try RegistrationLine.parse(text)
+            } catch let refused as RegistrationLine.Refused {
+                throw ValidationError("line \(refused.line) of \(batch): \(refused.problem); nothing was registered")
             }
         } else {
+            let line = RegistrationLine(path: path!, size: size!, sha256: sha256!.lowercased(), obsID: obsID!, instrument: instrument)
             do {
-                try checkRegistration(path: path!, obsID: obsID!, instrument: instrument)
+                try line.check()
             } catch let violation as RegistrationRules.Violation {
                 throw ValidationError("\(violation); nothing was registered")
             }
-            lines = [(path!, size!, sha256!, obsID!, instrument)]
+            lines = [line]
         }
         try await withSourceLocation(options, location, command: "register", logger: logger) { db, source, connection in
             if case .disk(rootPath: let root) = try await db.storage(of: source) {
                 var visible = true
                 for line in lines where visible {
-                    visible = try checkRegisteredFile(root: root, path: line.0, size: line.1, location: location.description)
+                    visible = try checkRegisteredFile(root: root, path: line.path, size: line.size, location: location.description)
                 }
                 if !visible {
                     logger.notice("the root \(root) of \(location.description) is not visible on this host; the files are checked when they are packaged")
@@ -216,7 +200,7 @@ struct FilesRegister: AsyncParsableCommand {
             // All or nothing: a bad line leaves no half-registered batch behind.
             try await db.transaction { db in
                 for line in lines {
-                    outcomes.append(try await register(db, path: line.0, size: line.1, sha256: line.2, obsID: line.3, instrument: line.4,
+                    outcomes.append(try await register(db, path: line.path, size: line.size, sha256: line.sha256, obsID: line.obsID, instrument: line.instrument,
                                                        at: source, verified: false))
                 }
                 try await db.notifyWork("files registered")
@@ -288,12 +272,12 @@ struct FilesScan: AsyncParsableCommand {
                 if now.timeIntervalSince(modified) < settle { continue }
                 let obsID = String(relative.split(separator: "/")[0])
                 do {
-                    try checkRegistration(path: relative, obsID: obsID, instrument: instrument)
+                    try RegistrationLine(path: relative, size: 0, sha256: "", obsID: obsID, instrument: instrument).check()
                 } catch let violation as RegistrationRules.Violation {
                     summary.skipped.append(.init(path: relative, reason: violation.problem))
                     continue
                 }
-                let checksum = try FileChecksum.sha256(of: "\(root)/\(relative)")
+                let checksum = try FileChecksum.sha256(of: RootedPath(root: root, relative: relative))
                 let outcome = try await register(db, path: relative, size: checksum.size, sha256: checksum.sha256, obsID: obsID,
                                                  instrument: instrument, at: source, verified: true)
                 if outcome.created {
