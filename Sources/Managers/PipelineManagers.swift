@@ -77,26 +77,21 @@ public struct RawDataPackageManager: ManagerCycle {
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
         let places = try await Places.load(db)
         var created = 0
-        let issues = try await db.managerIssueItems(manager: name)
-        for group in try await db.unpackagedGroups(settleSeconds: settings.packageSettleSeconds, limit: settings.batchSize) {
+        let setAside = try await SetAside.load(db, manager: name)
+        // Observations set aside are left out of the query, so that they never fill its batch.
+        let skipped = setAside.items.compactMap { ObservationItem(parsing: $0, places: places) }
+        for group in try await db.unpackagedGroups(settleSeconds: settings.packageSettleSeconds, limit: settings.batchSize,
+                                                   excluding: skipped.map { ($0.observationID, $0.sourceLocationID) }) {
             guard let source = places.locations[group.sourceLocationID], source.active else { continue }
-            // One observation that cannot be packaged is set aside with its error; the others go on.
-            // Named by its row id, with the start of its name: the name itself may be what is wrong.
-            let item = "observation \(group.observationID) (\(group.obsID.prefix(64))\(group.obsID.count > 64 ? "..." : "")) at \(source.name)"
-            if issues[item] == true { continue }
-            do {
+            let item = ObservationItem(observationID: group.observationID, obsID: group.obsID, sourceLocationID: source.id, sourceName: source.name)
+            created += try await setAside.attempt(db, item.description, logger: logger) {
                 let name = "\(sanitizedName(group.obsID))-\(source.name)-\(group.fileIDs[0])"
                 let package = try await db.createRawDataPackage(name: name, observationID: group.observationID, sourceLocationID: source.id,
                                                                 relativePath: "packages/\(name).tar", fileIDs: group.fileIDs)
                 logger.info("package \(package.name): \(group.fileIDs.count) files, \(group.bytes) bytes",
                             metadata: ["package": "\(package.id)", "observation": "\(group.obsID)"])
-                created += 1
-            } catch let error as PostgresError where !error.isTransient && error.code != .cancelled {
-                logger.error("\(item) set aside: \(error)", metadata: ["observation": "\(group.obsID)"])
-                try await db.recordManagerIssue(manager: self.name, item: item, error: "\(error)")
-                continue
+                return 1
             }
-            if issues[item] != nil { try await db.clearManagerIssue(manager: self.name, item: item) }
         }
         // Every pending package gets its operation (also after a crash between the two steps).
         var buffers: [String: BufferChoice] = [:]  // one choice per site and cycle
@@ -107,10 +102,40 @@ public struct RawDataPackageManager: ManagerCycle {
                 buffer = try await BufferSelection.primaryBuffer(db, siteShortName: site, logger: logger)
                 buffers[site] = buffer
             }
-            created += try await places.schedule(db, .rawDataPackageCreation, at: package.sourceLocationID, target: .rawDataPackage(package.id),
-                                                 targetLocationID: buffer.location.id, sizeHintBytes: package.bytes)
+            created += try await setAside.attempt(db, "package \(package.id)", logger: logger) {
+                try await places.schedule(db, .rawDataPackageCreation, at: package.sourceLocationID, target: .rawDataPackage(package.id),
+                                          targetLocationID: buffer.location.id, sizeHintBytes: package.bytes)
+            }
         }
         return created
+    }
+}
+
+/// An observation's files at one SOURCE location, as a set-aside item: named by its row id, with
+/// the start of its name (the name itself may be what is wrong) and the location.
+struct ObservationItem: CustomStringConvertible {
+    let observationID: Int64
+    let obsID: String
+    let sourceLocationID: Int64
+    let sourceName: String
+
+    init(observationID: Int64, obsID: String, sourceLocationID: Int64, sourceName: String) {
+        self.observationID = observationID
+        self.obsID = obsID
+        self.sourceLocationID = sourceLocationID
+        self.sourceName = sourceName
+    }
+
+    var description: String {
+        "observation \(observationID) (\(obsID.prefix(64))\(obsID.count > 64 ? "..." : "")) at \(sourceName)"
+    }
+
+    /// The item again from its description (location names have no blanks).
+    init?(parsing item: String, places: Places) {
+        guard item.hasPrefix("observation "), let at = item.range(of: " at ", options: .backwards),
+              let id = Int64(item.dropFirst("observation ".count).prefix { $0.isNumber }),
+              let location = places.locations.values.first(where: { $0.name == item[at.upperBound...] && $0.locationType == .source }) else { return nil }
+        self.init(observationID: id, obsID: "", sourceLocationID: location.id, sourceName: location.name)
     }
 }
 
@@ -152,11 +177,14 @@ public struct DataTransferPackageManager: ManagerCycle {
             }
             if size.pressed || (batch.map(\.ageSeconds).max() ?? 0) >= settings.bundleMaxAgeSeconds { try await close() }
         }
+        let setAside = try await SetAside.load(db, manager: name)
         for id in try await db.bundlesWithoutOperation(limit: settings.batchSize) {
-            guard let bundle = try await db.dataTransferPackage(id: id) else { continue }
-            let size = try await db.rawDataPackages(bundleID: id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
-            created += try await places.schedule(db, .dataTransferPackageCreation, at: bundle.originLocationID, target: .dataTransferPackage(id),
+            created += try await setAside.attempt(db, "bundle \(id)", logger: logger) {
+                guard let bundle = try await db.dataTransferPackage(id: id) else { return 0 }
+                let size = try await db.rawDataPackages(bundleID: id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
+                return try await places.schedule(db, .dataTransferPackageCreation, at: bundle.originLocationID, target: .dataTransferPackage(id),
                                                  sizeHintBytes: size)
+            }
         }
         return created
     }
@@ -222,6 +250,7 @@ public struct TransferManager: ManagerCycle {
         let table = try await RouteTable.load(db)
         let siteIDs = Dictionary(uniqueKeysWithValues: places.sites.values.map { ($0.shortName, $0.id) })
         var created = 0
+        let setAside = try await SetAside.load(db, manager: name)
         // Primary: from the SOURCE sites' buffers to one archive site, round-robin.
         let sourceSiteIDs = table.sourceSites.compactMap { siteIDs[$0] }
         for bundle in try await db.bundlesToSend(originSiteIDs: sourceSiteIDs, limit: settings.batchSize) {
@@ -229,12 +258,14 @@ public struct TransferManager: ManagerCycle {
             let originSite = site.shortName
             let candidates = table.archiveSites.filter { $0 != originSite }
             guard !candidates.isEmpty else { continue }
-            let target = try await RoundRobin.next(db, sourceSite: site, candidates: candidates)
-            let hop = try await destination(db, table: table, from: originSite, to: target, places: places, logger: logger)
-            let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: bundle.originLocationID,
-                                                           destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
-            logger.info("bundle \(bundle.name) goes \(originSite) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
-            created += 1
+            created += try await setAside.attempt(db, "bundle \(bundle.id) (\(bundle.name))", logger: logger) {
+                let target = try await RoundRobin.next(db, sourceSite: site, candidates: candidates)
+                let hop = try await destination(db, table: table, from: originSite, to: target, places: places, logger: logger)
+                let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: bundle.originLocationID,
+                                                               destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
+                logger.info("bundle \(bundle.name) goes \(originSite) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
+                return 1
+            }
         }
         // Secondary: from the archive site that holds a verified copy to archive sites without one.
         let archiveSiteIDs = table.archiveSites.compactMap { siteIDs[$0] }
@@ -243,36 +274,48 @@ public struct TransferManager: ManagerCycle {
                   let originSite = places.siteName(of: bundle.originLocationID) else { continue }
             let reached = Set(candidate.siteIDs.compactMap { places.sites[$0]?.shortName } + [originSite])
             for target in table.archiveSites where !reached.contains(target) {
-                let hop = try await destination(db, table: table, from: from, to: target, places: places, logger: logger)
-                let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: candidate.bufferID,
-                                                               destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
-                logger.info("bundle \(bundle.name) replicates \(from) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
-                created += 1
+                created += try await setAside.attempt(db, "bundle \(bundle.id) (\(bundle.name)) to \(target)", logger: logger) {
+                    let hop = try await destination(db, table: table, from: from, to: target, places: places, logger: logger)
+                    let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: candidate.bufferID,
+                                                                   destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
+                    logger.info("bundle \(bundle.name) replicates \(from) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
+                    return 1
+                }
             }
         }
         // Relays: a bundle verified at the relay site of its route goes on along the route's next hop.
         for forward in try await db.relayedBundlesToForward(limit: settings.batchSize) {
             guard let route = table.customRoutes.first(where: { $0.id == forward.routeID }), let at = places.siteName(of: forward.bufferID),
                   let origin = places.sites[route.originSiteID]?.shortName, let target = places.sites[route.destinationSiteID]?.shortName else { continue }
-            let planned = try table.route(from: origin, to: target)
-            guard let next = planned.hops.first(where: { $0.fromSite == at }) else {
-                logger.warning("route \(route.name) has no hop from \(at); bundle \(forward.bundleID) stays there", metadata: ["bundle": "\(forward.bundleID)"])
-                continue
+            created += try await setAside.attempt(db, "bundle \(forward.bundleID) at \(at) on route \(route.name)", logger: logger) {
+                let planned = try table.route(from: origin, to: target)
+                guard let next = planned.hops.first(where: { $0.fromSite == at }) else {
+                    throw RouteHasNoHop(route: route.name, site: at)
+                }
+                let hop = try await landing(db, hop: next, route: planned, table: table, places: places, logger: logger)
+                let transfer = try await db.createDataTransfer(bundleID: forward.bundleID, originLocationID: forward.bufferID,
+                                                               destinationLocationID: hop.location, routeID: route.id, method: hop.method)
+                logger.info("bundle \(forward.bundleID) relays \(at) -> \(next.toSite) (route \(route.name))",
+                            metadata: ["bundle": "\(forward.bundleID)", "transfer": "\(transfer.id)"])
+                return 1
             }
-            let hop = try await landing(db, hop: next, route: planned, table: table, places: places, logger: logger)
-            let transfer = try await db.createDataTransfer(bundleID: forward.bundleID, originLocationID: forward.bufferID,
-                                                           destinationLocationID: hop.location, routeID: route.id, method: hop.method)
-            logger.info("bundle \(forward.bundleID) relays \(at) -> \(next.toSite) (route \(route.name))",
-                        metadata: ["bundle": "\(forward.bundleID)", "transfer": "\(transfer.id)"])
-            created += 1
         }
         for id in try await db.transfersWithoutOperation(limit: settings.batchSize) {
-            guard let transfer = try await db.dataTransfer(id: id), let bundle = try await db.dataTransferPackage(id: transfer.dataTransferPackageID) else { continue }
-            created += try await places.schedule(db, .dataTransfer, at: transfer.originLocationID, target: .dataTransfer(id),
+            created += try await setAside.attempt(db, "transfer \(id)", logger: logger) {
+                guard let transfer = try await db.dataTransfer(id: id), let bundle = try await db.dataTransferPackage(id: transfer.dataTransferPackageID) else { return 0 }
+                return try await places.schedule(db, .dataTransfer, at: transfer.originLocationID, target: .dataTransfer(id),
                                                  targetLocationID: transfer.destinationLocationID, sizeHintBytes: bundle.sizeBytes ?? 0)
+            }
         }
         return created
     }
+}
+
+/// A relay route that has no hop leaving the site a bundle reached.
+struct RouteHasNoHop: Error, CustomStringConvertible {
+    let route: String
+    let site: String
+    var description: String { "route \(route) has no hop from \(site); the bundle stays there until the route is fixed ('ccat routes list')" }
 }
 
 /// 4. Arrived bundles -> DATA_TRANSFER_UNPACKING at the destination buffer.
@@ -284,10 +327,13 @@ public struct UnpackManager: ManagerCycle {
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
         let places = try await Places.load(db)
         var created = 0
+        let setAside = try await SetAside.load(db, manager: name)
         for id in try await db.transfersToUnpack(limit: settings.batchSize) {
-            guard let transfer = try await db.dataTransfer(id: id) else { continue }
-            created += try await places.schedule(db, .dataTransferUnpacking, at: transfer.destinationLocationID, target: .dataTransfer(id),
+            created += try await setAside.attempt(db, "transfer \(id)", logger: logger) {
+                guard let transfer = try await db.dataTransfer(id: id) else { return 0 }
+                return try await places.schedule(db, .dataTransferUnpacking, at: transfer.destinationLocationID, target: .dataTransfer(id),
                                                  sizeHintBytes: transfer.bytesTransferred ?? 0)
+            }
         }
         return created
     }
@@ -303,15 +349,20 @@ public struct ArchiveManager: ManagerCycle {
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
         let places = try await Places.load(db)
         var created = 0
+        let setAside = try await SetAside.load(db, manager: name)
         for candidate in try await db.packagesToArchive(limit: settings.batchSize) {
-            _ = try await db.createLongTermArchiveTransfer(packageID: candidate.packageID, originLocationID: candidate.bufferID,
-                                                           destinationLocationID: candidate.archiveID)
-            created += 1
+            created += try await setAside.attempt(db, "package \(candidate.packageID) into archive \(candidate.archiveID)", logger: logger) {
+                _ = try await db.createLongTermArchiveTransfer(packageID: candidate.packageID, originLocationID: candidate.bufferID,
+                                                               destinationLocationID: candidate.archiveID)
+                return 1
+            }
         }
         for id in try await db.archiveTransfersWithoutOperation(limit: settings.batchSize) {
-            guard let transfer = try await db.longTermArchiveTransfer(id: id), let package = try await db.rawDataPackage(id: transfer.rawDataPackageID) else { continue }
-            created += try await places.schedule(db, .longTermArchiveTransfer, at: transfer.destinationLocationID,
+            created += try await setAside.attempt(db, "archive transfer \(id)", logger: logger) {
+                guard let transfer = try await db.longTermArchiveTransfer(id: id), let package = try await db.rawDataPackage(id: transfer.rawDataPackageID) else { return 0 }
+                return try await places.schedule(db, .longTermArchiveTransfer, at: transfer.destinationLocationID,
                                                  target: .longTermArchiveTransfer(id), sizeHintBytes: package.sizeBytes ?? 0)
+            }
         }
         return created
     }
@@ -328,12 +379,14 @@ public struct StagingManager: ManagerCycle {
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
         var created = try await StagingRequestCycle(settings: settings).run(db, logger: logger)
         let places = try await Places.load(db)
+        let setAside = try await SetAside.load(db, manager: name)
         for id in try await db.stagingJobsWithoutOperation(limit: settings.batchSize) {
-            guard let job = try await db.stagingJob(id: id) else { continue }
-            let size = try await db.stagingJobPackages(id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
-            if try await places.schedule(db, .staging, at: job.destinationLocationID, target: .stagingJob(id), sizeHintBytes: size, priority: 10) == 1 {
+            created += try await setAside.attempt(db, "staging job \(id)", logger: logger) {
+                guard let job = try await db.stagingJob(id: id) else { return 0 }
+                let size = try await db.stagingJobPackages(id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
+                guard try await places.schedule(db, .staging, at: job.destinationLocationID, target: .stagingJob(id), sizeHintBytes: size, priority: 10) == 1 else { return 0 }
                 logger.info("staging job \(id) scheduled", metadata: ["staging_job": "\(id)"])
-                created += 1
+                return 1
             }
         }
         return created
@@ -357,15 +410,20 @@ public final class DeletionManager: ManagerCycle, @unchecked Sendable {
                                                          limit: settings.batchSize)
         cursor = candidates.count < settings.batchSize ? 0 : candidates.last!.copyID
         var created = 0
+        let setAside = try await SetAside.load(db, manager: name)
         for candidate in candidates {
-            created += try await db.transaction { db in
-                if try await db.deletionBlocker(copyID: candidate.copyID, exceptOperation: 0) != nil { return 0 }
-                return try await places.schedule(db, .deletion, at: candidate.locationID, target: .physicalCopy(candidate.copyID))
+            created += try await setAside.attempt(db, "copy \(candidate.copyID)", logger: logger) {
+                try await db.transaction { db in
+                    if try await db.deletionBlocker(copyID: candidate.copyID, exceptOperation: 0) != nil { return 0 }
+                    return try await places.schedule(db, .deletion, at: candidate.locationID, target: .physicalCopy(candidate.copyID))
+                }
             }
         }
         // Staged data of requests that ended: one DELETION removes a job's whole directory.
         for job in try await db.stagingJobsToClean(limit: settings.batchSize) {
-            created += try await places.schedule(db, .deletion, at: job.locationID, target: .stagingJob(job.jobID))
+            created += try await setAside.attempt(db, "staging job \(job.jobID)", logger: logger) {
+                try await places.schedule(db, .deletion, at: job.locationID, target: .stagingJob(job.jobID))
+            }
         }
         return created
     }
@@ -382,8 +440,11 @@ public final class MonitoringManager: ManagerCycle, @unchecked Sendable {
         if let last, ContinuousClock.now - last < .seconds(settings.monitoringIntervalSeconds) { return 0 }
         last = .now
         let places = try await Places.load(db)
+        let setAside = try await SetAside.load(db, manager: name)
         for location in places.locations.values where location.active {
-            _ = try await places.schedule(db, .monitoring, at: location.id, target: .none)
+            _ = try await setAside.attempt(db, "location \(location.id) (\(location.name))", logger: logger) {
+                try await places.schedule(db, .monitoring, at: location.id, target: .none)
+            }
         }
         // Monitoring results are no work for the other managers: report nothing, wake no one.
         return 0

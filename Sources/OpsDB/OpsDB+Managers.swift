@@ -36,7 +36,7 @@ extension OpsDB {
     }
 
     /// Observations with unpackaged files whose newest file is at least `settleSeconds` old.
-    public func unpackagedGroups(settleSeconds: Double, limit: Int) async throws -> [UnpackagedGroup] {
+    public func unpackagedGroups(settleSeconds: Double, limit: Int, excluding: [(observationID: Int64, sourceLocationID: Int64)] = []) async throws -> [UnpackagedGroup] {
         // Grouped and limited over the partial index of unpackaged files first; the observation's
         // name is then looked up by primary key for the few groups returned.
         try await connection.query("""
@@ -46,6 +46,8 @@ extension OpsDB {
                          sum(f.size_bytes)::bigint AS bytes, min(f.id) AS first
                   FROM raw_data_file f
                   WHERE f.raw_data_package_id IS NULL
+                    AND (f.executed_obs_unit_id, f.source_location_id) NOT IN
+                        (SELECT unnest(\(excluding.map(\.observationID))::bigint[]), unnest(\(excluding.map(\.sourceLocationID))::bigint[]))
                   GROUP BY f.source_location_id, f.executed_obs_unit_id
                   HAVING max(f.registered_at) <= now() - make_interval(secs => \(settleSeconds))
                   ORDER BY min(f.id)
