@@ -33,6 +33,15 @@ extension OpsDB {
 
     /// Records that `object` now exists at `locationID`. Fails with a unique violation when a live
     /// copy is already recorded there.
+    /// Records the verified copy an operation made, unless a live copy of `object` is there
+    /// already (an earlier attempt recorded it, or the copy was there before).
+    public func recordVerifiedCopy(of object: CopiedObject, at locationID: Int64, relativePath: String,
+                                   sizeBytes: Int64, checksum: String) async throws {
+        guard try await liveCopy(of: object, at: locationID) == nil else { return }
+        _ = try await insertPhysicalCopy(of: object, at: locationID, relativePath: relativePath, sizeBytes: sizeBytes,
+                                         checksum: checksum, verified: true)
+    }
+
     public func insertPhysicalCopy(of object: CopiedObject, at locationID: Int64, relativePath: String,
                                    sizeBytes: Int64?, checksum: String?, verified: Bool,
                                    stagingJobID: Int64? = nil) async throws -> PhysicalCopy {

@@ -12,6 +12,34 @@ public enum OperationTarget: Sendable, Equatable {
     case physicalCopy(Int64)
 }
 
+extension OperationRecord {
+    /// The one record the operation works on, as it was created (`createOperation`).
+    public var target: OperationTarget {
+        if let id = rawDataPackageID { return .rawDataPackage(id) }
+        if let id = dataTransferPackageID { return .dataTransferPackage(id) }
+        if let id = dataTransferID { return .dataTransfer(id) }
+        if let id = longTermArchiveTransferID { return .longTermArchiveTransfer(id) }
+        if let id = stagingJobID { return .stagingJob(id) }
+        if let id = physicalCopyID { return .physicalCopy(id) }
+        return .none
+    }
+}
+
+extension OperationTarget: CustomStringConvertible {
+    /// As `ccat ops list` shows it: "package 12", "copy 7", or "-".
+    public var description: String {
+        switch self {
+        case .none: "-"
+        case .rawDataPackage(let id): "package \(id)"
+        case .dataTransferPackage(let id): "bundle \(id)"
+        case .dataTransfer(let id): "transfer \(id)"
+        case .longTermArchiveTransfer(let id): "archive transfer \(id)"
+        case .stagingJob(let id): "staging job \(id)"
+        case .physicalCopy(let id): "copy \(id)"
+        }
+    }
+}
+
 extension OpsDB {
     static let operationColumns: PostgresQuery = """
         id, operation_type, queue, data_location_id, state, priority, raw_data_package_id,

@@ -23,15 +23,7 @@ extension OperationType: ExpressibleByArgument {
     public init?(argument: String) { self.init(rawValue: argument.uppercased()) }
 }
 
-func targetLabel(_ operation: OperationRecord) -> String {
-    if let id = operation.rawDataPackageID { return "package \(id)" }
-    if let id = operation.dataTransferPackageID { return "bundle \(id)" }
-    if let id = operation.dataTransferID { return "transfer \(id)" }
-    if let id = operation.longTermArchiveTransferID { return "archive transfer \(id)" }
-    if let id = operation.stagingJobID { return "staging job \(id)" }
-    if let id = operation.physicalCopyID { return "copy \(id)" }
-    return "-"
-}
+func targetLabel(_ operation: OperationRecord) -> String { operation.target.description }
 
 struct OpsList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List operations, most recently changed first.")

@@ -3,44 +3,6 @@ import Foundation
 import OpsDB
 import Storage
 
-/// What a successful operation hands back: its report, and the database changes that record its
-/// effects (applied in the same transaction that marks the operation succeeded).
-public struct ExecutionOutcome: Sendable {
-    public var report: OperationReport
-    public var record: @Sendable (OpsDB) async throws -> Void
-}
-
-/// The context an operation runs in.
-public struct ExecutionContext: Sendable {
-    public var db: OpsDB
-    public var log: OperationLog
-    public var stop: StopSignal
-    public var s3: S3Settings
-
-    /// For storage calls, which poll it between blocks.
-    public var shouldStop: ShouldStop {
-        let stop = self.stop
-        return { stop.stopReason != nil }
-    }
-}
-
-/// An operation this version cannot run (a storage type or an operation not built yet). Fails the
-/// attempt with a message that says so.
-public struct UnsupportedOperation: Error, Sendable, CustomStringConvertible {
-    public var description: String
-}
-
-/// The inputs of an operation do not describe work that can be done (missing target, no buffer).
-public struct InvalidOperation: Error, Sendable, CustomStringConvertible {
-    public var description: String
-}
-
-func manifestJSON(_ members: [ArchiveMember]) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: try encoder.encode(members), as: UTF8.self)
-}
-
 /// RAW_DATA_PACKAGE_CREATION: the package's raw files, from the SOURCE location, into
 /// `<package>.tar` in the buffer named by the operation's target location, checksums verified
 /// against those registered; the archive checksum and manifest go to the database, with the
@@ -48,7 +10,8 @@ func manifestJSON(_ members: [ArchiveMember]) throws -> String {
 enum RawDataPackageCreation {
     static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
         let db = context.db
-        guard let packageID = operation.rawDataPackageID, let package = try await db.rawDataPackage(id: packageID) else {
+        let packageID = try target(of: operation, "raw data package") { if case .rawDataPackage(let id) = $0 { id } else { nil } }
+        guard let package = try await db.rawDataPackage(id: packageID) else {
             throw InvalidOperation(description: "operation \(operation.id) names no raw data package")
         }
         guard let bufferID = operation.targetLocationID else {
@@ -94,10 +57,8 @@ enum RawDataPackageCreation {
                                     logPath: context.log.path),
             record: { db in
                 try await db.recordRawDataPackageArchive(packageID, sizeBytes: summary.size, checksum: summary.sha256, manifestJSON: manifest)
-                if try await db.liveCopy(of: .rawDataPackage(packageID), at: bufferID) == nil {
-                    _ = try await db.insertPhysicalCopy(of: .rawDataPackage(packageID), at: bufferID, relativePath: package.relativePath,
-                                                        sizeBytes: summary.size, checksum: summary.sha256, verified: true)
-                }
+                try await db.recordVerifiedCopy(of: .rawDataPackage(packageID), at: bufferID, relativePath: package.relativePath,
+                                                sizeBytes: summary.size, checksum: summary.sha256)
             })
     }
 
@@ -109,44 +70,5 @@ enum RawDataPackageCreation {
             guard member.path == want.path, member.size == want.size, want.sha256.isEmpty || member.sha256 == want.sha256 else { return nil }
         }
         return summary
-    }
-}
-
-/// Runs blocking file work on a dispatch thread, off Swift's cooperative pool, so heartbeats and
-/// signal handling keep running while a large archive is written.
-func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try body() })
-        }
-    }
-}
-
-/// One log file per operation, next to the batch job's logs; later attempts append to it.
-public final class OperationLog: @unchecked Sendable {
-    public let path: String
-    private let handle: FileHandle
-    private let lock = NSLock()
-
-    public init(path: String) throws {
-        self.path = path
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw InvalidOperation(description: "cannot open the operation log \(path): \(String(cString: strerror(errno)))")
-        }
-        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-    }
-
-    /// A timestamped line. A full or vanished log disk must not fail the data operation itself,
-    /// so a failed write is reported on standard error instead.
-    public func write(_ line: String) {
-        let stamp = ISO8601DateFormatter().string(from: Date())
-        lock.withLock {
-            do {
-                try handle.write(contentsOf: Data("\(stamp) \(line)\n".utf8))
-            } catch {
-                FileHandle.standardError.write(Data("ccat-runner: cannot write \(path): \(error)\n".utf8))
-            }
-        }
     }
 }
