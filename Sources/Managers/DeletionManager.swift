@@ -1,0 +1,38 @@
+import Logging
+import OpsDB
+
+/// 7. Temporary copies (SOURCE files, BUFFER packages and bundles; staged data of ended
+/// requests) -> DELETION, only when
+/// `deletionBlocker` finds nothing against it: verified archive copies at every archive site and
+/// no unfinished reader. The runner checks again in the transaction that deletes.
+public final class DeletionManager: ManagerCycle, @unchecked Sendable {
+    public let name = "deletion-manager"
+    let settings: ManagerSettings
+    /// Where the scan continues; wraps around at the end of the table.
+    private var cursor: Int64 = 0
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        let places = try await Places.load(db)
+        let candidates = try await db.deletionCandidates(afterID: cursor, defaultRetentionSeconds: settings.defaultRetentionSeconds,
+                                                         limit: settings.batchSize)
+        cursor = candidates.count < settings.batchSize ? 0 : candidates.last!.copyID
+        var created = 0
+        let setAside = try await SetAside.load(db, manager: name)
+        for candidate in candidates {
+            created += try await setAside.attempt(db, "copy \(candidate.copyID)", logger: logger) {
+                try await db.transaction { db in
+                    if try await db.deletionBlocker(copyID: candidate.copyID, exceptOperation: 0) != nil { return 0 }
+                    return try await places.schedule(db, .deletion, at: candidate.locationID, target: .physicalCopy(candidate.copyID))
+                }
+            }
+        }
+        // Staged data of requests that ended: one DELETION removes a job's whole directory.
+        for job in try await db.stagingJobsToClean(limit: settings.batchSize) {
+            created += try await setAside.attempt(db, "staging job \(job.jobID)", logger: logger) {
+                try await places.schedule(db, .deletion, at: job.locationID, target: .stagingJob(job.jobID))
+            }
+        }
+        return created
+    }
+}

@@ -1,0 +1,67 @@
+import Auth
+import Foundation
+import OpsDB
+import Postgres
+import Topology
+
+/// What the managers decide with; `etc/ccat.example.yaml` documents each setting.
+public struct ManagerSettings: Sendable {
+    /// Files of an observation are packaged once none has arrived for this long.
+    public var packageSettleSeconds: Double = 60
+    /// A bundle is closed at this size, or ...
+    public var bundleMaxBytes: Int64 = 100 << 30
+    /// ... when its oldest package has waited this long.
+    public var bundleMaxAgeSeconds: Double = 3600
+    /// SOURCE and BUFFER copies stay at least this long after they were written, unless the
+    /// location sets its own `retention`.
+    public var defaultRetentionSeconds: Double = 0
+    /// How often each location is checked (MONITORING operations).
+    public var monitoringIntervalSeconds: Double = 300
+    /// Rows a manager handles per query; a full batch makes it go again at once.
+    public var batchSize = 200
+    /// munged that decodes scientists' staging request credentials.
+    public var munge = Munge()
+    /// Packages of one staging request go into jobs of up to this many bytes.
+    public var stagingJobMaxBytes: Int64 = 500 << 30
+    /// How long staged data is kept after it is ready, unless the location sets `retention`.
+    public var stagingRetentionSeconds: Int64 = 14 * 86400
+
+    public init() {}
+}
+
+func sanitizedName(_ text: String) -> String {
+    let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    var result = String(text.map { allowed.contains($0) ? $0 : "_" })
+    while let first = result.first, !first.isLetter && !first.isNumber { result.removeFirst() }
+    return result.isEmpty ? "obs" : result
+}
+
+/// Locations and sites by id, loaded once per cycle (small tables).
+struct Places {
+    let locations: [Int64: DataLocation]
+    let sites: [Int64: Site]
+
+    static func load(_ db: OpsDB) async throws -> Places {
+        Places(locations: Dictionary(uniqueKeysWithValues: try await db.locations().map { ($0.id, $0) }),
+               sites: Dictionary(uniqueKeysWithValues: try await db.sites().map { ($0.id, $0) }))
+    }
+
+    func queue(_ locationID: Int64, _ operation: OperationType) throws -> String {
+        guard let location = locations[locationID], let site = sites[location.siteID] else {
+            throw PostgresError(code: .misuse, message: "location \(locationID) vanished while scheduling \(operation.rawValue)")
+        }
+        return OperationMatrix.queueName(site: site.shortName, location: location.name, operation: operation)
+    }
+
+    func siteName(of locationID: Int64) -> String? {
+        locations[locationID].flatMap { sites[$0.siteID]?.shortName }
+    }
+
+    /// Creates the operation on the queue of `locationID`; 1 if created, 0 if a live one already
+    /// holds the target (the unique indexes decide).
+    func schedule(_ db: OpsDB, _ type: OperationType, at locationID: Int64, target: OperationTarget, targetLocationID: Int64? = nil,
+                  sizeHintBytes: Int64 = 0, priority: Int = 0) async throws -> Int {
+        try await db.createOperation(type, queue: queue(locationID, type), locationID: locationID, target: target,
+                                     targetLocationID: targetLocationID, sizeHintBytes: sizeHintBytes, priority: priority) == nil ? 0 : 1
+    }
+}

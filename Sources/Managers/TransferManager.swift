@@ -1,0 +1,106 @@
+import Foundation
+import Logging
+import OpsDB
+import Topology
+
+/// 3. Bundles leave a SOURCE site for one archive site chosen round-robin (primary route), then
+/// go from there to every other archive site (secondary routes), so each ends with a copy.
+/// Custom routes replace the automatic ones; a relay route's first hop is taken here.
+public struct TransferManager: ManagerCycle {
+    public let name = "transfer-manager"
+    let settings: ManagerSettings
+    public init(settings: ManagerSettings) { self.settings = settings }
+
+    /// Where the first hop of the route from `origin` to `target` lands, by which method.
+    func destination(_ db: OpsDB, table: RouteTable, from origin: String, to target: String, places: Places,
+                     logger: Logger) async throws -> (location: Int64, method: TransferMethod, routeID: Int64?) {
+        let route = try table.route(from: origin, to: target)
+        return try await landing(db, hop: route.hops[0], route: route, table: table, places: places, logger: logger)
+    }
+
+    func landing(_ db: OpsDB, hop: RouteHop, route: PlannedRoute, table: RouteTable, places: Places,
+                 logger: Logger) async throws -> (location: Int64, method: TransferMethod, routeID: Int64?) {
+        var locationID: Int64
+        if let name = hop.toLocation, let location = places.locations.values.first(where: {
+            $0.name == name && places.sites[$0.siteID]?.shortName == hop.toSite
+        }) {
+            locationID = location.id
+        } else {
+            locationID = try await BufferSelection.primaryBuffer(db, siteShortName: hop.toSite, logger: logger).location.id
+        }
+        let routeID = route.name.flatMap { name in table.customRoutes.first { $0.name == name }?.id }
+        return (locationID, hop.method, routeID)
+    }
+
+    public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        let places = try await Places.load(db)
+        let table = try await RouteTable.load(db)
+        let siteIDs = Dictionary(uniqueKeysWithValues: places.sites.values.map { ($0.shortName, $0.id) })
+        var created = 0
+        let setAside = try await SetAside.load(db, manager: name)
+        // Primary: from the SOURCE sites' buffers to one archive site, round-robin.
+        let sourceSiteIDs = table.sourceSites.compactMap { siteIDs[$0] }
+        for bundle in try await db.bundlesToSend(originSiteIDs: sourceSiteIDs, limit: settings.batchSize) {
+            guard let site = places.locations[bundle.originLocationID].flatMap({ places.sites[$0.siteID] }) else { continue }
+            let originSite = site.shortName
+            let candidates = table.archiveSites.filter { $0 != originSite }
+            guard !candidates.isEmpty else { continue }
+            created += try await setAside.attempt(db, "bundle \(bundle.id) (\(bundle.name))", logger: logger) {
+                let target = try await RoundRobin.next(db, sourceSite: site, candidates: candidates)
+                let hop = try await destination(db, table: table, from: originSite, to: target, places: places, logger: logger)
+                let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: bundle.originLocationID,
+                                                               destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
+                logger.info("bundle \(bundle.name) goes \(originSite) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
+                return 1
+            }
+        }
+        // Secondary: from the archive site that holds a verified copy to archive sites without one.
+        let archiveSiteIDs = table.archiveSites.compactMap { siteIDs[$0] }
+        for candidate in try await db.bundlesToReplicate(archiveSiteIDs: archiveSiteIDs, limit: settings.batchSize) {
+            guard let from = places.siteName(of: candidate.bufferID), let bundle = try await db.dataTransferPackage(id: candidate.bundleID),
+                  let originSite = places.siteName(of: bundle.originLocationID) else { continue }
+            let reached = Set(candidate.siteIDs.compactMap { places.sites[$0]?.shortName } + [originSite])
+            for target in table.archiveSites where !reached.contains(target) {
+                created += try await setAside.attempt(db, "bundle \(bundle.id) (\(bundle.name)) to \(target)", logger: logger) {
+                    let hop = try await destination(db, table: table, from: from, to: target, places: places, logger: logger)
+                    let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: candidate.bufferID,
+                                                                   destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
+                    logger.info("bundle \(bundle.name) replicates \(from) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
+                    return 1
+                }
+            }
+        }
+        // Relays: a bundle verified at the relay site of its route goes on along the route's next hop.
+        for forward in try await db.relayedBundlesToForward(limit: settings.batchSize) {
+            guard let route = table.customRoutes.first(where: { $0.id == forward.routeID }), let at = places.siteName(of: forward.bufferID),
+                  let origin = places.sites[route.originSiteID]?.shortName, let target = places.sites[route.destinationSiteID]?.shortName else { continue }
+            created += try await setAside.attempt(db, "bundle \(forward.bundleID) at \(at) on route \(route.name)", logger: logger) {
+                let planned = try table.route(from: origin, to: target)
+                guard let next = planned.hops.first(where: { $0.fromSite == at }) else {
+                    throw RouteHasNoHop(route: route.name, site: at)
+                }
+                let hop = try await landing(db, hop: next, route: planned, table: table, places: places, logger: logger)
+                let transfer = try await db.createDataTransfer(bundleID: forward.bundleID, originLocationID: forward.bufferID,
+                                                               destinationLocationID: hop.location, routeID: route.id, method: hop.method)
+                logger.info("bundle \(forward.bundleID) relays \(at) -> \(next.toSite) (route \(route.name))",
+                            metadata: ["bundle": "\(forward.bundleID)", "transfer": "\(transfer.id)"])
+                return 1
+            }
+        }
+        for id in try await db.transfersWithoutOperation(limit: settings.batchSize) {
+            created += try await setAside.attempt(db, "transfer \(id)", logger: logger) {
+                guard let transfer = try await db.dataTransfer(id: id), let bundle = try await db.dataTransferPackage(id: transfer.dataTransferPackageID) else { return 0 }
+                return try await places.schedule(db, .dataTransfer, at: transfer.originLocationID, target: .dataTransfer(id),
+                                                 targetLocationID: transfer.destinationLocationID, sizeHintBytes: bundle.sizeBytes ?? 0)
+            }
+        }
+        return created
+    }
+}
+
+/// A relay route that has no hop leaving the site a bundle reached.
+struct RouteHasNoHop: Error, CustomStringConvertible {
+    let route: String
+    let site: String
+    var description: String { "route \(route) has no hop from \(site); the bundle stays there until the route is fixed ('ccat routes list')" }
+}
