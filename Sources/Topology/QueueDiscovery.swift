@@ -13,8 +13,9 @@ public struct Queue: Codable, Sendable, Equatable {
 }
 
 /// Derives the queues from the database (the reference system's QueueDiscoveryService): every
-/// active location, every operation the matrix allows there. Runs at daemon start-up and whenever
-/// the topology changes (`ccat topology apply` sends NOTIFY `ccat_topology`).
+/// active location, every operation the matrix allows there. The dispatcher runs it every cycle,
+/// so a changed topology counts from the next one (`ccat topology apply` and `ccat routes
+/// add|remove` wake the daemon at once with NOTIFY `ccat_work`).
 public enum QueueDiscovery {
     public static func discover(_ db: OpsDB) async throws -> [Queue] {
         let sites = Dictionary(uniqueKeysWithValues: try await db.sites().map { ($0.id, $0.shortName) })

@@ -40,7 +40,7 @@ public struct TopologySync: Sendable {
                 try await tx.execute("SELECT pg_advisory_xact_lock(\(Self.lockKey))")
                 let changes = try await sync(spec, OpsDB(tx))
                 if dryRun { throw DryRun(changes: changes) }
-                if !changes.isEmpty { try await tx.notify("ccat_topology", payload: "changed") }
+                if !changes.isEmpty { try await OpsDB(tx).notifyWork("topology changed") }
                 return changes
             }
         } catch let dryRun as DryRun {

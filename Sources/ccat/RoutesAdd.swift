@@ -98,7 +98,7 @@ struct RoutesAdd: AsyncParsableCommand {
             let route = try await db.insertRoute(name: name, originSiteID: origin.id, destinationSiteID: destination.id, type: type,
                                                  relaySiteID: relay?.id, originLocationID: originLocation?.id,
                                                  destinationLocationID: destinationLocation?.id, method: method)
-            try await connection.notify("ccat_topology", payload: "routes")
+            try await OpsDB(connection).notifyWork("routes changed")
             let planned = try await RouteTable.load(db).route(from: origin.shortName, to: destination.shortName)
             if options.json {
                 try printJSON(planned)

@@ -22,7 +22,7 @@ struct RoutesRemove: AsyncParsableCommand {
                 let names = try await db.routes().map(\.name)
                 throw CommandError("no custom route named '\(name)'\(names.isEmpty ? "; there are none" : " (custom routes: \(names.joined(separator: ", ")))")")
             }
-            try await connection.notify("ccat_topology", payload: "routes")
+            try await OpsDB(connection).notifyWork("routes changed")
             if options.json {
                 try printJSON(["removed": name])
             } else {
