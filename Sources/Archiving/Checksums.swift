@@ -81,6 +81,8 @@ public enum FileChecksum {
         return try sha256(fd: fd, shown: file.path)
     }
 
+    /// Reads `fd` from its start with `pread` (its offset is left alone), so it also reads back
+    /// a file that is being written.
     static func sha256(fd: Int32, shown path: String) throws -> (size: Int64, sha256: String) {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var hasher = SHA256()
@@ -88,7 +90,7 @@ public enum FileChecksum {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ioBufferSize, alignment: 4096)
         defer { buffer.deallocate() }
         while true {
-            let count = read(fd, buffer.baseAddress, ioBufferSize)
+            let count = pread(fd, buffer.baseAddress, ioBufferSize, off_t(size))
             if count < 0 {
                 if errno == EINTR { continue }
                 throw posixError("cannot read", path)
@@ -189,21 +191,7 @@ public final class AtomicFile {
 
     /// Size and SHA-256 of what was written, read back from the file (not from memory).
     public func readBack() throws -> (size: Int64, sha256: String) {
-        var hasher = SHA256()
-        var size: Int64 = 0
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ioBufferSize, alignment: 4096)
-        defer { buffer.deallocate() }
-        while true {
-            let count = pread(fd, buffer.baseAddress, ioBufferSize, off_t(size))
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw posixError("cannot read back", temporaryPath)
-            }
-            if count == 0 { break }
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-            size += Int64(count)
-        }
-        return (size, hex(hasher.finalize()))
+        try FileChecksum.sha256(fd: fd, shown: temporaryPath)
     }
 
     /// fsync, rename into place, fsync the directory.

@@ -58,6 +58,15 @@ public struct RootedPath: Sendable, Hashable, CustomStringConvertible {
         return (try Self.walk(root: root, through: parts.dropLast(), creating: creating, mode: mode, shown: path), name)
     }
 
+    /// `openParent()`, or nil when a directory on the way (or the root) is not there.
+    func existingParent() throws -> (fd: Int32, name: String)? {
+        do {
+            return try openParent()
+        } catch let error as ArchiveError where error.kind == .notFound {
+            return nil
+        }
+    }
+
     /// Opens the regular file for reading; a link or anything but a regular file is refused.
     public func openForReading() throws -> (fd: Int32, size: Int64) {
         let (directory, name) = try openParent()
@@ -82,12 +91,7 @@ public struct RootedPath: Sendable, Hashable, CustomStringConvertible {
     /// The entry's status without following it (nil when there is none, or a directory on the
     /// way is missing).
     public func status() throws -> stat? {
-        let (directory, name): (Int32, String)
-        do {
-            (directory, name) = try openParent()
-        } catch let error as ArchiveError where error.kind == .notFound {
-            return nil
-        }
+        guard let (directory, name) = try existingParent() else { return nil }
         defer { close(directory) }
         var info = stat()
         guard fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
@@ -101,12 +105,7 @@ public struct RootedPath: Sendable, Hashable, CustomStringConvertible {
 
     /// Removes the file (or link, which is not followed); one that is not there is not an error.
     public func unlinkFile() throws {
-        let (directory, name): (Int32, String)
-        do {
-            (directory, name) = try openParent()
-        } catch let error as ArchiveError where error.kind == .notFound {
-            return
-        }
+        guard let (directory, name) = try existingParent() else { return }
         defer { close(directory) }
         guard unlinkat(directory, name, 0) == 0 || errno == ENOENT else { throw posixError("cannot delete", path) }
         Self.syncDirectory(directory)
@@ -115,12 +114,7 @@ public struct RootedPath: Sendable, Hashable, CustomStringConvertible {
     /// Removes the file or directory tree; links inside are removed, never followed. One that is
     /// not there is not an error.
     public func removeTree() throws {
-        let (directory, name): (Int32, String)
-        do {
-            (directory, name) = try openParent()
-        } catch let error as ArchiveError where error.kind == .notFound {
-            return
-        }
+        guard let (directory, name) = try existingParent() else { return }
         defer { close(directory) }
         try Self.remove(name, in: directory, shown: path)
         Self.syncDirectory(directory)

@@ -72,6 +72,7 @@ public struct DiskStore: ObjectStore {
         return try local(key) { try FileChecksum.sha256(of: file).sha256 == sha256 }
     }
 
+    @discardableResult
     public func upload(file source: RootedPath, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject {
         let destination = try rooted(key)
         let copied = try Self.copyVerified(from: source, to: { try AtomicFile(creating: destination) }, expectedSize: nil, expectedSHA256: sha256,
@@ -79,6 +80,7 @@ public struct DiskStore: ObjectStore {
         return StoredObject(key: key, size: copied.size, sha256: copied.sha256)
     }
 
+    @discardableResult
     public func download(_ key: String, to path: String, expectedSize: Int64?, expectedSHA256: String?,
                          shouldStop: @escaping ShouldStop) throws -> StoredObject {
         let source = try rooted(key)

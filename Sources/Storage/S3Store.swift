@@ -176,6 +176,7 @@ public struct S3Store: ObjectStore {
         return object.size == size && object.sha256 == sha256
     }
 
+    @discardableResult
     public func upload(file: RootedPath, to key: String, sha256: String, shouldStop: @escaping ShouldStop) throws -> StoredObject {
         try validateKey(key, location: description)
         let path = file.path
@@ -242,6 +243,7 @@ public struct S3Store: ObjectStore {
         }
     }
 
+    @discardableResult
     public func download(_ key: String, to path: String, expectedSize: Int64?, expectedSHA256: String?,
                          shouldStop: @escaping ShouldStop) throws -> StoredObject {
         try validateKey(key, location: description)

@@ -8,25 +8,32 @@ import TestSupport
 
 @Suite("Managers: one failing item does not stop the rest")
 struct ManagerIsolationTests {
-    /// An observation whose package cannot be created (an id registered before the identifier
-    /// limits, 2,680 characters: its package name exceeds the index's row limit) is set aside with
-    /// its error, visible in the status; the other observations are packaged in the same cycle.
-    @Test func anObservationThatCannotBePackagedIsSetAsideAndTheRestProceeds() async throws {
+    /// A SOURCE and a buffer, and three observations of one file each; the first has an id of
+    /// 2,680 characters, registered before the identifier limits (the constraint is NOT VALID for
+    /// exactly these), random so that the index cannot compress it below its row limit.
+    static func withHugeObservation(_ body: (PostgresConnection, OpsDB, String) async throws -> Void) async throws {
         try await withTestDatabase { _, connection in
             try await Migrator.bundled().migrate(connection)
             let db = OpsDB(connection)
             let site = try await db.insertSite(name: "CCAT", shortName: "ccat")
             let source = try await db.insertLocation(siteID: site.id, name: "instrument_data", type: .source, storage: .disk(rootPath: "/data/source"))
             _ = try await db.insertLocation(siteID: site.id, name: "buffer", type: .buffer, storage: .disk(rootPath: "/data/buffer"))
-            // A row from before the limits (the constraint is NOT VALID for exactly these).
             try await connection.execute("ALTER TABLE executed_obs_unit DROP CONSTRAINT executed_obs_unit_obs_id_limits")
-            // Random, so the index cannot compress it below its row limit.
             let hugeID = "o" + String((0..<80).map { _ in UUID().uuidString }.joined().prefix(2679))
             for obsID in [hugeID, "obs-2", "obs-3"] {
                 let observation = try await db.upsertObservation(obsID: obsID)
                 _ = try await db.registerRawDataFile(NewRawDataFile(relativePath: "\(obsID.prefix(20))/a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64),
                                                                     executedObsUnitID: observation.id, sourceLocationID: source.id))
             }
+            try await body(connection, db, hugeID)
+        }
+    }
+
+    /// An observation whose package cannot be created (an id registered before the identifier
+    /// limits, 2,680 characters: its package name exceeds the index's row limit) is set aside with
+    /// its error, visible in the status; the other observations are packaged in the same cycle.
+    @Test func anObservationThatCannotBePackagedIsSetAsideAndTheRestProceeds() async throws {
+        try await Self.withHugeObservation { connection, db, hugeID in
             var settings = ManagerSettings()
             settings.packageSettleSeconds = 0
             let manager = RawDataPackageManager(settings: settings)
@@ -51,19 +58,7 @@ struct ManagerIsolationTests {
     /// With a batch of one, the observation set aside comes first in every query: it is left out
     /// of the query, so each later cycle packages another observation.
     @Test func anObservationSetAsideDoesNotTakeUpTheBatch() async throws {
-        try await withTestDatabase { _, connection in
-            try await Migrator.bundled().migrate(connection)
-            let db = OpsDB(connection)
-            let site = try await db.insertSite(name: "CCAT", shortName: "ccat")
-            let source = try await db.insertLocation(siteID: site.id, name: "instrument_data", type: .source, storage: .disk(rootPath: "/data/source"))
-            _ = try await db.insertLocation(siteID: site.id, name: "buffer", type: .buffer, storage: .disk(rootPath: "/data/buffer"))
-            try await connection.execute("ALTER TABLE executed_obs_unit DROP CONSTRAINT executed_obs_unit_obs_id_limits")
-            let hugeID = "o" + String((0..<80).map { _ in UUID().uuidString }.joined().prefix(2679))
-            for obsID in [hugeID, "obs-2", "obs-3"] {
-                let observation = try await db.upsertObservation(obsID: obsID)
-                _ = try await db.registerRawDataFile(NewRawDataFile(relativePath: "\(obsID.prefix(20))/a.fits", sizeBytes: 1, checksum: String(repeating: "0", count: 64),
-                                                                    executedObsUnitID: observation.id, sourceLocationID: source.id))
-            }
+        try await Self.withHugeObservation { connection, db, _ in
             var settings = ManagerSettings()
             settings.packageSettleSeconds = 0
             settings.batchSize = 1
