@@ -7,67 +7,6 @@ import Glibc
 import OpsDB
 import Postgres
 
-/// What a scientist's munge credential carries: the request exactly as it was made, so a row
-/// changed after signing (or a credential pasted into another row) is refused.
-public struct StagingCredentialPayload: Codable, Sendable, Equatable {
-    public var version: Int
-    public var selection: StagingSelection
-    public var destination: String
-    /// Random, so two identical requests never share a credential.
-    public var nonce: String
-
-    public init(selection: StagingSelection, destination: String, nonce: String = UUID().uuidString) {
-        self.version = 1
-        self.selection = selection
-        self.destination = destination
-        self.nonce = nonce
-    }
-
-    public func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        encoder.dateEncodingStrategy = .iso8601
-        return try encoder.encode(self)
-    }
-
-    public static func decode(_ data: Data) throws -> StagingCredentialPayload {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return try decoder.decode(StagingCredentialPayload.self, from: data)
-    }
-}
-
-/// The unix account behind a uid, and its groups, as this host's name service knows them.
-public struct UnixAccount: Sendable, Equatable {
-    public var name: String
-    public var groups: [String]
-
-    public static func lookup(uid: UInt32, gid: UInt32) -> UnixAccount? {
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16384)
-        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let namePointer = entry.pw_name else { return nil }
-        let name = String(cString: namePointer)
-        var count: Int32 = 64
-        var gids = [gid_t](repeating: 0, count: Int(count))
-        if getgrouplist(namePointer, gid, &gids, &count) < 0 {
-            gids = [gid_t](repeating: 0, count: Int(count))
-            _ = getgrouplist(namePointer, gid, &gids, &count)
-        }
-        var groups: [String] = []
-        for groupID in gids.prefix(Int(max(count, 0))) + [gid] {
-            var group = Glibc.group()
-            var groupResult: UnsafeMutablePointer<Glibc.group>?
-            var groupBuffer = [CChar](repeating: 0, count: 16384)
-            if getgrgid_r(groupID, &group, &groupBuffer, groupBuffer.count, &groupResult) == 0, groupResult != nil, let groupName = group.gr_name {
-                let text = String(cString: groupName)
-                if !groups.contains(text) { groups.append(text) }
-            }
-        }
-        return UnixAccount(name: name, groups: groups.sorted())
-    }
-}
-
 /// Turns scientists' requests into staging jobs and follows them to the end.
 ///
 /// SUBMITTED: the munge credential is decoded here (uid, gid, expiry, replay); the request is
@@ -173,32 +112,17 @@ struct StagingRequestCycle {
         func refuse(_ reason: String) async throws -> Bool {
             try await reject(reason, uid: identity.uid, gid: identity.gid, username: account.name)
         }
-        let named = locations.filter { "\($0.site).\($0.name)" == payload.destination }
-        let matches = named.isEmpty ? locations.filter { $0.name == payload.destination } : named
-        guard matches.count == 1, let location = matches.first else {
-            return try await refuse("'\(payload.destination)' is not a PROCESSING location (known: \(locations.map(\.name).joined(separator: ", ")))")
-        }
-        guard try await db.stagingRequestMatches(request.id, selection: payload.selection, destinationLocationID: location.id) else {
-            return try await refuse("the request's selection or location differs from what its credential signed")
-        }
-        guard location.active else { return try await refuse("the PROCESSING location \(location.name) is not active") }
-        let allowed = Set(location.allowedGroups)
-        if allowed.isDisjoint(with: account.groups) {
-            let rule = location.allowedGroups.isEmpty ? "allows no group yet (an administrator sets staging.groups in the topology)"
-                : "allows the groups \(location.allowedGroups.joined(separator: ", "))"
-            return try await refuse("\(location.name) \(rule); \(account.name) is in \(account.groups.joined(separator: ", "))")
-        }
-        guard !payload.selection.isEmpty else { return try await refuse("the selection is empty: name observations, packages, instruments or a time range") }
-        let unknown = try await db.unknownNames(in: payload.selection)
-        guard unknown.isEmpty else { return try await refuse(unknown.description) }
-        let selected = try await db.resolveSelection(payload.selection)
-        guard !selected.isEmpty else { return try await refuse("\(payload.selection.summary) matches no files") }
-        let bytes = selected.reduce(Int64(0)) { $0 + $1.stagedBytes }
-        if let quota = location.quotaBytesPerUser {
-            let held = try await db.openStagingBytes(username: account.name, locationID: location.id)
-            if held + bytes > quota {
-                return try await refuse("quota exceeded at \(location.name): this request needs \(formatByteCount(bytes)), your open requests hold \(formatByteCount(held)) of \(formatByteCount(quota)); release requests you are done with (ccat stage release ID)")
+        let location: StagingLocation, selected: [SelectedPackage], bytes: Int64
+        do {
+            location = try StagingPolicy.location(named: payload.destination, in: locations)
+            guard try await db.stagingRequestMatches(request.id, selection: payload.selection, destinationLocationID: location.id) else {
+                return try await refuse("the request's selection or location differs from what its credential signed")
             }
+            try StagingPolicy.checkGroups(location, account: account.name, groups: account.groups)
+            (selected, bytes) = try await StagingPolicy.select(payload.selection, db)
+            try await StagingPolicy.checkQuota(location, username: account.name, bytes: bytes, db)
+        } catch let refusal as StagingPolicy.Refusal {
+            return try await refuse(refusal.description)
         }
         try await db.acceptStagingRequest(request.id, uid: identity.uid, gid: identity.gid, username: account.name,
                                           packageCount: selected.filter { $0.packageID != nil }.count, totalBytes: bytes, reason: nil)

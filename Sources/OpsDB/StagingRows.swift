@@ -97,6 +97,18 @@ public struct StagingLocation: Codable, Sendable, Equatable {
     public var allowedGroups: [String]
     public var quotaBytesPerUser: Int64?
     public var retentionSeconds: Int64?
+
+    public init(id: Int64, name: String, site: String, active: Bool, rootPath: String?, allowedGroups: [String],
+                quotaBytesPerUser: Int64?, retentionSeconds: Int64?) {
+        self.id = id
+        self.name = name
+        self.site = site
+        self.active = active
+        self.rootPath = rootPath
+        self.allowedGroups = allowedGroups
+        self.quotaBytesPerUser = quotaBytesPerUser
+        self.retentionSeconds = retentionSeconds
+    }
 }
 
 /// How far a request got (`staging_request_progress`).

@@ -4,7 +4,6 @@ import CCatCLI
 import CCatConfig
 import Foundation
 import Logging
-import Managers
 import OpsDB
 import Postgres
 
@@ -188,19 +187,14 @@ struct StageRequest: AsyncParsableCommand {
         let (id, target) = try await withStagingDatabase(options, "request") { db -> (Int64, StagingLocation) in
             let locations = try await db.stagingLocations()
             let target = try Self.chooseLocation(location ?? configuration?.stagingLocation, from: locations)
-            try Self.checkGroups(target, user: user)
-            let unknown = try await db.unknownNames(in: selection)
-            guard unknown.isEmpty else { throw CommandError("\(unknown.description): check the names with the observatory's catalogue") }
-            let selected = try await db.resolveSelection(selection)
-            guard !selected.isEmpty else { throw CommandError("\(selection.summary) matches no files") }
-            let bytes = selected.reduce(Int64(0)) { $0 + $1.stagedBytes }
-            if let quota = target.quotaBytesPerUser {
-                let held = try await StagingRequestReport.load(db, includeEnded: false).filter {
-                    $0.location == target.name && [.accepted, .staging, .ready, .failed].contains($0.status)
-                }.reduce(Int64(0)) { $0 + ($1.bytes ?? 0) }
-                if held + bytes > quota {
-                    throw CommandError("quota exceeded at \(target.name): this request needs \(formatByteCount(bytes)), your open requests hold \(formatByteCount(held)) of \(formatByteCount(quota)); release requests you are done with ('ccat stage release ID')")
-                }
+            let groups = UnixAccount.lookup(uid: geteuid(), gid: getegid())?.groups ?? []
+            let (selected, bytes): ([SelectedPackage], Int64)
+            do {
+                try StagingPolicy.checkGroups(target, account: user, groups: groups)
+                (selected, bytes) = try await StagingPolicy.select(selection, db)
+                try await StagingPolicy.checkQuota(target, username: user, bytes: bytes, db)
+            } catch let refusal as StagingPolicy.Refusal {
+                throw CommandError(refusal.description)
             }
             try await Self.requireDaemon(db)
             let waiting = selected.filter { !$0.isArchived }
@@ -240,8 +234,9 @@ struct StageRequest: AsyncParsableCommand {
         }
     }
 
+    /// The location named by --location or the configuration, else the only active one; the
+    /// same rules as the daemon's (`StagingPolicy.location`).
     static func chooseLocation(_ name: String?, from locations: [StagingLocation]) throws -> StagingLocation {
-        let known = locations.map(\.name).joined(separator: ", ")
         guard let name else {
             let active = locations.filter(\.active)
             guard active.count == 1 else {
@@ -250,18 +245,10 @@ struct StageRequest: AsyncParsableCommand {
             }
             return active[0]
         }
-        guard let location = locations.first(where: { $0.name == name || "\($0.site).\($0.name)" == name }) else {
-            throw CommandError("'\(name)' is not a PROCESSING location; staging goes to one of: \(known.isEmpty ? "none is configured" : known)")
-        }
-        guard location.active else { throw CommandError("the PROCESSING location \(location.name) is not active; ask your administrator") }
-        return location
-    }
-
-    static func checkGroups(_ location: StagingLocation, user: String) throws {
-        let mine = UnixAccount.lookup(uid: geteuid(), gid: getegid())?.groups ?? []
-        guard !Set(location.allowedGroups).isDisjoint(with: mine) else {
-            let rule = location.allowedGroups.isEmpty ? "allows no group yet" : "allows the groups \(location.allowedGroups.joined(separator: ", "))"
-            throw CommandError("\(location.name) \(rule); you (\(user)) are in \(mine.joined(separator: ", ")). Ask your administrator to add you to one of them")
+        do {
+            return try StagingPolicy.location(named: name, in: locations)
+        } catch let refusal as StagingPolicy.Refusal {
+            throw CommandError(refusal.description)
         }
     }
 
