@@ -81,6 +81,18 @@ public struct GlobalOptions: ParsableArguments, Sendable {
     }
 }
 
+extension GlobalOptions {
+    /// The opening every command on the ops tables shares: connect as `applicationName`, refuse a
+    /// database whose schema lacks migrations ('ccat db migrate' first), run `body`, close.
+    public func withOpsDatabase<T>(_ applicationName: String, logger: Logger, patient: Bool = false,
+                                   _ body: (OpsDB) async throws -> T) async throws -> T {
+        try await withDatabase(applicationName: applicationName, logger: logger, patient: patient) { connection, _ in
+            try await requireCurrentSchema(connection)
+            return try await body(OpsDB(connection))
+        }
+    }
+}
+
 public struct SchemaNotCurrent: Error, CustomStringConvertible {
     public var pending: [Int]
     public var description: String {

@@ -104,9 +104,8 @@ struct Daemon: AsyncParsableCommand {
         let resolved = try resolve(configuration)
         let interval = resolved.interval, pollInterval = resolved.pollInterval, monitoringInterval = resolved.monitoringInterval
         let shutdownTimeout = resolved.shutdownTimeout
-        try await options.withDatabase(applicationName: "ccat daemon", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-        }
+        // Refuse a database that lacks migrations before any service starts.
+        try await options.withOpsDatabase("ccat daemon", logger: logger) { _ in }
         let setup = ExecutionSetup(configuration: configuration)
         let scheduler = try setup.makeScheduler(setup.scheduler, logger: logger)
         let renderer = try JobScriptRenderer(builtinDirectory: try jobscripts ?? JobScriptRenderer.locateBuiltinDirectory(),

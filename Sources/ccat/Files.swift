@@ -43,10 +43,8 @@ struct LocationName: ExpressibleByArgument, Sendable {
 /// SOURCE location named on the command line.
 func withSourceLocation<T>(_ options: GlobalOptions, _ location: LocationName, command: String, logger: Logger,
                            _ body: (OpsDB, DataLocation, PostgresConnection) async throws -> T) async throws -> T {
-    try await options.withDatabase(applicationName: "ccat files \(command)", logger: logger) { connection, _ in
-        try await requireCurrentSchema(connection)
-        let db = OpsDB(connection)
-        return try await body(db, try await location.resolve(db, type: .source), connection)
+    try await options.withOpsDatabase("ccat files \(command)", logger: logger) { db in
+        return try await body(db, try await location.resolve(db, type: .source), db.connection)
     }
 }
 

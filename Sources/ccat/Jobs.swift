@@ -55,9 +55,7 @@ struct JobsList: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.jobs")
-        try await options.withDatabase(applicationName: "ccat jobs list", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat jobs list", logger: logger) { db in
             var states: [BatchJobState]? = nil
             if !state.isEmpty {
                 states = state.flatMap { $0.lowercased() == "active" ? OpsDB.activeJobStates : [BatchJobState(argument: $0)!] }
@@ -101,9 +99,7 @@ struct JobsShow: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.jobs")
-        try await options.withDatabase(applicationName: "ccat jobs show", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat jobs show", logger: logger) { db in
             guard let job = try await db.batchJob(id: id) else {
                 throw CommandError("no batch job \(id); 'ccat jobs list' shows the ids")
             }
@@ -160,9 +156,7 @@ struct JobsCancel: AsyncParsableCommand {
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.jobs")
         let setup = ExecutionSetup(configuration: try options.loadConfiguration())
-        try await options.withDatabase(applicationName: "ccat jobs cancel", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat jobs cancel", logger: logger) { db in
             guard let job = try await db.batchJob(id: id) else {
                 throw CommandError("no batch job \(id); 'ccat jobs list' shows the ids")
             }

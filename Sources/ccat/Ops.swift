@@ -62,9 +62,8 @@ struct OpsList: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.ops")
-        try await options.withDatabase(applicationName: "ccat ops list", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let operations = try await OpsDB(connection).operations(states: states, queue: queue, type: type, limit: limit)
+        try await options.withOpsDatabase("ccat ops list", logger: logger) { db in
+            let operations = try await db.operations(states: states, queue: queue, type: type, limit: limit)
             if options.json { try printJSON(operations); return }
             if operations.isEmpty { print("no operations match"); return }
             var table = TextTable(["ID", "TYPE", "QUEUE", "STATE", "ATTEMPTS", "TARGET", "JOB", "UPDATED", "ERROR"])
@@ -101,9 +100,7 @@ struct OpsShow: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.ops")
-        try await options.withDatabase(applicationName: "ccat ops show", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat ops show", logger: logger) { db in
             guard let operation = try await db.operation(id: id) else {
                 throw CommandError("no operation \(id); 'ccat ops list' shows the ids")
             }
@@ -146,9 +143,7 @@ struct OpsRetry: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.ops")
-        try await options.withDatabase(applicationName: "ccat ops retry", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat ops retry", logger: logger) { db in
             var retried: [OperationRecord] = []
             var refused: [String] = []
             for id in ids {
@@ -179,9 +174,7 @@ struct OpsCancel: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.ops")
-        try await options.withDatabase(applicationName: "ccat ops cancel", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat ops cancel", logger: logger) { db in
             var cancelled: [OperationRecord] = []
             var refused: [String] = []
             for id in ids {

@@ -17,9 +17,8 @@ struct QueuesList: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.queues")
-        try await options.withDatabase(applicationName: "ccat queues list", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let queues = try await QueueDiscovery.discover(OpsDB(connection)).filter { site == nil || $0.siteShortName == site }
+        try await options.withOpsDatabase("ccat queues list", logger: logger) { db in
+            let queues = try await QueueDiscovery.discover(db).filter { site == nil || $0.siteShortName == site }
             if options.json {
                 try printJSON(queues)
                 return

@@ -55,9 +55,7 @@ struct RoutesAdd: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.routes")
-        try await options.withDatabase(applicationName: "ccat routes add", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat routes add", logger: logger) { db in
             let sites = try await db.sites()
             func site(_ shortName: String) throws -> Site {
                 guard let site = sites.first(where: { $0.shortName == shortName }) else {
@@ -98,7 +96,7 @@ struct RoutesAdd: AsyncParsableCommand {
             let route = try await db.insertRoute(name: name, originSiteID: origin.id, destinationSiteID: destination.id, type: type,
                                                  relaySiteID: relay?.id, originLocationID: originLocation?.id,
                                                  destinationLocationID: destinationLocation?.id, method: method)
-            try await OpsDB(connection).notifyWork("routes changed")
+            try await db.notifyWork("routes changed")
             let planned = try await RouteTable.load(db).route(from: origin.shortName, to: destination.shortName)
             if options.json {
                 try printJSON(planned)

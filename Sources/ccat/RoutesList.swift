@@ -11,9 +11,8 @@ struct RoutesList: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.routes")
-        try await options.withDatabase(applicationName: "ccat routes list", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let routes = try await RouteTable.load(OpsDB(connection)).allRoutes()
+        try await options.withOpsDatabase("ccat routes list", logger: logger) { db in
+            let routes = try await RouteTable.load(db).allRoutes()
             if options.json {
                 try printJSON(routes)
                 return

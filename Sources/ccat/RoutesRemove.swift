@@ -15,14 +15,12 @@ struct RoutesRemove: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.routes")
-        try await options.withDatabase(applicationName: "ccat routes remove", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat routes remove", logger: logger) { db in
             guard try await db.deleteRoute(name: name) else {
                 let names = try await db.routes().map(\.name)
                 throw CommandError("no custom route named '\(name)'\(names.isEmpty ? "; there are none" : " (custom routes: \(names.joined(separator: ", ")))")")
             }
-            try await OpsDB(connection).notifyWork("routes changed")
+            try await db.notifyWork("routes changed")
             if options.json {
                 try printJSON(["removed": name])
             } else {

@@ -61,9 +61,7 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.status")
-        try await options.withDatabase(applicationName: "ccat status", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat status", logger: logger) { db in
             repeat {
                 let status = try await db.pipelineStatus()
                 if options.json {

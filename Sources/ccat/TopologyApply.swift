@@ -34,9 +34,8 @@ struct TopologyApply: AsyncParsableCommand {
     func run() async throws {
         let spec = try TopologyParser.parse(contentsOf: file)
         let logger = options.makeLogger(label: "ccat.topology")
-        try await options.withDatabase(applicationName: "ccat topology apply", logger: logger) { db, _ in
-            try await requireCurrentSchema(db)
-            let changes = try await TopologySync(logger: logger).apply(spec, to: db, dryRun: dryRun)
+        try await options.withOpsDatabase("ccat topology apply", logger: logger) { db in
+            let changes = try await TopologySync(logger: logger).apply(spec, to: db.connection, dryRun: dryRun)
             if options.json {
                 try printJSON(Output(file: file, dryRun: dryRun, changes: changes))
                 return

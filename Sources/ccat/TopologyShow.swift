@@ -43,9 +43,7 @@ struct TopologyShow: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.topology")
-        try await options.withDatabase(applicationName: "ccat topology show", logger: logger) { connection, _ in
-            try await requireCurrentSchema(connection)
-            let db = OpsDB(connection)
+        try await options.withOpsDatabase("ccat topology show", logger: logger) { db in
             let locations = try await db.locations()
             var defaults: [Int64: BatchProfile] = [:]
             for entry in try await db.allSubmissionProfiles() where entry.operation == nil {
