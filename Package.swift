@@ -53,12 +53,18 @@ let package = Package(
             dependencies: ["OpsDB", "Postgres", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
+        // Child processes (posix_spawn, reaped by their owner), commands with a time limit, and
+        // shell quoting: for the schedulers and for the runner's rsync, bbcp and ssh.
+        .target(
+            name: "Processes",
+            dependencies: ["CGlibcExtras", .product(name: "Subprocess", package: "swift-subprocess")],
+            swiftSettings: upcoming
+        ),
         .target(
             name: "Scheduling",
             dependencies: [
-                "OpsDB", "Postgres", "Topology", "CGlibcExtras",
+                "OpsDB", "Postgres", "Topology", "Processes", "CGlibcExtras",
                 .product(name: "Mustache", package: "swift-mustache"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming
@@ -78,7 +84,7 @@ let package = Package(
         // What ccat-runner does on a compute node: claim, lease, execute, report.
         .target(
             name: "Runner",
-            dependencies: ["OpsDB", "Postgres", "Archiving", "Storage", "Scheduling", "CGlibcExtras", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["OpsDB", "Postgres", "Archiving", "Storage", "Processes", "CGlibcExtras", .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
         // The daemon: one service per manager, leader-elected, with heartbeats (swift-service-lifecycle).
@@ -107,7 +113,7 @@ let package = Package(
         .target(
             name: "CCatCLI",
             dependencies: [
-                "Postgres", "OpsDB", "CCatConfig", "Scheduling", "CLibPQ", "CLibArchive", "CLibCurl",
+                "Postgres", "OpsDB", "CCatConfig", "Scheduling", "Processes", "CLibPQ", "CLibArchive", "CLibCurl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -116,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "ccat",
             dependencies: [
-                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology", "Managers", "Scheduling", "Archiving", "Storage", "Auth",
+                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology", "Managers", "Scheduling", "Processes", "Archiving", "Storage", "Auth",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -137,7 +143,7 @@ let package = Package(
         // `make bench`: packaging, unpack+verify and S3 upload against tar, sha256sum, cp and aws-cli.
         .executableTarget(
             name: "ccat-bench-storage",
-            dependencies: ["Archiving", "Scheduling", "Storage"],
+            dependencies: ["Archiving", "Processes", "Storage"],
             path: "bench/storage",
             swiftSettings: upcoming
         ),
@@ -151,20 +157,20 @@ let package = Package(
         // `make bench`: the dispatch benchmark (not part of the test suite).
         .executableTarget(
             name: "ccat-bench-dispatch",
-            dependencies: ["Scheduling", "OpsDB", "Postgres", "Topology", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Scheduling", "Processes", "OpsDB", "Postgres", "Topology", .product(name: "Logging", package: "swift-log")],
             path: "bench/dispatch",
             swiftSettings: upcoming
         ),
-        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport", "Managers", .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
-        .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres", "OpsDB", "Auth", "CCatCLI", "Scheduling", "Managers",
+        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Processes", "Topology", "OpsDB", "Postgres", "TestSupport", "Managers", .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
+        .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres", "OpsDB", "Auth", "CCatCLI", "Scheduling", "Processes", "Managers",
                                                          .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
         .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),
-        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Topology", "OpsDB", "Postgres", "TestSupport"],
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Processes", "Topology", "OpsDB", "Postgres", "TestSupport"],
                     resources: [.copy("Golden")], swiftSettings: upcoming),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
         .testTarget(name: "OpsDBTests", dependencies: ["OpsDB", "Postgres", "CCatConfig", "TestSupport"], swiftSettings: upcoming),
-        .target(name: "TestSupport", dependencies: ["Postgres", "Scheduling"], path: "Tests/TestSupport", swiftSettings: upcoming),
+        .target(name: "TestSupport", dependencies: ["Postgres", "Processes"], path: "Tests/TestSupport", swiftSettings: upcoming),
     ]
 )

@@ -1,6 +1,6 @@
 import Foundation
 import OpsDB
-import Scheduling
+import Processes
 import Storage
 
 #if canImport(Glibc)

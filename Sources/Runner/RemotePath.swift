@@ -1,5 +1,5 @@
 import Foundation
-import Scheduling
+import Processes
 import Storage
 
 #if canImport(Glibc)
@@ -19,7 +19,7 @@ struct RemotePath: Sendable {
     }
 
     /// The remote shell for `rsync -e`, which splits it on blanks and honours single quotes.
-    static func rsyncShell(_ options: [String]) -> String { (["ssh"] + options).map(quote).joined(separator: " ") }
+    static func rsyncShell(_ options: [String]) -> String { (["ssh"] + options).map(shellQuote).joined(separator: " ") }
 
     /// The program that receives a bbcp copy on the host: `CCAT_REMOTE_BBCP`, else `bbcp` on the
     /// PATH of a non-interactive ssh session there.
@@ -31,7 +31,6 @@ struct RemotePath: Sendable {
     /// `host:path`, as rsync and bbcp name a remote target.
     var copyTarget: String { "\(host):\(path)" }
 
-    static func quote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
     /// Runs a shell command on the host (at most `timeout`); ssh's own failures (exit 255) are
     /// transport errors.
@@ -51,7 +50,7 @@ struct RemotePath: Sendable {
 
     /// True when the file is there with this size and SHA-256 (sha256sum on the host).
     func holds(size: Int64, sha256: String) async throws -> Bool {
-        let q = Self.quote(path)
+        let q = shellQuote(path)
         let answer = try await run("if [ -f \(q) ]; then stat -c %s -- \(q) && sha256sum -- \(q); else echo absent; fi")
         let lines = answer.stdout.split(separator: "\n").map(String.init)
         if answer.status == 0, lines.first == "absent" { return false }
@@ -64,13 +63,13 @@ struct RemotePath: Sendable {
     /// bbcp does not create the target's directory; rsync does (`--mkpath`).
     func makeParentDirectory() async throws {
         let parent = (path as NSString).deletingLastPathComponent
-        let made = try await run("mkdir -p -- \(Self.quote(parent))")
+        let made = try await run("mkdir -p -- \(shellQuote(parent))")
         guard made.status == 0 else {
             throw StorageError(kind: .io, location: host, object: path, problem: "cannot create \(parent) on \(host) (mkdir exited with status \(made.status))")
         }
     }
 
     func remove() async throws {
-        _ = try await run("rm -f -- \(Self.quote(path))")
+        _ = try await run("rm -f -- \(shellQuote(path))")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Mustache
 import OpsDB
+import Processes
 
 /// Templates are rendered with this content type: `{{value}}` is shell-quoted, `{{{value}}}` is
 /// inserted as it is (only for text the renderer built and checked, like the #SBATCH lines).

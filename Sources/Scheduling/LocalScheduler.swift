@@ -5,6 +5,7 @@ import OpsDB
 
 #if canImport(Glibc)
 import Glibc
+import Processes
 #endif
 
 /// The embedded batch scheduler: runs the same job scripts as Slurm would, as child processes of

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OpsDB
+import Processes
 
 /// Slurm through its commands (`sbatch --parsable`, `sacct`, `squeue`, `scancel`), each run with a
 /// timeout in its own process group. `-M` is passed when a job names a cluster.

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Processes
 import Scheduling
 import Testing
 import TestSupport

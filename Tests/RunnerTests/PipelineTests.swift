@@ -4,6 +4,7 @@ import Logging
 import Managers
 import OpsDB
 import Postgres
+import Processes
 import Scheduling
 import Storage
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import OpsDB
 import Postgres
+import Processes
 import Scheduling
 import Testing
 import TestSupport

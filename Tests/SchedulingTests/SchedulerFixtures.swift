@@ -1,5 +1,6 @@
 import Foundation
 import OpsDB
+import Processes
 import Testing
 import TestSupport
 import Topology

@@ -1,6 +1,6 @@
 import Foundation
 import Postgres
-import Scheduling
+import Processes
 
 /// Where the tests find PostgreSQL: `CCAT_TEST_DATABASE_URL`, else the repository's local cluster
 /// (`scripts/local-postgres.sh start`, which `make test` runs). When `CI` is set a missing server is

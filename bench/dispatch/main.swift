@@ -9,6 +9,7 @@ import Foundation
 import Logging
 import OpsDB
 import Postgres
+import Processes
 import Scheduling
 import Topology
 

@@ -7,7 +7,7 @@
 // The S3 part needs the S3 test server (scripts/local-s3.sh start; make bench starts it) and aws-cli.
 import Archiving
 import Foundation
-import Scheduling
+import Processes
 import Storage
 
 #if canImport(Glibc)
@@ -87,7 +87,6 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> Str
     return String(decoding: result.stdout, as: UTF8.self)
 }
 
-func quote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
 func report(_ name: String, ours: Double, theirs: Double, theirName: String, bytes: Int64, goal: Double) {
     let mbps = { (time: Double) in Double(bytes) / time / 1e6 }
@@ -136,10 +135,10 @@ print(String(format: "packaging (ours): best %.2f s; CPU per round %.2f s user, 
              packagingOurs, cpuUsed.user / Double(options.rounds), cpuUsed.system / Double(options.rounds)))
 if options.runs("packaging") {
     let packagingGNU = try best(options.rounds) {
-        try shell("tar cf - -C \(quote(input)) . | tee \(quote("\(work)/gnu.tar")) | sha256sum > /dev/null && sync \(quote("\(work)/gnu.tar"))")
+        try shell("tar cf - -C \(shellQuote(input)) . | tee \(shellQuote("\(work)/gnu.tar")) | sha256sum > /dev/null && sync \(shellQuote("\(work)/gnu.tar"))")
     }
     let packagingCopy = try best(options.rounds) {
-        try shell("rm -rf \(quote("\(work)/copy")) && cp -r \(quote(input)) \(quote("\(work)/copy")) && sync \(quote("\(work)/copy"))/*")
+        try shell("rm -rf \(shellQuote("\(work)/copy")) && cp -r \(shellQuote(input)) \(shellQuote("\(work)/copy")) && sync \(shellQuote("\(work)/copy"))/*")
     }
     try? FileManager.default.removeItem(atPath: "\(work)/copy")
     try? FileManager.default.removeItem(atPath: "\(work)/gnu.tar")
@@ -156,7 +155,7 @@ if options.runs("unpack") {
         _ = try TarArchive.extract(ours, into: "\(work)/unpacked", expected: manifest)
     }
     let unpackGNU = try best(options.rounds) {
-        try shell("rm -rf \(quote("\(work)/gnu-unpacked")) && mkdir \(quote("\(work)/gnu-unpacked")) && tar xf \(quote(ours)) -C \(quote("\(work)/gnu-unpacked")) && cd \(quote("\(work)/gnu-unpacked")) && sha256sum --quiet -c \(quote("\(work)/SHA256SUMS")) && sync *")
+        try shell("rm -rf \(shellQuote("\(work)/gnu-unpacked")) && mkdir \(shellQuote("\(work)/gnu-unpacked")) && tar xf \(shellQuote(ours)) -C \(shellQuote("\(work)/gnu-unpacked")) && cd \(shellQuote("\(work)/gnu-unpacked")) && sha256sum --quiet -c \(shellQuote("\(work)/SHA256SUMS")) && sync *")
     }
     try? FileManager.default.removeItem(atPath: "\(work)/unpacked")
     try? FileManager.default.removeItem(atPath: "\(work)/gnu-unpacked")
@@ -182,7 +181,7 @@ if !options.runs("s3") {
     let environment = ["AWS_ACCESS_KEY_ID": keys.0, "AWS_SECRET_ACCESS_KEY": keys.1, "AWS_DEFAULT_REGION": "us-east-1"]
     let uploadAWS = try best(options.rounds) {
         round += 1
-        try shell("aws --endpoint-url \(quote(endpoint)) s3 cp --only-show-errors \(quote(ours)) s3://\(store.bucket)/aws-\(round).tar", environment: environment)
+        try shell("aws --endpoint-url \(shellQuote(endpoint)) s3 cp --only-show-errors \(shellQuote(ours)) s3://\(store.bucket)/aws-\(round).tar", environment: environment)
     }
     for object in try store.list(prefix: "") { try store.delete(object.key) }
     report("S3 upload vs aws s3 cp", ours: uploadOurs, theirs: uploadAWS, theirName: "aws-cli", bytes: size, goal: 1.0)

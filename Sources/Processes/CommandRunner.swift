@@ -15,6 +15,13 @@ public struct CommandResult: Sendable, Equatable {
     public var stderr: String
 
     public var succeeded: Bool { exitStatus == 0 && signal == nil }
+
+    public init(exitStatus: Int32, signal: Int32? = nil, stdout: String, stderr: String) {
+        self.exitStatus = exitStatus
+        self.signal = signal
+        self.stdout = stdout
+        self.stderr = stderr
+    }
 }
 
 /// A command could not be run, or did not finish in time (its process group was then terminated).

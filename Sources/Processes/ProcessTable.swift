@@ -6,16 +6,16 @@ import Glibc
 
 /// A process as `/proc/<pid>/stat` describes it. A pid alone may name another process once the
 /// first has ended, so a process is known by its pid and its start time together.
-struct ProcessStat {
-    var pid: pid_t
+public struct ProcessStat: Sendable {
+    public var pid: pid_t
     /// R, S, D, Z (ended, not yet reaped), X (gone), ...
-    var state: Character
-    var parent: pid_t
+    public var state: Character
+    public var parent: pid_t
     /// Clock ticks after boot.
-    var startTime: UInt64
+    public var startTime: UInt64
 
     /// nil when the process does not exist (any more).
-    static func read(_ pid: pid_t) -> ProcessStat? {
+    public static func read(_ pid: pid_t) -> ProcessStat? {
         // Decoded leniently: a command name need not be valid UTF-8.
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
         let text = String(decoding: data, as: UTF8.self)
@@ -28,10 +28,10 @@ struct ProcessStat {
     }
 
     /// Every process this one may see.
-    static func all() -> [ProcessStat] {
+    public static func all() -> [ProcessStat] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }.compactMap { read($0) }
     }
 
     /// Running or stopped, not ended.
-    var isAlive: Bool { state != "Z" && state != "X" }
+    public var isAlive: Bool { state != "Z" && state != "X" }
 }
