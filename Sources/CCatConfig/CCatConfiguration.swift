@@ -27,14 +27,14 @@ public struct CCatConfiguration: Sendable, Equatable {
     public var mungeSocket: String?
     /// The PROCESSING location `ccat stage request` uses when `--location` is not given.
     public var stagingLocation: String?
-    /// `daemon:` settings of the managers (each overridden by the `ccat daemon` option of the
-    /// same name): seconds, or bytes for the two `_bytes` keys.
+    /// The `daemon:` settings as the file gives them (each overridden by the `ccat daemon` option
+    /// of the same name): seconds, or bytes for the `_bytes` keys.
     public var daemon: [String: Double] = [:]
+    /// The defaults with the file's `daemon:` settings applied.
+    public var daemonSettings = DaemonSettings()
 
-    /// The keys `daemon:` accepts.
-    public static let daemonKeys: Set<String> = ["interval", "poll_interval", "package_settle", "bundle_max_bytes", "bundle_max_age",
-                                                 "retention", "monitoring_interval", "staging_retention", "staging_job_max_bytes",
-                                                 "shutdown_timeout"]
+    /// The keys `daemon:` accepts (`DaemonSettings.keys`).
+    public static let daemonKeys = Set(DaemonSettings.keys.map(\.name))
 
     static let knownKeys: Set<String> = ["database", "scheduler", "state_directory", "slurm_accounting", "local_concurrency",
                                          "runner", "jobscript_overrides", "munge_socket", "staging_location", "daemon"]
@@ -132,15 +132,16 @@ public struct CCatConfiguration: Sendable, Equatable {
                 }
                 for (settingKey, settingValue) in settings {
                     let setting = settingKey.string ?? ""
-                    let settingLine = settingValue.mark.map { $0.line }
                     guard daemonKeys.contains(setting) else {
                         throw ConfigurationError(path: path, line: settingKey.mark.map { $0.line },
                                                  message: "unknown daemon setting '\(setting)' (known: \(daemonKeys.sorted().joined(separator: ", ")))")
                     }
-                    guard let number = settingValue.float ?? settingValue.int.map(Double.init), number >= 0 else {
-                        throw ConfigurationError(path: path, line: settingLine, message: "daemon setting '\(setting)' must be a number of \(setting.hasSuffix("_bytes") ? "bytes" : "seconds"), 0 or more")
+                    do {
+                        try configuration.daemonSettings.set(setting, to: settingValue.float ?? settingValue.int.map(Double.init) ?? .nan)
+                    } catch let refusal as DaemonSettings.Refusal {
+                        throw ConfigurationError(path: path, line: settingValue.mark.map { $0.line }, message: refusal.description)
                     }
-                    configuration.daemon[setting] = number
+                    configuration.daemon[setting] = settingValue.float ?? settingValue.int.map(Double.init)
                 }
             default:
                 break

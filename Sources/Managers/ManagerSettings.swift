@@ -1,32 +1,42 @@
 import Auth
+import CCatConfig
 import Foundation
 import OpsDB
 import Postgres
 import Topology
 
-/// What the managers decide with; `etc/ccat.example.yaml` documents each setting.
+/// What the managers decide with. The values `ccat daemon` can set come from `DaemonSettings`
+/// (their defaults, and the meaning of each, are written there once).
 public struct ManagerSettings: Sendable {
     /// Files of an observation are packaged once none has arrived for this long.
-    public var packageSettleSeconds: Double = 60
+    public var packageSettleSeconds: Double
     /// A bundle is closed at this size, or ...
-    public var bundleMaxBytes: Int64 = 100 << 30
+    public var bundleMaxBytes: Int64
     /// ... when its oldest package has waited this long.
-    public var bundleMaxAgeSeconds: Double = 3600
+    public var bundleMaxAgeSeconds: Double
     /// SOURCE and BUFFER copies stay at least this long after they were written, unless the
     /// location sets its own `retention`.
-    public var defaultRetentionSeconds: Double = 0
+    public var defaultRetentionSeconds: Double
     /// How often each location is checked (MONITORING operations).
-    public var monitoringIntervalSeconds: Double = 300
+    public var monitoringIntervalSeconds: Double
     /// Rows a manager handles per query; a full batch makes it go again at once.
     public var batchSize = 200
     /// munged that decodes scientists' staging request credentials.
     public var munge = Munge()
     /// Packages of one staging request go into jobs of up to this many bytes.
-    public var stagingJobMaxBytes: Int64 = 500 << 30
+    public var stagingJobMaxBytes: Int64
     /// How long staged data is kept after it is ready, unless the location sets `retention`.
-    public var stagingRetentionSeconds: Int64 = 14 * 86400
+    public var stagingRetentionSeconds: Int64
 
-    public init() {}
+    public init(daemon: DaemonSettings = DaemonSettings()) {
+        packageSettleSeconds = daemon.packageSettle
+        bundleMaxBytes = daemon.bundleMaxBytes
+        bundleMaxAgeSeconds = daemon.bundleMaxAge
+        defaultRetentionSeconds = daemon.retention
+        monitoringIntervalSeconds = daemon.monitoringInterval
+        stagingJobMaxBytes = daemon.stagingJobMaxBytes
+        stagingRetentionSeconds = daemon.stagingRetention
+    }
 }
 
 func sanitizedName(_ text: String) -> String {

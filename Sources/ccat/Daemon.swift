@@ -26,32 +26,33 @@ struct Daemon: AsyncParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    // Each setting: this option, else the same key under 'daemon:' in the config file, else the default.
-    @Option(name: .long, help: "Seconds between manager cycles when no NOTIFY arrives (default 30).")
+    // Each setting: this option, else the same key under 'daemon:' in the config file, else the
+    // default; names, meanings and defaults are DaemonSettings.keys.
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("interval").help))
     var interval: Double?
 
-    @Option(name: .long, help: "Seconds between polls of the batch scheduler (default 5).")
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("poll_interval").help))
     var pollInterval: Double?
 
-    @Option(name: .long, help: "Files of an observation are packaged once none has arrived for this many seconds (default 60).")
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("package_settle").help))
     var packageSettle: Double?
 
-    @Option(name: .long, help: "Close a transfer bundle at this many bytes (default 100 GiB).")
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("bundle_max_bytes").help))
     var bundleMaxBytes: Int64?
 
-    @Option(name: .long, help: "Close a smaller bundle once its oldest package has waited this many seconds (default 3600).")
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("bundle_max_age").help))
     var bundleMaxAge: Double?
 
-    @Option(name: .long, help: "Keep SOURCE and BUFFER copies at least this many seconds; a location's own retention wins (default 0).")
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("retention").help))
     var retention: Double?
 
-    @Option(name: .long, help: "Seconds between MONITORING checks of every location (default 300).")
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("monitoring_interval").help))
     var monitoringInterval: Double?
 
     @Option(name: .long, help: ArgumentHelp("Job script templates (default: $CCAT_JOBSCRIPTS, else PREFIX/share/ccat/jobscripts of this installation, else the source tree's jobscripts/).", valueName: "dir"))
     var jobscripts: String?
 
-    @Option(name: .long, help: "Seconds a stop (SIGTERM, SIGINT) waits for running cycles before cancelling them (default 30).")
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("shutdown_timeout").help))
     var shutdownTimeout: Int?
 
     @Option(name: .long, help: "The name of this daemon in service_heartbeat (default: host:pid).")
@@ -60,40 +61,28 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("munged's socket, for decoding staging requests (default: $CCAT_MUNGE_SOCKET, else 'munge_socket' in the config file, else libmunge's default).", valueName: "path"))
     var mungeSocket: String?
 
-    @Option(name: .long, help: "Keep staged data this many seconds after it is ready; a PROCESSING location's own retention wins (default 14 days).")
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("staging_retention").help))
     var stagingRetention: Int64?
 
-    @Option(name: .long, help: "Put up to this many bytes of one staging request into one batch job (default 500 GiB).")
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("staging_job_max_bytes").help))
     var stagingJobMaxBytes: Int64?
 
-    /// The settings in force: options over the config file's `daemon:` over the defaults.
-    struct Resolved {
-        var interval = 30.0, pollInterval = 5.0, packageSettle = 60.0, bundleMaxBytes: Int64 = 100 << 30, bundleMaxAge = 3600.0
-        var retention = 0.0, monitoringInterval = 300.0, shutdownTimeout = 30, stagingRetention: Int64 = 14 * 86400
-        var stagingJobMaxBytes: Int64 = 500 << 30
-    }
-
-    func resolve(_ configuration: CCatConfiguration?) throws -> Resolved {
-        let file = configuration?.daemon ?? [:]
-        var settings = Resolved()
-        settings.interval = interval ?? file["interval"] ?? settings.interval
-        settings.pollInterval = pollInterval ?? file["poll_interval"] ?? settings.pollInterval
-        settings.packageSettle = packageSettle ?? file["package_settle"] ?? settings.packageSettle
-        settings.bundleMaxBytes = bundleMaxBytes ?? file["bundle_max_bytes"].map { Int64($0) } ?? settings.bundleMaxBytes
-        settings.bundleMaxAge = bundleMaxAge ?? file["bundle_max_age"] ?? settings.bundleMaxAge
-        settings.retention = retention ?? file["retention"] ?? settings.retention
-        settings.monitoringInterval = monitoringInterval ?? file["monitoring_interval"] ?? settings.monitoringInterval
-        settings.shutdownTimeout = shutdownTimeout ?? file["shutdown_timeout"].map { Int($0) } ?? settings.shutdownTimeout
-        settings.stagingRetention = stagingRetention ?? file["staging_retention"].map { Int64($0) } ?? settings.stagingRetention
-        settings.stagingJobMaxBytes = stagingJobMaxBytes ?? file["staging_job_max_bytes"].map { Int64($0) } ?? settings.stagingJobMaxBytes
-        guard settings.interval > 0, settings.pollInterval > 0, settings.monitoringInterval > 0 else {
-            throw ValidationError("interval, poll interval and monitoring interval must be positive")
+    /// The settings in force: these options over the config file's `daemon:` over the defaults.
+    func resolve(_ configuration: CCatConfiguration?) throws -> DaemonSettings {
+        var settings = configuration?.daemonSettings ?? DaemonSettings()
+        let given: [(String, Double?)] = [
+            ("interval", interval), ("poll_interval", pollInterval), ("package_settle", packageSettle),
+            ("bundle_max_bytes", bundleMaxBytes.map(Double.init)), ("bundle_max_age", bundleMaxAge), ("retention", retention),
+            ("monitoring_interval", monitoringInterval), ("staging_retention", stagingRetention.map(Double.init)),
+            ("staging_job_max_bytes", stagingJobMaxBytes.map(Double.init)), ("shutdown_timeout", shutdownTimeout.map(Double.init)),
+        ]
+        for case let (name, value?) in given {
+            do {
+                try settings.set(name, to: value, shownAs: DaemonSettings.key(name).option)
+            } catch let refusal as DaemonSettings.Refusal {
+                throw ValidationError(refusal.description)
+            }
         }
-        guard settings.packageSettle >= 0, settings.bundleMaxAge >= 0, settings.retention >= 0, settings.stagingRetention >= 0 else {
-            throw ValidationError("package settle, bundle max age, retention and staging retention must not be negative")
-        }
-        guard settings.bundleMaxBytes > 0, settings.stagingJobMaxBytes > 0 else { throw ValidationError("bundle max bytes and staging job max bytes must be positive") }
-        guard settings.shutdownTimeout > 0 else { throw ValidationError("shutdown timeout must be positive") }
         return settings
     }
 
@@ -103,7 +92,6 @@ struct Daemon: AsyncParsableCommand {
         let configuration = try options.loadConfiguration()
         let resolved = try resolve(configuration)
         let interval = resolved.interval, pollInterval = resolved.pollInterval, monitoringInterval = resolved.monitoringInterval
-        let shutdownTimeout = resolved.shutdownTimeout
         // Refuse a database that lacks migrations before any service starts.
         try await options.withOpsDatabase("ccat daemon", logger: logger) { _ in }
         let setup = ExecutionSetup(configuration: configuration)
@@ -123,15 +111,8 @@ struct Daemon: AsyncParsableCommand {
         let dispatch = DispatchSettings(jobDirectory: setup.jobDirectory, runnerPath: runner,
                                         environment: jobEnvironment.variables,
                                         ambiguousGraceSeconds: setup.scheduler == .local ? 10 : 120)
-        var settings = ManagerSettings()
-        settings.packageSettleSeconds = resolved.packageSettle
-        settings.bundleMaxBytes = resolved.bundleMaxBytes
-        settings.bundleMaxAgeSeconds = resolved.bundleMaxAge
-        settings.defaultRetentionSeconds = resolved.retention
-        settings.monitoringIntervalSeconds = monitoringInterval
+        var settings = ManagerSettings(daemon: resolved)
         settings.munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
-        settings.stagingRetentionSeconds = resolved.stagingRetention
-        settings.stagingJobMaxBytes = resolved.stagingJobMaxBytes
 
         let name = instance ?? "\(ProcessInfo.processInfo.hostName):\(getpid())"
         let cycles: [(any ManagerCycle, Double)] = [
@@ -157,7 +138,7 @@ struct Daemon: AsyncParsableCommand {
         // A cycle that does not end within the bound is cancelled: a stop never hangs on a
         // stuck query or a scheduler that does not answer. Nothing is lost: every step is a
         // transaction, and an unfinished submission is looked up by its token at the next start.
-        group.maximumGracefulShutdownDuration = .seconds(shutdownTimeout)
+        group.maximumGracefulShutdownDuration = .milliseconds(Int(resolved.shutdownTimeout * 1000))
         group.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: group).run()
     }

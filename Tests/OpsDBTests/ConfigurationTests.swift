@@ -84,4 +84,30 @@ struct ConfigurationTests {
         let negative = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("daemon:\n  retention: -5\n", path: "ccat.yaml") }
         #expect(negative?.message.contains("must be a number of seconds") == true)
     }
+
+    /// Each daemon setting is written once (DaemonSettings.keys): the file key, the option of
+    /// `ccat daemon` with its help and default, and the checks, which say the name as given.
+    @Test func daemonSettingsHaveOneDefinition() async throws {
+        var settings = DaemonSettings()
+        try settings.set("staging_job_max_bytes", to: 1_000)
+        #expect(settings.stagingJobMaxBytes == 1_000)
+        let zero = #expect(throws: DaemonSettings.Refusal.self) { try settings.set("interval", to: 0, shownAs: "--interval") }
+        #expect(zero?.description == "daemon setting '--interval' must be a number of seconds, more than 0")
+        #expect(throws: DaemonSettings.Refusal.self) { try settings.set("interval", to: .nan) }
+        #expect(DaemonSettings.key("staging_retention").help.hasSuffix("(default 14 days)."))
+        #expect(DaemonSettings.key("bundle_max_bytes").help.hasSuffix("(default 100 GiB)."))
+
+        // The file: a value the setting cannot take is refused at its line.
+        let refused = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("daemon:\n  interval: 5\n  poll_interval: 0\n", path: "ccat.yaml") }
+        #expect(refused?.description.hasPrefix("ccat.yaml:3:") == true, "\(String(describing: refused))")
+        #expect(try CCatConfiguration.parse("daemon:\n  interval: 5\n", path: "ccat.yaml").daemonSettings.interval == 5)
+
+        // The options: every setting is one, with its default in the help.
+        let help = try await runExecutable("ccat", ["daemon", "--help"])
+        let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        for key in DaemonSettings.keys {
+            #expect(text.contains(key.option + " <"), "\(key.option)")
+            #expect(text.contains(key.help.split(separator: "(").last.map { "(" + $0 } ?? ""), "\(key.help)")
+        }
+    }
 }
