@@ -71,7 +71,7 @@ fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## install: release binaries, schema, job-script templates, man pages, completions, examples and
-## the systemd unit under $(PREFIX) (and $(DESTDIR)); README "Installing" says what follows
+## the systemd unit under $(PREFIX) (and $(DESTDIR)); docs/admin-guide.md "Installing" says what follows
 install:
 	$(SWIFT) build -c release --product ccat
 	$(SWIFT) build -c release --product ccat-runner

@@ -59,7 +59,7 @@ cat >"$doc/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: $package
 Comment: Data management for the CCAT observatory. The Swift runtime and the Swift packages
- listed in README.md (swift-argument-parser, swift-log, Yams, swift-mustache, swift-subprocess,
+ listed in docs/developer-guide.md (swift-argument-parser, swift-log, Yams, swift-mustache, swift-subprocess,
  swift-crypto, swift-service-lifecycle) are linked into the binaries; each is under the
  Apache-2.0 licence (Yams: MIT), whose texts are in their sources.
 
@@ -126,7 +126,7 @@ if [ "$1" = configure ]; then
     fi
     if [ -d /run/systemd/system ]; then systemctl --system daemon-reload >/dev/null || true; fi
     # Not enabled or started here: the daemon needs /etc/ccat/ccat.yaml and a migrated database
-    # first (README: Installing).
+    # first (docs/admin-guide.md: Installing).
 fi
 EOF
 cat >"$root/DEBIAN/prerm" <<'EOF'

@@ -106,7 +106,7 @@ struct Daemon: AsyncParsableCommand {
         // before the job starts, so its answer is final within seconds; slurmctld may take longer.
         let jobEnvironment = try location.jobEnvironment()
         if jobEnvironment.droppedPassword {
-            logger.warning("the database connection string holds a password; job scripts get it without one, so runners need the password from ~/.pgpass, PGPASSFILE or a service file (README: Where the ops database is)")
+            logger.warning("the database connection string holds a password; job scripts get it without one, so runners need the password from ~/.pgpass, PGPASSFILE or a service file (docs/admin-guide.md: Where the ops database is)")
         }
         let dispatch = DispatchSettings(jobDirectory: setup.jobDirectory, runnerPath: runner,
                                         environment: jobEnvironment.variables,
