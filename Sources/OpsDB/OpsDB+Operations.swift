@@ -153,3 +153,107 @@ extension OpsDB {
         return updated
     }
 }
+
+// MARK: Work without an operation, and the state of what an operation works on
+
+extension OpsDB {
+    /// Records of `table` in `statuses` that no live operation of `type` holds: work whose
+    /// operation was never created (a crash between the two), was cancelled, or that was sent
+    /// back (a bundle that arrived damaged goes back to PENDING after its transfer succeeded).
+    func orphans(_ table: String, column: String, type: OperationType, statuses: [String], unpackPending: Bool = false,
+                 limit: Int) async throws -> [Int64] {
+        let extra: PostgresQuery = unpackPending ? "AND r.unpack_status = 'PENDING'" : ""
+        return try await connection.query("""
+            SELECT r.id FROM \(identifier: table) r
+            WHERE r.status::text = ANY(\(statuses)) \(extra)
+              AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.\(identifier: column) = r.id AND o.operation_type = \(type)
+                              AND o.state NOT IN ('succeeded', 'cancelled'))
+            ORDER BY r.id LIMIT \(limit)
+            """).map { try $0["id"] }
+    }
+
+    /// The object the operation works on is now being worked on (one more attempt).
+    public func markTargetStarted(_ operation: OperationRecord) async throws {
+        switch operation.operationType {
+        case .rawDataPackageCreation:
+            if let id = operation.rawDataPackageID { try await setRawDataPackageStatus(id, .inProgress) }
+        case .dataTransferPackageCreation:
+            if let id = operation.dataTransferPackageID {
+                try await connection.execute("UPDATE data_transfer_package SET status = 'IN_PROGRESS', updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'")
+            }
+        case .dataTransfer:
+            if let id = operation.dataTransferID {
+                try await connection.execute("""
+                    UPDATE data_transfer SET status = 'IN_PROGRESS', attempts = attempts + 1, started_at = now(), updated_at = now()
+                    WHERE id = \(id) AND status <> 'COMPLETED'
+                    """)
+            }
+        case .dataTransferUnpacking:
+            if let id = operation.dataTransferID {
+                try await connection.execute("""
+                    UPDATE data_transfer SET unpack_status = 'IN_PROGRESS', unpack_attempts = unpack_attempts + 1, updated_at = now()
+                    WHERE id = \(id) AND status = 'COMPLETED' AND unpack_status <> 'COMPLETED'
+                    """)
+            }
+        case .longTermArchiveTransfer:
+            if let id = operation.longTermArchiveTransferID {
+                try await connection.execute("""
+                    UPDATE long_term_archive_transfer SET status = 'IN_PROGRESS', attempts = attempts + 1, started_at = now(), updated_at = now()
+                    WHERE id = \(id) AND status <> 'COMPLETED'
+                    """)
+            }
+        case .staging:
+            if let id = operation.stagingJobID {
+                try await connection.execute("""
+                    UPDATE staging_job SET status = 'IN_PROGRESS', attempts = attempts + 1, started_at = now(), updated_at = now()
+                    WHERE id = \(id) AND status <> 'COMPLETED'
+                    """)
+            }
+        case .deletion, .monitoring:
+            break
+        }
+    }
+
+    /// The attempt failed: the object says so, with the message. Unpacking failures are kept
+    /// apart from transfer failures (`unpack_status`, `unpack_error_message`).
+    public func markTargetFailed(_ operation: OperationRecord, message: String) async throws {
+        switch operation.operationType {
+        case .rawDataPackageCreation:
+            if let id = operation.rawDataPackageID {
+                try await connection.execute("UPDATE raw_data_package SET status = 'FAILED', updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'")
+            }
+        case .dataTransferPackageCreation:
+            if let id = operation.dataTransferPackageID {
+                try await connection.execute("UPDATE data_transfer_package SET status = 'FAILED', updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'")
+            }
+        case .dataTransfer:
+            if let id = operation.dataTransferID {
+                try await connection.execute("""
+                    UPDATE data_transfer SET status = 'FAILED', error_message = \(message), updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'
+                    """)
+            }
+        case .dataTransferUnpacking:
+            if let id = operation.dataTransferID {
+                try await connection.execute("""
+                    UPDATE data_transfer SET unpack_status = 'FAILED', unpack_error_message = \(message), updated_at = now()
+                    WHERE id = \(id) AND status = 'COMPLETED' AND unpack_status <> 'COMPLETED'
+                    """)
+            }
+        case .longTermArchiveTransfer:
+            if let id = operation.longTermArchiveTransferID {
+                try await connection.execute("""
+                    UPDATE long_term_archive_transfer SET status = 'FAILED', error_message = \(message), updated_at = now()
+                    WHERE id = \(id) AND status <> 'COMPLETED'
+                    """)
+            }
+        case .staging:
+            if let id = operation.stagingJobID {
+                try await connection.execute("""
+                    UPDATE staging_job SET status = 'FAILED', error_message = \(message), updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'
+                    """)
+            }
+        case .deletion, .monitoring:
+            break
+        }
+    }
+}

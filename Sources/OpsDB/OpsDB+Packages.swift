@@ -57,3 +57,53 @@ extension OpsDB {
             """)
     }
 }
+
+// MARK: Raw data packages waiting for their operation
+
+/// Files of one observation at one SOURCE location, waiting to be packaged.
+public struct UnpackagedGroup: Sendable {
+    public var sourceLocationID: Int64
+    public var observationID: Int64
+    public var obsID: String
+    public var fileIDs: [Int64]
+    public var bytes: Int64
+}
+
+extension OpsDB {
+    /// Observations with unpackaged files whose newest file is at least `settleSeconds` old.
+    public func unpackagedGroups(settleSeconds: Double, limit: Int, excluding: [(observationID: Int64, sourceLocationID: Int64)] = []) async throws -> [UnpackagedGroup] {
+        // Grouped and limited over the partial index of unpackaged files first; the observation's
+        // name is then looked up by primary key for the few groups returned.
+        try await connection.query("""
+            SELECT g.source_location_id, g.executed_obs_unit_id, g.files, g.bytes,
+                   (SELECT o.obs_id FROM executed_obs_unit o WHERE o.id = g.executed_obs_unit_id) AS obs_id
+            FROM (SELECT f.source_location_id, f.executed_obs_unit_id, array_agg(f.id ORDER BY f.id) AS files,
+                         sum(f.size_bytes)::bigint AS bytes, min(f.id) AS first
+                  FROM raw_data_file f
+                  WHERE f.raw_data_package_id IS NULL
+                    AND (f.executed_obs_unit_id, f.source_location_id) NOT IN
+                        (SELECT unnest(\(excluding.map(\.observationID))::bigint[]), unnest(\(excluding.map(\.sourceLocationID))::bigint[]))
+                  GROUP BY f.source_location_id, f.executed_obs_unit_id
+                  HAVING max(f.registered_at) <= now() - make_interval(secs => \(settleSeconds))
+                  ORDER BY min(f.id)
+                  LIMIT \(limit)) g
+            ORDER BY g.first
+            """).map {
+            UnpackagedGroup(sourceLocationID: try $0["source_location_id"], observationID: try $0["executed_obs_unit_id"],
+                            obsID: try $0["obs_id"], fileIDs: try $0["files"], bytes: try $0["bytes"])
+        }
+    }
+
+    /// Pending packages without a live packaging operation, with where they are and their size.
+    public func packagesWithoutOperation(limit: Int) async throws -> [(id: Int64, sourceLocationID: Int64, bytes: Int64)] {
+        try await connection.query("""
+            SELECT r.id, r.source_location_id,
+                   (SELECT coalesce(sum(f.size_bytes), 0) FROM raw_data_file f WHERE f.raw_data_package_id = r.id)::bigint AS bytes
+            FROM raw_data_package r
+            WHERE r.status = 'PENDING'
+              AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.raw_data_package_id = r.id AND o.operation_type = 'RAW_DATA_PACKAGE_CREATION'
+                              AND o.state NOT IN ('succeeded', 'cancelled'))
+            ORDER BY r.id LIMIT \(limit)
+            """).map { (try $0["id"], try $0["source_location_id"], try $0["bytes"]) }
+    }
+}

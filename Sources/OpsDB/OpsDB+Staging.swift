@@ -345,3 +345,71 @@ extension OpsDB {
         return "its staging request \(request) is still \(status)"
     }
 }
+
+// MARK: Staging jobs
+
+extension OpsDB {
+    static let stagingJobColumns: PostgresQuery = """
+        id, staging_request_id, destination_location_id, origin_location_id, target_directory, status, attempts, error_message
+        """
+
+    public func stagingJob(id: Int64) async throws -> StagingJob? {
+        try await optional(StagingJob.self, "SELECT \(Self.stagingJobColumns) FROM staging_job WHERE id = \(id)")
+    }
+
+    public func createStagingJob(requestID: Int64?, destinationLocationID: Int64, originLocationID: Int64?, targetDirectory: String,
+                                 packageIDs: [Int64]) async throws -> StagingJob {
+        try await transaction { db in
+            let job = try await db.one(StagingJob.self, """
+                INSERT INTO staging_job (staging_request_id, destination_location_id, origin_location_id, target_directory)
+                VALUES (\(requestID), \(destinationLocationID), \(originLocationID), \(targetDirectory))
+                RETURNING \(Self.stagingJobColumns)
+                """)
+            try await db.connection.execute("""
+                INSERT INTO staging_job_package (staging_job_id, raw_data_package_id) SELECT \(job.id), unnest(\(packageIDs)::bigint[])
+                """)
+            return job
+        }
+    }
+
+    public func stagingJobPackages(_ jobID: Int64) async throws -> [RawDataPackage] {
+        try await all(RawDataPackage.self, """
+            SELECT \(Self.rawDataPackageColumns) FROM raw_data_package
+            WHERE id IN (SELECT raw_data_package_id FROM staging_job_package WHERE staging_job_id = \(jobID))
+            ORDER BY relative_path
+            """)
+    }
+
+    /// Verified live copies of a package in long-term archives, the preferred one first: at the
+    /// given location if named, else at the destination's own site, else by priority.
+    public func archiveCopies(of packageID: Int64, near destinationLocationID: Int64, preferring originID: Int64?) async throws -> [PhysicalCopy] {
+        try await all(PhysicalCopy.self, """
+            WITH ranked AS (
+                SELECT c.id, row_number() OVER (ORDER BY (l.id = \(originID)) IS TRUE DESC,
+                    l.site_id = (SELECT site_id FROM data_location WHERE id = \(destinationLocationID)) DESC, l.priority, l.id) AS rank
+                FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
+                WHERE c.raw_data_package_id = \(packageID) AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+                  AND l.location_type = 'LONG_TERM_ARCHIVE' AND l.active AND c.staging_job_id IS NULL
+            )
+            SELECT \(Self.copyColumns) FROM physical_copy JOIN ranked USING (id) ORDER BY rank
+            """)
+    }
+
+    public func recordStagingCompleted(_ id: Int64) async throws {
+        try await connection.execute("""
+            UPDATE staging_job SET status = 'COMPLETED', error_message = NULL, finished_at = now(), updated_at = now() WHERE id = \(id)
+            """)
+    }
+
+    /// Staging jobs (created from scientists' requests) without a live STAGING operation.
+    /// Jobs of requests that ended (cancelled, released, expired) are left alone.
+    public func stagingJobsWithoutOperation(limit: Int) async throws -> [Int64] {
+        try await connection.query("""
+            SELECT j.id FROM staging_job j LEFT JOIN staging_request r ON r.id = j.staging_request_id
+            WHERE j.status = 'PENDING' AND (r.id IS NULL OR r.status IN ('STAGING', 'FAILED'))
+              AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.staging_job_id = j.id AND o.operation_type = 'STAGING'
+                              AND o.state NOT IN ('succeeded', 'cancelled'))
+            ORDER BY j.id LIMIT \(limit)
+            """).map { try $0["id"] }
+    }
+}

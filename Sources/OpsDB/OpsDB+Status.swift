@@ -1,0 +1,134 @@
+import Foundation
+import Postgres
+
+// What `ccat status` shows.
+
+/// What `ccat status` shows: the pipeline at a glance.
+public struct PipelineStatus: Codable, Sendable {
+    public struct Stage: Codable, Sendable {
+        public var stage: String
+        public var status: String
+        public var count: Int
+        public var bytes: Int64
+    }
+    public struct Copies: Codable, Sendable {
+        public var location: String
+        public var locationType: String
+        public var kind: String
+        public var present: Int
+        public var deleted: Int
+        public var bytesPresent: Int64
+        public var usedPercent: Double?
+        public var reachable: Bool?
+    }
+    public struct Operations: Codable, Sendable {
+        public var queue: String
+        public var state: String
+        public var count: Int
+    }
+    public struct ServiceHealth: Codable, Sendable {
+        public var service: String
+        public var instance: String
+        public var status: String
+        public var leader: Bool
+        public var secondsSinceHeartbeat: Double
+        /// Not stopped, yet silent for much longer than its interval (`staleAfterSeconds`): a
+        /// daemon that was killed, or hangs. Its leader lock went with its session.
+        public var stale: Bool
+    }
+    public struct Attention: Codable, Sendable {
+        public var operationID: Int64
+        public var type: String
+        public var state: String
+        public var attempts: Int
+        public var errorClass: String?
+        public var lastError: String?
+    }
+    public var files: Int
+    public var fileBytes: Int64
+    public var stages: [Stage]
+    public var copies: [Copies]
+    public var operations: [Operations]
+    public var services: [ServiceHealth]
+    public var attention: [Attention]
+    /// Items managers could not handle and skip for now (`manager_issue`).
+    public var setAside: [ManagerIssue]
+    /// Raw data packages with a verified copy in every active archive site.
+    public var packagesArchivedEverywhere: Int
+    public var packages: Int
+}
+
+extension OpsDB {
+    /// A heartbeat older than this (or three of the service's intervals, if longer) is stale.
+    public static let staleAfterMinimumSeconds = 300
+
+    public func pipelineStatus() async throws -> PipelineStatus {
+        let files = try await connection.query("SELECT count(*)::int AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes FROM raw_data_file").first
+        let stages = try await connection.query("""
+            SELECT 'raw_data_package' AS stage, status::text, count(*)::int AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes FROM raw_data_package GROUP BY status
+            UNION ALL SELECT 'data_transfer_package', status::text, count(*)::int, coalesce(sum(size_bytes), 0)::bigint FROM data_transfer_package GROUP BY status
+            UNION ALL SELECT 'data_transfer', status::text, count(*)::int, coalesce(sum(bytes_transferred), 0)::bigint FROM data_transfer GROUP BY status
+            UNION ALL SELECT 'unpacking', t.unpack_status::text, count(*)::int, coalesce(sum(b.size_bytes), 0)::bigint
+                FROM data_transfer t JOIN data_transfer_package b ON b.id = t.data_transfer_package_id WHERE t.status = 'COMPLETED' GROUP BY t.unpack_status
+            UNION ALL SELECT 'long_term_archive_transfer', t.status::text, count(*)::int, coalesce(sum(p.size_bytes), 0)::bigint
+                FROM long_term_archive_transfer t JOIN raw_data_package p ON p.id = t.raw_data_package_id GROUP BY t.status
+            UNION ALL SELECT 'staging_job', j.status::text, count(DISTINCT j.id)::int, coalesce(sum(p.size_bytes), 0)::bigint
+                FROM staging_job j LEFT JOIN staging_job_package jp ON jp.staging_job_id = j.id
+                LEFT JOIN raw_data_package p ON p.id = jp.raw_data_package_id GROUP BY j.status
+            ORDER BY 1, 2
+            """).map {
+            PipelineStatus.Stage(stage: try $0["stage"], status: try $0["status"], count: try $0["n"], bytes: try $0["bytes"])
+        }
+        let copies = try await connection.query("""
+            SELECT s.short_name || ':' || l.name AS location, l.location_type::text AS type, c.kind::text AS kind,
+                   count(*) FILTER (WHERE c.status = 'PRESENT')::int AS present,
+                   count(*) FILTER (WHERE c.status = 'DELETED')::int AS deleted,
+                   coalesce(sum(c.size_bytes) FILTER (WHERE c.status = 'PRESENT'), 0)::bigint AS bytes,
+                   (CASE WHEN st.total_bytes > 0 THEN 100.0 * st.used_bytes / st.total_bytes END)::float8 AS used,
+                   st.reachable
+            FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id JOIN site s ON s.id = l.site_id
+            LEFT JOIN data_location_status st ON st.data_location_id = l.id
+            GROUP BY s.short_name, l.name, l.location_type, c.kind, st.total_bytes, st.used_bytes, st.reachable ORDER BY 1, 3
+            """).map {
+            PipelineStatus.Copies(location: try $0["location"], locationType: try $0["type"], kind: try $0["kind"], present: try $0["present"],
+                                  deleted: try $0["deleted"], bytesPresent: try $0["bytes"], usedPercent: try $0["used"], reachable: try $0["reachable"])
+        }
+        let operations = try await connection.query("""
+            SELECT queue, state::text AS state, count(*)::int AS n FROM operation
+            WHERE state NOT IN ('succeeded', 'cancelled') GROUP BY queue, state ORDER BY queue, state
+            """).map { PipelineStatus.Operations(queue: try $0["queue"], state: try $0["state"], count: try $0["n"]) }
+        // A service writes its heartbeat every cycle, at least every interval (kept in details);
+        // a cycle may run long, hence the generous bound.
+        let services = try await connection.query("""
+            SELECT service_name, instance, status::text AS status, is_leader,
+                   extract(epoch FROM now() - last_heartbeat_at)::float8 AS age,
+                   status <> 'STOPPED' AND extract(epoch FROM now() - last_heartbeat_at)
+                       > greatest(\(Self.staleAfterMinimumSeconds)::float8, 3 * coalesce((details->>'interval_s')::float8, 30)) AS stale
+            FROM service_heartbeat WHERE status <> 'STOPPED' OR stopped_at > now() - interval '1 hour'
+            ORDER BY service_name, instance
+            """).map {
+            PipelineStatus.ServiceHealth(service: try $0["service_name"], instance: try $0["instance"], status: try $0["status"],
+                                         leader: try $0["is_leader"], secondsSinceHeartbeat: try $0["age"], stale: try $0["stale"])
+        }
+        let attention = try await connection.query("""
+            SELECT id, operation_type::text AS type, state::text AS state, attempts, error_class, last_error FROM operation
+            WHERE state IN ('failed', 'intervention') ORDER BY updated_at DESC LIMIT 20
+            """).map {
+            PipelineStatus.Attention(operationID: try $0["id"], type: try $0["type"], state: try $0["state"], attempts: try $0["attempts"],
+                                     errorClass: try $0["error_class"], lastError: try $0["last_error"])
+        }
+        let archived = try await connection.query("""
+            WITH required AS (SELECT DISTINCT site_id FROM data_location WHERE location_type = 'LONG_TERM_ARCHIVE' AND active)
+            SELECT count(*)::int AS total,
+                   count(*) FILTER (WHERE (SELECT count(*) FROM required) > 0 AND (
+                       SELECT count(DISTINCT l.site_id) FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
+                       WHERE c.raw_data_package_id = p.id AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+                         AND l.location_type = 'LONG_TERM_ARCHIVE' AND l.site_id IN (SELECT site_id FROM required)
+                   ) >= (SELECT count(*) FROM required))::int AS everywhere
+            FROM raw_data_package p
+            """).first
+        return PipelineStatus(files: try files?["n"] ?? 0, fileBytes: try files?["bytes"] ?? 0, stages: stages, copies: copies,
+                              operations: operations, services: services, attention: attention, setAside: try await managerIssues(limit: 50),
+                              packagesArchivedEverywhere: try archived?["everywhere"] ?? 0, packages: try archived?["total"] ?? 0)
+    }
+}
