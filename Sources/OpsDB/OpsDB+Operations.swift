@@ -174,86 +174,73 @@ extension OpsDB {
 
     /// The object the operation works on is now being worked on (one more attempt).
     public func markTargetStarted(_ operation: OperationRecord) async throws {
-        switch operation.operationType {
-        case .rawDataPackageCreation:
-            if let id = operation.rawDataPackageID { try await setRawDataPackageStatus(id, .inProgress) }
-        case .dataTransferPackageCreation:
-            if let id = operation.dataTransferPackageID {
-                try await connection.execute("UPDATE data_transfer_package SET status = 'IN_PROGRESS', updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'")
-            }
-        case .dataTransfer:
-            if let id = operation.dataTransferID {
-                try await connection.execute("""
-                    UPDATE data_transfer SET status = 'IN_PROGRESS', attempts = attempts + 1, started_at = now(), updated_at = now()
-                    WHERE id = \(id) AND status <> 'COMPLETED'
-                    """)
-            }
-        case .dataTransferUnpacking:
-            if let id = operation.dataTransferID {
-                try await connection.execute("""
-                    UPDATE data_transfer SET unpack_status = 'IN_PROGRESS', unpack_attempts = unpack_attempts + 1, updated_at = now()
-                    WHERE id = \(id) AND status = 'COMPLETED' AND unpack_status <> 'COMPLETED'
-                    """)
-            }
-        case .longTermArchiveTransfer:
-            if let id = operation.longTermArchiveTransferID {
-                try await connection.execute("""
-                    UPDATE long_term_archive_transfer SET status = 'IN_PROGRESS', attempts = attempts + 1, started_at = now(), updated_at = now()
-                    WHERE id = \(id) AND status <> 'COMPLETED'
-                    """)
-            }
-        case .staging:
-            if let id = operation.stagingJobID {
-                try await connection.execute("""
-                    UPDATE staging_job SET status = 'IN_PROGRESS', attempts = attempts + 1, started_at = now(), updated_at = now()
-                    WHERE id = \(id) AND status <> 'COMPLETED'
-                    """)
-            }
-        case .deletion, .monitoring:
-            break
+        guard let record = TargetRecord(operation) else { return }
+        let attempts: PostgresQuery = record.attempts.map { "\(identifier: $0) = \(identifier: $0) + 1," } ?? ""
+        let started: PostgresQuery = record.startedAt ? "started_at = now()," : ""
+        try await connection.execute("""
+            UPDATE \(identifier: record.table) SET \(identifier: record.status) = 'IN_PROGRESS', \(attempts) \(started) updated_at = now()
+            WHERE id = \(record.id) AND \(record.restartable)
+            """)
+    }
+
+    /// The attempt failed: the object says so, with the message where it keeps one. Unpacking
+    /// failures are kept apart from transfer failures (`unpack_status`, `unpack_error_message`).
+    public func markTargetFailed(_ operation: OperationRecord, message: String) async throws {
+        guard let record = TargetRecord(operation) else { return }
+        let error: PostgresQuery = record.error.map { "\(identifier: $0) = \(message)," } ?? ""
+        try await connection.execute("""
+            UPDATE \(identifier: record.table) SET \(identifier: record.status) = 'FAILED', \(error) updated_at = now()
+            WHERE id = \(record.id) AND \(record.unfinished)
+            """)
+    }
+}
+
+/// Where the object an operation works on records its attempts: its row, status column, attempt
+/// counter, start time and error message, and which rows an attempt may still change (a COMPLETED
+/// one never goes back). DELETION and MONITORING keep no such record.
+struct TargetRecord {
+    let table: String
+    let id: Int64
+    let status: String
+    let attempts: String?
+    let startedAt: Bool
+    let error: String?
+    /// Which rows a failure may change.
+    let unfinished: PostgresQuery
+    /// Which rows a start may change (a package is restarted whatever its status, as before).
+    let restartable: PostgresQuery
+
+    init?(_ operation: OperationRecord) {
+        switch (operation.operationType, operation.target) {
+        case (.rawDataPackageCreation, .rawDataPackage(let id)):
+            self.init(table: "raw_data_package", id: id, attempts: nil, startedAt: false, error: nil, restartable: "true")
+        case (.dataTransferPackageCreation, .dataTransferPackage(let id)):
+            self.init(table: "data_transfer_package", id: id, attempts: nil, startedAt: false, error: nil)
+        case (.dataTransfer, .dataTransfer(let id)):
+            self.init(table: "data_transfer", id: id)
+        case (.dataTransferUnpacking, .dataTransfer(let id)):
+            let unfinished: PostgresQuery = "status = 'COMPLETED' AND unpack_status <> 'COMPLETED'"
+            self.init(table: "data_transfer", id: id, status: "unpack_status", attempts: "unpack_attempts", startedAt: false,
+                      error: "unpack_error_message", unfinished: unfinished, restartable: unfinished)
+        case (.longTermArchiveTransfer, .longTermArchiveTransfer(let id)):
+            self.init(table: "long_term_archive_transfer", id: id)
+        case (.staging, .stagingJob(let id)):
+            self.init(table: "staging_job", id: id)
+        default:
+            return nil
         }
     }
 
-    /// The attempt failed: the object says so, with the message. Unpacking failures are kept
-    /// apart from transfer failures (`unpack_status`, `unpack_error_message`).
-    public func markTargetFailed(_ operation: OperationRecord, message: String) async throws {
-        switch operation.operationType {
-        case .rawDataPackageCreation:
-            if let id = operation.rawDataPackageID {
-                try await connection.execute("UPDATE raw_data_package SET status = 'FAILED', updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'")
-            }
-        case .dataTransferPackageCreation:
-            if let id = operation.dataTransferPackageID {
-                try await connection.execute("UPDATE data_transfer_package SET status = 'FAILED', updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'")
-            }
-        case .dataTransfer:
-            if let id = operation.dataTransferID {
-                try await connection.execute("""
-                    UPDATE data_transfer SET status = 'FAILED', error_message = \(message), updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'
-                    """)
-            }
-        case .dataTransferUnpacking:
-            if let id = operation.dataTransferID {
-                try await connection.execute("""
-                    UPDATE data_transfer SET unpack_status = 'FAILED', unpack_error_message = \(message), updated_at = now()
-                    WHERE id = \(id) AND status = 'COMPLETED' AND unpack_status <> 'COMPLETED'
-                    """)
-            }
-        case .longTermArchiveTransfer:
-            if let id = operation.longTermArchiveTransferID {
-                try await connection.execute("""
-                    UPDATE long_term_archive_transfer SET status = 'FAILED', error_message = \(message), updated_at = now()
-                    WHERE id = \(id) AND status <> 'COMPLETED'
-                    """)
-            }
-        case .staging:
-            if let id = operation.stagingJobID {
-                try await connection.execute("""
-                    UPDATE staging_job SET status = 'FAILED', error_message = \(message), updated_at = now() WHERE id = \(id) AND status <> 'COMPLETED'
-                    """)
-            }
-        case .deletion, .monitoring:
-            break
-        }
+    private init(table: String, id: Int64, status: String = "status", attempts: String? = "attempts", startedAt: Bool = true,
+                 error: String? = "error_message", unfinished: PostgresQuery = "status <> 'COMPLETED'",
+                 restartable: PostgresQuery? = nil) {
+        self.table = table
+        self.id = id
+        self.status = status
+        self.attempts = attempts
+        self.startedAt = startedAt
+        self.error = error
+        self.unfinished = unfinished
+        self.restartable = restartable ?? unfinished
     }
 }
