@@ -1,22 +1,23 @@
 import Logging
 import OpsDB
+import Synchronization
 
 /// 7. Temporary copies (SOURCE files, BUFFER packages and bundles; staged data of ended
 /// requests) -> DELETION, only when
 /// `deletionBlocker` finds nothing against it: verified archive copies at every archive site and
 /// no unfinished reader. The runner checks again in the transaction that deletes.
-public final class DeletionManager: ManagerCycle, @unchecked Sendable {
+public final class DeletionManager: ManagerCycle, Sendable {
     public let name = "deletion-manager"
     let settings: ManagerSettings
     /// Where the scan continues; wraps around at the end of the table.
-    private var cursor: Int64 = 0
+    private let cursor = Mutex<Int64>(0)
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
         let places = try await Places.load(db)
-        let candidates = try await db.deletionCandidates(afterID: cursor, defaultRetentionSeconds: settings.defaultRetentionSeconds,
+        let candidates = try await db.deletionCandidates(afterID: cursor.withLock { $0 }, defaultRetentionSeconds: settings.defaultRetentionSeconds,
                                                          limit: settings.batchSize)
-        cursor = candidates.count < settings.batchSize ? 0 : candidates.last!.copyID
+        cursor.withLock { $0 = candidates.count < settings.batchSize ? 0 : candidates.last!.copyID }
         var created = 0
         let setAside = try await SetAside.load(db, manager: name)
         for candidate in candidates {

@@ -18,14 +18,12 @@ public protocol ManagerCycle: Sendable {
 /// connection ends), a heartbeat row in `service_heartbeat`, and a loop that wakes on NOTIFY
 /// `ccat_work` or after `interval`. The unique indexes on live operations make double submission
 /// impossible even if two leaders ever overlapped.
-public final class ManagerService: Service, @unchecked Sendable {
+public final class ManagerService: Service, Sendable {
     public let manager: any ManagerCycle
     let conninfo: String
     let interval: Duration
     let instance: String
     let logger: Logger
-    /// Cycles run as leader, reported in the heartbeat's details.
-    public private(set) var cyclesRun = 0
 
     /// Advisory-lock class for manager leadership (the second key is `hashtext(name)`).
     static let lockClass: Int32 = 7262
@@ -44,6 +42,8 @@ public final class ManagerService: Service, @unchecked Sendable {
         var connection: PostgresConnection?
         var leader = false
         var status = "STARTING"
+        // Cycles run as leader, reported in the heartbeat's details.
+        var cyclesRun = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var worked = 0
             do {
