@@ -139,15 +139,8 @@ public struct OperationRunner: Sendable {
         } catch let error as LeaseLostError {
             log.write("\(error)")
             summary.leaseLost.append(operation.id)
-        } catch let error as BundleDamaged where !lease.lost {
-            log.write("\(error)")
-            if unlink(error.path) != 0 && errno != ENOENT {
-                log.write("cannot remove \(error.path): \(String(cString: strerror(errno))); the next transfer replaces it")
-            }
-            let retransfer = try await db.sendTransferBack(operationID: operation.id, owner: owner, transferID: error.transferID,
-                                                           message: "\(error)", logPath: log.path)
-            logger.error("bundle damaged at its destination", metadata: ["operation": "\(operation.id)", "transfer": "\(error.transferID)",
-                                                                         "retransfer": "\(retransfer)"])
+        } catch let error as any SettledFailure where !lease.lost {
+            try await error.settle(operation, owner: owner, db: db, log: log, logger: logger)
             summary.failed.append(operation.id)
         } catch let error as PostgresError where error.isTransient && !lease.lost {
             // The database went away while working (not the work's fault): give the operation

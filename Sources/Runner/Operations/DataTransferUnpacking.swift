@@ -1,5 +1,6 @@
 import Archiving
 import Foundation
+import Logging
 import OpsDB
 import Storage
 
@@ -7,7 +8,7 @@ import Storage
 /// raw data package archive is verified against its recorded checksum; each becomes a verified
 /// copy at the buffer.
 /// The bundle at the destination is not the one that was sent: it goes back to its transfer.
-struct BundleDamaged: Error, CustomStringConvertible {
+struct BundleDamaged: SettledFailure {
     var transferID: Int64
     var path: String
     var expected: String
@@ -16,6 +17,19 @@ struct BundleDamaged: Error, CustomStringConvertible {
 
     var description: String {
         "bundle \(path) arrived damaged: SHA-256 \(actual), but \(expected) was sent\(detail.map { " (\($0))" } ?? ""); it is removed and transferred again"
+    }
+
+    /// The damaged copy goes, and the transfer goes back to PENDING (or FAILED after its last
+    /// send), with the unpacking ended, in one transaction.
+    func settle(_ operation: OperationRecord, owner: String, db: OpsDB, log: OperationLog, logger: Logger) async throws {
+        log.write("\(self)")
+        if unlink(path) != 0 && errno != ENOENT {
+            log.write("cannot remove \(path): \(String(cString: strerror(errno))); the next transfer replaces it")
+        }
+        let retransfer = try await db.sendTransferBack(operationID: operation.id, owner: owner, transferID: transferID,
+                                                       message: "\(self)", logPath: log.path)
+        logger.error("bundle damaged at its destination", metadata: ["operation": "\(operation.id)", "transfer": "\(transferID)",
+                                                                     "retransfer": "\(retransfer)"])
     }
 }
 

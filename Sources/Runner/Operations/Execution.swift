@@ -1,5 +1,6 @@
 import Archiving
 import Foundation
+import Logging
 import OpsDB
 import Storage
 
@@ -22,6 +23,12 @@ public struct ExecutionContext: Sendable {
         let stop = self.stop
         return { stop.stopReason != nil }
     }
+}
+
+/// A failure its executor settles itself instead of the runner's failed attempt (a bundle that
+/// arrived damaged goes back to its transfer). The runner calls `settle` in its place.
+protocol SettledFailure: Error, CustomStringConvertible {
+    func settle(_ operation: OperationRecord, owner: String, db: OpsDB, log: OperationLog, logger: Logger) async throws
 }
 
 /// An operation this version cannot run (a storage type or an operation not built yet). Fails the
