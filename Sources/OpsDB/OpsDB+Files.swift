@@ -154,4 +154,14 @@ extension OpsDB {
             return UnregisterOutcome(removed: files.map(\.relativePath).sorted(), withdrawnPackages: withdrawn)
         }
     }
+
+    /// The relative paths registered at a SOURCE location, all or those of one observation.
+    public func registeredPaths(sourceLocationID: Int64, obsID: String? = nil) async throws -> [String] {
+        let observation: PostgresQuery = obsID.map {
+            "AND f.executed_obs_unit_id IN (SELECT id FROM executed_obs_unit WHERE obs_id = \($0))"
+        } ?? ""
+        return try await connection.query("""
+            SELECT f.relative_path FROM raw_data_file f WHERE f.source_location_id = \(sourceLocationID) \(observation)
+            """).map { try $0["relative_path"] }
+    }
 }

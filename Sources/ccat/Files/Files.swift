@@ -42,10 +42,9 @@ struct LocationName: ExpressibleByArgument, Sendable {
 /// What every `ccat files` subcommand starts with: the database, on the current schema, and the
 /// SOURCE location named on the command line.
 func withSourceLocation<T>(_ options: GlobalOptions, _ location: LocationName, command: String, logger: Logger,
-
-                           _ body: (OpsDB, DataLocation, PostgresConnection) async throws -> T) async throws -> T {
+                           _ body: (OpsDB, DataLocation) async throws -> T) async throws -> T {
     try await options.withOpsDatabase("ccat files \(command)", logger: logger) { db in
-        return try await body(db, try await location.resolve(db, type: .source), db.connection)
+        try await body(db, try await location.resolve(db, type: .source))
     }
 }
 
@@ -98,7 +97,6 @@ func checkRegisteredFile(root: String, path: String, size: Int64, location: Stri
 /// report a line number or skip a file before any work); an existing registration with another
 /// checksum is an error, not an update.
 func register(_ db: OpsDB, path: String, size: Int64, sha256: String, obsID: String, instrument: String?,
-
               at source: DataLocation, verified: Bool) async throws -> RegisterOutcome {
     let observation = try await db.upsertObservation(obsID: obsID)
     var module: Int64?

@@ -78,7 +78,7 @@ struct FilesRegister: AsyncParsableCommand {
             }
             lines = [line]
         }
-        try await withSourceLocation(options, location, command: "register", logger: logger) { db, source, connection in
+        try await withSourceLocation(options, location, command: "register", logger: logger) { db, source in
             if case .disk(rootPath: let root) = try await db.storage(of: source) {
                 var visible = true
                 for line in lines where visible {

@@ -49,12 +49,11 @@ struct FilesScan: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.files")
-        try await withSourceLocation(options, location, command: "scan", logger: logger) { db, source, connection in
+        try await withSourceLocation(options, location, command: "scan", logger: logger) { db, source in
             guard case .disk(rootPath: let root) = try await db.storage(of: source) else {
                 throw ValidationError("\(location.description) is not on disk; only disk SOURCE locations can be scanned")
             }
-            let known = Set(try await connection.query("SELECT relative_path FROM raw_data_file WHERE source_location_id = \(source.id)")
-                .map { try $0["relative_path"] as String })
+            let known = Set(try await db.registeredPaths(sourceLocationID: source.id))
             var summary = Summary(location: location.description, found: 0, registered: 0, bytes: 0, skipped: [])
             let now = Date()
             for entry in try SourceTree.walk(root: root) {

@@ -36,13 +36,10 @@ struct FilesUnregister: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.files")
-        try await withSourceLocation(options, location, command: "unregister", logger: logger) { db, source, connection in
+        try await withSourceLocation(options, location, command: "unregister", logger: logger) { db, source in
             var paths = path
             if let obsID {
-                let found = try await connection.query("""
-                    SELECT f.relative_path FROM raw_data_file f JOIN executed_obs_unit o ON o.id = f.executed_obs_unit_id
-                    WHERE f.source_location_id = \(source.id) AND o.obs_id = \(obsID)
-                    """).map { try $0["relative_path"] as String }
+                let found = try await db.registeredPaths(sourceLocationID: source.id, obsID: obsID)
                 guard !found.isEmpty else { throw ValidationError("no file of observation \(obsID.debugDescription) is registered at \(location.description)") }
                 paths += found
             }
