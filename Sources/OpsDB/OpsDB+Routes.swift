@@ -74,4 +74,15 @@ extension OpsDB {
                 free_bytes = excluded.free_bytes, used_bytes = excluded.used_bytes, error_message = excluded.error_message
             """)
     }
+
+    /// The next position of `sourceSiteID`'s round-robin over `modulo` archive sites, moved in one
+    /// statement under the row's lock (two daemons always get distinct, consecutive positions).
+    public func nextRoundRobinIndex(sourceSiteID: Int64, modulo: Int) async throws -> Int {
+        try await connection.query("""
+            INSERT INTO round_robin_state AS state (source_site_id, last_index, decisions) VALUES (\(sourceSiteID), 0, 1)
+            ON CONFLICT (source_site_id) DO UPDATE
+                SET last_index = (state.last_index + 1) % \(modulo), decisions = state.decisions + 1
+            RETURNING last_index
+            """).first?["last_index"] ?? 0
+    }
 }

@@ -144,12 +144,6 @@ public enum RoundRobin {
         guard !ordered.isEmpty else {
             throw RoutingError(description: "site \(sourceSite.shortName) has no long-term archive site to send data to; declare an active LONG_TERM_ARCHIVE location")
         }
-        let index: Int = try await db.connection.query("""
-            INSERT INTO round_robin_state AS state (source_site_id, last_index, decisions) VALUES (\(sourceSite.id), 0, 1)
-            ON CONFLICT (source_site_id) DO UPDATE
-                SET last_index = (state.last_index + 1) % \(ordered.count), decisions = state.decisions + 1
-            RETURNING last_index
-            """).first?["last_index"] ?? 0
-        return ordered[index % ordered.count]
+        return ordered[try await db.nextRoundRobinIndex(sourceSiteID: sourceSite.id, modulo: ordered.count) % ordered.count]
     }
 }
