@@ -25,7 +25,7 @@ public struct DispatchCycle: ManagerCycle {
                 submitted += try await dispatcher.dispatch(queue).operationsSubmitted
             } catch {
                 // One queue's trouble (its cluster down, a bad profile) does not stop the others.
-                logger.error("dispatching queue \(queue.name) failed: \(error)")
+                logger.error("dispatching a queue failed", metadata: ["queue": "\(queue.name)", "error": "\(error)"])
             }
         }
         return submitted

@@ -56,7 +56,7 @@ public final class ManagerService: Service, Sendable {
                 let db = OpsDB(connection!)
                 if !leader {
                     leader = try await db.tryLeadership(lockClass: Self.lockClass, name: manager.name)
-                    if leader { logger.info("leader for \(manager.name)") }
+                    if leader { logger.info("became leader") }
                 }
                 try await db.recordHeartbeat(service: manager.name, instance: instance, status: status, leader: leader,
                                              details: ["cycles": String(cyclesRun), "interval_s": String(interval.components.seconds)])
@@ -65,12 +65,12 @@ public final class ManagerService: Service, Sendable {
                     worked = try await manager.cycle(db, logger: logger)
                     cyclesRun += 1
                     if worked > 0 {
-                        logger.info("cycle created or changed \(worked)")
+                        logger.info("cycle done", metadata: ["changed": "\(worked)"])
                         try await db.notifyWork(manager.name)
                     }
                 }
             } catch let error as PostgresError where error.code == .connectionLost || error.code == .connectionFailed {
-                logger.warning("database unavailable, retrying: \(error)")
+                logger.warning("database unavailable, retrying", metadata: ["error": "\(error)"])
                 leader = false
                 if let lost = connection { await lost.close() }
                 connection = nil
@@ -79,7 +79,7 @@ public final class ManagerService: Service, Sendable {
             } catch let error as PostgresError where Task.isCancelled && (error.code == .cancelled || error.sqlState == .queryCanceled) {
                 break
             } catch {
-                logger.error("cycle failed: \(error)")
+                logger.error("cycle failed", metadata: ["error": "\(error)"])
             }
             // More work may be waiting behind a bounded batch: go again at once. Otherwise sleep
             // until NOTIFY or the interval.
@@ -93,7 +93,7 @@ public final class ManagerService: Service, Sendable {
             } catch is CancellationError {
                 break
             } catch {
-                logger.warning("waiting for work: \(error)")
+                logger.warning("waiting for work failed", metadata: ["error": "\(error)"])
                 leader = false
                 connection = nil
             }
@@ -115,7 +115,7 @@ public final class ManagerService: Service, Sendable {
             case .success?:
                 await connection.close()
             case .failure(let error)?:
-                logger.warning("could not record the stop in service_heartbeat: \(error)")
+                logger.warning("could not record the stop in service_heartbeat", metadata: ["error": "\(error)"])
                 await connection.close()
             case nil:
                 // Still waiting on the database: closing would wait behind it. The session ends

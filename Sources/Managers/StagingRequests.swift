@@ -32,7 +32,7 @@ struct StagingRequestCycle {
             changed += try await follow(request, keepSeconds: keep, db, logger: logger)
         }
         let expired = try await db.expireStagingRequests()
-        if expired > 0 { logger.info("\(expired) staging request(s) expired") }
+        if expired > 0 { logger.info("staging requests expired", metadata: ["count": "\(expired)"]) }
         changed += expired
         changed += try await db.cancelStagingForEndedRequests()
         return changed
@@ -64,7 +64,7 @@ struct StagingRequestCycle {
         log[metadataKey: "staging_request"] = "\(request.id)"
         log[metadataKey: "submitted_by"] = "\(request.submittedBy)"
         func reject(_ reason: String, uid: UInt32? = nil, gid: UInt32? = nil, username: String? = nil) async throws -> Bool {
-            log.warning("staging request rejected: \(reason)")
+            log.warning("staging request rejected", metadata: ["reason": "\(reason)"])
             try await db.rejectStagingRequest(request.id, reason: reason, uid: uid, gid: gid, username: username)
             return true
         }
@@ -96,7 +96,7 @@ struct StagingRequestCycle {
                 return try await reject("the munge credential was refused: \(error.message)")
             }
         } catch {
-            log.error("cannot decode staging request credentials: \(error)")
+            log.error("cannot decode staging request credentials", metadata: ["error": "\(error)"])
             return false
         }
         guard let payload = try? StagingCredentialPayload.decode(identity.payload), payload.version == 1 else {
@@ -126,7 +126,7 @@ struct StagingRequestCycle {
         }
         try await db.acceptStagingRequest(request.id, uid: identity.uid, gid: identity.gid, username: account.name,
                                           packageCount: selected.filter { $0.packageID != nil }.count, totalBytes: bytes, reason: nil)
-        log.info("staging request accepted: \(payload.selection.summary) into \(location.name) for \(account.name)")
+        log.info("staging request accepted", metadata: ["selection": "\(payload.selection.summary)", "location": "\(location.name)", "user": "\(account.name)"])
         return true
     }
 

@@ -130,7 +130,8 @@ struct Daemon: AsyncParsableCommand {
         let services = cycles.map { cycle, seconds in
             ManagerService(cycle, conninfo: location.conninfo, interval: .milliseconds(Int(seconds * 1000)), instance: name, logger: logger)
         }
-        logger.notice("ccat daemon \(name): \(services.count) services, scheduler \(setup.scheduler.rawValue), jobs under \(setup.jobDirectory)")
+        logger.notice("ccat daemon started", metadata: ["instance": "\(name)", "services": "\(services.count)",
+                                                      "scheduler": "\(setup.scheduler.rawValue)", "jobs": "\(setup.jobDirectory)"])
         var group = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],

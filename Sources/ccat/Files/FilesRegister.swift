@@ -85,7 +85,8 @@ struct FilesRegister: AsyncParsableCommand {
                     visible = try checkRegisteredFile(root: root, path: line.path, size: line.size, location: location.description)
                 }
                 if !visible {
-                    logger.notice("the root \(root) of \(location.description) is not visible on this host; the files are checked when they are packaged")
+                    logger.notice("the location's root is not visible on this host; the files are checked when they are packaged",
+                                  metadata: ["location": "\(location.description)", "root": "\(root)"])
                 }
             }
             var outcomes: [RegisterOutcome] = []
