@@ -167,7 +167,12 @@ struct DiskStoreTests {
             #expect(late?.kind == .noSpace, "\(String(describing: late))")
             #expect(try store.head("nested/a.tar") == nil)
             #expect(partials(in: fileSystem.mountPoint).isEmpty)
-            #expect(fileSystem.freeBytes >= 1 << 20 - 64 << 10)
+            // The discarded copy's space comes back. Not always at once: a child process that
+            // another test is starting at that moment holds a copy of this process's descriptors
+            // until its exec (O_CLOEXEC closes them only then), so the space is freed a moment
+            // later. A descriptor leaked for good would never give it back.
+            #expect(try await eventually(within: .seconds(60)) { fileSystem.freeBytes >= 1 << 20 - 64 << 10 },
+                    "\(fileSystem.freeBytes) bytes free")
         }
     }
 
