@@ -190,6 +190,25 @@ struct DiskStoreTests {
     }
 }
 
+@Suite("S3 XML answers")
+struct S3XMLTests {
+    /// Found by the S3 XML fuzz target: U+0605 joins the character after it into one Character,
+    /// so Character-wise searching missed the `&` and `"` (and tags) right after it.
+    @Test func charactersThatJoinTheNextOneDoNotHideEntitiesOrTags() {
+        let mark = "\u{0605}", quote = String(UnicodeScalar(34))
+        for text in ["&" + mark + quote, "a" + mark + "<b>" + mark + "&c", "plain", "ü &#x1F600; &#99999999999;"] {
+            let back = S3XML.unescape(S3XML.escape(text))
+            #expect(back == text, "\(text.debugDescription)")
+        }
+        let unescaped = S3XML.unescape("&amp;" + mark + "&quot;")
+        #expect(unescaped == "&" + mark + quote)
+        let keys = S3XML.values("Key", in: "<Contents><Key>x" + mark + "</Key></Contents><Key>&lt;y&gt;</Key>")
+        #expect(keys == ["x" + mark, "<y>"])
+        let uploads = S3XML.records("Upload", in: "<Upload>" + mark + "<UploadId>1</UploadId></Upload>").map { S3XML.value("UploadId", in: $0) }
+        #expect(uploads == ["1"])
+    }
+}
+
 @Suite("S3 credentials")
 struct S3CredentialsTests {
     @Test func environmentAndFileSources() throws {

@@ -26,10 +26,10 @@ public struct SmallFileSystem: Sendable {
         let fileSystem = SmallFileSystem(mountPoint: mountPoint)
         do {
             let result = try await body(fileSystem)
-            try fileSystem.unmount()
+            try await fileSystem.unmount()
             return result
         } catch {
-            try? fileSystem.unmount()
+            try? await fileSystem.unmount()
             throw error
         }
     }
@@ -46,8 +46,15 @@ public struct SmallFileSystem: Sendable {
         return Int64(info.f_bavail) * Int64(info.f_frsize)
     }
 
-    func unmount() throws {
-        let result = try runProcess("/usr/bin/umount", [mountPoint.path])
-        guard result.status == 0 else { throw TestSetupError(description: "cannot unmount \(mountPoint.path): \(result.stderr)") }
+    /// Unmounts, waiting while it is busy: a child process another test is starting holds copies
+    /// of this process's descriptors (a directory being listed, say) until its exec.
+    func unmount() async throws {
+        var last = ""
+        let done = try await eventually(within: .seconds(60), every: .milliseconds(200)) {
+            let result = try await offPool { try runProcess("/usr/bin/umount", [mountPoint.path]) }
+            last = result.stderr
+            return result.status == 0
+        }
+        guard done else { throw TestSetupError(description: "cannot unmount \(mountPoint.path): \(last)") }
     }
 }
