@@ -133,7 +133,7 @@ public final class AtomicFile {
     /// The temporary name for `path`: hidden, in the same directory, the same on every attempt.
     public static func temporaryPath(for path: String) -> String {
         let url = URL(fileURLWithPath: path)
-        return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).ccat-partial").path
+        return url.deletingLastPathComponent().appendingPathComponent(temporaryName(for: url.lastPathComponent)).path
     }
 
     /// A new file at `path`; missing directories are created, the directories above are trusted.
@@ -148,11 +148,14 @@ public final class AtomicFile {
     }
 
     /// A new file below a root, its missing directories created; no link on the way is followed.
+    /// The temporary name for a file called `name`, beside it.
+    public static func temporaryName(for name: String) -> String { ".\(name).ccat-partial" }
+
     public init(creating file: RootedPath, mode: mode_t = 0o644) throws {
         path = file.path
         temporaryPath = Self.temporaryPath(for: path)
         (directory, name) = try file.openParent(creating: true)
-        temporaryName = ".\(name).ccat-partial"
+        temporaryName = Self.temporaryName(for: name)
         unlinkat(directory, temporaryName, 0)
         fd = openat(directory, temporaryName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else {

@@ -94,8 +94,8 @@ public struct DiskStore: ObjectStore {
         let file = try rooted(key)
         try local(key) {
             let parent = (key as NSString).deletingLastPathComponent
-            let name = (key as NSString).lastPathComponent
-            try RootedPath(root: root, relative: parent.isEmpty ? ".\(name).ccat-partial" : "\(parent)/.\(name).ccat-partial").unlinkFile()
+            let partial = AtomicFile.temporaryName(for: (key as NSString).lastPathComponent)
+            try RootedPath(root: root, relative: parent.isEmpty ? partial : "\(parent)/\(partial)").unlinkFile()
             try file.unlinkFile()
         }
     }
