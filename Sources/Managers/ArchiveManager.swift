@@ -9,22 +9,22 @@ public struct ArchiveManager: ManagerCycle {
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
-        let places = try await Places.load(db)
+        let work = try await CycleContext.load(db, manager: name, logger: logger)
         var created = 0
-        let setAside = try await SetAside.load(db, manager: name)
         for candidate in try await db.packagesToArchive(limit: settings.batchSize) {
-            created += try await setAside.attempt(db, "package \(candidate.packageID) into archive \(candidate.archiveID)", logger: logger) {
+            created += try await work.attempt("package \(candidate.packageID) into archive \(candidate.archiveID)") {
                 _ = try await db.createLongTermArchiveTransfer(packageID: candidate.packageID, originLocationID: candidate.bufferID,
                                                                destinationLocationID: candidate.archiveID)
                 return 1
             }
         }
-        for id in try await db.archiveTransfersWithoutOperation(limit: settings.batchSize) {
-            created += try await setAside.attempt(db, "archive transfer \(id)", logger: logger) {
-                guard let transfer = try await db.longTermArchiveTransfer(id: id), let package = try await db.rawDataPackage(id: transfer.rawDataPackageID) else { return 0 }
-                return try await places.schedule(db, .longTermArchiveTransfer, at: transfer.destinationLocationID,
-                                                 target: .longTermArchiveTransfer(id), sizeHintBytes: package.sizeBytes ?? 0)
+        created += try await work.scheduleEach(try await db.archiveTransfersWithoutOperation(limit: settings.batchSize),
+                                               item: { "archive transfer \($0)" }) { id in
+            guard let transfer = try await db.longTermArchiveTransfer(id: id), let package = try await db.rawDataPackage(id: transfer.rawDataPackageID) else {
+                return nil
             }
+            return OperationPlan(.longTermArchiveTransfer, at: transfer.destinationLocationID, target: .longTermArchiveTransfer(id),
+                                 sizeHintBytes: package.sizeBytes ?? 0)
         }
         return created
     }

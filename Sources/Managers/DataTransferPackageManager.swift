@@ -10,7 +10,8 @@ public struct DataTransferPackageManager: ManagerCycle {
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
-        let places = try await Places.load(db)
+        let work = try await CycleContext.load(db, manager: name, logger: logger)
+        let places = work.places
         var created = 0
         let waiting = try await db.unbundledPackages(limit: settings.batchSize * 10)
         for (bufferID, packages) in Dictionary(grouping: waiting, by: \.bufferID).sorted(by: { $0.key < $1.key }) {
@@ -40,14 +41,10 @@ public struct DataTransferPackageManager: ManagerCycle {
             }
             if size.pressed || (batch.map(\.ageSeconds).max() ?? 0) >= settings.bundleMaxAgeSeconds { try await close() }
         }
-        let setAside = try await SetAside.load(db, manager: name)
-        for id in try await db.bundlesWithoutOperation(limit: settings.batchSize) {
-            created += try await setAside.attempt(db, "bundle \(id)", logger: logger) {
-                guard let bundle = try await db.dataTransferPackage(id: id) else { return 0 }
-                let size = try await db.rawDataPackages(bundleID: id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
-                return try await places.schedule(db, .dataTransferPackageCreation, at: bundle.originLocationID, target: .dataTransferPackage(id),
-                                                 sizeHintBytes: size)
-            }
+        created += try await work.scheduleEach(try await db.bundlesWithoutOperation(limit: settings.batchSize), item: { "bundle \($0)" }) { id in
+            guard let bundle = try await db.dataTransferPackage(id: id) else { return nil }
+            let size = try await db.rawDataPackages(bundleID: id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
+            return OperationPlan(.dataTransferPackageCreation, at: bundle.originLocationID, target: .dataTransferPackage(id), sizeHintBytes: size)
         }
         return created
     }

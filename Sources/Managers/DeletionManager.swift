@@ -14,25 +14,22 @@ public final class DeletionManager: ManagerCycle, Sendable {
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
-        let places = try await Places.load(db)
+        let work = try await CycleContext.load(db, manager: name, logger: logger)
         let candidates = try await db.deletionCandidates(afterID: cursor.withLock { $0 }, defaultRetentionSeconds: settings.defaultRetentionSeconds,
                                                          limit: settings.batchSize)
         cursor.withLock { $0 = candidates.count < settings.batchSize ? 0 : candidates.last!.copyID }
         var created = 0
-        let setAside = try await SetAside.load(db, manager: name)
         for candidate in candidates {
-            created += try await setAside.attempt(db, "copy \(candidate.copyID)", logger: logger) {
+            created += try await work.attempt("copy \(candidate.copyID)") {
                 try await db.transaction { db in
                     if try await db.deletionBlocker(copyID: candidate.copyID, exceptOperation: 0) != nil { return 0 }
-                    return try await places.schedule(db, .deletion, at: candidate.locationID, target: .physicalCopy(candidate.copyID))
+                    return try await work.places.schedule(db, OperationPlan(.deletion, at: candidate.locationID, target: .physicalCopy(candidate.copyID)))
                 }
             }
         }
         // Staged data of requests that ended: one DELETION removes a job's whole directory.
-        for job in try await db.stagingJobsToClean(limit: settings.batchSize) {
-            created += try await setAside.attempt(db, "staging job \(job.jobID)", logger: logger) {
-                try await places.schedule(db, .deletion, at: job.locationID, target: .stagingJob(job.jobID))
-            }
+        created += try await work.scheduleEach(try await db.stagingJobsToClean(limit: settings.batchSize), item: { "staging job \($0.jobID)" }) { job in
+            OperationPlan(.deletion, at: job.locationID, target: .stagingJob(job.jobID))
         }
         return created
     }

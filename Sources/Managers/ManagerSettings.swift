@@ -67,11 +67,11 @@ struct Places {
         locations[locationID].flatMap { sites[$0.siteID]?.shortName }
     }
 
-    /// Creates the operation on the queue of `locationID`; 1 if created, 0 if a live one already
-    /// holds the target (the unique indexes decide).
-    func schedule(_ db: OpsDB, _ type: OperationType, at locationID: Int64, target: OperationTarget, targetLocationID: Int64? = nil,
-                  sizeHintBytes: Int64 = 0, priority: Int = 0) async throws -> Int {
-        try await db.createOperation(type, queue: queue(locationID, type), locationID: locationID, target: target,
-                                     targetLocationID: targetLocationID, sizeHintBytes: sizeHintBytes, priority: priority) == nil ? 0 : 1
+    /// Creates the operation `plan` describes on the queue of its location; 1 if created, 0 if a
+    /// live one already holds the target (the unique indexes decide).
+    func schedule(_ db: OpsDB, _ plan: OperationPlan) async throws -> Int {
+        try await db.createOperation(plan.type, queue: queue(plan.locationID, plan.type), locationID: plan.locationID, target: plan.target,
+                                     targetLocationID: plan.targetLocationID, sizeHintBytes: plan.sizeHintBytes,
+                                     priority: plan.priority) == nil ? 0 : 1
     }
 }

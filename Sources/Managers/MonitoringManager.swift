@@ -18,12 +18,10 @@ public final class MonitoringManager: ManagerCycle, Sendable {
             return true
         }
         guard due else { return 0 }
-        let places = try await Places.load(db)
-        let setAside = try await SetAside.load(db, manager: name)
-        for location in places.locations.values where location.active {
-            _ = try await setAside.attempt(db, "location \(location.id) (\(location.name))", logger: logger) {
-                try await places.schedule(db, .monitoring, at: location.id, target: .none)
-            }
+        let work = try await CycleContext.load(db, manager: name, logger: logger)
+        let active = work.places.locations.values.filter(\.active).sorted { $0.id < $1.id }
+        _ = try await work.scheduleEach(active, item: { "location \($0.id) (\($0.name))" }) { location in
+            OperationPlan(.monitoring, at: location.id, target: .none)
         }
         // Monitoring results are no work for the other managers: report nothing, wake no one.
         return 0

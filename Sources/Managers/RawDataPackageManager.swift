@@ -11,16 +11,16 @@ public struct RawDataPackageManager: ManagerCycle {
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
-        let places = try await Places.load(db)
+        let work = try await CycleContext.load(db, manager: name, logger: logger)
+        let places = work.places
         var created = 0
-        let setAside = try await SetAside.load(db, manager: name)
         // Observations set aside are left out of the query, so that they never fill its batch.
-        let skipped = setAside.items.compactMap { ObservationItem(parsing: $0, places: places) }
+        let skipped = work.setAside.items.compactMap { ObservationItem(parsing: $0, places: places) }
         for group in try await db.unpackagedGroups(settleSeconds: settings.packageSettleSeconds, limit: settings.batchSize,
                                                    excluding: skipped.map { ($0.observationID, $0.sourceLocationID) }) {
             guard let source = places.locations[group.sourceLocationID], source.active else { continue }
             let item = ObservationItem(observationID: group.observationID, obsID: group.obsID, sourceLocationID: source.id, sourceName: source.name)
-            created += try await setAside.attempt(db, item.description, logger: logger) {
+            created += try await work.attempt(item.description) {
                 let name = "\(sanitizedName(group.obsID))-\(source.name)-\(group.fileIDs[0])"
                 let package = try await db.createRawDataPackage(name: name, observationID: group.observationID, sourceLocationID: source.id,
                                                                 relativePath: "packages/\(name).tar", fileIDs: group.fileIDs)
@@ -29,19 +29,16 @@ public struct RawDataPackageManager: ManagerCycle {
                 return 1
             }
         }
-        // Every pending package gets its operation (also after a crash between the two steps).
-        var buffers: [String: BufferChoice] = [:]  // one choice per site and cycle
-        for package in try await db.packagesWithoutOperation(limit: settings.batchSize) {
-            guard let site = places.siteName(of: package.sourceLocationID) else { continue }
-            let buffer: BufferChoice
-            if let chosen = buffers[site] { buffer = chosen } else {
-                buffer = try await BufferSelection.primaryBuffer(db, siteShortName: site, logger: logger)
-                buffers[site] = buffer
-            }
-            created += try await setAside.attempt(db, "package \(package.id)", logger: logger) {
-                try await places.schedule(db, .rawDataPackageCreation, at: package.sourceLocationID, target: .rawDataPackage(package.id),
-                                          targetLocationID: buffer.location.id, sizeHintBytes: package.bytes)
-            }
+        // Every pending package gets its operation, into its site's primary buffer (chosen once per site and cycle).
+        let packages = try await db.packagesWithoutOperation(limit: settings.batchSize)
+        var buffers: [String: BufferChoice] = [:]
+        for site in Set(packages.compactMap { places.siteName(of: $0.sourceLocationID) }).sorted() {
+            buffers[site] = try await BufferSelection.primaryBuffer(db, siteShortName: site, logger: logger)
+        }
+        created += try await work.scheduleEach(packages, item: { "package \($0.id)" }) { package in
+            guard let buffer = places.siteName(of: package.sourceLocationID).flatMap({ buffers[$0] }) else { return nil }
+            return OperationPlan(.rawDataPackageCreation, at: package.sourceLocationID, target: .rawDataPackage(package.id),
+                                 targetLocationID: buffer.location.id, sizeHintBytes: package.bytes)
         }
         return created
     }

@@ -10,18 +10,13 @@ public struct StagingManager: ManagerCycle {
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
-        var created = try await StagingRequestCycle(settings: settings).run(db, logger: logger)
-        let places = try await Places.load(db)
-        let setAside = try await SetAside.load(db, manager: name)
-        for id in try await db.stagingJobsWithoutOperation(limit: settings.batchSize) {
-            created += try await setAside.attempt(db, "staging job \(id)", logger: logger) {
-                guard let job = try await db.stagingJob(id: id) else { return 0 }
-                let size = try await db.stagingJobPackages(id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
-                guard try await places.schedule(db, .staging, at: job.destinationLocationID, target: .stagingJob(id), sizeHintBytes: size, priority: 10) == 1 else { return 0 }
-                logger.info("staging job \(id) scheduled", metadata: ["staging_job": "\(id)"])
-                return 1
-            }
-        }
-        return created
+        let decided = try await StagingRequestCycle(settings: settings).run(db, logger: logger)
+        let work = try await CycleContext.load(db, manager: name, logger: logger)
+        return decided + (try await work.scheduleEach(try await db.stagingJobsWithoutOperation(limit: settings.batchSize),
+                                                      item: { "staging job \($0)" }) { id in
+            guard let job = try await db.stagingJob(id: id) else { return nil }
+            let size = try await db.stagingJobPackages(id).reduce(Int64(0)) { $0 + ($1.sizeBytes ?? 0) }
+            return OperationPlan(.staging, at: job.destinationLocationID, target: .stagingJob(id), sizeHintBytes: size, priority: 10)
+        })
     }
 }

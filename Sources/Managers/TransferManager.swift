@@ -33,11 +33,11 @@ public struct TransferManager: ManagerCycle {
     }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
-        let places = try await Places.load(db)
+        let work = try await CycleContext.load(db, manager: name, logger: logger)
+        let places = work.places
         let table = try await RouteTable.load(db)
         let siteIDs = Dictionary(uniqueKeysWithValues: places.sites.values.map { ($0.shortName, $0.id) })
         var created = 0
-        let setAside = try await SetAside.load(db, manager: name)
         // Primary: from the SOURCE sites' buffers to one archive site, round-robin.
         let sourceSiteIDs = table.sourceSites.compactMap { siteIDs[$0] }
         for bundle in try await db.bundlesToSend(originSiteIDs: sourceSiteIDs, limit: settings.batchSize) {
@@ -45,7 +45,7 @@ public struct TransferManager: ManagerCycle {
             let originSite = site.shortName
             let candidates = table.archiveSites.filter { $0 != originSite }
             guard !candidates.isEmpty else { continue }
-            created += try await setAside.attempt(db, "bundle \(bundle.id) (\(bundle.name))", logger: logger) {
+            created += try await work.attempt("bundle \(bundle.id) (\(bundle.name))") {
                 let target = try await RoundRobin.next(db, sourceSite: site, candidates: candidates)
                 let hop = try await destination(db, table: table, from: originSite, to: target, places: places, logger: logger)
                 let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: bundle.originLocationID,
@@ -61,7 +61,7 @@ public struct TransferManager: ManagerCycle {
                   let originSite = places.siteName(of: bundle.originLocationID) else { continue }
             let reached = Set(candidate.siteIDs.compactMap { places.sites[$0]?.shortName } + [originSite])
             for target in table.archiveSites where !reached.contains(target) {
-                created += try await setAside.attempt(db, "bundle \(bundle.id) (\(bundle.name)) to \(target)", logger: logger) {
+                created += try await work.attempt("bundle \(bundle.id) (\(bundle.name)) to \(target)") {
                     let hop = try await destination(db, table: table, from: from, to: target, places: places, logger: logger)
                     let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: candidate.bufferID,
                                                                    destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
@@ -74,7 +74,7 @@ public struct TransferManager: ManagerCycle {
         for forward in try await db.relayedBundlesToForward(limit: settings.batchSize) {
             guard let route = table.customRoutes.first(where: { $0.id == forward.routeID }), let at = places.siteName(of: forward.bufferID),
                   let origin = places.sites[route.originSiteID]?.shortName, let target = places.sites[route.destinationSiteID]?.shortName else { continue }
-            created += try await setAside.attempt(db, "bundle \(forward.bundleID) at \(at) on route \(route.name)", logger: logger) {
+            created += try await work.attempt("bundle \(forward.bundleID) at \(at) on route \(route.name)") {
                 let planned = try table.route(from: origin, to: target)
                 guard let next = planned.hops.first(where: { $0.fromSite == at }) else {
                     throw RouteHasNoHop(route: route.name, site: at)
@@ -87,12 +87,12 @@ public struct TransferManager: ManagerCycle {
                 return 1
             }
         }
-        for id in try await db.transfersWithoutOperation(limit: settings.batchSize) {
-            created += try await setAside.attempt(db, "transfer \(id)", logger: logger) {
-                guard let transfer = try await db.dataTransfer(id: id), let bundle = try await db.dataTransferPackage(id: transfer.dataTransferPackageID) else { return 0 }
-                return try await places.schedule(db, .dataTransfer, at: transfer.originLocationID, target: .dataTransfer(id),
-                                                 targetLocationID: transfer.destinationLocationID, sizeHintBytes: bundle.sizeBytes ?? 0)
+        created += try await work.scheduleEach(try await db.transfersWithoutOperation(limit: settings.batchSize), item: { "transfer \($0)" }) { id in
+            guard let transfer = try await db.dataTransfer(id: id), let bundle = try await db.dataTransferPackage(id: transfer.dataTransferPackageID) else {
+                return nil
             }
+            return OperationPlan(.dataTransfer, at: transfer.originLocationID, target: .dataTransfer(id), targetLocationID: transfer.destinationLocationID,
+                                 sizeHintBytes: bundle.sizeBytes ?? 0)
         }
         return created
     }

@@ -8,16 +8,11 @@ public struct UnpackManager: ManagerCycle {
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
-        let places = try await Places.load(db)
-        var created = 0
-        let setAside = try await SetAside.load(db, manager: name)
-        for id in try await db.transfersToUnpack(limit: settings.batchSize) {
-            created += try await setAside.attempt(db, "transfer \(id)", logger: logger) {
-                guard let transfer = try await db.dataTransfer(id: id) else { return 0 }
-                return try await places.schedule(db, .dataTransferUnpacking, at: transfer.destinationLocationID, target: .dataTransfer(id),
-                                                 sizeHintBytes: transfer.bytesTransferred ?? 0)
-            }
+        let work = try await CycleContext.load(db, manager: name, logger: logger)
+        return try await work.scheduleEach(try await db.transfersToUnpack(limit: settings.batchSize), item: { "transfer \($0)" }) { id in
+            guard let transfer = try await db.dataTransfer(id: id) else { return nil }
+            return OperationPlan(.dataTransferUnpacking, at: transfer.destinationLocationID, target: .dataTransfer(id),
+                                 sizeHintBytes: transfer.bytesTransferred ?? 0)
         }
-        return created
     }
 }
