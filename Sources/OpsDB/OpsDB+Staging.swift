@@ -2,109 +2,13 @@ import Foundation
 import Postgres
 
 extension OpsDB {
-    /// The ssh destination of a disk location reached over ssh (nil: mounted where it is used).
-    public func sshHost(of locationID: Int64) async throws -> String? {
-        try await connection.query("SELECT ssh_host FROM disk_data_location WHERE data_location_id = \(locationID)").first?["ssh_host"]
-    }
-
-    public func setSSHHost(locationID: Int64, _ host: String?) async throws {
-        try await connection.execute("UPDATE disk_data_location SET ssh_host = \(host) WHERE data_location_id = \(locationID)")
-    }
-
-    /// The topology's `required_archive_sites` (nil: every site with an active archive).
-    public func requiredArchiveSites() async throws -> Int? {
-        try await connection.query("SELECT required_archive_sites FROM archive_policy").first?["required_archive_sites"]
-    }
-
-    public func setRequiredArchiveSites(_ count: Int?) async throws {
-        try await connection.execute("UPDATE archive_policy SET required_archive_sites = \(count), updated_at = now()")
-    }
-
-    /// Locations whose latest monitoring check found them unreachable.
-    public func unreachableLocations() async throws -> Set<Int64> {
-        Set(try await connection.query("SELECT data_location_id FROM data_location_status WHERE NOT reachable")
-            .map { try $0["data_location_id"] as Int64 })
-    }
-
     static let stagingRequestColumns: PostgresQuery = """
         id, public_id, selection::text AS selection, destination_location_id, uid, gid, username, submitted_by::text AS submitted_by,
         status, reason, package_count, total_bytes, submitted_at, updated_at, ready_at, released_at, expires_at
         """
 
-    // MARK: What scientists may read (views and functions granted to ccat_scientist)
-
-    public func resolveSelection(_ selection: StagingSelection) async throws -> [SelectedPackage] {
-        try await all(SelectedPackage.self, "SELECT * FROM ccat_resolve_selection(\(try selection.json())::jsonb)")
-    }
-
-    public func unknownNames(in selection: StagingSelection) async throws -> UnknownNames {
-        let observations: [String] = try await connection.query("""
-            SELECT name FROM unnest(\(selection.observations)::text[]) AS name
-            WHERE NOT EXISTS (SELECT 1 FROM staging_observation o WHERE o.obs_id = name) ORDER BY name
-            """).map { try $0["name"] }
-        let packages: [String] = try await connection.query("""
-            SELECT name FROM unnest(\(selection.packages)::text[]) AS name
-            WHERE NOT EXISTS (SELECT 1 FROM staging_catalogue c WHERE c.package = name) ORDER BY name
-            """).map { try $0["name"] }
-        return UnknownNames(observations: observations, packages: packages)
-    }
-
-    /// Median seconds from package creation to its first verified archive copy, recently.
-    public func archiveLatencySeconds() async throws -> Double? {
-        try await connection.query("SELECT ccat_archive_latency() AS seconds").first?["seconds"]
-    }
-
-    public func stagingLocations() async throws -> [StagingLocation] {
-        try await all(StagingLocation.self, """
-            SELECT id, name, site, active, root_path, allowed_groups, quota_bytes_per_user, retention_seconds
-            FROM staging_location ORDER BY site, name
-            """)
-    }
-
-    /// When the staging manager last reported, if it runs (its leader's heartbeat).
-    public func stagingServiceHeartbeat() async throws -> (lastSeen: Date, status: String)? {
-        guard let row = try await connection.query("""
-            SELECT last_heartbeat_at, status FROM staging_service ORDER BY is_leader DESC, last_heartbeat_at DESC LIMIT 1
-            """).first else { return nil }
-        return (try row["last_heartbeat_at"], try row["status"])
-    }
-
-    /// Puts a request in the inbox; the daemon decodes its credential. Returns its id.
-    public func submitStagingRequest(credential: String, selection: StagingSelection, destinationLocationID: Int64) async throws -> Int64 {
-        try await connection.query("""
-            INSERT INTO staging_request (credential, selection, destination_location_id)
-            VALUES (\(credential), \(try selection.json())::jsonb, \(destinationLocationID)) RETURNING id
-            """).first?["id"] ?? 0
-    }
-
-    /// Requests the caller may see (row-level security limits scientists to their own), newest first.
-    public func stagingRequests(id: Int64? = nil, includeEnded: Bool = true, limit: Int = 200) async throws -> [StagingRequest] {
-        let ended: [String] = includeEnded ? [] : ["REJECTED", "CANCELLED", "RELEASED", "EXPIRED"]
-        return try await all(StagingRequest.self, """
-            SELECT \(Self.stagingRequestColumns) FROM staging_request
-            WHERE (\(id)::bigint IS NULL OR id = \(id)) AND NOT (status::text = ANY(\(ended)::text[]))
-            ORDER BY id DESC LIMIT \(limit)
-            """)
-    }
-
-    public func stagingProgress(requestIDs: [Int64]) async throws -> [Int64: StagingProgress] {
-        let rows = try await all(StagingProgress.self, """
-            SELECT * FROM staging_request_progress WHERE staging_request_id = ANY(\(requestIDs)::bigint[])
-            """)
-        return Dictionary(rows.map { ($0.stagingRequestID, $0) }, uniquingKeysWith: { first, _ in first })
-    }
-
-    /// Cancels or releases a request of the caller (the database checks who may).
-    public func endStagingRequest(_ id: Int64, as status: StagingRequestStatus) async throws -> StagingRequestStatus {
-        // The target state is spelled out, not bound: the server's message names the request's
-        // state, and a bound value echoed in a message is redacted.
-        let query: PostgresQuery = status == .released
-            ? "SELECT ccat_end_staging_request(\(id), 'RELEASED') AS status"
-            : "SELECT ccat_end_staging_request(\(id), 'CANCELLED') AS status"
-        return try await connection.query(query).first?["status"] ?? status
-    }
-
-    // MARK: The daemon's side
+    // The daemon's side of staging (what scientists do through `ccat stage` is in
+    // OpsDB+StagingRequests.swift).
 
     /// The next submitted request after `afterID` to decode, locked for this transaction.
     public func nextStagingRequestToDecode(after afterID: Int64) async throws -> (request: StagingRequest, credential: String, credentialDigest: String)? {

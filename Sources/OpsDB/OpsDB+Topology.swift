@@ -76,4 +76,75 @@ extension OpsDB {
             return .tape(library: row.library, pool: row.pool)
         }
     }
+
+    // Changes `ccat topology apply` makes (TopologySync decides which).
+
+    /// Holds the topology lock until the transaction ends, so two applies never interleave.
+    public func lockTopologyForTransaction() async throws {
+        try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.topologyLockKey))")
+    }
+
+    static let topologyLockKey: Int64 = 0x6363_6174_746f_706f
+
+    public func updateSite(id: Int64, name: String, location: String?) async throws {
+        try await connection.execute("UPDATE site SET name = \(name), location = \(location) WHERE id = \(id)")
+    }
+
+    /// Deletes a site if nothing refers to it any more: no location, no route. Returns what still
+    /// refers to it otherwise (nothing deleted).
+    public func deleteSiteIfUnused(id: Int64) async throws -> (locations: Int, routes: Int) {
+        let locations: Int = try await connection.query("SELECT count(*) AS n FROM data_location WHERE site_id = \(id)").first?["n"] ?? 0
+        let routes: Int = try await connection.query("""
+            SELECT count(*) AS n FROM data_transfer_route
+            WHERE \(id) IN (origin_site_id, destination_site_id, relay_site_id)
+            """).first?["n"] ?? 0
+        if locations == 0 && routes == 0 { try await connection.execute("DELETE FROM site WHERE id = \(id)") }
+        return (locations, routes)
+    }
+
+    /// Sets the location's own columns (its storage, profiles and policy have their own calls).
+    public func updateLocation(id: Int64, type: LocationType, priority: Int, active: Bool, fillThresholdPercent: Int,
+                               retentionSeconds: Int64?, description: String?) async throws {
+        try await connection.execute("""
+            UPDATE data_location SET location_type = \(type), priority = \(priority), active = \(active),
+                fill_threshold_percent = \(fillThresholdPercent),
+                retention = \(retentionSeconds) * interval '1 second', description = \(description)
+            WHERE id = \(id)
+            """)
+    }
+
+    public func deactivateLocation(id: Int64) async throws {
+        try await connection.execute("UPDATE data_location SET active = false WHERE id = \(id)")
+    }
+
+    /// Deletes a location nothing refers to (see `locationUsage`); its storage rows go with it.
+    public func deleteLocation(id: Int64) async throws {
+        try await connection.execute("DELETE FROM data_location WHERE id = \(id)")
+    }
+
+    // Settings of locations beside their rows.
+
+    /// The ssh destination of a disk location reached over ssh (nil: mounted where it is used).
+    public func sshHost(of locationID: Int64) async throws -> String? {
+        try await connection.query("SELECT ssh_host FROM disk_data_location WHERE data_location_id = \(locationID)").first?["ssh_host"]
+    }
+
+    public func setSSHHost(locationID: Int64, _ host: String?) async throws {
+        try await connection.execute("UPDATE disk_data_location SET ssh_host = \(host) WHERE data_location_id = \(locationID)")
+    }
+
+    /// The topology's `required_archive_sites` (nil: every site with an active archive).
+    public func requiredArchiveSites() async throws -> Int? {
+        try await connection.query("SELECT required_archive_sites FROM archive_policy").first?["required_archive_sites"]
+    }
+
+    public func setRequiredArchiveSites(_ count: Int?) async throws {
+        try await connection.execute("UPDATE archive_policy SET required_archive_sites = \(count), updated_at = now()")
+    }
+
+    /// Locations whose latest monitoring check found them unreachable.
+    public func unreachableLocations() async throws -> Set<Int64> {
+        Set(try await connection.query("SELECT data_location_id FROM data_location_status WHERE NOT reachable")
+            .map { try $0["data_location_id"] as Int64 })
+    }
 }

@@ -25,9 +25,6 @@ public struct TopologyConflict: Error, Sendable, CustomStringConvertible {
 /// file is deleted only if nothing refers to it; one that holds data or history is deactivated
 /// instead, and the report says so. Storage of a location that holds data cannot be changed here.
 public struct TopologySync: Sendable {
-    /// Advisory lock taken for the transaction, so two applies never interleave.
-    static let lockKey: Int64 = 0x6363_6174_746f_706f
-
     public let logger: Logger
 
     public init(logger: Logger = Logger(label: "ccat.topology")) {
@@ -37,7 +34,7 @@ public struct TopologySync: Sendable {
     public func apply(_ spec: TopologySpec, to connection: PostgresConnection, dryRun: Bool = false) async throws -> TopologyChanges {
         do {
             return try await connection.transaction { tx in
-                try await tx.execute("SELECT pg_advisory_xact_lock(\(Self.lockKey))")
+                try await OpsDB(tx).lockTopologyForTransaction()
                 let changes = try await sync(spec, OpsDB(tx))
                 if dryRun { throw DryRun(changes: changes) }
                 if !changes.isEmpty { try await OpsDB(tx).notifyWork("topology changed") }
@@ -71,7 +68,7 @@ public struct TopologySync: Sendable {
                 if differences.isEmpty {
                     changes.unchanged.append("site \(siteSpec.shortName)")
                 } else {
-                    try await db.connection.execute("UPDATE site SET name = \(siteSpec.name), location = \(siteSpec.location) WHERE id = \(current.id)")
+                    try await db.updateSite(id: current.id, name: siteSpec.name, location: siteSpec.location)
                     changes.changed.append("site \(siteSpec.shortName): \(differences.joined(separator: ", "))")
                 }
             } else {
@@ -114,30 +111,25 @@ public struct TopologySync: Sendable {
             let usage = try await db.locationUsage(id: location.id)
             if usage.liveCopies > 0 || usage.references > 0 {
                 if location.active {
-                    try await db.connection.execute("UPDATE data_location SET active = false WHERE id = \(location.id)")
+                    try await db.deactivateLocation(id: location.id)
                     let why = usage.liveCopies > 0 ? "it still holds \(usage.liveCopies) cop\(usage.liveCopies == 1 ? "y" : "ies")" : "its history is kept"
                     changes.deactivated.append("\(label): not in the file; deactivated, not deleted, because \(why)")
                 } else {
                     changes.unchanged.append("\(label) (not in the file; stays inactive because it is referenced)")
                 }
             } else {
-                try await db.connection.execute("DELETE FROM data_location WHERE id = \(location.id)")
+                try await db.deleteLocation(id: location.id)
                 changes.deleted.append(label)
             }
         }
         // Sites no longer in the file, once they have no locations left.
         let declared = Set(spec.sites.map(\.shortName))
         for site in existingSites.values.sorted(by: { $0.shortName < $1.shortName }) where !declared.contains(site.shortName) {
-            let remaining: Int = try await db.connection.query("SELECT count(*) AS n FROM data_location WHERE site_id = \(site.id)").first?["n"] ?? 0
-            let routes: Int = try await db.connection.query("""
-                SELECT count(*) AS n FROM data_transfer_route
-                WHERE \(site.id) IN (origin_site_id, destination_site_id, relay_site_id)
-                """).first?["n"] ?? 0
-            if remaining == 0 && routes == 0 {
-                try await db.connection.execute("DELETE FROM site WHERE id = \(site.id)")
+            let left = try await db.deleteSiteIfUnused(id: site.id)
+            if left.locations == 0 && left.routes == 0 {
                 changes.deleted.append("site \(site.shortName)")
             } else {
-                changes.unchanged.append("site \(site.shortName) (not in the file; kept because \(remaining > 0 ? "it still has locations" : "routes refer to it"))")
+                changes.unchanged.append("site \(site.shortName) (not in the file; kept because \(left.locations > 0 ? "it still has locations" : "routes refer to it"))")
             }
         }
         return changes
@@ -175,12 +167,9 @@ public struct TopologySync: Sendable {
             }
         }
         if !differences.isEmpty {
-            try await db.connection.execute("""
-                UPDATE data_location SET location_type = \(spec.type), priority = \(spec.priority), active = \(spec.active),
-                    fill_threshold_percent = \(spec.fillThresholdPercent),
-                    retention = \(spec.retentionSeconds) * interval '1 second', description = \(spec.description)
-                WHERE id = \(current.id)
-                """)
+            try await db.updateLocation(id: current.id, type: spec.type, priority: spec.priority, active: spec.active,
+                                        fillThresholdPercent: spec.fillThresholdPercent, retentionSeconds: spec.retentionSeconds,
+                                        description: spec.description)
         }
         let storage = try await db.storage(of: current)
         if storage != spec.storage {
