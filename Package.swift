@@ -147,17 +147,19 @@ let package = Package(
             path: "bench/storage",
             swiftSettings: upcoming
         ),
+        // What the benchmarks share: options, timing, a database of their own.
+        .target(name: "BenchSupport", dependencies: ["Postgres"], path: "bench/Support", swiftSettings: upcoming),
         // `make bench`: one cycle of each manager over 1,000,000 files.
         .executableTarget(
             name: "ccat-bench-managers",
-            dependencies: ["Managers", "OpsDB", "Postgres", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BenchSupport", "Managers", "OpsDB", "Postgres", .product(name: "Logging", package: "swift-log")],
             path: "bench/managers",
             swiftSettings: upcoming
         ),
         // `make bench`: the dispatch benchmark (not part of the test suite).
         .executableTarget(
             name: "ccat-bench-dispatch",
-            dependencies: ["Scheduling", "Processes", "OpsDB", "Postgres", "Topology", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BenchSupport", "Scheduling", "Processes", "OpsDB", "Postgres", "Topology", .product(name: "Logging", package: "swift-log")],
             path: "bench/dispatch",
             swiftSettings: upcoming
         ),

@@ -26,6 +26,13 @@ bin=$($SWIFT build --package-path Fuzz "${flags[@]}" --show-bin-path)
 work=.ccat-dev/fuzz
 mkdir -p "$work/artifacts"
 failed=()
+# Seeds kept elsewhere in the tree, not copied into Fuzz/corpus: the rendered job scripts the
+# golden tests compare against are what the #SBATCH reader reads in practice.
+seeds() {
+    case "$1" in
+        FuzzSbatchScript) echo Tests/SchedulingTests/Golden ;;
+    esac
+}
 for target in "${targets[@]}"; do
     mkdir -p "$work/corpus/$target"
     log="$work/$target.log"
@@ -35,7 +42,7 @@ for target in "${targets[@]}"; do
     # that caused it (Swift's own backtracer would end the process first).
     SWIFT_BACKTRACE=enable=no "$bin/$target" ${FUZZ_SEED:+-seed="$FUZZ_SEED"} -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="$work/artifacts/$target-" -print_final_stats=1 \
-        "$work/corpus/$target" "Fuzz/corpus/$target" >"$log" 2>&1
+        "$work/corpus/$target" "Fuzz/corpus/$target" $(seeds "$target") >"$log" 2>&1
     status=$?
     runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' || echo "?")
     corpus=$(find "$work/corpus/$target" -type f | wc -l)

@@ -5,6 +5,7 @@
 //
 // Needs the ops database server (scripts/local-postgres.sh) and, for Slurm, SLURM_CONF
 // (scripts/local-slurm.sh). `make bench` starts both. Creates and drops its own database.
+import BenchSupport
 import Foundation
 import Logging
 import OpsDB
@@ -12,16 +13,6 @@ import Postgres
 import Processes
 import Scheduling
 import Topology
-
-struct BenchError: Error, CustomStringConvertible {
-    var description: String
-}
-
-func argument(_ name: String, default value: String) -> String {
-    let arguments = CommandLine.arguments
-    if let index = arguments.firstIndex(of: name), index + 1 < arguments.count { return arguments[index + 1] }
-    return value
-}
 
 LoggingSystem.bootstrap { label in
     var handler = StreamLogHandler.standardError(label: label)
@@ -33,33 +24,17 @@ let operationCount = Int(argument("--operations", default: "10000")) ?? 10000
 let naiveSample = Int(argument("--naive-sample", default: "200")) ?? 200
 let environment = ProcessInfo.processInfo.environment
 let schedulerKind = BatchSchedulerKind(rawValue: argument("--scheduler", default: environment["SLURM_CONF"] == nil ? "local" : "slurm")) ?? .local
-let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-guard let adminConninfo = environment["CCAT_BENCH_DATABASE_URL"]
-        ?? (try? String(contentsOf: repository.appendingPathComponent(".ccat-dev/postgres/conninfo"), encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines) else {
-    throw BenchError(description: "no database server: run scripts/local-postgres.sh start (make bench does) or set CCAT_BENCH_DATABASE_URL")
-}
+let repository = repositoryDirectory()
 
 let work = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-bench-\(UUID().uuidString)")
 try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-let databaseName = "ccat_bench_\(UUID().uuidString.prefix(8).lowercased())"
-let admin = try await PostgresConnection.connect(PostgresConfiguration(conninfo: adminConninfo, applicationName: "ccat-bench"))
-try await admin.execute("CREATE DATABASE \(identifier: databaseName)")
-let conninfo = adminConninfo.replacingOccurrences(of: #"dbname=\S+"#, with: "dbname=\(databaseName)", options: .regularExpression)
-
-func elapsed(since start: ContinuousClock.Instant) -> Double {
-    let duration = ContinuousClock.now - start
-    return Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-}
-
-do {
+try await withBenchDatabase { conninfo in
     let connection = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "ccat-bench"))
     _ = try await Migrator.bundled().migrate(connection)
     _ = try await TopologySync().apply(try TopologyParser.parse(contentsOf: repository.appendingPathComponent("etc/topology.example.yaml").path), to: connection)
     let db = OpsDB(connection)
     guard var queue = try await QueueDiscovery.discover(db).first(where: { $0.operation == .deletion }) else {
-        throw BenchError(description: "the example topology has no DELETION queue")
+        throw BenchError("the example topology has no DELETION queue")
     }
     queue.profile = BatchProfile(partition: schedulerKind == .slurm ? "debug" : nil, timeLimitMinutes: 30, cpus: 1, memoryMB: 32,
                                  maxQueuedJobs: 1000, maxOperationsPerJob: 100)
@@ -70,7 +45,7 @@ do {
         INSERT INTO operation (operation_type, queue, data_location_id, size_hint_bytes)
         SELECT 'DELETION', \(queue.name), \(queue.locationID), 4096 FROM generate_series(1, \(operationCount))
         """)
-    print("created \(operationCount) pending operations in \(String(format: "%.2f", elapsed(since: insertStart))) s")
+    print("created \(operationCount) pending operations in \(String(format: "%.2f", seconds(since: insertStart))) s")
 
     let scheduler: any BatchScheduler = schedulerKind == .slurm
         ? SlurmScheduler()
@@ -90,7 +65,7 @@ do {
         report.add(pass)
         if pass.operationsSubmitted == 0 { break }
     }
-    let dispatchSeconds = elapsed(since: dispatchStart)
+    let dispatchSeconds = seconds(since: dispatchStart)
     let latency = try await connection.query("""
         SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s) AS p50, percentile_cont(0.95) WITHIN GROUP (ORDER BY s) AS p95, max(s) AS max
         FROM (SELECT extract(epoch FROM j.submitted_at - o.created_at)::float8 AS s
@@ -102,7 +77,7 @@ do {
     let tracker = JobTracker(db: db, scheduler: scheduler, policy: settings.retryPolicy, lostAfterSeconds: 600)
     let trackStart = ContinuousClock.now
     var polls = 0, activePolls = 0, queries = 0, maxTracked = 0
-    while elapsed(since: trackStart) < 600 {
+    while seconds(since: trackStart) < 600 {
         let pass = try await tracker.poll()
         polls += 1
         queries += pass.statusQueries
@@ -111,7 +86,7 @@ do {
         activePolls += 1
         try await Task.sleep(for: .seconds(2))
     }
-    let trackMinutes = elapsed(since: trackStart) / 60
+    let trackMinutes = seconds(since: trackStart) / 60
 
     // The standard way: one sbatch per operation (held, then cancelled), on a sample.
     var naivePerCall = Double.nan
@@ -123,9 +98,9 @@ do {
         let naiveStart = ContinuousClock.now
         for _ in 0..<naiveSample {
             let result = try await runner.run("sbatch", ["--parsable", "--hold", script], environment: nil, timeout: .seconds(30))
-            guard result.succeeded else { throw BenchError(description: "naive sbatch failed: \(result.stderr)") }
+            guard result.succeeded else { throw BenchError("naive sbatch failed: \(result.stderr)") }
         }
-        naivePerCall = elapsed(since: naiveStart) / Double(naiveSample)
+        naivePerCall = seconds(since: naiveStart) / Double(naiveSample)
         _ = try await runner.run("scancel", ["--name=ccat_bench_naive"], environment: nil, timeout: .seconds(30))
     }
 
@@ -148,10 +123,5 @@ do {
             """)
     }
     await connection.close()
-} catch {
-    _ = try? await admin.execute("DROP DATABASE IF EXISTS \(identifier: databaseName) WITH (FORCE)")
-    throw error
 }
-try await admin.execute("DROP DATABASE IF EXISTS \(identifier: databaseName) WITH (FORCE)")
-await admin.close()
 try? FileManager.default.removeItem(at: work)

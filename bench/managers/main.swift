@@ -7,26 +7,12 @@
 //
 // Needs the ops database server (scripts/local-postgres.sh start; make bench does). Creates and
 // drops its own database.
+import BenchSupport
 import Foundation
 import Logging
 import Managers
 import OpsDB
 import Postgres
-
-struct BenchError: Error, CustomStringConvertible {
-    var description: String
-}
-
-func argument(_ name: String, default value: String) -> String {
-    let arguments = CommandLine.arguments
-    if let index = arguments.firstIndex(of: name), index + 1 < arguments.count { return arguments[index + 1] }
-    return value
-}
-
-func seconds(since start: ContinuousClock.Instant) -> Double {
-    let duration = ContinuousClock.now - start
-    return Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-}
 
 LoggingSystem.bootstrap { label in
     var handler = StreamLogHandler.standardError(label: label)
@@ -37,19 +23,7 @@ LoggingSystem.bootstrap { label in
 let fileCount = max(100, Int(argument("--files", default: "1000000")) ?? 1_000_000)
 let pendingCount = min(fileCount / 2, max(10, Int(argument("--pending", default: "10000")) ?? 10_000))
 let filesPerObservation = 10
-let environment = ProcessInfo.processInfo.environment
-let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-guard let adminConninfo = environment["CCAT_BENCH_DATABASE_URL"]
-        ?? (try? String(contentsOf: repository.appendingPathComponent(".ccat-dev/postgres/conninfo"), encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines) else {
-    throw BenchError(description: "no database server: run scripts/local-postgres.sh start (make bench does) or set CCAT_BENCH_DATABASE_URL")
-}
-let databaseName = "ccat_bench_\(UUID().uuidString.prefix(8).lowercased())"
-let admin = try await PostgresConnection.connect(PostgresConfiguration(conninfo: adminConninfo, applicationName: "ccat-bench"))
-try await admin.execute("CREATE DATABASE \(identifier: databaseName)")
-let conninfo = adminConninfo.replacingOccurrences(of: #"dbname=\S+"#, with: "dbname=\(databaseName)", options: .regularExpression)
-
-do {
+try await withBenchDatabase { conninfo in
     let connection = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "ccat-bench-managers"))
     _ = try await Migrator.bundled().migrate(connection)
     let db = OpsDB(connection)
@@ -153,8 +127,4 @@ do {
     print(String(format: "slowest cycle %.3f s (goal < 1 s) %@; large sequential scans: %@", slowest, slowest < 1 ? "met" : "NOT met",
                  scanned.isEmpty ? "none (met)" : scanned.joined(separator: "; ") + " (NOT met)"))
     await connection.close()
-} catch {
-    print("benchmark failed: \(error)")
 }
-try await admin.execute("DROP DATABASE \(identifier: databaseName) WITH (FORCE)")
-await admin.close()
