@@ -214,9 +214,10 @@ extension OpsDB {
         return (UInt32(uid), UInt32(gid), try row["username"])
     }
 
-    public func markStagingPackageStaged(jobID: Int64, packageID: Int64) async throws {
+    /// Stamps a package as staged, with the archive copy it was read from.
+    public func markStagingPackageStaged(jobID: Int64, packageID: Int64, fromCopy copyID: Int64?) async throws {
         try await connection.execute("""
-            UPDATE staging_job_package SET staged_at = coalesce(staged_at, now())
+            UPDATE staging_job_package SET staged_at = coalesce(staged_at, now()), staged_from_copy_id = \(copyID)
             WHERE staging_job_id = \(jobID) AND raw_data_package_id = \(packageID)
             """)
     }

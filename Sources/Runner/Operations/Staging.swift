@@ -75,7 +75,7 @@ enum StagingExecution {
             // Healthy archives first, in the order of preference; the unhealthy ones last.
             let ordered = copies.filter { !unreachable.contains($0.dataLocationID) } + copies.filter { unreachable.contains($0.dataLocationID) }
             let download = "\(scratch)/\(package.name).tar"
-            try await fetch(package.name, from: ordered, to: download, size: size, sha256: checksum, context: context)
+            let copy = try await fetch(package.name, from: ordered, to: download, size: size, sha256: checksum, context: context)
             if let owner, owner.uid != geteuid(), lchown(download, owner.uid, owner.gid) != 0 {
                 let reason = String(cString: strerror(errno))
                 unlink(download)
@@ -90,7 +90,7 @@ enum StagingExecution {
             }
             unlink(download)
             bytes += size
-            try await db.markStagingPackageStaged(jobID: jobID, packageID: package.id)
+            try await db.markStagingPackageStaged(jobID: jobID, packageID: package.id, fromCopy: copy.id)
             let byPath = Dictionary(manifest.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
             for file in try await db.rawDataFiles(packageID: package.id) {
                 guard let member = byPath[file.relativePath] else {
@@ -101,6 +101,8 @@ enum StagingExecution {
         }
         rmdir(scratch)
         context.log.write("staged \(staged.count) files (\(bytes) bytes of archives) into \(targetRoot)")
+        let listed = try await StagedDirectoryFiles.write(jobID: jobID, into: target, owner: owner, db)
+        context.log.write("\(StagedDirectoryFiles.checksums) and \(StagedDirectoryFiles.provenance) list \(listed) files staged so far")
         let count = staged.count
         let files = staged
         return ExecutionOutcome(
@@ -123,10 +125,10 @@ enum StagingExecution {
             })
     }
 
-    /// Downloads from the first archive copy that delivers the verified bytes; when none does,
-    /// the last failure is thrown (each one is in the operation's log).
+    /// Downloads from the first archive copy that delivers the verified bytes and returns it; when
+    /// none does, the last failure is thrown (each one is in the operation's log).
     static func fetch(_ name: String, from copies: [PhysicalCopy], to download: String, size: Int64, sha256: String,
-                      context: ExecutionContext) async throws {
+                      context: ExecutionContext) async throws -> PhysicalCopy {
         var lastError: (any Error)?
         for copy in copies {
             do {
@@ -136,7 +138,7 @@ enum StagingExecution {
                 _ = try await runBlocking {
                     try archive.store.download(copy.relativePath, to: download, expectedSize: size, expectedSHA256: sha256, shouldStop: shouldStop)
                 }
-                return
+                return copy
             } catch let stop as StopRequestedDuringCopy {
                 throw stop
             } catch {

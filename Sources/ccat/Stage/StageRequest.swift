@@ -42,6 +42,9 @@ struct StageRequest: AsyncParsableCommand {
     @Flag(name: .long, help: "Wait until the data is staged, showing progress; exit 1 if the request fails.")
     var wait = false
 
+    @Flag(name: .long, help: "Say what the request would stage, from which archives, what it does to your quota and how long it would take; submit nothing (exit 1 if it would be over quota).")
+    var dryRun = false
+
     @Option(name: .long, help: ArgumentHelp("Give up waiting after this many seconds (the request goes on).", valueName: "seconds"))
     var timeout: Double?
 
@@ -79,6 +82,7 @@ struct StageRequest: AsyncParsableCommand {
             throw ValidationError("say what to stage: --obs, --package, --instrument, --from or --to")
         }
         if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }
+        if dryRun && wait { throw ValidationError("--dry-run submits nothing, so there is nothing to --wait for") }
     }
 
     func run() async throws {
@@ -86,18 +90,21 @@ struct StageRequest: AsyncParsableCommand {
         let configuration = try options.loadConfiguration()
         let munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
         let user = currentUserName()
+        if dryRun {
+            let plan = try await withStagingDatabase(options, "request") { db -> StagingPlan in
+                let locations = try await db.stagingLocations()
+                let target = try Self.chooseLocation(location ?? configuration?.stagingLocation, from: locations)
+                let (selected, bytes) = try await Self.checkedSelection(selection, into: target, user: user, db, quota: false)
+                return try await StagingPlan.make(selection, into: target, user: user, selected: selected, bytes: bytes, db)
+            }
+            if options.json { try printJSON(plan) } else { print(plan.render()) }
+            if plan.quota?.exceeded == true { throw ExitCode(1) }
+            return
+        }
         let (id, target) = try await withStagingDatabase(options, "request") { db -> (Int64, StagingLocation) in
             let locations = try await db.stagingLocations()
             let target = try Self.chooseLocation(location ?? configuration?.stagingLocation, from: locations)
-            let groups = UnixAccount.lookup(uid: geteuid(), gid: getegid())?.groups ?? []
-            let (selected, bytes): ([SelectedPackage], Int64)
-            do {
-                try StagingPolicy.checkGroups(target, account: user, groups: groups)
-                (selected, bytes) = try await StagingPolicy.select(selection, db)
-                try await StagingPolicy.checkQuota(target, username: user, bytes: bytes, db)
-            } catch let refusal as StagingPolicy.Refusal {
-                throw CommandError(refusal.description)
-            }
+            let (selected, _) = try await Self.checkedSelection(selection, into: target, user: user, db, quota: true)
             try await Self.requireDaemon(db)
             let waiting = selected.filter { !$0.isArchived }
             if !waiting.isEmpty && !options.json {
@@ -133,6 +140,21 @@ struct StageRequest: AsyncParsableCommand {
             throw ExitCode(2)
         default:
             throw CommandError("staging request \(id) is \(final.status.rawValue): \(final.reason ?? "no reason recorded")")
+        }
+    }
+
+    /// The staging policy's checks, said as the command line's errors: the scientist's groups, the
+    /// selection (every name known, something matched) and, with `quota`, the quota.
+    static func checkedSelection(_ selection: StagingSelection, into target: StagingLocation, user: String, _ db: OpsDB,
+                                 quota: Bool) async throws -> (packages: [SelectedPackage], bytes: Int64) {
+        let groups = UnixAccount.lookup(uid: geteuid(), gid: getegid())?.groups ?? []
+        do {
+            try StagingPolicy.checkGroups(target, account: user, groups: groups)
+            let (selected, bytes) = try await StagingPolicy.select(selection, db)
+            if quota { try await StagingPolicy.checkQuota(target, username: user, bytes: bytes, db) }
+            return (selected, bytes)
+        } catch let refusal as StagingPolicy.Refusal {
+            throw CommandError(refusal.description)
         }
     }
 
