@@ -44,6 +44,7 @@ d() { install -d -m 755 "$dest$1"; }
 d "$prefix/bin"
 d "$prefix/share/ccat/migrations"
 d "$prefix/share/ccat/jobscripts"
+d "$prefix/share/ccat/slurm"
 d "$prefix/share/man/man1"
 d "$doc_dir/examples"
 d "$unit_dir"
@@ -52,6 +53,11 @@ d "$sysusers_dir"
 install -m 755 "$bin/ccat" "$bin/ccat-runner" "$dest$prefix/bin/"
 install -m 644 "$repo"/Sources/OpsDB/Migrations/*.sql "$dest$prefix/share/ccat/migrations/"
 install -m 644 "$repo"/jobscripts/* "$dest$prefix/share/ccat/jobscripts/"
+# Slurm's burst-buffer script for '#BB_LUA ccat stage' directives, and the settings it reads beside
+# it (an administrator copies both next to slurm.conf: docs/admin-guide.md, "Slurm-native staging").
+install -m 644 "$repo/etc/slurm/burst_buffer.lua" "$dest$prefix/share/ccat/slurm/"
+printf 'ccat=%s\nCCAT_CONFIG=/etc/ccat/ccat.yaml\n' "$prefix/bin/ccat" >"$dest$prefix/share/ccat/slurm/ccat_burst_buffer.conf"
+chmod 644 "$dest$prefix/share/ccat/slurm/ccat_burst_buffer.conf"
 
 # Man pages: one per command and subcommand (ccat.1, ccat.stage.request.1, ...), generated from the
 # same definitions as --help, then linked under the names man users type (ccat-stage-request).

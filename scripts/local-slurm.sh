@@ -97,10 +97,14 @@ OverTimeLimit=0
 KillWait=5
 MinJobAge=30
 InactiveLimit=0
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,bf_interval=2,sched_interval=5
 # The test machine is often busy building and running other suites: a controller that takes its
 # time answers late rather than failing the command with "Socket timed out".
 MessageTimeout=60
+# Staging through '#BB_LUA ccat stage' directives (etc/slurm/burst_buffer.lua, installed beside
+# this file). Backfill runs often, so a job whose data was staged starts soon after (Slurm 22.05
+# does not schedule such a job at once when its directive asks for no capacity).
+BurstBufferType=burst_buffer/lua
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$((memory * 9 / 10)) State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
@@ -121,6 +125,16 @@ StoragePass=slurm-dev-only
 StorageLoc=slurm_acct_db
 CONF
     chmod 600 "$base/etc/slurmdbd.conf"
+    # The burst-buffer script is read afresh by every call: replaced by rename, never half written.
+    replace_if_changed "$base/etc/burst_buffer.lua" <"$repo/etc/slurm/burst_buffer.lua"
+    replace_if_changed "$base/etc/burst_buffer.conf" <<CONF
+Flags=TeardownFailure
+StageInTimeout=3600
+CONF
+    # Which ccat the script runs, and its environment: the tests write their own.
+    [ -f "$base/etc/ccat_burst_buffer.conf" ] || replace_if_changed "$base/etc/ccat_burst_buffer.conf" <<CONF
+ccat=$repo/.build/debug/ccat
+CONF
 }
 
 start_munge() {
@@ -168,10 +182,14 @@ start() {
         require_free_port "$ctld_port" slurmctld
         slurmctld -f "$conf" 9>&- || die "slurmctld did not start; see $base/log/slurmctld.log"
     elif [ "$(cat "$base/run/slurm.conf.applied" 2>/dev/null)" != "$(cksum <"$conf")" ]; then
-        # A running cluster that has not read this slurm.conf (the script was updated): apply it.
+        # A running cluster that has not read this slurm.conf (the script was updated): restart
+        # the controller (a new plugin such as BurstBufferType needs a restart, not a reconfigure).
+        stop_process "$base/run/slurmctld.pid" slurmctld
+        require_free_port "$ctld_port" slurmctld
+        slurmctld -f "$conf" 9>&- || die "slurmctld did not start; see $base/log/slurmctld.log"
         wait_for 60 slurmctld scontrol ping
         scontrol reconfigure || die "scontrol reconfigure failed; see $base/log/slurmctld.log"
-        log "slurm.conf changed: reconfigured"
+        log "slurm.conf changed: slurmctld restarted, slurmd reconfigured"
     fi
     wait_for 60 slurmctld scontrol ping
     cksum <"$conf" >"$base/run/slurm.conf.applied"

@@ -3,6 +3,7 @@ import CCatConfig
 import Foundation
 import OpsDB
 import Postgres
+import Scheduling
 import Topology
 
 /// What the managers decide with. The values `ccat daemon` can set come from `DaemonSettings`
@@ -23,6 +24,9 @@ public struct ManagerSettings: Sendable {
     public var batchSize = 200
     /// munged that decodes scientists' staging request credentials.
     public var munge = Munge()
+    /// Slurm, asked about a job before its data is staged on behalf of its owner (burst-buffer
+    /// requests); nil when the daemon does not use Slurm, and such requests are refused.
+    public var slurmJobs: (any SlurmJobLookup)?
     /// Packages of one staging request go into jobs of up to this many bytes.
     public var stagingJobMaxBytes: Int64
     /// How long staged data is kept after it is ready, unless the location sets `retention`.

@@ -6,6 +6,7 @@ import Glibc
 #endif
 import OpsDB
 import Postgres
+import Scheduling
 
 /// Turns scientists' requests into staging jobs and follows them to the end.
 ///
@@ -112,22 +113,70 @@ struct StagingRequestCycle {
         func refuse(_ reason: String) async throws -> Bool {
             try await reject(reason, uid: identity.uid, gid: identity.gid, username: account.name)
         }
+        // For a Slurm job: the data is its owner's, if Slurm confirms everything the Slurm user says.
+        var owner = (account: account, uid: identity.uid, gid: identity.gid)
+        if let onBehalf = payload.onBehalf {
+            switch try await confirmWithSlurm(onBehalf, from: identity.uid, account: account, log: log) {
+            case .refused(let reason): return try await refuse(reason)
+            case .unknownNow: return false
+            case .owner(let jobOwner, let uid, let gid): owner = (jobOwner, uid, gid)
+            }
+        }
         let location: StagingLocation, selected: [SelectedPackage], bytes: Int64
         do {
             location = try StagingPolicy.location(named: payload.destination, in: locations)
-            guard try await db.stagingRequestMatches(request.id, selection: payload.selection, destinationLocationID: location.id) else {
-                return try await refuse("the request's selection or location differs from what its credential signed")
+            guard try await db.stagingRequestMatches(request.id, selection: payload.selection, destinationLocationID: location.id,
+                                                     slurmJobID: payload.onBehalf?.slurmJob, keepAfterJob: payload.onBehalf?.keep ?? false) else {
+                return try await refuse("the request's selection, location or Slurm job differs from what its credential signed")
             }
-            try StagingPolicy.checkGroups(location, account: account.name, groups: account.groups)
+            try StagingPolicy.checkGroups(location, account: owner.account.name, groups: owner.account.groups)
             (selected, bytes) = try await StagingPolicy.select(payload.selection, db)
-            try await StagingPolicy.checkQuota(location, username: account.name, bytes: bytes, db)
+            try await StagingPolicy.checkQuota(location, username: owner.account.name, bytes: bytes, db)
         } catch let refusal as StagingPolicy.Refusal {
             return try await refuse(refusal.description)
         }
-        try await db.acceptStagingRequest(request.id, uid: identity.uid, gid: identity.gid, username: account.name,
+        try await db.acceptStagingRequest(request.id, uid: owner.uid, gid: owner.gid, username: owner.account.name,
                                           packageCount: selected.filter { $0.packageID != nil }.count, totalBytes: bytes, reason: nil)
-        log.info("staging request accepted", metadata: ["selection": "\(payload.selection.summary)", "location": "\(location.name)", "user": "\(account.name)"])
+        log.info("staging request accepted", metadata: ["selection": "\(payload.selection.summary)", "location": "\(location.name)",
+                                                        "user": "\(owner.account.name)", "slurm_job": "\(payload.onBehalf.map { String($0.slurmJob) } ?? "-")"])
         return true
+    }
+
+    enum SlurmConfirmation {
+        case owner(UnixAccount, uid: UInt32, gid: UInt32)
+        case refused(String)
+        /// Slurm did not answer: decide in a later cycle.
+        case unknownNow
+    }
+
+    /// Whether the Slurm user may stage for this job: the credential must be the Slurm user's,
+    /// and Slurm must say that the job exists, belongs to the uid claimed and carries a
+    /// `#BB_LUA ccat stage` directive. A scientist cannot take this path for someone else's data.
+    private func confirmWithSlurm(_ onBehalf: StagingCredentialPayload.OnBehalf, from uid: UInt32, account: UnixAccount,
+                                  log: Logger) async throws -> SlurmConfirmation {
+        guard let slurm = settings.slurmJobs else {
+            return .refused("a request for Slurm job \(onBehalf.slurmJob) needs a daemon that uses Slurm (ccat daemon --scheduler slurm)")
+        }
+        let slurmUser: (name: String, uid: UInt32), job: SlurmJobInfo?
+        do {
+            slurmUser = try await slurm.slurmUser()
+            job = try await slurm.job(onBehalf.slurmJob)
+        } catch {
+            log.warning("cannot ask Slurm about a job to stage for", metadata: ["slurm_job": "\(onBehalf.slurmJob)", "error": "\(error)"])
+            return .unknownNow
+        }
+        guard uid == slurmUser.uid else {
+            return .refused("only the Slurm user (\(slurmUser.name)) may stage for a Slurm job; \(account.name) (uid \(uid)) asked to stage for job \(onBehalf.slurmJob) as uid \(onBehalf.uid)")
+        }
+        guard let job else { return .refused("Slurm does not know job \(onBehalf.slurmJob)") }
+        guard job.uid == onBehalf.uid else {
+            return .refused("Slurm job \(job.jobID) belongs to \(job.userName) (uid \(job.uid)), not to uid \(onBehalf.uid)")
+        }
+        guard job.carriesStagingDirective else { return .refused("Slurm job \(job.jobID) carries no '#BB_LUA ccat stage' directive") }
+        guard let owner = UnixAccount.lookup(uid: job.uid, gid: job.gid) else {
+            return .refused("the owner of Slurm job \(job.jobID) (uid \(job.uid)) has no account on the daemon's host")
+        }
+        return .owner(owner, uid: job.uid, gid: job.gid)
     }
 
     // MARK: ACCEPTED

@@ -4,7 +4,8 @@ import Postgres
 extension OpsDB {
     static let stagingRequestColumns: PostgresQuery = """
         id, public_id, selection::text AS selection, destination_location_id, uid, gid, username, submitted_by::text AS submitted_by,
-        status, reason, package_count, total_bytes, submitted_at, updated_at, ready_at, released_at, expires_at
+        status, reason, package_count, total_bytes, submitted_at, updated_at, ready_at, released_at, expires_at,
+        slurm_job_id, keep_after_job
         """
 
     // The daemon's side of staging (what scientists do through `ccat stage` is in
@@ -37,9 +38,12 @@ extension OpsDB {
     }
 
     /// True when the row's selection and destination are the ones the credential signed.
-    public func stagingRequestMatches(_ id: Int64, selection: StagingSelection, destinationLocationID: Int64?) async throws -> Bool {
+    /// True when the row's selection, destination and Slurm job are the ones the credential signed.
+    public func stagingRequestMatches(_ id: Int64, selection: StagingSelection, destinationLocationID: Int64?, slurmJobID: Int64?,
+                                      keepAfterJob: Bool) async throws -> Bool {
         try await connection.query("""
-            SELECT selection = \(try selection.json())::jsonb AND destination_location_id IS NOT DISTINCT FROM \(destinationLocationID) AS same
+            SELECT selection = \(try selection.json())::jsonb AND destination_location_id IS NOT DISTINCT FROM \(destinationLocationID)
+                   AND slurm_job_id IS NOT DISTINCT FROM \(slurmJobID) AND keep_after_job = \(keepAfterJob) AS same
             FROM staging_request WHERE id = \(id)
             """).first?["same"] ?? false
     }

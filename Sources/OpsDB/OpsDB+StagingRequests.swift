@@ -42,11 +42,29 @@ extension OpsDB {
     }
 
     /// Puts a request in the inbox; the daemon decodes its credential. Returns its id.
-    public func submitStagingRequest(credential: String, selection: StagingSelection, destinationLocationID: Int64) async throws -> Int64 {
+    public func submitStagingRequest(credential: String, selection: StagingSelection, destinationLocationID: Int64, slurmJobID: Int64? = nil,
+                                     keepAfterJob: Bool = false) async throws -> Int64 {
         try await connection.query("""
-            INSERT INTO staging_request (credential, selection, destination_location_id)
-            VALUES (\(credential), \(try selection.json())::jsonb, \(destinationLocationID)) RETURNING id
+            INSERT INTO staging_request (credential, selection, destination_location_id, slurm_job_id, keep_after_job)
+            VALUES (\(credential), \(try selection.json())::jsonb, \(destinationLocationID), \(slurmJobID), \(keepAfterJob)) RETURNING id
             """).first?["id"] ?? 0
+    }
+
+    /// The caller's newest request for a Slurm job that has not ended (the burst-buffer script
+    /// asks again after a restart of slurmctld).
+    public func openStagingRequest(slurmJobID: Int64) async throws -> StagingRequest? {
+        try await optional(StagingRequest.self, """
+            SELECT \(Self.stagingRequestColumns) FROM staging_request
+            WHERE slurm_job_id = \(slurmJobID) AND status IN ('SUBMITTED', 'ACCEPTED', 'STAGING', 'READY', 'FAILED')
+            ORDER BY id DESC LIMIT 1
+            """)
+    }
+
+    /// The caller's newest request for a Slurm job, whatever its state.
+    public func latestStagingRequest(slurmJobID: Int64) async throws -> StagingRequest? {
+        try await optional(StagingRequest.self, """
+            SELECT \(Self.stagingRequestColumns) FROM staging_request WHERE slurm_job_id = \(slurmJobID) ORDER BY id DESC LIMIT 1
+            """)
     }
 
     /// Requests the caller may see (row-level security limits scientists to their own), newest first.

@@ -220,6 +220,10 @@ public struct StagingRequest: Codable, Sendable, Equatable {
     public var readyAt: Date?
     public var releasedAt: Date?
     public var expiresAt: Date?
+    /// Staged for this Slurm job (its burst-buffer directive), on behalf of its owner.
+    public var slurmJobID: Int64?
+    /// The directive said `keep`: the job's end does not release the data.
+    public var keepAfterJob: Bool
 }
 
 public struct StagingJob: Codable, Sendable, Equatable {

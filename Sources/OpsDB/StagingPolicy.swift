@@ -8,11 +8,29 @@ public struct StagingCredentialPayload: Codable, Sendable, Equatable {
     public var destination: String
     /// Random, so two identical requests never share a credential.
     public var nonce: String
+    /// Set by the burst-buffer script (as the Slurm user): the request is for this job's owner.
+    public var onBehalf: OnBehalf?
 
-    public init(selection: StagingSelection, destination: String, nonce: String = UUID().uuidString) {
+    /// A request for a Slurm job's directive, made for the job's owner.
+    public struct OnBehalf: Codable, Sendable, Equatable {
+        public var slurmJob: Int64
+        /// The owner's uid, as the burst-buffer script was told by Slurm.
+        public var uid: UInt32
+        /// The job's end does not release the data.
+        public var keep: Bool
+
+        public init(slurmJob: Int64, uid: UInt32, keep: Bool) {
+            self.slurmJob = slurmJob
+            self.uid = uid
+            self.keep = keep
+        }
+    }
+
+    public init(selection: StagingSelection, destination: String, onBehalf: OnBehalf? = nil, nonce: String = UUID().uuidString) {
         self.version = 1
         self.selection = selection
         self.destination = destination
+        self.onBehalf = onBehalf
         self.nonce = nonce
     }
 

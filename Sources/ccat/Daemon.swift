@@ -113,6 +113,8 @@ struct Daemon: AsyncParsableCommand {
                                         ambiguousGraceSeconds: setup.scheduler == .local ? 10 : 120)
         var settings = ManagerSettings(daemon: resolved)
         settings.munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
+        // Staging for a Slurm job's burst-buffer directive is confirmed with Slurm itself.
+        if setup.scheduler == .slurm { settings.slurmJobs = ScontrolJobLookup() }
 
         let name = instance ?? "\(ProcessInfo.processInfo.hostName):\(getpid())"
         let cycles: [(any ManagerCycle, Double)] = [

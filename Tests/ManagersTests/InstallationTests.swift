@@ -131,7 +131,8 @@ struct InstallationTests {
                      "./usr/share/ccat/migrations/0001_ops_database.sql", "./usr/share/man/man1/ccat-stage-request.1.gz",
                      "./lib/systemd/system/ccat-daemon.service", "./usr/lib/sysusers.d/ccat.conf",
                      "./usr/share/bash-completion/completions/ccat", "./usr/share/zsh/vendor-completions/_ccat",
-                     "./usr/share/doc/ccat-data-transfer/copyright", "./usr/share/doc/ccat-data-transfer/examples/ccat.example.yaml"] {
+                     "./usr/share/doc/ccat-data-transfer/copyright", "./usr/share/doc/ccat-data-transfer/examples/ccat.example.yaml",
+                     "./usr/share/ccat/slurm/burst_buffer.lua", "./usr/share/ccat/slurm/ccat_burst_buffer.conf"] {
             #expect(listing.stdout.contains(" \(path)\n"), "\(path) is not in the package")
         }
         // Everything belongs to root, nothing is writable by others.

@@ -94,3 +94,44 @@ struct UnsettledSacctTests {
         #expect(sacct.calls.count == 3)
     }
 }
+
+/// What the daemon reads from `scontrol` before it stages for a job on behalf of its owner.
+@Suite("scontrol: a job's owner and burst-buffer directives, and the Slurm user")
+struct ScontrolParsingTests {
+    // As Slurm 22.05 prints a held job with a directive (trimmed to the lines that matter).
+    static let job = """
+        JobId=326 JobName=good.sh
+           UserId=ccat_sci_a(1001) GroupId=users(100) MCS_label=N/A
+           Priority=0 Nice=0 Account=ccat QOS=normal
+           JobState=PENDING Reason=JobHeldUser Dependency=(null)
+           Comment=x BurstBuffer=#BB_LUA ccat stage obs=forged location=x
+           BurstBuffer=#BB_LUA ccat stage obs=obs-2026-01,obs-2026-02 location=ramses_processing keep
+           BurstBufferState=pending
+           Power=
+
+        """
+
+    @Test func ownerStateAndDirectivesAreRead() throws {
+        let info = try #require(ScontrolJobLookup.parseJob(Self.job))
+        #expect(info.jobID == 326 && info.userName == "ccat_sci_a" && info.uid == 1001 && info.gid == 100 && info.state == "PENDING")
+        #expect(info.burstBuffer == "#BB_LUA ccat stage obs=obs-2026-01,obs-2026-02 location=ramses_processing keep")
+        #expect(info.carriesStagingDirective)
+    }
+
+    @Test func aCommentIsNotADirective() throws {
+        // Users write comments; only Slurm writes BurstBuffer=.
+        let withoutDirective = Self.job.replacingOccurrences(of: "   BurstBuffer=#BB_LUA ccat stage obs=obs-2026-01,obs-2026-02 location=ramses_processing keep\n", with: "")
+        let info = try #require(ScontrolJobLookup.parseJob(withoutDirective))
+        #expect(info.burstBuffer == nil && !info.carriesStagingDirective, "\(String(describing: info.burstBuffer))")
+        let otherDirective = Self.job.replacingOccurrences(of: "BurstBuffer=#BB_LUA ccat stage", with: "BurstBuffer=#BB_LUA other stage")
+        #expect(try #require(ScontrolJobLookup.parseJob(otherDirective)).carriesStagingDirective == false)
+        #expect(ScontrolJobLookup.parseJob("slurm_load_jobs error: Invalid job id specified") == nil)
+    }
+
+    @Test func theSlurmUserIsReadFromTheConfiguration() {
+        let config = "Configuration data as of 2026-12-03T04:03:17\nSlurmctldPort           = 6817\nSlurmUser               = slurm(64030)\nSlurmdUser              = root(0)\n"
+        let user = ScontrolJobLookup.parseSlurmUser(config)
+        #expect(user?.name == "slurm" && user?.uid == 64030)
+        #expect(ScontrolJobLookup.parseSlurmUser("SlurmdUser = root(0)") == nil)
+    }
+}

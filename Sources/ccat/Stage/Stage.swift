@@ -21,7 +21,7 @@ struct Stage: AsyncParsableCommand {
             You connect to the ops database as yourself (a login role in ccat_scientist): you see and \
             change only your own requests.
             """,
-        subcommands: [StageRequest.self, StageStatus.self, StageList.self, StageCancel.self, StageRelease.self]
+        subcommands: [StageRequest.self, StageStatus.self, StageList.self, StageCancel.self, StageRelease.self, StageSlurmJob.self]
     )
 }
 

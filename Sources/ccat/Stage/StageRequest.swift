@@ -48,6 +48,15 @@ struct StageRequest: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Give up waiting after this many seconds (the request goes on).", valueName: "seconds"))
     var timeout: Double?
 
+    @Option(name: .long, help: ArgumentHelp("Stage for this Slurm job, on behalf of its owner (--for-uid): what the burst-buffer script does as the Slurm user for a '#BB_LUA ccat stage' directive. Asking again for the same job gives the open request.", valueName: "job id"))
+    var slurmJob: Int64?
+
+    @Option(name: .long, help: ArgumentHelp("With --slurm-job: the uid of the job's owner, as Slurm told the burst-buffer script.", valueName: "uid"))
+    var forUid: UInt32?
+
+    @Flag(name: .long, help: "With --slurm-job: keep the data when the job ends (release it yourself).")
+    var keep = false
+
     @Option(name: .long, help: ArgumentHelp("munged's socket (default: $CCAT_MUNGE_SOCKET, 'munge_socket' in the config file, else libmunge's default).", valueName: "path"))
     var mungeSocket: String?
 
@@ -83,18 +92,31 @@ struct StageRequest: AsyncParsableCommand {
         }
         if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }
         if dryRun && wait { throw ValidationError("--dry-run submits nothing, so there is nothing to --wait for") }
+        if (slurmJob == nil) != (forUid == nil) { throw ValidationError("--slurm-job and --for-uid go together: the job, and the uid of its owner") }
+        if keep && slurmJob == nil { throw ValidationError("--keep is for --slurm-job requests: other requests are kept until you release them") }
+        if let slurmJob, slurmJob <= 0 { throw ValidationError("--slurm-job must be a positive job id") }
     }
 
     func run() async throws {
         let selection = try selection()
         let configuration = try options.loadConfiguration()
         let munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
-        let user = currentUserName()
+        // The account whose data it is: the caller's, or the Slurm job's owner.
+        let user: String, groups: [String]
+        if let forUid {
+            guard let entry = getpwuid(forUid), let account = UnixAccount.lookup(uid: forUid, gid: entry.pointee.pw_gid) else {
+                throw CommandError("uid \(forUid) has no account on this host")
+            }
+            (user, groups) = (account.name, account.groups)
+        } else {
+            user = currentUserName()
+            groups = UnixAccount.lookup(uid: geteuid(), gid: getegid())?.groups ?? []
+        }
         if dryRun {
             let plan = try await withStagingDatabase(options, "request") { db -> StagingPlan in
                 let locations = try await db.stagingLocations()
                 let target = try Self.chooseLocation(location ?? configuration?.stagingLocation, from: locations)
-                let (selected, bytes) = try await Self.checkedSelection(selection, into: target, user: user, db, quota: false)
+                let (selected, bytes) = try await Self.checkedSelection(selection, into: target, user: user, groups: groups, db, quota: false)
                 return try await StagingPlan.make(selection, into: target, user: user, selected: selected, bytes: bytes, db)
             }
             if options.json { try printJSON(plan) } else { print(plan.render()) }
@@ -104,15 +126,21 @@ struct StageRequest: AsyncParsableCommand {
         let (id, target) = try await withStagingDatabase(options, "request") { db -> (Int64, StagingLocation) in
             let locations = try await db.stagingLocations()
             let target = try Self.chooseLocation(location ?? configuration?.stagingLocation, from: locations)
-            let (selected, _) = try await Self.checkedSelection(selection, into: target, user: user, db, quota: true)
-            try await Self.requireDaemon(db)
+            if let slurmJob, let open = try await db.openStagingRequest(slurmJobID: slurmJob) {
+                return (open.id, locations.first { $0.id == open.destinationLocationID } ?? target)
+            }
+            let (selected, _) = try await Self.checkedSelection(selection, into: target, user: user, groups: groups, db, quota: true)
+            // A Slurm job's request may wait for the daemon: Slurm holds the job meanwhile.
+            if slurmJob == nil { try await Self.requireDaemon(db) }
             let waiting = selected.filter { !$0.isArchived }
             if !waiting.isEmpty && !options.json {
                 printError(try await Self.archiveForecast(waiting, total: selected.count, db))
             }
-            let payload = StagingCredentialPayload(selection: selection, destination: "\(target.site).\(target.name)")
+            let onBehalf = slurmJob.flatMap { job in forUid.map { StagingCredentialPayload.OnBehalf(slurmJob: job, uid: $0, keep: keep) } }
+            let payload = StagingCredentialPayload(selection: selection, destination: "\(target.site).\(target.name)", onBehalf: onBehalf)
             let credential = try munge.encode(try payload.encoded())
-            let id = try await db.submitStagingRequest(credential: credential, selection: selection, destinationLocationID: target.id)
+            let id = try await db.submitStagingRequest(credential: credential, selection: selection, destinationLocationID: target.id,
+                                                       slurmJobID: slurmJob, keepAfterJob: keep)
             return (id, target)
         }
         let directory = target.rootPath.map { "\($0)/\(user)/\(id)" }
@@ -145,9 +173,8 @@ struct StageRequest: AsyncParsableCommand {
 
     /// The staging policy's checks, said as the command line's errors: the scientist's groups, the
     /// selection (every name known, something matched) and, with `quota`, the quota.
-    static func checkedSelection(_ selection: StagingSelection, into target: StagingLocation, user: String, _ db: OpsDB,
+    static func checkedSelection(_ selection: StagingSelection, into target: StagingLocation, user: String, groups: [String], _ db: OpsDB,
                                  quota: Bool) async throws -> (packages: [SelectedPackage], bytes: Int64) {
-        let groups = UnixAccount.lookup(uid: geteuid(), gid: getegid())?.groups ?? []
         do {
             try StagingPolicy.checkGroups(target, account: user, groups: groups)
             let (selected, bytes) = try await StagingPolicy.select(selection, db)
