@@ -27,6 +27,8 @@ public struct ManagerSettings: Sendable {
     /// Slurm, asked about a job before its data is staged on behalf of its owner (burst-buffer
     /// requests); nil when the daemon does not use Slurm, and such requests are refused.
     public var slurmJobs: (any SlurmJobLookup)?
+    /// Sentinel jobs of `--slurm-dependency` requests; nil without Slurm.
+    public var sentinels: (any SentinelJobs)?
     /// Packages of one staging request go into jobs of up to this many bytes.
     public var stagingJobMaxBytes: Int64
     /// How long staged data is kept after it is ready, unless the location sets `retention`.

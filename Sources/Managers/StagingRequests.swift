@@ -36,6 +36,55 @@ struct StagingRequestCycle {
         if expired > 0 { logger.info("staging requests expired", metadata: ["count": "\(expired)"]) }
         changed += expired
         changed += try await db.cancelStagingForEndedRequests()
+        changed += try await tendSentinels(db, logger: logger)
+        return changed
+    }
+
+    // MARK: Sentinel jobs (--slurm-dependency)
+
+    /// Submits the sentinel of each accepted request that asked for one, releases it once the
+    /// request is READY, cancels it when the request ends otherwise. Slurm's trouble leaves the
+    /// request as it is for the next cycle.
+    private func tendSentinels(_ db: OpsDB, logger: Logger) async throws -> Int {
+        var changed = 0
+        for request in try await db.requestsWithSentinelWork(limit: settings.batchSize) {
+            var log = logger
+            log[metadataKey: "staging_request"] = "\(request.id)"
+            guard let sentinels = settings.sentinels else {
+                if request.sentinelJobID == nil {
+                    try await db.setStagingRequestReason(request.id, "no sentinel job: the daemon does not use Slurm (--slurm-dependency needs scheduler: slurm)")
+                    try await db.recordSentinel(requestID: request.id, job: nil, state: "CANCELLED")
+                    changed += 1
+                }
+                continue
+            }
+            do {
+                if let job = request.sentinelJobID {
+                    if request.status == .ready {
+                        try await sentinels.release(job)
+                        try await db.recordSentinel(requestID: request.id, job: nil, state: "RELEASED")
+                        log.info("sentinel job released", metadata: ["slurm_job": "\(job)"])
+                    } else {
+                        try await sentinels.cancel(job)
+                        try await db.recordSentinel(requestID: request.id, job: nil, state: "CANCELLED")
+                        log.info("sentinel job cancelled", metadata: ["slurm_job": "\(job)", "status": "\(request.status.rawValue)"])
+                    }
+                } else if let location = request.destinationLocationID {
+                    let profiles = try await db.submissionProfiles(locationID: location)
+                    let ready = request.status == .ready
+                    let job = try await sentinels.submit(request: request.id, profile: profiles[.staging] ?? profiles[nil], held: !ready)
+                    try await db.recordSentinel(requestID: request.id, job: job, state: ready ? "RELEASED" : "HELD")
+                    log.info("sentinel job submitted", metadata: ["slurm_job": "\(job)", "held": "\(!ready)"])
+                }
+                changed += 1
+            } catch let error as SentinelError where error.jobGone {
+                // Someone else ended it: nothing left to release or cancel.
+                try await db.recordSentinel(requestID: request.id, job: nil, state: "CANCELLED")
+                log.warning("sentinel job was already gone", metadata: ["error": "\(error)"])
+            } catch let error as SentinelError {
+                log.warning("sentinel job not handled", metadata: ["error": "\(error)"])
+            }
+        }
         return changed
     }
 
@@ -126,7 +175,8 @@ struct StagingRequestCycle {
         do {
             location = try StagingPolicy.location(named: payload.destination, in: locations)
             guard try await db.stagingRequestMatches(request.id, selection: payload.selection, destinationLocationID: location.id,
-                                                     slurmJobID: payload.onBehalf?.slurmJob, keepAfterJob: payload.onBehalf?.keep ?? false) else {
+                                                     slurmJobID: payload.onBehalf?.slurmJob, keepAfterJob: payload.onBehalf?.keep ?? false,
+                                                     slurmDependency: payload.slurmDependency ?? false) else {
                 return try await refuse("the request's selection, location or Slurm job differs from what its credential signed")
             }
             try StagingPolicy.checkGroups(location, account: owner.account.name, groups: owner.account.groups)

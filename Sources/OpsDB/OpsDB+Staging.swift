@@ -5,7 +5,7 @@ extension OpsDB {
     static let stagingRequestColumns: PostgresQuery = """
         id, public_id, selection::text AS selection, destination_location_id, uid, gid, username, submitted_by::text AS submitted_by,
         status, reason, package_count, total_bytes, submitted_at, updated_at, ready_at, released_at, expires_at,
-        slurm_job_id, keep_after_job
+        slurm_job_id, keep_after_job, slurm_dependency, sentinel_job_id, sentinel_state
         """
 
     // The daemon's side of staging (what scientists do through `ccat stage` is in
@@ -40,10 +40,11 @@ extension OpsDB {
     /// True when the row's selection and destination are the ones the credential signed.
     /// True when the row's selection, destination and Slurm job are the ones the credential signed.
     public func stagingRequestMatches(_ id: Int64, selection: StagingSelection, destinationLocationID: Int64?, slurmJobID: Int64?,
-                                      keepAfterJob: Bool) async throws -> Bool {
+                                      keepAfterJob: Bool, slurmDependency: Bool) async throws -> Bool {
         try await connection.query("""
             SELECT selection = \(try selection.json())::jsonb AND destination_location_id IS NOT DISTINCT FROM \(destinationLocationID)
-                   AND slurm_job_id IS NOT DISTINCT FROM \(slurmJobID) AND keep_after_job = \(keepAfterJob) AS same
+                   AND slurm_job_id IS NOT DISTINCT FROM \(slurmJobID) AND keep_after_job = \(keepAfterJob)
+                   AND slurm_dependency = \(slurmDependency) AS same
             FROM staging_request WHERE id = \(id)
             """).first?["same"] ?? false
     }
@@ -320,5 +321,24 @@ extension OpsDB {
                               AND o.state NOT IN ('succeeded', 'cancelled'))
             ORDER BY j.id LIMIT \(limit)
             """).map { try $0["id"] }
+    }
+
+    /// Requests whose sentinel job must be submitted (accepted, no sentinel yet), released (READY)
+    /// or cancelled (ended otherwise).
+    public func requestsWithSentinelWork(limit: Int) async throws -> [StagingRequest] {
+        try await all(StagingRequest.self, """
+            SELECT \(Self.stagingRequestColumns) FROM staging_request
+            WHERE slurm_dependency AND (
+                (sentinel_job_id IS NULL AND status IN ('ACCEPTED', 'STAGING', 'READY'))
+                OR (sentinel_state = 'HELD' AND status NOT IN ('SUBMITTED', 'ACCEPTED', 'STAGING')))
+            ORDER BY id LIMIT \(limit)
+            """)
+    }
+
+    public func recordSentinel(requestID: Int64, job: Int64?, state: String) async throws {
+        try await connection.execute("""
+            UPDATE staging_request SET sentinel_job_id = coalesce(\(job), sentinel_job_id), sentinel_state = \(state), updated_at = now()
+            WHERE id = \(requestID)
+            """)
     }
 }

@@ -43,10 +43,11 @@ extension OpsDB {
 
     /// Puts a request in the inbox; the daemon decodes its credential. Returns its id.
     public func submitStagingRequest(credential: String, selection: StagingSelection, destinationLocationID: Int64, slurmJobID: Int64? = nil,
-                                     keepAfterJob: Bool = false) async throws -> Int64 {
+                                     keepAfterJob: Bool = false, slurmDependency: Bool = false) async throws -> Int64 {
         try await connection.query("""
-            INSERT INTO staging_request (credential, selection, destination_location_id, slurm_job_id, keep_after_job)
-            VALUES (\(credential), \(try selection.json())::jsonb, \(destinationLocationID), \(slurmJobID), \(keepAfterJob)) RETURNING id
+            INSERT INTO staging_request (credential, selection, destination_location_id, slurm_job_id, keep_after_job, slurm_dependency)
+            VALUES (\(credential), \(try selection.json())::jsonb, \(destinationLocationID), \(slurmJobID), \(keepAfterJob), \(slurmDependency))
+            RETURNING id
             """).first?["id"] ?? 0
     }
 

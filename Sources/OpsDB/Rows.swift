@@ -224,6 +224,11 @@ public struct StagingRequest: Codable, Sendable, Equatable {
     public var slurmJobID: Int64?
     /// The directive said `keep`: the job's end does not release the data.
     public var keepAfterJob: Bool
+    /// Asked with --slurm-dependency: a sentinel job is released when the data is ready.
+    public var slurmDependency: Bool
+    public var sentinelJobID: Int64?
+    /// HELD, RELEASED or CANCELLED.
+    public var sentinelState: String?
 }
 
 public struct StagingJob: Codable, Sendable, Equatable {

@@ -10,6 +10,8 @@ public struct StagingCredentialPayload: Codable, Sendable, Equatable {
     public var nonce: String
     /// Set by the burst-buffer script (as the Slurm user): the request is for this job's owner.
     public var onBehalf: OnBehalf?
+    /// `--slurm-dependency`: the daemon keeps a sentinel job for the request (absent: false).
+    public var slurmDependency: Bool?
 
     /// A request for a Slurm job's directive, made for the job's owner.
     public struct OnBehalf: Codable, Sendable, Equatable {
@@ -26,11 +28,13 @@ public struct StagingCredentialPayload: Codable, Sendable, Equatable {
         }
     }
 
-    public init(selection: StagingSelection, destination: String, onBehalf: OnBehalf? = nil, nonce: String = UUID().uuidString) {
+    public init(selection: StagingSelection, destination: String, onBehalf: OnBehalf? = nil, slurmDependency: Bool = false,
+                nonce: String = UUID().uuidString) {
         self.version = 1
         self.selection = selection
         self.destination = destination
         self.onBehalf = onBehalf
+        self.slurmDependency = slurmDependency ? true : nil
         self.nonce = nonce
     }
 

@@ -114,7 +114,10 @@ struct Daemon: AsyncParsableCommand {
         var settings = ManagerSettings(daemon: resolved)
         settings.munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
         // Staging for a Slurm job's burst-buffer directive is confirmed with Slurm itself.
-        if setup.scheduler == .slurm { settings.slurmJobs = ScontrolJobLookup() }
+        if setup.scheduler == .slurm {
+            settings.slurmJobs = ScontrolJobLookup()
+            settings.sentinels = SlurmSentinels()
+        }
 
         let name = instance ?? "\(ProcessInfo.processInfo.hostName):\(getpid())"
         let cycles: [(any ManagerCycle, Double)] = [

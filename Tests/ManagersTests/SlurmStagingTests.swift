@@ -141,4 +141,94 @@ struct SlurmStagingTests {
         let decided = try await StagingRequestTests.waitFor(admin, forgedID) { $0 != "SUBMITTED" }
         #expect(decided.status == "REJECTED" && decided.reason?.contains("only the Slurm user") == true, "\(decided)")
     }
+
+    @Test func aJobThatDependsOnTheSentinelRunsOnlyOnceTheDataIsReady() async throws {
+        let slurm = try TestEnvironment.slurmEnvironment()
+        let slurmConf = try #require(slurm["SLURM_CONF"])
+        let munge = try TestEnvironment.requireMungeSocket()
+        let (directory, conninfo, baseEnvironment) = try await DaemonChaosTests.setUp(
+            database: "ccat_sentinel",
+            environment: ["DEMO_STAGING_GROUPS": StagingRequestTests.group, "SCHEDULER": "slurm", "DEMO_OBSERVATIONS": String(Self.observations)])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        chmod(directory.path, 0o755)
+        let admin = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "sentinel test"))
+        defer { Task { await admin.close() } }
+        try await StagingRequestTests.createUsers(admin: admin)
+        let alice = StagingRequestTests.alice
+        _ = try runProcess("/usr/bin/sacctmgr", ["-i", "add", "user", alice, "Account=ccat"], environment: slurm)
+        let scientist = StagingRequestTests.Scientist(name: alice, conninfo: conninfo + " user=\(alice)", munge: munge)
+        // A file whose registered checksum is wrong can never be packaged: its observation waits for ever.
+        let source = directory.appendingPathComponent("demo/ccat/instrument_data/obs-2026-77")
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        try Data(repeating: 7, count: 1000).write(to: source.appendingPathComponent("stuck.fits"))
+        let register = try runProcess(TestEnvironment.binDirectory.appendingPathComponent("ccat").path,
+                                      ["files", "register", "ccat:instrument_data", "--path", "obs-2026-77/stuck.fits", "--size", "1000",
+                                       "--sha256", String(repeating: "0", count: 64), "--obs-id", "obs-2026-77"], environment: baseEnvironment)
+        #expect(register.status == 0, "\(register.stderr)")
+
+        var environment = baseEnvironment
+        environment["CCAT_MUNGE_SOCKET"] = munge
+        environment["SLURM_CONF"] = slurmConf
+        let daemons = DaemonChaosTests.Daemons(count: 1, arguments: DaemonChaosTests.daemonArguments(directory), environment: environment,
+                                               logDirectory: directory)
+        defer { daemons.stopAll() }
+        try daemons.start(0)
+        let jobs = directory.appendingPathComponent("jobs")
+        try FileManager.default.createDirectory(at: jobs, withIntermediateDirectories: true)
+        chmod(jobs.path, 0o1777)
+        func submit(_ name: String, after sentinel: String, reading staged: String) async throws -> String {
+            let script = jobs.appendingPathComponent("\(name).sh")
+            try """
+                #!/bin/bash
+                #SBATCH --time=5
+                #SBATCH --output=\(jobs.appendingPathComponent("\(name).out").path)
+                cd \(staged) && sha256sum -c SHA256SUMS
+
+                """.write(to: script, atomically: true, encoding: .utf8)
+            chmod(script.path, 0o755)
+            let submitted = try await Self.run(as: alice, ["/usr/bin/sbatch", "--parsable", "--dependency=afterok:\(sentinel)", script.path], slurm: slurm)
+            #expect(submitted.status == 0, "\(submitted.stderr)")
+            return submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let processing = directory.appendingPathComponent("demo/cologne/ramses_processing/\(alice)").path
+        // A request needs the daemon's staging manager alive.
+        #expect(try await eventually(within: .seconds(120), every: .milliseconds(300)) {
+            try await !admin.query("SELECT 1 FROM service_heartbeat WHERE service_name = 'staging-manager'").isEmpty
+        })
+
+        // Data that will be archived: the job starts after READY and finds every file.
+        let ready = try await scientist.ccat(["stage", "request", "--obs", "obs-2026-01", "--location", "ramses_processing", "--slurm-dependency"])
+        #expect(ready.status == 0, "\(ready.stdout)\(ready.stderr)")
+        let sentinel = ready.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(Int64(sentinel) != nil, "stdout must be the job id alone: \(ready.stdout.debugDescription)")
+        let requestID: Int64 = try #require(try await admin.query("SELECT id FROM staging_request WHERE sentinel_job_id = \(Int64(sentinel) ?? 0)").first)["id"]
+        let job = try await submit("after-ready", after: sentinel, reading: "\(processing)/\(requestID)")
+        defer { _ = try? runProcess("/usr/bin/scancel", [job, sentinel], environment: slurm) }
+        let finished = try await eventually(within: .seconds(900), every: .seconds(1)) {
+            ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"].contains(try Self.state(job, slurm: slurm))
+        }
+        try #require(finished, "job \(job) did not end: \((try? Self.reason(job, slurm: slurm)) ?? "?"); logs in \(directory.path)")
+        #expect(try Self.state(job, slurm: slurm) == "COMPLETED")
+        #expect(try await StagingRequestTests.status(admin, requestID).status == "READY")
+        let output = try String(contentsOfFile: jobs.appendingPathComponent("after-ready.out").path, encoding: .utf8)
+        #expect(output.components(separatedBy: ": OK").count - 1 == 3 && !output.contains("FAILED"), "\(output)")
+
+        // Data that never arrives: once the request is cancelled, the dependent job can never run.
+        let stuck = try await scientist.ccat(["stage", "request", "--obs", "obs-2026-77", "--location", "ramses_processing", "--slurm-dependency"])
+        #expect(stuck.status == 0, "\(stuck.stdout)\(stuck.stderr)")
+        let stuckSentinel = stuck.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let stuckID: Int64 = try #require(try await admin.query("SELECT id FROM staging_request WHERE sentinel_job_id = \(Int64(stuckSentinel) ?? 0)").first)["id"]
+        let waiting = try await submit("never", after: stuckSentinel, reading: "\(processing)/\(stuckID)")
+        defer { _ = try? runProcess("/usr/bin/scancel", [waiting, stuckSentinel], environment: slurm) }
+        #expect(try await eventually(within: .seconds(60), every: .milliseconds(500)) { try Self.reason(waiting, slurm: slurm) == "Dependency" })
+        let cancel = try await scientist.ccat(["stage", "cancel", String(stuckID)])
+        #expect(cancel.status == 0, "\(cancel.stderr)")
+        let never = try await eventually(within: .seconds(120), every: .milliseconds(500)) {
+            try Self.reason(waiting, slurm: slurm) == "DependencyNeverSatisfied"
+        }
+        #expect(never, "job \(waiting): \((try? Self.reason(waiting, slurm: slurm)) ?? "?")")
+        #expect(!FileManager.default.fileExists(atPath: jobs.appendingPathComponent("never.out").path))
+        let sentinelState: String? = try #require(try await admin.query("SELECT sentinel_state FROM staging_request WHERE id = \(stuckID)").first)["sentinel_state"]
+        #expect(sentinelState == "CANCELLED")
+    }
 }

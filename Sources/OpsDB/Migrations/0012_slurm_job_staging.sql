@@ -9,3 +9,14 @@ CREATE INDEX staging_request_slurm_job ON staging_request (slurm_job_id) WHERE s
 
 GRANT INSERT (slurm_job_id, keep_after_job) ON staging_request TO ccat_scientist;
 GRANT SELECT (slurm_job_id, keep_after_job) ON staging_request TO ccat_scientist;
+
+-- `ccat stage request --slurm-dependency`: the daemon submits a tiny held job for the request (its
+-- sentinel), releases it when the request is READY and cancels it when the request ends otherwise,
+-- so that `sbatch --dependency=afterok:<sentinel>` starts a job only once its data is there.
+ALTER TABLE staging_request ADD COLUMN slurm_dependency boolean NOT NULL DEFAULT false;
+ALTER TABLE staging_request ADD COLUMN sentinel_job_id bigint;
+ALTER TABLE staging_request ADD COLUMN sentinel_state text CHECK (sentinel_state IN ('HELD', 'RELEASED', 'CANCELLED'));
+CREATE INDEX staging_request_sentinel ON staging_request (id) WHERE sentinel_state = 'HELD';
+
+GRANT INSERT (slurm_dependency) ON staging_request TO ccat_scientist;
+GRANT SELECT (slurm_dependency, sentinel_job_id, sentinel_state) ON staging_request TO ccat_scientist;

@@ -57,6 +57,9 @@ struct StageRequest: AsyncParsableCommand {
     @Flag(name: .long, help: "With --slurm-job: keep the data when the job ends (release it yourself).")
     var keep = false
 
+    @Flag(name: .long, help: "Print only the id of a Slurm job that ends once the data is staged, for 'sbatch --dependency=afterok:ID' (the daemon holds it, releases it when the request is READY, cancels it if the request fails or is cancelled).")
+    var slurmDependency = false
+
     @Option(name: .long, help: ArgumentHelp("munged's socket (default: $CCAT_MUNGE_SOCKET, 'munge_socket' in the config file, else libmunge's default).", valueName: "path"))
     var mungeSocket: String?
 
@@ -95,6 +98,9 @@ struct StageRequest: AsyncParsableCommand {
         if (slurmJob == nil) != (forUid == nil) { throw ValidationError("--slurm-job and --for-uid go together: the job, and the uid of its owner") }
         if keep && slurmJob == nil { throw ValidationError("--keep is for --slurm-job requests: other requests are kept until you release them") }
         if let slurmJob, slurmJob <= 0 { throw ValidationError("--slurm-job must be a positive job id") }
+        if slurmDependency && (wait || dryRun || slurmJob != nil) {
+            throw ValidationError("--slurm-dependency prints a job to depend on: it goes with neither --wait, --dry-run nor --slurm-job")
+        }
     }
 
     func run() async throws {
@@ -137,13 +143,24 @@ struct StageRequest: AsyncParsableCommand {
                 printError(try await Self.archiveForecast(waiting, total: selected.count, db))
             }
             let onBehalf = slurmJob.flatMap { job in forUid.map { StagingCredentialPayload.OnBehalf(slurmJob: job, uid: $0, keep: keep) } }
-            let payload = StagingCredentialPayload(selection: selection, destination: "\(target.site).\(target.name)", onBehalf: onBehalf)
+            let payload = StagingCredentialPayload(selection: selection, destination: "\(target.site).\(target.name)", onBehalf: onBehalf,
+                                                   slurmDependency: slurmDependency)
             let credential = try munge.encode(try payload.encoded())
             let id = try await db.submitStagingRequest(credential: credential, selection: selection, destinationLocationID: target.id,
-                                                       slurmJobID: slurmJob, keepAfterJob: keep)
+                                                       slurmJobID: slurmJob, keepAfterJob: keep, slurmDependency: slurmDependency)
             return (id, target)
         }
         let directory = target.rootPath.map { "\($0)/\(user)/\(id)" }
+        if slurmDependency {
+            let sentinel = try await Self.waitForSentinel(id, options: options, timeout: timeout ?? 300)
+            if options.json {
+                try printJSON(["id": "\(id)", "sentinel_job": "\(sentinel)", "location": target.name, "directory": directory ?? ""])
+            } else {
+                printError("staging request \(id) submitted: \(selection.summary) into \(target.name)\(directory.map { "; files will appear in \($0)" } ?? "")")
+                print(sentinel)
+            }
+            return
+        }
         if !wait {
             if options.json {
                 try printJSON(["id": "\(id)", "status": StagingRequestStatus.submitted.rawValue, "location": target.name, "directory": directory ?? ""])
@@ -228,6 +245,24 @@ struct StageRequest: AsyncParsableCommand {
             text += "; nothing has been archived recently to estimate when"
         }
         return text + ". The request waits and stages them once they are archived."
+    }
+
+    /// Waits until the daemon has submitted the request's sentinel job and returns its id.
+    static func waitForSentinel(_ id: Int64, options: GlobalOptions, timeout: Double) async throws -> Int64 {
+        let deadline = Date().addingTimeInterval(timeout)
+        return try await withStagingDatabase(options, "request") { db -> Int64 in
+            while true {
+                guard let request = try await db.stagingRequests(id: id).first else { throw CommandError("staging request \(id) vanished") }
+                if let job = request.sentinelJobID { return job }
+                if [.rejected, .cancelled, .expired, .released].contains(request.status) || request.sentinelState == "CANCELLED" {
+                    throw CommandError("staging request \(id) is \(request.status.rawValue), so there is no job to depend on: \(request.reason ?? "no reason recorded")")
+                }
+                if Date() >= deadline {
+                    throw CommandError("the daemon did not submit the sentinel job of staging request \(id) within \(Int(timeout)) s ('ccat stage status \(id)' says why)")
+                }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
     }
 
     /// Polls the request until it ends (or `timeout`), drawing progress on standard error.
