@@ -63,6 +63,9 @@ bench:
 	  $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-dispatch
 	CCAT_TEST_S3_ENDPOINT=$$(cat .ccat-dev/s3/endpoint) $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-storage
 	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-managers
+	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  $(SWIFT) build $(BENCH_FLAGS) --product ccat && $(SWIFT) build $(BENCH_FLAGS) --product ccat-runner && \
+	  bench/slurm-staging.sh $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path); fi
 
 ## fuzz: libFuzzer on the parsers of outside input, FUZZ_SECONDS per target (scripts/fuzz.sh;
 ## CI runs 10 s each after the tests)

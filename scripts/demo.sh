@@ -54,6 +54,8 @@ umask 022
 # Who may stage into ramses_processing: the demo user's group, and DEMO_STAGING_GROUPS.
 staging_groups="$(id -gn)"
 for group in ${DEMO_STAGING_GROUPS:-}; do staging_groups="$staging_groups, $group"; done
+# With Slurm, a scientist's batch job stages too: the demo scientist's group may stage.
+[ "$scheduler" != slurm ] || staging_groups="$staging_groups, ccat_demo"
 
 cat > "$demo/topology.yaml" <<EOF
 batch:
@@ -182,9 +184,39 @@ for _ in $(seq 1 "$timeout"); do [ -e "$staged" ] || break; sleep 1; done
 [ ! -e "$staged" ] || { echo "demo: $staged still there after release" >&2; exit 1; }
 echo "released: $staged removed"
 
+if [ "$scheduler" = slurm ]; then
+    # Slurm-native staging: a scientist's batch job names its data in a '#BB_LUA ccat stage'
+    # directive; Slurm holds it while ccat stages, then runs it on the data (etc/slurm/burst_buffer.lua).
+    # Slurm refuses burst buffers to root's jobs, so the scientist is an ordinary user.
+    sci="$("$here/scripts/slurm-scientist.sh" "$bin" "$CCAT_DATABASE_URL" "$munge_socket")"
+    mkdir -p "$demo/jobs" && chmod 1777 "$demo/jobs" && chmod 755 "$demo"
+    cat >"$demo/jobs/analysis.sh" <<JOB
+#!/bin/bash
+#SBATCH --time=5
+#SBATCH --output=$demo/jobs/analysis.out
+#BB_LUA ccat stage obs=obs-2026-02 location=ramses_processing
+echo "staged for this job: \$CCAT_STAGED_DIR (request \$CCAT_STAGING_REQUEST)"
+cd "\$CCAT_STAGED_DIR" && sha256sum -c SHA256SUMS
+JOB
+    chmod 755 "$demo/jobs/analysis.sh"
+    say "a scientist ($sci) submits a batch job that names its data: #BB_LUA ccat stage obs=obs-2026-02"
+    job="$(runuser -u "$sci" -- sbatch --parsable "$demo/jobs/analysis.sh")"
+    echo "job $job: $(squeue -h -j "$job" -o '%T %r')"
+    state=""
+    for _ in $(seq 1 "$timeout"); do
+        state="$(sacct -n -X -P -j "$job" -o State | head -1)"
+        case "$state" in COMPLETED|FAILED|CANCELLED*|TIMEOUT|OUT_OF_MEMORY) break ;; esac
+        sleep 1
+    done
+    [ "$state" = COMPLETED ] || { echo "demo: job $job ended '$state': $(squeue -h -j "$job" -o %r)" >&2; exit 1; }
+    cat "$demo/jobs/analysis.out"
+    echo "job $job waited for its data, ran on it, and its data is released now that it ended"
+fi
+
 kill -TERM $daemon
 wait $daemon || true
 trap - EXIT
+
 say "ccat status"
 "$bin/ccat" status
 say "done in $((SECONDS - start)) s"
