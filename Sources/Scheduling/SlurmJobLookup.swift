@@ -33,7 +33,8 @@ public struct SlurmQueryError: Error, Sendable, CustomStringConvertible {
     public var description: String
 }
 
-/// `SlurmJobLookup` through `scontrol`.
+/// Slurm's commands for staging: `SlurmJobLookup` through `scontrol`, and `SentinelJobs`
+/// (SlurmSentinels.swift).
 public struct ScontrolJobLookup: SlurmJobLookup {
     let runner: any CommandRunner
     let environment: [String: String]?

@@ -23,17 +23,7 @@ public struct SentinelError: Error, Sendable, CustomStringConvertible {
 /// `SentinelJobs` with sbatch, scontrol and scancel. The sentinel asks for 1 CPU, 16 MB and one
 /// minute, runs `true`, writes no output, and uses the partition, account and QOS of the
 /// PROCESSING location's STAGING batch profile.
-public struct SlurmSentinels: SentinelJobs {
-    let runner: any CommandRunner
-    let environment: [String: String]?
-    let timeout: Duration
-
-    public init(runner: any CommandRunner = SubprocessRunner(), environment: [String: String]? = nil, timeout: Duration = .seconds(30)) {
-        self.runner = runner
-        self.environment = environment
-        self.timeout = timeout
-    }
-
+extension ScontrolJobLookup: SentinelJobs {
     public static func arguments(request: Int64, profile: BatchProfile?, held: Bool) -> [String] {
         var arguments = ["--parsable", "--job-name=ccat-stage-\(request)", "--ntasks=1", "--cpus-per-task=1", "--mem=16M", "--time=1",
                          "--output=/dev/null", "--error=/dev/null", "--chdir=/"]

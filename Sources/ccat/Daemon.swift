@@ -115,8 +115,9 @@ struct Daemon: AsyncParsableCommand {
         settings.munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
         // Staging for a Slurm job's burst-buffer directive is confirmed with Slurm itself.
         if setup.scheduler == .slurm {
-            settings.slurmJobs = ScontrolJobLookup()
-            settings.sentinels = SlurmSentinels()
+            let slurm = ScontrolJobLookup()
+            settings.slurmJobs = slurm
+            settings.sentinels = slurm
         }
 
         let name = instance ?? "\(ProcessInfo.processInfo.hostName):\(getpid())"

@@ -40,22 +40,63 @@ struct SlurmStagingTests {
         """
     }
 
-    @Test func aJobWaitsForItsDataRunsOnItAndItsDataGoesWhenItEnds() async throws {
-        let slurm = try TestEnvironment.slurmEnvironment()
-        let slurmConf = try #require(slurm["SLURM_CONF"])
-        let munge = try TestEnvironment.requireMungeSocket()
-        let (directory, conninfo, baseEnvironment) = try await DaemonChaosTests.setUp(
-            database: "ccat_bb",
-            environment: ["DEMO_STAGING_GROUPS": StagingRequestTests.group, "SCHEDULER": "slurm", "DEMO_OBSERVATIONS": String(Self.observations)])
-        defer { try? FileManager.default.removeItem(at: directory) }
-        chmod(directory.path, 0o755)
-        let admin = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "burst buffer test"))
-        defer { Task { await admin.close() } }
-        try await StagingRequestTests.createUsers(admin: admin)
-        let alice = StagingRequestTests.alice, bob = StagingRequestTests.bob
-        for user in [alice, bob] {
-            _ = try runProcess("/usr/bin/sacctmgr", ["-i", "add", "user", user, "Account=ccat"], environment: slurm)
+    /// One test's world: the demo's database and files (Slurm scheduler), the scientists with Slurm
+    /// associations, a directory for job scripts and output, and the daemon's environment.
+    struct World {
+        let slurm: [String: String]
+        let munge: String
+        let directory: URL
+        let conninfo: String
+        let baseEnvironment: [String: String]
+        let admin: PostgresConnection
+        let jobs: URL
+
+        static func make(database: String) async throws -> World {
+            let slurm = try TestEnvironment.slurmEnvironment()
+            let munge = try TestEnvironment.requireMungeSocket()
+            let (directory, conninfo, baseEnvironment) = try await DaemonChaosTests.setUp(
+                database: database,
+                environment: ["DEMO_STAGING_GROUPS": StagingRequestTests.group, "SCHEDULER": "slurm", "DEMO_OBSERVATIONS": String(SlurmStagingTests.observations)])
+            chmod(directory.path, 0o755)
+            let admin = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "slurm staging test"))
+            try await StagingRequestTests.createUsers(admin: admin)
+            for user in [StagingRequestTests.alice, StagingRequestTests.bob] {
+                _ = try runProcess("/usr/bin/sacctmgr", ["-i", "add", "user", user, "Account=ccat"], environment: slurm)
+            }
+            let jobs = directory.appendingPathComponent("jobs")
+            try FileManager.default.createDirectory(at: jobs, withIntermediateDirectories: true)
+            chmod(jobs.path, 0o1777)
+            return World(slurm: slurm, munge: munge, directory: directory, conninfo: conninfo, baseEnvironment: baseEnvironment, admin: admin, jobs: jobs)
         }
+
+        func scientist(_ name: String) -> StagingRequestTests.Scientist {
+            StagingRequestTests.Scientist(name: name, conninfo: conninfo + " user=\(name)", munge: munge)
+        }
+
+        /// The daemon, with Slurm as its scheduler; stop it with `stopAll()`.
+        func startDaemon() throws -> DaemonChaosTests.Daemons {
+            var environment = baseEnvironment
+            environment["CCAT_MUNGE_SOCKET"] = munge
+            environment["SLURM_CONF"] = slurm["SLURM_CONF"]
+            let daemons = DaemonChaosTests.Daemons(count: 1, arguments: DaemonChaosTests.daemonArguments(directory), environment: environment,
+                                                   logDirectory: directory)
+            try daemons.start(0)
+            return daemons
+        }
+
+        func close() {
+            try? FileManager.default.removeItem(at: directory)
+            let admin = admin
+            Task { await admin.close() }
+        }
+    }
+
+    @Test func aJobWaitsForItsDataRunsOnItAndItsDataGoesWhenItEnds() async throws {
+        let world = try await World.make(database: "ccat_bb")
+        defer { world.close() }
+        let (slurm, munge, directory, conninfo, admin, jobs) = (world.slurm, world.munge, world.directory, world.conninfo, world.admin, world.jobs)
+        let slurmConf = try #require(slurm["SLURM_CONF"])
+        let alice = StagingRequestTests.alice, bob = StagingRequestTests.bob
         // The Slurm user (root on the test cluster) stages for jobs: it needs a login in ccat_scientist.
         if try await admin.query("SELECT 1 FROM pg_roles WHERE rolname = 'root'").isEmpty {
             try await admin.execute("CREATE ROLE root LOGIN")
@@ -69,9 +110,6 @@ struct SlurmStagingTests {
             CCAT_MUNGE_SOCKET=\(munge)
 
             """.write(to: settings, atomically: true, encoding: .utf8)
-        let jobs = directory.appendingPathComponent("jobs")
-        try FileManager.default.createDirectory(at: jobs, withIntermediateDirectories: true)
-        chmod(jobs.path, 0o1777)
         func submit(_ name: String, _ directive: String) async throws -> (status: Int32, stdout: String, stderr: String) {
             let script = jobs.appendingPathComponent("\(name).sh")
             try Self.jobScript(directive, output: jobs.appendingPathComponent("\(name).out").path).write(to: script, atomically: true, encoding: .utf8)
@@ -94,13 +132,8 @@ struct SlurmStagingTests {
         let held = try await eventually(within: .seconds(120), every: .milliseconds(500)) { try Self.reason(job, slurm: slurm) == "BurstBufferStageIn" }
         #expect(held, "job \(job): \((try? Self.reason(job, slurm: slurm)) ?? "?")")
 
-        var environment = baseEnvironment
-        environment["CCAT_MUNGE_SOCKET"] = munge
-        environment["SLURM_CONF"] = slurmConf
-        let daemons = DaemonChaosTests.Daemons(count: 1, arguments: DaemonChaosTests.daemonArguments(directory), environment: environment,
-                                               logDirectory: directory)
+        let daemons = try world.startDaemon()
         defer { daemons.stopAll() }
-        try daemons.start(0)
 
         // Staging that cannot succeed ends the wait with the reason; the script never runs.
         let refused = try await eventually(within: .seconds(180), every: .seconds(1)) {
@@ -135,47 +168,29 @@ struct SlurmStagingTests {
 
         // A scientist cannot take the same path to stage as someone else.
         let bobUID = try #require(getpwnam(bob)).pointee.pw_uid
-        let forged = try await StagingRequestTests.Scientist(name: alice, conninfo: conninfo + " user=\(alice)", munge: munge)
-            .ccat(["stage", "request", "--slurm-job", job, "--for-uid", String(bobUID), "--obs", "obs-2026-01", "--location", "ramses_processing"])
+        let forged = try await world.scientist(alice).ccat(["stage", "request", "--slurm-job", job, "--for-uid", String(bobUID), "--obs", "obs-2026-01", "--location", "ramses_processing"])
         let forgedID = try StagingRequestTests.requestID(forged.stdout)
         let decided = try await StagingRequestTests.waitFor(admin, forgedID) { $0 != "SUBMITTED" }
         #expect(decided.status == "REJECTED" && decided.reason?.contains("only the Slurm user") == true, "\(decided)")
     }
 
     @Test func aJobThatDependsOnTheSentinelRunsOnlyOnceTheDataIsReady() async throws {
-        let slurm = try TestEnvironment.slurmEnvironment()
-        let slurmConf = try #require(slurm["SLURM_CONF"])
-        let munge = try TestEnvironment.requireMungeSocket()
-        let (directory, conninfo, baseEnvironment) = try await DaemonChaosTests.setUp(
-            database: "ccat_sentinel",
-            environment: ["DEMO_STAGING_GROUPS": StagingRequestTests.group, "SCHEDULER": "slurm", "DEMO_OBSERVATIONS": String(Self.observations)])
-        defer { try? FileManager.default.removeItem(at: directory) }
-        chmod(directory.path, 0o755)
-        let admin = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "sentinel test"))
-        defer { Task { await admin.close() } }
-        try await StagingRequestTests.createUsers(admin: admin)
+        let world = try await World.make(database: "ccat_sentinel")
+        defer { world.close() }
+        let (slurm, directory, admin, jobs) = (world.slurm, world.directory, world.admin, world.jobs)
         let alice = StagingRequestTests.alice
-        _ = try runProcess("/usr/bin/sacctmgr", ["-i", "add", "user", alice, "Account=ccat"], environment: slurm)
-        let scientist = StagingRequestTests.Scientist(name: alice, conninfo: conninfo + " user=\(alice)", munge: munge)
+        let scientist = world.scientist(alice)
         // A file whose registered checksum is wrong can never be packaged: its observation waits for ever.
         let source = directory.appendingPathComponent("demo/ccat/instrument_data/obs-2026-77")
         try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
         try Data(repeating: 7, count: 1000).write(to: source.appendingPathComponent("stuck.fits"))
         let register = try runProcess(TestEnvironment.binDirectory.appendingPathComponent("ccat").path,
                                       ["files", "register", "ccat:instrument_data", "--path", "obs-2026-77/stuck.fits", "--size", "1000",
-                                       "--sha256", String(repeating: "0", count: 64), "--obs-id", "obs-2026-77"], environment: baseEnvironment)
+                                       "--sha256", String(repeating: "0", count: 64), "--obs-id", "obs-2026-77"], environment: world.baseEnvironment)
         #expect(register.status == 0, "\(register.stderr)")
 
-        var environment = baseEnvironment
-        environment["CCAT_MUNGE_SOCKET"] = munge
-        environment["SLURM_CONF"] = slurmConf
-        let daemons = DaemonChaosTests.Daemons(count: 1, arguments: DaemonChaosTests.daemonArguments(directory), environment: environment,
-                                               logDirectory: directory)
+        let daemons = try world.startDaemon()
         defer { daemons.stopAll() }
-        try daemons.start(0)
-        let jobs = directory.appendingPathComponent("jobs")
-        try FileManager.default.createDirectory(at: jobs, withIntermediateDirectories: true)
-        chmod(jobs.path, 0o1777)
         func submit(_ name: String, after sentinel: String, reading staged: String) async throws -> String {
             let script = jobs.appendingPathComponent("\(name).sh")
             try """
