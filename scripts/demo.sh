@@ -110,9 +110,13 @@ if [ -n "${DEMO_RELAY:-}" ]; then
 fi
 # The demo user stages as a scientist: a database login of their own in ccat_scientist.
 me="$(id -un)"
+# Roles belong to the whole PostgreSQL cluster: another demo set-up (tests run several at once) may
+# create or grant the same one at the same moment, which is fine.
 psql -qAt -d "$CCAT_DATABASE_URL" -v me="$me" <<'SQL' >/dev/null
-SELECT format('CREATE ROLE %I LOGIN', :'me') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'me') \gexec
-SELECT format('GRANT ccat_scientist TO %I', :'me') \gexec
+SELECT format('DO $d$ BEGIN CREATE ROLE %I LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $d$', :'me')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'me') \gexec
+SELECT format('DO $d$ BEGIN GRANT ccat_scientist TO %I; EXCEPTION WHEN OTHERS THEN IF NOT pg_has_role(%L, ''ccat_scientist'', ''MEMBER'') THEN RAISE; END IF; END $d$', :'me', :'me')
+WHERE NOT pg_has_role(:'me', 'ccat_scientist', 'MEMBER') \gexec
 SQL
 scientist_db="$CCAT_DATABASE_URL user=$me"
 munge_socket="$("$here/scripts/local-munge.sh" start)"

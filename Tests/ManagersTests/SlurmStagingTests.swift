@@ -98,10 +98,7 @@ struct SlurmStagingTests {
         let slurmConf = try #require(slurm["SLURM_CONF"])
         let alice = StagingRequestTests.alice, bob = StagingRequestTests.bob
         // The Slurm user (root on the test cluster) stages for jobs: it needs a login in ccat_scientist.
-        if try await admin.query("SELECT 1 FROM pg_roles WHERE rolname = 'root'").isEmpty {
-            try await admin.execute("CREATE ROLE root LOGIN")
-        }
-        try await admin.execute("GRANT ccat_scientist TO root")
+        try await StagingRequestTests.ensureLoginRole(admin: admin, "root", in: "ccat_scientist")
         // Which ccat the burst-buffer script runs, against this test's database.
         let settings = URL(fileURLWithPath: slurmConf).deletingLastPathComponent().appendingPathComponent("ccat_burst_buffer.conf")
         try """

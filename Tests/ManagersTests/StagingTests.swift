@@ -96,14 +96,34 @@ struct StagingRequestTests {
             let result = try runProcess("/bin/sh", ["-c", command])
             guard result.status == 0 else { throw TestSetupError(description: "\(command): \(result.stderr)") }
         }
-        try sh("getent group \(group) >/dev/null || groupadd \(group)")
-        for user in [alice, bob] { try sh("id \(user) >/dev/null 2>&1 || useradd -M -N -g users -G \(group) -s /usr/sbin/nologin \(user)") }
-        try sh("id \(outsider) >/dev/null 2>&1 || useradd -M -N -g users -s /usr/sbin/nologin \(outsider)")
-        for user in [alice, bob, outsider] {
-            if try await admin.query("SELECT 1 FROM pg_roles WHERE rolname = \(user)").isEmpty {
-                try await admin.execute("CREATE ROLE \(identifier: user) LOGIN")
+        // Suites that run at the same time may create them at the same moment: losing that race is fine.
+        try sh("getent group \(group) >/dev/null || groupadd \(group) || getent group \(group) >/dev/null")
+        for user in [alice, bob] {
+            try sh("id \(user) >/dev/null 2>&1 || useradd -M -N -g users -G \(group) -s /usr/sbin/nologin \(user) || id \(user) >/dev/null")
+        }
+        try sh("id \(outsider) >/dev/null 2>&1 || useradd -M -N -g users -s /usr/sbin/nologin \(outsider) || id \(outsider) >/dev/null")
+        for user in [alice, bob, outsider] { try await ensureLoginRole(admin: admin, user, in: "ccat_scientist") }
+    }
+
+    /// A database login `name`, member of `group` (roles belong to the whole cluster, so tests
+    /// running at the same time may create or grant them at the same moment: losing that race is fine).
+    static func ensureLoginRole(admin: PostgresConnection, _ name: String, in group: String) async throws {
+        do {
+            if try await admin.query("SELECT 1 FROM pg_roles WHERE rolname = \(name)").isEmpty {
+                try await admin.execute("CREATE ROLE \(identifier: name) LOGIN")
             }
-            try await admin.execute("GRANT ccat_scientist TO \(identifier: user)")
+        } catch let error as PostgresError where error.sqlState?.rawValue == "42710" || error.sqlState?.rawValue == "23505" {
+            // Created meanwhile by another test.
+        }
+        func member() async throws -> Bool {
+            try await admin.query("SELECT pg_has_role(\(name), \(group), 'MEMBER') AS member").first?["member"] ?? false
+        }
+        if try await member() { return }
+        do {
+            try await admin.execute("GRANT \(identifier: group) TO \(identifier: name)")
+        } catch let error as PostgresError {
+            // "tuple concurrently updated" when another test granted it at the same moment.
+            guard try await member() else { throw error }
         }
     }
 
