@@ -163,6 +163,24 @@ struct SlurmStagingTests {
         let finalStatus = try await StagingRequestTests.status(admin, requestID)
         #expect(released, "request \(requestID): \(finalStatus); \(staged) exists: \(FileManager.default.fileExists(atPath: staged))")
 
+        // 'keep': the job's end leaves the data; the job's owner follows and releases the request herself.
+        let kept = try await submit("kept", "#BB_LUA ccat stage obs=obs-2026-01 location=ramses_processing keep")
+        let keptJob = kept.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let keptEnded = try await eventually(within: .seconds(900), every: .seconds(1)) {
+            ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"].contains(try Self.state(keptJob, slurm: slurm))
+        }
+        try #require(keptEnded && (try Self.state(keptJob, slurm: slurm)) == "COMPLETED", "job \(keptJob): \((try? Self.reason(keptJob, slurm: slurm)) ?? "?")")
+        let keptID: Int64 = try #require(try await admin.query("SELECT id FROM staging_request WHERE slurm_job_id = \(Int64(keptJob) ?? 0)").first)["id"]
+        // Teardown has run once the job left the queue; the request must still be READY after it.
+        #expect(try await eventually(within: .seconds(120), every: .milliseconds(500)) { try Self.reason(keptJob, slurm: slurm).isEmpty })
+        #expect(try await StagingRequestTests.status(admin, keptID).status == "READY")
+        let owner = world.scientist(alice)
+        let followed = try await owner.ccat(["stage", "status", String(keptID), "--json"])
+        #expect(followed.status == 0 && followed.stdout.contains("\"status\" : \"READY\""), "\(followed.stdout)\(followed.stderr)")
+        let releasedByOwner = try await owner.ccat(["stage", "release", String(keptID)])
+        #expect(releasedByOwner.status == 0, "\(releasedByOwner.stderr)")
+        #expect(try await StagingRequestTests.status(admin, keptID).status == "RELEASED")
+
         // A scientist cannot take the same path to stage as someone else.
         let bobUID = try #require(getpwnam(bob)).pointee.pw_uid
         let forged = try await world.scientist(alice).ccat(["stage", "request", "--slurm-job", job, "--for-uid", String(bobUID), "--obs", "obs-2026-01", "--location", "ramses_processing"])
