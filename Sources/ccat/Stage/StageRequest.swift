@@ -132,8 +132,12 @@ struct StageRequest: AsyncParsableCommand {
         let (id, target) = try await withStagingDatabase(options, "request") { db -> (Int64, StagingLocation) in
             let locations = try await db.stagingLocations()
             let target = try Self.chooseLocation(location ?? configuration?.stagingLocation, from: locations)
-            if let slurmJob, let open = try await db.openStagingRequest(slurmJobID: slurmJob) {
-                return (open.id, locations.first { $0.id == open.destinationLocationID } ?? target)
+            // Asked again for the same job (slurmctld restarted during stage-in): the same request.
+            // One with another selection is an older job that had the same id (ids start again
+            // when Slurm's state is reset), and is left alone.
+            if let slurmJob, let open = try await db.openStagingRequest(slurmJobID: slurmJob),
+               open.destinationLocationID == target.id, (try? StagingSelection.parse(open.selection)) == selection, open.keepAfterJob == keep {
+                return (open.id, target)
             }
             let (selected, _) = try await Self.checkedSelection(selection, into: target, user: user, groups: groups, db, quota: true)
             // A Slurm job's request may wait for the daemon: Slurm holds the job meanwhile.
