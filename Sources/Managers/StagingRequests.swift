@@ -223,10 +223,12 @@ struct StagingRequestCycle {
             return .refused("Slurm job \(job.jobID) belongs to \(job.userName) (uid \(job.uid)), not to uid \(onBehalf.uid)")
         }
         guard job.carriesStagingDirective else { return .refused("Slurm job \(job.jobID) carries no '#BB_LUA ccat stage' directive") }
-        guard let owner = UnixAccount.lookup(uid: job.uid, gid: job.gid) else {
+        // The owner's primary group from this host's accounts, not the job's: files are written
+        // with it, and the staging groups are checked against the account's own groups.
+        guard let entry = getpwuid(job.uid), let owner = UnixAccount.lookup(uid: job.uid, gid: entry.pointee.pw_gid) else {
             return .refused("the owner of Slurm job \(job.jobID) (uid \(job.uid)) has no account on the daemon's host")
         }
-        return .owner(owner, uid: job.uid, gid: job.gid)
+        return .owner(owner, uid: job.uid, gid: entry.pointee.pw_gid)
     }
 
     // MARK: ACCEPTED

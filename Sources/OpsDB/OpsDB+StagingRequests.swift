@@ -51,21 +51,29 @@ extension OpsDB {
             """).first?["id"] ?? 0
     }
 
-    /// The caller's newest request for a Slurm job that has not ended (the burst-buffer script
-    /// asks again after a restart of slurmctld).
-    public func openStagingRequest(slurmJobID: Int64) async throws -> StagingRequest? {
-        try await optional(StagingRequest.self, """
+    /// The caller's requests for a Slurm job that have not ended, newest first (the burst-buffer
+    /// script asks again after a restart of slurmctld). Only the caller's own: rows others inserted
+    /// naming the same job never count, whatever the caller may read.
+    public func openStagingRequests(slurmJobID: Int64) async throws -> [StagingRequest] {
+        try await all(StagingRequest.self, """
             SELECT \(Self.stagingRequestColumns) FROM staging_request
-            WHERE slurm_job_id = \(slurmJobID) AND status IN ('SUBMITTED', 'ACCEPTED', 'STAGING', 'READY', 'FAILED')
-            ORDER BY id DESC LIMIT 1
+            WHERE slurm_job_id = \(slurmJobID) AND submitted_by = session_user AND status IN ('SUBMITTED', 'ACCEPTED', 'STAGING', 'READY', 'FAILED')
+            ORDER BY id DESC
             """)
     }
 
     /// The caller's newest request for a Slurm job, whatever its state.
     public func latestStagingRequest(slurmJobID: Int64) async throws -> StagingRequest? {
         try await optional(StagingRequest.self, """
-            SELECT \(Self.stagingRequestColumns) FROM staging_request WHERE slurm_job_id = \(slurmJobID) ORDER BY id DESC LIMIT 1
+            SELECT \(Self.stagingRequestColumns) FROM staging_request WHERE slurm_job_id = \(slurmJobID) AND submitted_by = session_user
+            ORDER BY id DESC LIMIT 1
             """)
+    }
+
+    /// Holds, until the connection ends, the lock of a Slurm job's request: two asks for the same
+    /// job never both insert.
+    public func lockSlurmJobRequest(_ slurmJobID: Int64) async throws {
+        try await connection.execute("SELECT pg_advisory_lock(7265, hashtext('slurm job ' || \(slurmJobID)::text))")
     }
 
     /// Requests the caller may see (row-level security limits scientists to their own), newest first.

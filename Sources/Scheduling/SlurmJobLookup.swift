@@ -14,7 +14,7 @@ public struct SlurmJobInfo: Sendable, Equatable {
     /// Whether one of the job's directives is `#BB_LUA ccat stage ...`.
     public var carriesStagingDirective: Bool {
         (burstBuffer ?? "").split(whereSeparator: \.isNewline).contains { line in
-            line.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: true).prefix(3) == ["#BB_LUA", "ccat", "stage"]
+            line.split(whereSeparator: \.isWhitespace).prefix(3) == ["#BB_LUA", "ccat", "stage"]
         }
     }
 }
@@ -52,7 +52,26 @@ public struct ScontrolJobLookup: SlurmJobLookup {
             if result.stderr.contains("Invalid job id") { return nil }
             throw SlurmQueryError(description: "scontrol show job \(id): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
-        return Self.parseJob(result.stdout)
+        guard var info = Self.parseJob(result.stdout) else { return nil }
+        // scontrol prints the job's name, which its owner chooses, before UserId= and GroupId=:
+        // the owner's ids are taken from squeue's numeric fields instead.
+        let ids = try await runner.run("squeue", ["-h", "-j", String(id), "-o", "%i|%U|%G"], environment: environment, timeout: timeout)
+        guard ids.succeeded else {
+            if ids.stderr.contains("Invalid job id") { return nil }
+            throw SlurmQueryError(description: "squeue -j \(id): \(ids.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        guard let owner = Self.parseOwner(ids.stdout, job: id) else { return nil }
+        (info.uid, info.gid) = owner
+        return info
+    }
+
+    /// `%i|%U|%G` of one job: its numeric uid and gid.
+    static func parseOwner(_ text: String, job: Int64) -> (uid: UInt32, gid: UInt32)? {
+        for line in text.split(whereSeparator: \.isNewline) {
+            let fields = line.split(separator: "|", omittingEmptySubsequences: false)
+            if fields.count == 3, Int64(fields[0]) == job, let uid = UInt32(fields[1]), let gid = UInt32(fields[2]) { return (uid, gid) }
+        }
+        return nil
     }
 
     public func slurmUser() async throws -> (name: String, uid: UInt32) {

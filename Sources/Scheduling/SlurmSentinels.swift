@@ -26,7 +26,7 @@ public struct SentinelError: Error, Sendable, CustomStringConvertible {
 extension ScontrolJobLookup: SentinelJobs {
     public static func arguments(request: Int64, profile: BatchProfile?, held: Bool) -> [String] {
         var arguments = ["--parsable", "--job-name=ccat-stage-\(request)", "--ntasks=1", "--cpus-per-task=1", "--mem=16M", "--time=1",
-                         "--output=/dev/null", "--error=/dev/null", "--chdir=/"]
+                         "--output=/dev/null", "--error=/dev/null", "--chdir=/", "--export=NONE"]
         if held { arguments.append("--hold") }
         if let partition = profile?.partition { arguments.append("--partition=\(partition)") }
         if let account = profile?.account { arguments.append("--account=\(account)") }

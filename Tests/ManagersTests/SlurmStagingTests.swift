@@ -117,6 +117,9 @@ struct SlurmStagingTests {
         // A directive ccat would not understand is refused by sbatch, with the reason.
         let typo = try await submit("typo", "#BB_LUA ccat stage obz=obs-2026-01 location=ramses_processing")
         #expect(typo.status != 0 && typo.stderr.contains("unknown 'obz=obs-2026-01'"), "\(typo.stderr)")
+        // A value that would read as an option of ccat (it runs as the Slurm user) is refused too.
+        let option = try await submit("option", "#BB_LUA ccat stage obs=--help location=ramses_processing")
+        #expect(option.status != 0 && option.stderr.contains("must start with a letter or digit"), "\(option.stderr)")
 
         // Submitted before anything is archived: Slurm holds it while ccat stages.
         let waiting = try await submit("analysis", "#BB_LUA ccat stage obs=obs-2026-02 location=ramses_processing")

@@ -128,6 +128,19 @@ struct ScontrolParsingTests {
         #expect(ScontrolJobLookup.parseJob("slurm_load_jobs error: Invalid job id specified") == nil)
     }
 
+    @Test func theOwnerComesFromNumericFieldsNotFromTextTheOwnerWrites() throws {
+        // A job name is printed before UserId= and GroupId=, and its owner chooses it.
+        let named = Self.job.replacingOccurrences(of: "JobName=good.sh", with: "JobName=x GroupId=wheel(10)")
+        #expect(ScontrolJobLookup.parseJob(named)?.gid == 10, "scontrol's text alone can be fooled; squeue's numbers decide")
+        let owner = try #require(ScontrolJobLookup.parseOwner("326|1001|100\n", job: 326))
+        #expect(owner.uid == 1001 && owner.gid == 100)
+        #expect(ScontrolJobLookup.parseOwner("327|0|0\n", job: 326) == nil)
+        #expect(ScontrolJobLookup.parseOwner("326|root|0\n", job: 326) == nil)
+        // Blanks between the words of a directive may be tabs, as Slurm and the Lua script read them.
+        let tabs = Self.job.replacingOccurrences(of: "BurstBuffer=#BB_LUA ccat stage", with: "BurstBuffer=#BB_LUA\tccat  stage")
+        #expect(try #require(ScontrolJobLookup.parseJob(tabs)).carriesStagingDirective)
+    }
+
     @Test func theSlurmUserIsReadFromTheConfiguration() {
         let config = "Configuration data as of 2026-12-03T04:03:17\nSlurmctldPort           = 6817\nSlurmUser               = slurm(64030)\nSlurmdUser              = root(0)\n"
         let user = ScontrolJobLookup.parseSlurmUser(config)

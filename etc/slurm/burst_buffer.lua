@@ -29,8 +29,9 @@ it, slurm_bb_job_teardown (OtherTimeout) ends the request. Every function loads 
 
 local DIRECTIVE = "#BB_LUA"
 local OPTIONS = { obs = "--obs", package = "--package", instrument = "--instrument", from = "--from", to = "--to" }
--- Values reach a shell (quoted) as SlurmUser: only these characters are accepted.
-local SAFE = "^[A-Za-z0-9_.,:/+-]+$"
+-- Values reach a shell (quoted) as SlurmUser, and ccat as option values: only these characters,
+-- starting with a letter or digit (never an option of its own), are accepted.
+local SAFE = "^[A-Za-z0-9][A-Za-z0-9_.,:/+-]*$"
 local FORM = "the form is '#BB_LUA ccat stage obs=ID[,ID...] location=NAME [keep]'"
 
 -- The settings in ccat_burst_buffer.conf beside this file.
@@ -66,6 +67,11 @@ local function read_directive(job_script)
             if string.sub(line, 1, 1) ~= "#" then break end
             local words = {}
             for word in string.gmatch(line, "%S+") do table.insert(words, word) end
+            if words[1] == DIRECTIVE and string.find(line, "%", 1, true) then
+                -- Slurm would hand the stage-in functions a copy of the directives with % replaced.
+                err = "'%' in a #BB_LUA line is not supported: " .. FORM
+                break
+            end
             if words[1] == DIRECTIVE and words[2] == "ccat" then
                 if words[3] ~= "stage" then
                     err = "unknown ccat directive '" .. tostring(words[3]) .. "': " .. FORM
@@ -84,12 +90,11 @@ local function read_directive(job_script)
                     elseif not key or not (OPTIONS[key] or key == "location") then
                         err = "unknown '" .. word .. "' in the ccat directive: use obs=, package=, instrument=, from=, to=, location= and keep"
                     elseif not string.match(value, SAFE) then
-                        err = key .. "= in the ccat directive is empty or has a character other than letters, digits and _ . , : / + -"
+                        err = key .. "= in the ccat directive must start with a letter or digit and hold only letters, digits and _ . , : / + -"
                     elseif key == "location" then
                         found.location = value
                     else
-                        table.insert(found.selection, OPTIONS[key])
-                        table.insert(found.selection, value)
+                        table.insert(found.selection, OPTIONS[key] .. "=" .. value)
                     end
                     if err then break end
                 end
@@ -153,7 +158,7 @@ end
 function slurm_bb_setup(job_id, uid, gid, pool, bb_size, job_script)
     local directive, problem = read_directive(job_script)
     if not directive then return slurm.ERROR, problem end
-    local arguments = { "stage", "request", "--slurm-job", job_id, "--for-uid", uid, "--location", directive.location, "--json" }
+    local arguments = { "stage", "request", "--slurm-job", job_id, "--for-uid", uid, "--location=" .. directive.location, "--json" }
     for _, argument in ipairs(directive.selection) do table.insert(arguments, argument) end
     if directive.keep then table.insert(arguments, "--keep") end
     local ok, output = ccat(arguments)

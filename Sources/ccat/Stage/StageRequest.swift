@@ -135,9 +135,13 @@ struct StageRequest: AsyncParsableCommand {
             // Asked again for the same job (slurmctld restarted during stage-in): the same request.
             // One with another selection is an older job that had the same id (ids start again
             // when Slurm's state is reset), and is left alone.
-            if let slurmJob, let open = try await db.openStagingRequest(slurmJobID: slurmJob),
-               open.destinationLocationID == target.id, (try? StagingSelection.parse(open.selection)) == selection, open.keepAfterJob == keep {
-                return (open.id, target)
+            if let slurmJob {
+                try await db.lockSlurmJobRequest(slurmJob)
+                if let open = try await db.openStagingRequests(slurmJobID: slurmJob).first(where: {
+                    $0.destinationLocationID == target.id && (try? StagingSelection.parse($0.selection)) == selection && $0.keepAfterJob == keep
+                }) {
+                    return (open.id, target)
+                }
             }
             let (selected, _) = try await Self.checkedSelection(selection, into: target, user: user, groups: groups, db, quota: true)
             // A Slurm job's request may wait for the daemon: Slurm holds the job meanwhile.

@@ -62,18 +62,21 @@ struct StageSlurmJobEnd: AsyncParsableCommand {
 
     func run() async throws {
         let outcome = try await withStagingDatabase(options, "slurm-job end") { db -> String in
-            guard let request = try await db.latestStagingRequest(slurmJobID: job) else { return "no staging request for Slurm job \(job)" }
-            if request.keepAfterJob { return "staging request \(request.id) is kept ('keep' in the directive): release it with 'ccat stage release \(request.id)'" }
-            switch request.status {
-            case .submitted, .accepted, .staging:
-                _ = try await db.endStagingRequest(request.id, as: .cancelled)
-                return "staging request \(request.id) cancelled"
-            case .ready, .failed:
-                _ = try await db.endStagingRequest(request.id, as: .released)
-                return "staging request \(request.id) released"
-            default:
-                return "staging request \(request.id) had already ended (\(request.status.rawValue))"
+            let open = try await db.openStagingRequests(slurmJobID: job)
+            guard !open.isEmpty else { return "no open staging request for Slurm job \(job)" }
+            var said: [String] = []
+            for request in open {
+                if request.keepAfterJob {
+                    said.append("staging request \(request.id) is kept ('keep' in the directive): release it with 'ccat stage release \(request.id)'")
+                } else if [.submitted, .accepted, .staging].contains(request.status) {
+                    _ = try await db.endStagingRequest(request.id, as: .cancelled)
+                    said.append("staging request \(request.id) cancelled")
+                } else {
+                    _ = try await db.endStagingRequest(request.id, as: .released)
+                    said.append("staging request \(request.id) released")
+                }
             }
+            return said.joined(separator: "\n")
         }
         print(outcome)
     }
