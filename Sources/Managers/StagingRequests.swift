@@ -61,11 +61,11 @@ struct StagingRequestCycle {
             do {
                 if let job = request.sentinelJobID {
                     if request.status == .ready {
-                        try await sentinels.release(job)
+                        try await sentinels.release(job, request: request.id)
                         try await db.recordSentinel(requestID: request.id, job: nil, state: "RELEASED")
                         log.info("sentinel job released", metadata: ["slurm_job": "\(job)"])
                     } else {
-                        try await sentinels.cancel(job)
+                        try await sentinels.cancel(job, request: request.id)
                         try await db.recordSentinel(requestID: request.id, job: nil, state: "CANCELLED")
                         log.info("sentinel job cancelled", metadata: ["slurm_job": "\(job)", "status": "\(request.status.rawValue)"])
                     }

@@ -9,8 +9,10 @@ import Processes
 public protocol SentinelJobs: Sendable {
     /// Submits the sentinel of `request` (held unless `held` is false); returns its job id.
     func submit(request: Int64, profile: BatchProfile?, held: Bool) async throws -> Int64
-    func release(_ job: Int64) async throws
-    func cancel(_ job: Int64) async throws
+    /// Releases the sentinel `job` of `request` (nothing is done to a job of another name).
+    func release(_ job: Int64, request: Int64) async throws
+    /// Cancels the sentinel `job` of `request` (nothing is done to a job of another name).
+    func cancel(_ job: Int64, request: Int64) async throws
 }
 
 /// A Slurm command about a sentinel failed.
@@ -25,7 +27,7 @@ public struct SentinelError: Error, Sendable, CustomStringConvertible {
 /// PROCESSING location's STAGING batch profile.
 extension ScontrolJobLookup: SentinelJobs {
     public static func arguments(request: Int64, profile: BatchProfile?, held: Bool) -> [String] {
-        var arguments = ["--parsable", "--job-name=ccat-stage-\(request)", "--ntasks=1", "--cpus-per-task=1", "--mem=16M", "--time=1",
+        var arguments = ["--parsable", "--job-name=\(name(ofSentinelOf: request))", "--ntasks=1", "--cpus-per-task=1", "--mem=16M", "--time=1",
                          "--output=/dev/null", "--error=/dev/null", "--chdir=/", "--export=NONE"]
         if held { arguments.append("--hold") }
         if let partition = profile?.partition { arguments.append("--partition=\(partition)") }
@@ -43,12 +45,29 @@ extension ScontrolJobLookup: SentinelJobs {
         return id
     }
 
-    public func release(_ job: Int64) async throws {
+    public func release(_ job: Int64, request: Int64) async throws {
+        try await requireSentinel(job, request: request)
         try await slurm("scontrol", ["release", String(job)], job)
     }
 
-    public func cancel(_ job: Int64) async throws {
+    public func cancel(_ job: Int64, request: Int64) async throws {
+        try await requireSentinel(job, request: request)
         try await slurm("scancel", [String(job)], job)
+    }
+
+    static func name(ofSentinelOf request: Int64) -> String { "ccat-stage-\(request)" }
+
+    /// The job still queued under the sentinel's name: a job id is never acted on once it left the
+    /// queue, so that a later job that got the same id (ids start again) is left alone.
+    private func requireSentinel(_ job: Int64, request: Int64) async throws {
+        let result = try await runner.run("squeue", ["-h", "-j", String(job), "-o", "%j"], environment: environment, timeout: timeout)
+        let name = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        if result.succeeded && name == Self.name(ofSentinelOf: request) { return }
+        if result.succeeded || result.stderr.contains("Invalid job id") {
+            throw SentinelError(description: "Slurm job \(job) is no longer the sentinel of staging request \(request)\(name.isEmpty ? " (it left the queue)" : " (it is now '\(name)')")",
+                                jobGone: true)
+        }
+        throw SentinelError(description: "squeue -j \(job): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))", jobGone: false)
     }
 
     private func slurm(_ command: String, _ arguments: [String], _ job: Int64) async throws {
