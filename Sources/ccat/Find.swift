@@ -19,14 +19,7 @@ struct Find: AsyncParsableCommand {
             help: ArgumentHelp("Observation ids or patterns, e.g. 'obs-2026-04*' (repeatable, or comma-separated).", valueName: "pattern"))
     var observation: [String] = []
 
-    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Only files of these instruments ('instrument' or 'instrument/module').", valueName: "name"))
-    var instrument: [String] = []
-
-    @Option(name: .long, help: ArgumentHelp("Only observations that started at or after this time (ISO 8601, e.g. 2026-11-01).", valueName: "time"))
-    var from: String?
-
-    @Option(name: .long, help: ArgumentHelp("Only observations that started before this time.", valueName: "time"))
-    var to: String?
+    @OptionGroup var narrowing: NarrowingOptions
 
     @Flag(name: .long, help: "Only observations that are wholly archived (every file packaged, every package in a long-term archive).")
     var archived = false
@@ -35,12 +28,9 @@ struct Find: AsyncParsableCommand {
     var limit = 200
 
     func filter() throws -> ObservationFilter {
-        let filter = ObservationFilter(patterns: StageRequest.split(observation), instruments: StageRequest.split(instrument),
-                                       from: try from.map { try StageRequest.parseTime($0, option: "--from") },
-                                       to: try to.map { try StageRequest.parseTime($0, option: "--to") },
-                                       archivedOnly: archived, limit: limit)
-        if let from = filter.from, let to = filter.to, to <= from { throw ValidationError("--to must be after --from") }
-        return filter
+        let range = try narrowing.timeRange()
+        return ObservationFilter(patterns: StageRequest.split(observation), instruments: narrowing.instruments, from: range.from, to: range.to,
+                                 archivedOnly: archived, limit: limit)
     }
 
     func validate() throws {

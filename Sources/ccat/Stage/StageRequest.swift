@@ -27,14 +27,7 @@ struct StageRequest: AsyncParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Raw data package names (repeatable, or comma-separated).", valueName: "name"))
     var package: [String] = []
 
-    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Only files of these instruments ('instrument' or 'instrument/module').", valueName: "name"))
-    var instrument: [String] = []
-
-    @Option(name: .long, help: ArgumentHelp("Only observations that started at or after this time (ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00:00Z).", valueName: "time"))
-    var from: String?
-
-    @Option(name: .long, help: ArgumentHelp("Only observations that started before this time.", valueName: "time"))
-    var to: String?
+    @OptionGroup var narrowing: NarrowingOptions
 
     @Option(name: .long, help: ArgumentHelp("The PROCESSING location (default: 'staging_location' in the config file, else the only one there is).", valueName: "name"))
     var location: String?
@@ -82,11 +75,9 @@ struct StageRequest: AsyncParsableCommand {
     }
 
     func selection() throws -> StagingSelection {
-        let selection = StagingSelection(observations: Self.split(observation), packages: Self.split(package), instruments: Self.split(instrument),
-                                         from: try from.map { try Self.parseTime($0, option: "--from") },
-                                         to: try to.map { try Self.parseTime($0, option: "--to") })
-        if let from = selection.from, let to = selection.to, to <= from { throw ValidationError("--to must be after --from") }
-        return selection
+        let range = try narrowing.timeRange()
+        return StagingSelection(observations: Self.split(observation), packages: Self.split(package), instruments: narrowing.instruments,
+                                from: range.from, to: range.to)
     }
 
     func validate() throws {
