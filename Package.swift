@@ -91,7 +91,7 @@ let package = Package(
         .target(
             name: "Managers",
             dependencies: [
-                "OpsDB", "Postgres", "Topology", "Scheduling", "Auth", "CCatConfig",
+                "OpsDB", "Postgres", "Topology", "Scheduling", "Processes", "Auth", "CCatConfig",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

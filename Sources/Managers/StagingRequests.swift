@@ -6,6 +6,7 @@ import Glibc
 #endif
 import OpsDB
 import Postgres
+import Processes
 import Scheduling
 
 /// Turns scientists' requests into staging jobs and follows them to the end.
@@ -53,7 +54,7 @@ struct StagingRequestCycle {
             guard let sentinels = settings.sentinels else {
                 if request.sentinelJobID == nil {
                     try await db.setStagingRequestReason(request.id, "no sentinel job: the daemon does not use Slurm (--slurm-dependency needs scheduler: slurm)")
-                    try await db.recordSentinel(requestID: request.id, job: nil, state: "CANCELLED")
+                    try await db.recordSentinel(requestID: request.id, job: nil, state: .cancelled)
                     changed += 1
                 }
                 continue
@@ -62,26 +63,30 @@ struct StagingRequestCycle {
                 if let job = request.sentinelJobID {
                     if request.status == .ready {
                         try await sentinels.release(job, request: request.id)
-                        try await db.recordSentinel(requestID: request.id, job: nil, state: "RELEASED")
+                        try await db.recordSentinel(requestID: request.id, job: nil, state: .released)
                         log.info("sentinel job released", metadata: ["slurm_job": "\(job)"])
                     } else {
                         try await sentinels.cancel(job, request: request.id)
-                        try await db.recordSentinel(requestID: request.id, job: nil, state: "CANCELLED")
+                        try await db.recordSentinel(requestID: request.id, job: nil, state: .cancelled)
                         log.info("sentinel job cancelled", metadata: ["slurm_job": "\(job)", "status": "\(request.status.rawValue)"])
                     }
                 } else if let location = request.destinationLocationID {
                     let profiles = try await db.submissionProfiles(locationID: location)
                     let ready = request.status == .ready
                     let job = try await sentinels.submit(request: request.id, profile: profiles[.staging] ?? profiles[nil], held: !ready)
-                    try await db.recordSentinel(requestID: request.id, job: job, state: ready ? "RELEASED" : "HELD")
+                    try await db.recordSentinel(requestID: request.id, job: job, state: ready ? .released : .held)
                     log.info("sentinel job submitted", metadata: ["slurm_job": "\(job)", "held": "\(!ready)"])
                 }
                 changed += 1
             } catch let error as SentinelError where error.jobGone {
                 // Someone else ended it: nothing left to release or cancel.
-                try await db.recordSentinel(requestID: request.id, job: nil, state: "CANCELLED")
+                try await db.recordSentinel(requestID: request.id, job: nil, state: .cancelled)
                 log.warning("sentinel job was already gone", metadata: ["error": "\(error)"])
             } catch let error as SentinelError {
+                log.warning("sentinel job not handled", metadata: ["error": "\(error)"])
+            } catch let error as CommandRunError {
+                // sbatch, squeue or scancel did not run or did not answer in time: try again next
+                // cycle, without holding up the other requests.
                 log.warning("sentinel job not handled", metadata: ["error": "\(error)"])
             }
         }

@@ -118,6 +118,13 @@ public enum ServiceStatus: String, PostgresCodable, Codable, CaseIterable, Senda
     case stopped = "STOPPED"
 }
 
+/// Where a `--slurm-dependency` request's sentinel job is (`staging_request.sentinel_state`).
+public enum SentinelState: String, PostgresCodable, Codable, CaseIterable, Sendable {
+    case held = "HELD"
+    case released = "RELEASED"
+    case cancelled = "CANCELLED"
+}
+
 public enum StagingRequestStatus: String, PostgresCodable, Codable, CaseIterable, Sendable {
     case submitted = "SUBMITTED"
     case accepted = "ACCEPTED"

@@ -335,9 +335,9 @@ extension OpsDB {
             """)
     }
 
-    public func recordSentinel(requestID: Int64, job: Int64?, state: String) async throws {
+    public func recordSentinel(requestID: Int64, job: Int64?, state: SentinelState) async throws {
         try await connection.execute("""
-            UPDATE staging_request SET sentinel_job_id = coalesce(\(job), sentinel_job_id), sentinel_state = \(state), updated_at = now()
+            UPDATE staging_request SET sentinel_job_id = coalesce(\(job), sentinel_job_id), sentinel_state = \(state.rawValue), updated_at = now()
             WHERE id = \(requestID)
             """)
     }

@@ -227,8 +227,7 @@ public struct StagingRequest: Codable, Sendable, Equatable {
     /// Asked with --slurm-dependency: a sentinel job is released when the data is ready.
     public var slurmDependency: Bool
     public var sentinelJobID: Int64?
-    /// HELD, RELEASED or CANCELLED.
-    public var sentinelState: String?
+    public var sentinelState: SentinelState?
 }
 
 public struct StagingJob: Codable, Sendable, Equatable {

@@ -253,7 +253,7 @@ struct StageRequest: AsyncParsableCommand {
             while true {
                 guard let request = try await db.stagingRequests(id: id).first else { throw CommandError("staging request \(id) vanished") }
                 if let job = request.sentinelJobID { return job }
-                if [.rejected, .cancelled, .expired, .released].contains(request.status) || request.sentinelState == "CANCELLED" {
+                if [.rejected, .cancelled, .expired, .released].contains(request.status) || request.sentinelState == .cancelled {
                     throw CommandError("staging request \(id) is \(request.status.rawValue), so there is no job to depend on: \(request.reason ?? "no reason recorded")")
                 }
                 if Date() >= deadline {
