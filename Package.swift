@@ -122,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "ccat",
             dependencies: [
-                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology", "Managers", "Scheduling", "Processes", "Archiving", "Storage", "Auth",
+                "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology", "Managers", "Scheduling", "Processes", "Archiving", "Storage", "Auth", "Runner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

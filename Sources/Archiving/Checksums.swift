@@ -147,10 +147,13 @@ public final class AtomicFile {
         try self.init(creating: RootedPath(file: path), mode: mode)
     }
 
-    /// A new file below a root, its missing directories created; no link on the way is followed.
     /// The temporary name for a file called `name`, beside it.
     public static func temporaryName(for name: String) -> String { ".\(name).ccat-partial" }
 
+    /// Whether a file name is one of these temporary names.
+    public static func isTemporaryName(_ name: String) -> Bool { name.hasPrefix(".") && name.hasSuffix(".ccat-partial") }
+
+    /// A new file below a root, its missing directories created; no link on the way is followed.
     public init(creating file: RootedPath, mode: mode_t = 0o644) throws {
         path = file.path
         temporaryPath = Self.temporaryPath(for: path)

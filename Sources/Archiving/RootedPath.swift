@@ -144,7 +144,7 @@ public struct RootedPath: Sendable, Hashable, CustomStringConvertible {
 
     /// fsync of a directory held with O_PATH (which cannot be synced itself); best effort, as a
     /// directory the user may search but not read cannot be opened for it.
-    static func syncDirectory(_ directory: Int32) {
+    public static func syncDirectory(_ directory: Int32) {
         let fd = openat(directory, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 {
             fsync(fd)

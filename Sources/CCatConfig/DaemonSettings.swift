@@ -18,6 +18,9 @@ public struct DaemonSettings: Sendable, Equatable {
     public var retention = 0.0
     /// Seconds between MONITORING checks of every location.
     public var monitoringInterval = 300.0
+    /// Seconds between fixity passes at one long-term archive (each reads what is left of the
+    /// day's allowance).
+    public var fixityInterval = 3600.0
     /// Staged data is kept this many seconds after it is ready; a PROCESSING location's own
     /// retention wins.
     public var stagingRetention: Int64 = 14 * 86400
@@ -71,6 +74,9 @@ public struct DaemonSettings: Sendable, Equatable {
             meaning: "Keep SOURCE and BUFFER copies at least this many seconds; a location's own retention wins", value: \.retention),
         Key(name: "monitoring_interval", unit: .seconds, positive: true, meaning: "Seconds between MONITORING checks of every location",
             value: \.monitoringInterval),
+        Key(name: "fixity_interval", unit: .seconds, positive: true,
+            meaning: "Seconds between fixity passes at one long-term archive; each reads what is left of the day's allowance",
+            value: \.fixityInterval),
         Key(name: "staging_retention", unit: .seconds, positive: false,
             meaning: "Keep staged data this many seconds after it is ready; a PROCESSING location's own retention wins", value: \.stagingRetentionValue),
         Key(name: "staging_job_max_bytes", unit: .bytes, positive: true, meaning: "Put up to this many bytes of one staging request into one batch job",

@@ -20,6 +20,8 @@ public struct ManagerSettings: Sendable {
     public var defaultRetentionSeconds: Double
     /// How often each location is checked (MONITORING operations).
     public var monitoringIntervalSeconds: Double
+    /// How often a long-term archive gets a fixity pass.
+    public var fixityIntervalSeconds: Double
     /// Rows a manager handles per query; a full batch makes it go again at once.
     public var batchSize = 200
     /// munged that decodes scientists' staging request credentials.
@@ -40,6 +42,7 @@ public struct ManagerSettings: Sendable {
         bundleMaxAgeSeconds = daemon.bundleMaxAge
         defaultRetentionSeconds = daemon.retention
         monitoringIntervalSeconds = daemon.monitoringInterval
+        fixityIntervalSeconds = daemon.fixityInterval
         stagingJobMaxBytes = daemon.stagingJobMaxBytes
         stagingRetentionSeconds = daemon.stagingRetention
     }

@@ -55,7 +55,8 @@ public enum TransferMethod: String, PostgresCodable, Codable, CaseIterable, Send
     case s3 = "S3"
 }
 
-/// The eight operations of the reference system.
+/// The eight operations of the reference system, and three that keep long-term archives whole
+/// (migration 0013): re-reading copies, comparing storage with the catalogue, and repairing.
 public enum OperationType: String, PostgresCodable, Codable, CaseIterable, Sendable {
     case rawDataPackageCreation = "RAW_DATA_PACKAGE_CREATION"
     case dataTransferPackageCreation = "DATA_TRANSFER_PACKAGE_CREATION"
@@ -65,6 +66,9 @@ public enum OperationType: String, PostgresCodable, Codable, CaseIterable, Senda
     case staging = "STAGING"
     case deletion = "DELETION"
     case monitoring = "MONITORING"
+    case fixityCheck = "FIXITY_CHECK"
+    case consistencyAudit = "CONSISTENCY_AUDIT"
+    case archiveRepair = "ARCHIVE_REPAIR"
 
     /// The lower-case form used in queue names, e.g. `data_transfer`.
     public var queueSuffix: String { rawValue.lowercased() }
@@ -135,4 +139,31 @@ public enum StagingRequestStatus: String, PostgresCodable, Codable, CaseIterable
     case cancelled = "CANCELLED"
     case released = "RELEASED"
     case expired = "EXPIRED"
+}
+
+/// A fixity pass or a consistency audit (`integrity_run.kind`).
+public enum IntegrityRunKind: String, PostgresCodable, Codable, CaseIterable, Sendable {
+    case fixity = "FIXITY"
+    case audit = "AUDIT"
+}
+
+/// RUNNING -> COMPLETED | SUSPECT | FAILED; SUSPECT -> CONFIRMED by an admin.
+public enum IntegrityRunState: String, PostgresCodable, Codable, CaseIterable, Sendable {
+    case running = "RUNNING"
+    case completed = "COMPLETED"
+    /// The safety brake tripped: too much looked bad at once, so nothing was marked or repaired.
+    case suspect = "SUSPECT"
+    case confirmed = "CONFIRMED"
+    case failed = "FAILED"
+}
+
+public enum IntegrityFindingKind: String, PostgresCodable, Codable, CaseIterable, Sendable {
+    /// The catalogue has the copy; the storage does not (or with another size).
+    case lost = "LOST"
+    /// The copy's bytes no longer have its SHA-256.
+    case corrupted = "CORRUPTED"
+    /// The storage has an object the catalogue does not know.
+    case dark = "DARK"
+    /// A temporary file of an interrupted write, older than a day.
+    case staleTemporary = "STALE_TEMPORARY"
 }

@@ -87,6 +87,19 @@ extension OpsDB {
         return state
     }
 
+    /// An attempt found work that no retry can do (no good copy of an object is left anywhere):
+    /// the operation goes straight to intervention, whatever attempts it has left.
+    public func requireIntervention(_ operationID: Int64, owner: String, errorClass: String, message: String, logPath: String?) async throws {
+        let ended = try await connection.query("""
+            UPDATE operation SET state = 'intervention', attempts = attempts + 1, error_class = \(errorClass), last_error = \(message),
+                   log_path = coalesce(\(logPath), log_path), lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
+            RETURNING id
+            """)
+        guard !ended.isEmpty else { throw LeaseLostError(operationID: operationID) }
+        if let logPath { try await addOperationLog(operationID, path: logPath, summary: "\(errorClass): \(message)") }
+    }
+
     /// Transfers a bundle may be sent before a damaged arrival needs a human.
     public static let maxTransferAttempts = 3
 

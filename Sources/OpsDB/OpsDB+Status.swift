@@ -56,6 +56,8 @@ public struct PipelineStatus: Codable, Sendable {
     /// Raw data packages with a verified copy in every active archive site.
     public var packagesArchivedEverywhere: Int
     public var packages: Int
+    /// Fixity and audit of every long-term archive.
+    public var integrity: [ArchiveIntegrity]
 }
 
 extension OpsDB {
@@ -129,6 +131,7 @@ extension OpsDB {
             """).first
         return PipelineStatus(files: try files?["n"] ?? 0, fileBytes: try files?["bytes"] ?? 0, stages: stages, copies: copies,
                               operations: operations, services: services, attention: attention, setAside: try await managerIssues(limit: 50),
-                              packagesArchivedEverywhere: try archived?["everywhere"] ?? 0, packages: try archived?["total"] ?? 0)
+                              packagesArchivedEverywhere: try archived?["everywhere"] ?? 0, packages: try archived?["total"] ?? 0,
+                              integrity: try await archiveIntegrity())
     }
 }

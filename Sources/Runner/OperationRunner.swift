@@ -202,6 +202,9 @@ public struct OperationRunner: Sendable {
         case .staging: return try await StagingExecution.run(operation, context: context)
         case .deletion: return try await DeletionExecution.run(operation, context: context)
         case .monitoring: return try await MonitoringExecution.run(operation, context: context)
+        case .fixityCheck: return try await FixityCheckExecution.run(operation, context: context)
+        case .consistencyAudit: return try await ConsistencyAuditExecution.run(operation, context: context)
+        case .archiveRepair: return try await ArchiveRepairExecution.run(operation, context: context)
         }
     }
 

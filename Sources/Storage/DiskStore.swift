@@ -102,17 +102,56 @@ public struct DiskStore: ObjectStore {
 
     public func list(prefix: String) throws -> [StoredObject] {
         var result: [StoredObject] = []
-        guard let walker = FileManager.default.enumerator(atPath: root) else {
-            throw failure(.io, nil, "cannot read the location's root")
-        }
-        while let relative = walker.nextObject() as? String {
-            guard relative.hasPrefix(prefix), walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular else { continue }
-            let name = (relative as NSString).lastPathComponent
-            if name.hasPrefix("."), name.hasSuffix(".ccat-partial") { continue }
-            let size = (walker.fileAttributes?[.size] as? NSNumber)?.int64Value ?? 0
-            result.append(StoredObject(key: relative, size: size, sha256: nil))
+        try listPages(prefix: prefix, pageSize: 10_000) { page in
+            result += page.filter { !AtomicFile.isTemporaryName(($0.key as NSString).lastPathComponent) }
         }
         return result.sorted { $0.key < $1.key }
+    }
+
+    /// A walk of the tree below the root (links are not followed), a page of regular files at a time.
+    public func listPages(prefix: String, pageSize: Int, _ page: ([StoredObject]) throws -> Void) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue,
+              let walker = FileManager.default.enumerator(atPath: root) else {
+            throw failure(.notFound, nil, "the location's root \(root) is missing or not a directory (an unmounted file system?)")
+        }
+        var batch: [StoredObject] = []
+        while let relative = walker.nextObject() as? String {
+            guard relative.hasPrefix(prefix), let attributes = walker.fileAttributes,
+                  attributes[.type] as? FileAttributeType == .typeRegular else { continue }
+            batch.append(StoredObject(key: relative, size: (attributes[.size] as? NSNumber)?.int64Value ?? 0, sha256: nil,
+                                      modified: attributes[.modificationDate] as? Date))
+            if batch.count >= pageSize {
+                try page(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        if !batch.isEmpty { try page(batch) }
+    }
+
+    public func readBack(_ key: String, shouldStop: @escaping ShouldStop) throws -> StoredObject? {
+        guard try head(key) != nil else { return nil }
+        let file = try rooted(key)
+        let read = try local(key) { try FileChecksum.sha256(of: file) }
+        return StoredObject(key: key, size: read.size, sha256: read.sha256)
+    }
+
+    /// A rename below the root (the new key's directories are created), then both directories
+    /// are synced.
+    public func move(_ key: String, to newKey: String) throws {
+        let from = try rooted(key)
+        let to = try rooted(newKey)
+        try local(key) {
+            let source = try from.openParent(creating: false)
+            defer { close(source.fd) }
+            let destination = try to.openParent(creating: true)
+            defer { close(destination.fd) }
+            guard renameat(source.fd, source.name, destination.fd, destination.name) == 0 else {
+                throw failure(errno == ENOENT ? .notFound : .io, key, "cannot move \(from.path) to \(to.path): \(String(cString: strerror(errno)))")
+            }
+            RootedPath.syncDirectory(destination.fd)
+            RootedPath.syncDirectory(source.fd)
+        }
     }
 
     public func probe() -> LocationProbe {
@@ -208,5 +247,6 @@ public struct DiskStore: ObjectStore {
 
 /// Thrown by copies that were told to stop; the runner maps it to its own stop handling.
 public struct StopRequestedDuringCopy: Error, CustomStringConvertible {
+    public init() {}
     public var description: String { "the transfer was stopped" }
 }

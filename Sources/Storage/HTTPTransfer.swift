@@ -24,14 +24,15 @@ struct HTTPResponse {
     var body: Data
 }
 
-/// A response body streamed into a file under its temporary name while it is hashed.
+/// A response body streamed into a file under its temporary name while it is hashed (or only
+/// hashed, without a file: a read-back).
 final class DownloadSink {
-    let file: AtomicFile
+    let file: AtomicFile?
     var hasher = SHA256()
     var bytes: Int64 = 0
     var writeError: ArchiveError?
 
-    init(file: AtomicFile) { self.file = file }
+    init(file: AtomicFile?) { self.file = file }
 }
 
 /// A failure of the transport itself (connection refused, timeout, reset), not an HTTP status.
@@ -178,7 +179,7 @@ final class CurlSession {
             let chunk = UnsafeRawBufferPointer(start: buffer, count: length)
             if let sink = state.download, (200..<300).contains(state.status) {
                 do {
-                    try sink.file.write(chunk)
+                    try sink.file?.write(chunk)
                 } catch let error as ArchiveError {
                     sink.writeError = error
                     return 0

@@ -7,11 +7,14 @@ public struct StoredObject: Sendable, Equatable, Codable {
     public var key: String
     public var size: Int64
     public var sha256: String?
+    /// When the object was last written, where a listing says (mtime, S3's LastModified).
+    public var modified: Date?
 
-    public init(key: String, size: Int64, sha256: String?) {
+    public init(key: String, size: Int64, sha256: String?, modified: Date? = nil) {
         self.key = key
         self.size = size
         self.sha256 = sha256
+        self.modified = modified
     }
 }
 
@@ -63,6 +66,19 @@ public protocol ObjectStore: Sendable {
 
     /// Objects whose keys start with `prefix`, sorted by key.
     func list(prefix: String) throws -> [StoredObject]
+
+    /// Every object whose key starts with `prefix`, temporary files of interrupted writes
+    /// included, handed to `page` at most `pageSize` at a time in no particular order: memory
+    /// stays bounded by one page however many objects the store holds.
+    func listPages(prefix: String, pageSize: Int, _ page: ([StoredObject]) throws -> Void) throws
+
+    /// Reads the whole object back and hashes it (a HEAD is not a fixity check): its size and
+    /// SHA-256 as stored now, or nil when there is no such object.
+    func readBack(_ key: String, shouldStop: @escaping ShouldStop) throws -> StoredObject?
+
+    /// Moves an object to another key of the same store (a rename on disk; a server-side copy,
+    /// then a delete, in S3), replacing what is there.
+    func move(_ key: String, to newKey: String) throws
 
     /// Reachability and, where the store can tell, capacity.
     func probe() -> LocationProbe

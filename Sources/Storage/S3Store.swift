@@ -252,7 +252,7 @@ public struct S3Store: ObjectStore {
         var sink: DownloadSink?
         do {
             _ = try send(session, {
-                sink?.file.discard()
+                sink?.file?.discard()
                 sink = DownloadSink(file: try AtomicFile(creating: path))
                 return request("GET", key, download: sink)
             }, key: key, what: "GET", shouldStop: shouldStop)
@@ -266,10 +266,10 @@ public struct S3Store: ObjectStore {
                 throw StorageError(kind: .checksumMismatch, location: description, object: key,
                                    problem: "received data with SHA-256 \(sha), but \(expectedSHA256) was recorded")
             }
-            try sink.file.commit()
+            try sink.file?.commit()
             return StoredObject(key: key, size: sink.bytes, sha256: sha)
         } catch {
-            sink?.file.discard()
+            sink?.file?.discard()
             throw error
         }
     }
@@ -287,24 +287,61 @@ public struct S3Store: ObjectStore {
 
     /// Listing in pages of `pageSize` keys (S3's maximum is 1000), following continuation tokens.
     public func list(prefix listPrefix: String, pageSize: Int) throws -> [StoredObject] {
+        var objects: [StoredObject] = []
+        try listPages(prefix: listPrefix, pageSize: pageSize) { objects += $0 }
+        return objects.sorted { $0.key < $1.key }
+    }
+
+    /// ListObjectsV2, one page per request, following continuation tokens.
+    public func listPages(prefix listPrefix: String, pageSize: Int, _ page: ([StoredObject]) throws -> Void) throws {
         let session = try session()
         let base = fullKey(listPrefix)
         let strip = prefix.isEmpty ? 0 : fullKey("").count
-        var objects: [StoredObject] = []
         var token: String?
         repeat {
-            var query = [("list-type", "2"), ("prefix", base), ("max-keys", "\(pageSize)")]
+            var query = [("list-type", "2"), ("prefix", base), ("max-keys", "\(min(pageSize, 1000))")]
             if let token { query.append(("continuation-token", token)) }
             let response = try send(session, { request("GET", nil, query: query) },
                                     key: listPrefix, what: "list objects", shouldStop: { false })
             let body = String(decoding: response.body, as: UTF8.self)
+            var objects: [StoredObject] = []
             for record in S3XML.records("Contents", in: body) {
                 guard let key = S3XML.value("Key", in: record) else { continue }
-                objects.append(StoredObject(key: String(key.dropFirst(strip)), size: Int64(S3XML.value("Size", in: record) ?? "") ?? 0, sha256: nil))
+                objects.append(StoredObject(key: String(key.dropFirst(strip)), size: Int64(S3XML.value("Size", in: record) ?? "") ?? 0, sha256: nil,
+                                            modified: S3XML.value("LastModified", in: record).flatMap(S3XML.date)))
             }
+            try page(objects)
             token = S3XML.value("IsTruncated", in: body) == "true" ? S3XML.value("NextContinuationToken", in: body) : nil
         } while token != nil
-        return objects.sorted { $0.key < $1.key }
+    }
+
+    /// A GET of the whole object, hashed as it arrives and written nowhere.
+    public func readBack(_ key: String, shouldStop: @escaping ShouldStop) throws -> StoredObject? {
+        try validateKey(key, location: description)
+        let session = try session()
+        var sink: DownloadSink?
+        let response = try send(session, {
+            sink = DownloadSink(file: nil)
+            return request("GET", key, download: sink)
+        }, key: key, what: "GET", allow: [404], shouldStop: shouldStop)
+        guard response.status != 404, let sink else { return nil }
+        return StoredObject(key: key, size: sink.bytes, sha256: hex(sink.hasher.finalize()))
+    }
+
+    /// CopyObject (metadata kept), then DELETE of the original. Objects over 5 GiB would need a
+    /// multipart copy, which this version does not do.
+    public func move(_ key: String, to newKey: String) throws {
+        try validateKey(key, location: description)
+        try validateKey(newKey, location: description)
+        let session = try session()
+        let source = "/\(bucket)/" + Self.encode(fullKey(key), keepSlash: true)
+        let response = try send(session, { request("PUT", newKey, headers: [("x-amz-copy-source", source)]) },
+                                key: newKey, what: "copy from \(key)", shouldStop: { false })
+        // CopyObject may answer 200 with an error in its body.
+        if S3XML.value("Code", in: String(decoding: response.body, as: UTF8.self)) != nil {
+            throw responseError(response, key: newKey, what: "copy from \(key)")
+        }
+        _ = try send(session, { request("DELETE", key) }, key: key, what: "DELETE", allow: [404], shouldStop: { false })
     }
 
     public func probe() -> LocationProbe {

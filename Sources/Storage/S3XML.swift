@@ -13,6 +13,13 @@ enum S3XML {
         values(name, in: xml).first
     }
 
+    /// An ISO 8601 time as S3 writes it (`2026-12-03T06:31:25.000Z`, fractions optional).
+    static func date(_ text: String) -> Date? {
+        let withFractions = ISO8601DateFormatter()
+        withFractions.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return withFractions.date(from: text) ?? ISO8601DateFormatter().date(from: text)
+    }
+
     /// The inner XML of every `<record>` element, in document order. Searched as UTF-8 bytes: a
     /// String search compares whole characters, and a tag right after a character that joins the
     /// next one (U+0605, say) would not be found.

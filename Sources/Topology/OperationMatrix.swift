@@ -7,7 +7,7 @@ public enum OperationMatrix {
         switch type {
         case .source: return [.rawDataPackageCreation, .deletion, .monitoring]
         case .buffer: return [.dataTransferPackageCreation, .dataTransfer, .dataTransferUnpacking, .deletion, .monitoring]
-        case .longTermArchive: return [.longTermArchiveTransfer, .monitoring]
+        case .longTermArchive: return [.longTermArchiveTransfer, .fixityCheck, .consistencyAudit, .archiveRepair, .monitoring]
         case .processing: return [.staging, .deletion, .monitoring]
         }
     }

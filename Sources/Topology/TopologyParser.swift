@@ -132,7 +132,7 @@ public enum TopologyParser {
 
     static func parseLocation(_ node: Node, path: String, defaults: BatchProfile, collector: IssueCollector) -> LocationSpec? {
         guard let fields = Fields(node, path: path, collector: collector) else { return nil }
-        fields.allow(["name", "type", "storage", "priority", "active", "fill_threshold_percent", "retention", "description", "batch", "staging"])
+        fields.allow(["name", "type", "storage", "priority", "active", "fill_threshold_percent", "retention", "description", "batch", "staging", "integrity"])
         let name = fields.string("name", required: true)
         if let name, !isValidName(name) || name.count > 63 {
             collector.add(fields["name"], "\(path).name", "'\(name)' is not a valid location name: use lower-case letters, digits and '_', starting with a letter (it becomes part of queue names)")
@@ -189,10 +189,47 @@ public enum TopologyParser {
             }
             staging = parseStagingPolicy(stagingNode, path: "\(path).staging", collector: collector)
         }
+        var integrity = IntegrityPolicy()
+        if let integrityNode = fields["integrity"] {
+            if let type, type != .longTermArchive {
+                collector.add(integrityNode, "\(path).integrity", "only LONG_TERM_ARCHIVE locations are fixity-checked and audited; remove 'integrity' here")
+            }
+            integrity = parseIntegrityPolicy(integrityNode, path: "\(path).integrity", collector: collector)
+        }
         guard let name, let type, let storage else { return nil }
         return LocationSpec(name: name, type: type, storage: storage, priority: priority, active: active,
                             fillThresholdPercent: fill, retentionSeconds: retention, description: description,
-                            batch: batch, operationBatch: overrides, staging: staging, sshHost: sshHost)
+                            batch: batch, operationBatch: overrides, staging: staging, sshHost: sshHost, integrity: integrity)
+    }
+
+    /// `integrity: {fixity_cycle: 90d, fixity_budget_per_day: 2TB, audit_every: 7d, brake_count: 100}`.
+    static func parseIntegrityPolicy(_ node: Node, path: String, collector: IssueCollector) -> IntegrityPolicy {
+        var policy = IntegrityPolicy()
+        guard let fields = Fields(node, path: path, collector: collector) else { return policy }
+        fields.allow(["fixity_cycle", "fixity_budget_per_day", "audit_every", "brake_count"])
+        for (key, keyPath) in [("fixity_cycle", \IntegrityPolicy.fixityCycleSeconds), ("audit_every", \IntegrityPolicy.auditIntervalSeconds)] {
+            guard let raw = fields.string(key) else { continue }
+            if let seconds = parseDuration(raw), seconds > 0 {
+                policy[keyPath: keyPath] = seconds
+            } else {
+                collector.add(fields[key], "\(path).\(key)", "'\(raw)' is not a duration above 0: use a number with s, m, h, d or w, e.g. 90d")
+            }
+        }
+        if let raw = fields.scalarText("fixity_budget_per_day") {
+            if let bytes = BatchProfile.parseSize(raw, defaultUnit: 1 << 30), bytes > 0 {
+                policy.fixityBytesPerDay = bytes
+            } else {
+                collector.add(fields["fixity_budget_per_day"], "\(path).fixity_budget_per_day", "'\(raw)' is not a size: use a number with KB, MB, GB or TB, e.g. 2TB (a bare number is GB)")
+            }
+        }
+        if let count = fields.int("brake_count") {
+            if count >= 1 {
+                policy.brakeCount = Int64(count)
+            } else {
+                collector.add(fields["brake_count"], "\(path).brake_count", "must be 1 or more (bad copies one pass may find before the location is suspect), got \(count)")
+            }
+        }
+        return policy
     }
 
     /// `staging: {groups: [astro, ccat], quota_per_user: 10TB}` of a PROCESSING location.
@@ -219,7 +256,7 @@ public enum TopologyParser {
 
     /// `30d`, `12h`, `90m`, `45s`, `2w`, or `0`.
     /// Seconds, or nil for text that is not a duration or is longer than `maximumDurationSeconds`.
-    static func parseDuration(_ text: String) -> Int64? {
+    public static func parseDuration(_ text: String) -> Int64? {
         if text == "0" { return 0 }
         guard let unit = text.last, let value = Int64(text.dropLast()), value >= 0 else { return nil }
         let factor: Int64

@@ -40,6 +40,8 @@ public struct LocationSpec: Sendable, Equatable {
     public var staging = StagingPolicySpec()
     /// For disk storage: the ssh destination rsync routes reach the path through (nil: mounted).
     public var sshHost: String?
+    /// A LONG_TERM_ARCHIVE's `integrity:` settings (fixity cycle and budget, audit interval, brake).
+    public var integrity = IntegrityPolicy()
 }
 
 /// A PROCESSING location's `staging:` settings.

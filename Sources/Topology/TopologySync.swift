@@ -98,6 +98,7 @@ public struct TopologySync: Sendable {
                         try await db.setProcessingPolicy(locationID: created.id, groups: locationSpec.staging.groups,
                                                          quotaBytesPerUser: locationSpec.staging.quotaBytesPerUser)
                     }
+                    if locationSpec.type == .longTermArchive { try await db.setIntegrityPolicy(locationID: created.id, locationSpec.integrity) }
                     keptLocationIDs.insert(created.id)
                     changes.created.append(label)
                 }
@@ -165,6 +166,10 @@ public struct TopologySync: Sendable {
                                    + (policy.quotaBytesPerUser != spec.staging.quotaBytesPerUser ? ", quota per user changed" : ""))
                 try await db.setProcessingPolicy(locationID: current.id, groups: spec.staging.groups, quotaBytesPerUser: spec.staging.quotaBytesPerUser)
             }
+        }
+        if spec.type == .longTermArchive, try await db.integrityPolicy(locationID: current.id) != spec.integrity {
+            differences.append("integrity settings")
+            try await db.setIntegrityPolicy(locationID: current.id, spec.integrity)
         }
         if !differences.isEmpty {
             try await db.updateLocation(id: current.id, type: spec.type, priority: spec.priority, active: spec.active,

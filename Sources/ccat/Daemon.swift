@@ -13,7 +13,7 @@ import UnixSignals
 
 struct Daemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the managers: packaging, bundling, transfers, unpacking, archiving, staging, deletion, monitoring, dispatch.",
+        abstract: "Run the managers: packaging, bundling, transfers, unpacking, archiving, staging, deletion, monitoring, integrity (fixity, audit, repair), dispatch.",
         discussion: """
             One service per manager in this process. Each takes a PostgreSQL advisory lock as its \
             leader lock, so a second daemon (on another host) is a hot standby that takes over when \
@@ -49,6 +49,9 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("monitoring_interval").help))
     var monitoringInterval: Double?
 
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("fixity_interval").help))
+    var fixityInterval: Double?
+
     @Option(name: .long, help: ArgumentHelp("Job script templates (default: $CCAT_JOBSCRIPTS, else PREFIX/share/ccat/jobscripts of this installation, else the source tree's jobscripts/).", valueName: "dir"))
     var jobscripts: String?
 
@@ -73,7 +76,7 @@ struct Daemon: AsyncParsableCommand {
         let given: [(String, Double?)] = [
             ("interval", interval), ("poll_interval", pollInterval), ("package_settle", packageSettle),
             ("bundle_max_bytes", bundleMaxBytes.map(Double.init)), ("bundle_max_age", bundleMaxAge), ("retention", retention),
-            ("monitoring_interval", monitoringInterval), ("staging_retention", stagingRetention.map(Double.init)),
+            ("monitoring_interval", monitoringInterval), ("fixity_interval", fixityInterval), ("staging_retention", stagingRetention.map(Double.init)),
             ("staging_job_max_bytes", stagingJobMaxBytes.map(Double.init)), ("shutdown_timeout", shutdownTimeout.map(Double.init)),
         ]
         for case let (name, value?) in given {
@@ -130,6 +133,7 @@ struct Daemon: AsyncParsableCommand {
             (StagingManager(settings: settings), interval),
             (DeletionManager(settings: settings), interval),
             (MonitoringManager(settings: settings), min(interval, monitoringInterval)),
+            (IntegrityManager(settings: settings), min(interval, resolved.fixityInterval)),
             (DispatchCycle(scheduler: scheduler, renderer: renderer, settings: dispatch), interval),
             (TrackCycle(scheduler: scheduler, policy: dispatch.retryPolicy), pollInterval),
         ]

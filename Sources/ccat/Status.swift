@@ -20,6 +20,23 @@ struct Status: AsyncParsableCommand {
 
     static func bytes(_ count: Int64) -> String { formatByteCount(count) }
 
+    static func renderIntegrity(_ archives: [ArchiveIntegrity]) -> String {
+        guard !archives.isEmpty else { return "" }
+        var table = TextTable(["ARCHIVE", "OLDEST VERIFICATION", "FIXITY (24 H)", "LAST AUDIT", "DAMAGED", "SUSPECT RUNS"])
+        for archive in archives {
+            table.append([archive.location, archive.oldestVerificationDays.map { String(format: "%.1f days ago", $0) } ?? "-",
+                          bytes(archive.fixityBytesLastDay),
+                          archive.lastAuditAt.map { "\(formatTimestamp($0)) \(archive.lastAuditState?.rawValue ?? "")" } ?? "never",
+                          archive.damagedCopies == 0 ? "0" : "\(archive.damagedCopies) (being repaired)",
+                          archive.suspectRuns.isEmpty ? "-" : archive.suspectRuns.map(String.init).joined(separator: ", ")])
+        }
+        var out = "\n" + table.render()
+        if archives.contains(where: { !$0.suspectRuns.isEmpty }) {
+            out += "SUSPECT: a fixity pass or audit found too much missing at once and changed nothing; look at the storage, then 'ccat audit show ID' and 'ccat audit confirm ID'\n"
+        }
+        return out
+    }
+
     static func render(_ status: PipelineStatus) -> String {
         var out = "files: \(status.files) (\(bytes(status.fileBytes)))   packages archived at every archive site: \(status.packagesArchivedEverywhere) of \(status.packages)\n\n"
         var stages = TextTable(["STAGE", "STATUS", "COUNT", "BYTES"])
@@ -31,6 +48,7 @@ struct Status: AsyncParsableCommand {
                            copy.usedPercent.map { String(format: "%.0f%%", $0) } ?? "-", copy.reachable.map { $0 ? "yes" : "NO" } ?? "-"])
         }
         if !status.copies.isEmpty { out += "\n" + copies.render() }
+        out += renderIntegrity(status.integrity)
         var queues = TextTable(["QUEUE", "STATE", "OPERATIONS"])
         for row in status.operations { queues.append([row.queue, row.state, String(row.count)]) }
         out += "\n" + (status.operations.isEmpty ? "no unfinished operations\n" : queues.render())

@@ -49,6 +49,10 @@ func manifestJSON(_ members: [ArchiveMember]) throws -> String {
 }
 
 /// The store behind a location: a POSIX tree or an S3 bucket. Tape is refused with a clear error.
+public func locationStore(for locationID: Int64, _ db: OpsDB, s3: S3Settings) async throws -> (location: DataLocation, store: any ObjectStore) {
+    try await store(for: locationID, db, s3: s3)
+}
+
 func store(for locationID: Int64, _ db: OpsDB, s3: S3Settings) async throws -> (location: DataLocation, store: any ObjectStore) {
     guard let location = try await db.location(id: locationID) else {
         throw InvalidOperation(description: "location \(locationID) does not exist")

@@ -1,0 +1,109 @@
+import Foundation
+import OpsDB
+import Storage
+
+/// FIXITY_CHECK: re-reads the archive copies of one long-term archive verified longest ago, as
+/// many as the day's allowance holds (the location's bytes spread over its fixity cycle, capped
+/// by its budget), and recomputes their SHA-256. Copies that verify get a new `verified_at`; a
+/// copy that is gone or has other bytes is a finding: marked MISSING or CORRUPTED, its object
+/// moved aside, and repaired by the integrity manager. When more copies look bad than the safety
+/// brake allows, the pass is recorded as suspect and nothing is marked or moved.
+enum FixityCheckExecution {
+    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+        let db = context.db
+        let target = try await store(for: operation.dataLocationID, db, s3: context.s3)
+        let policy = try await db.integrityPolicy(locationID: operation.dataLocationID)
+        let allowance = try await db.fixityAllowance(locationID: operation.dataLocationID, policy: policy)
+        let copies = try await db.fixityDueCopies(locationID: operation.dataLocationID, maxBytes: allowance.remaining,
+                                                  atLeastOne: allowance.checkedLastDay == 0)
+        let run = try await db.startIntegrityRun(.fixity, locationID: operation.dataLocationID, operationID: operation.id)
+        let log = context.log
+        log.write("fixity run \(run.id) of \(target.store.description): \(copies.count) of \(allowance.copies) copies; "
+                  + "\(formatByteCount(allowance.remaining)) left of today's \(formatByteCount(allowance.dailyBytes))")
+        let shouldStop = context.shouldStop
+        var verified: [Int64] = []
+        var problems: [FixityProblem] = []
+        var bytes: Int64 = 0
+        for copy in copies {
+            if shouldStop() { throw StopRequestedDuringCopy() }
+            let expectedSize = copy.sizeBytes ?? 0, expectedSHA = copy.checksum ?? ""
+            // A store that cannot be read fails the attempt: an unreachable archive is not a lost one.
+            guard let read = try await runBlocking({ try target.store.readBack(copy.relativePath, shouldStop: shouldStop) }) else {
+                problems.append(FixityProblem(copy: copy, kind: .lost, foundSize: nil, foundChecksum: nil, detail: "the object is gone"))
+                log.write("LOST copy \(copy.id): \(copy.relativePath) is gone")
+                continue
+            }
+            bytes += read.size
+            if read.size == expectedSize, read.sha256 == expectedSHA {
+                verified.append(copy.id)
+            } else {
+                let detail = "read back \(read.size) bytes with SHA-256 \(read.sha256 ?? "?"), expected \(expectedSize) bytes with \(expectedSHA)"
+                problems.append(FixityProblem(copy: copy, kind: .corrupted, foundSize: read.size, foundChecksum: read.sha256, detail: detail))
+                log.write("CORRUPTED copy \(copy.id): \(copy.relativePath): \(detail)")
+            }
+        }
+        let limit = policy.brakeLimit(copies: run.cataloguedCopies)
+        // A gone object is believed only while the storage holds anything at all: one copy read
+        // from an unmounted file system or an emptied bucket is not one copy lost.
+        let looksEmpty = problems.contains { $0.kind == .lost } ? try await runBlocking { try Brake.isEmpty(target.store) } : false
+        let suspect = problems.count > limit || looksEmpty
+        let message = suspect ? Brake.message(bad: Int64(problems.count), of: run.cataloguedCopies, limit: limit, runID: run.id,
+                                              what: looksEmpty ? "the storage holds nothing at all" : "re-read copies") : nil
+        if let message {
+            log.write(message)
+        } else {
+            for index in problems.indices where problems[index].kind == .corrupted {
+                problems[index].quarantinePath = try await Quarantine.moveAside(problems[index].copy, in: target.store, log: log)
+            }
+        }
+        let (checked, found, checkedBytes) = (verified, problems, bytes)
+        return ExecutionOutcome(
+            report: OperationReport(bytesProcessed: bytes,
+                                    resultJSON: resultJSON(["run": run.id, "checked": verified.count + problems.count, "bad": problems.count,
+                                                            "suspect": suspect]),
+                                    logPath: log.path),
+            record: { db in
+                try await db.finishFixityRun(run.id, verified: checked, checkedBytes: checkedBytes, problems: found, brakeLimit: limit,
+                                             suspect: suspect, message: message)
+            })
+    }
+}
+
+/// The safety brake's words, the same for fixity and audit.
+enum Brake {
+    struct Found: Error {}
+
+    /// Whether the store holds no object at all (the walk stops at the first one).
+    static func isEmpty(_ store: any ObjectStore) throws -> Bool {
+        do {
+            try store.listPages(prefix: "", pageSize: 1) { page in if !page.isEmpty { throw Found() } }
+            return true
+        } catch is Found {
+            return false
+        }
+    }
+
+    static func message(bad: Int64, of copies: Int64, limit: Int64, runID: Int64, what: String) -> String {
+        "SUSPECT: \(bad) of \(copies) catalogued copies look lost or corrupted (\(what)), more than the \(limit) one pass may find: "
+            + "the location is suspected as a whole (an unmounted file system, a wrong bucket or prefix, expired credentials?), "
+            + "so nothing was marked or repaired. Look at the storage, then run 'ccat audit confirm \(runID)' if the findings are real."
+    }
+}
+
+/// Damaged objects are never deleted when found: they are moved under the location's
+/// `.ccat-quarantine/`, and removed only once a repair has put verified bytes in their place.
+enum Quarantine {
+    static let prefix = ".ccat-quarantine/"
+
+    static func key(for copy: PhysicalCopy) -> String {
+        "\(prefix)copy-\(copy.id)-\(Int(Date().timeIntervalSince1970))/\(copy.relativePath)"
+    }
+
+    /// Moves the copy's object aside; returns its new key.
+    static func moveAside(_ copy: PhysicalCopy, in store: any ObjectStore, log: OperationLog) async throws -> String {
+        let aside = key(for: copy)
+        try await runBlocking { try store.move(copy.relativePath, to: aside) }
+        log.write("moved \(copy.relativePath) aside to \(aside)")
+        return aside
+    }
+}
