@@ -59,10 +59,13 @@ bench:
 	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-dispatch
 	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-storage
 	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-managers
+	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-integrity
+	$(SWIFT) build $(BENCH_FLAGS) --product ccat-runner
 	@if [ -f .ccat-dev/slurm/etc/slurm.conf ]; then export SLURM_CONF="$$PWD/.ccat-dev/slurm/etc/slurm.conf"; fi; \
 	  $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-dispatch
 	CCAT_TEST_S3_ENDPOINT=$$(cat .ccat-dev/s3/endpoint) $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-storage
 	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-managers
+	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-integrity
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  $(SWIFT) build $(BENCH_FLAGS) --product ccat && $(SWIFT) build $(BENCH_FLAGS) --product ccat-runner && \
 	  bench/slurm-staging.sh $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path); fi

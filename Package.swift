@@ -156,6 +156,13 @@ let package = Package(
             path: "bench/managers",
             swiftSettings: upcoming
         ),
+        // `make bench`: fixity against sha256sum, and an audit of 1,000,000 catalogued copies.
+        .executableTarget(
+            name: "ccat-bench-integrity",
+            dependencies: ["BenchSupport", "OpsDB", "Postgres"],
+            path: "bench/integrity",
+            swiftSettings: upcoming
+        ),
         // `make bench`: the dispatch benchmark (not part of the test suite).
         .executableTarget(
             name: "ccat-bench-dispatch",
@@ -164,7 +171,7 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Processes", "Topology", "OpsDB", "Postgres", "TestSupport", "Managers", .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
-        .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres", "OpsDB", "Auth", "CCatCLI", "Scheduling", "Processes", "Managers",
+        .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres", "OpsDB", "Auth", "CCatCLI", "Scheduling", "Processes", "Managers", "Storage",
                                                          .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
         .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),

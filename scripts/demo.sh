@@ -214,7 +214,12 @@ JOB
     done
     [ "$state" = COMPLETED ] || { echo "demo: job $job ended '$state': $(squeue -h -j "$job" -o %r)" >&2; exit 1; }
     cat "$demo/jobs/analysis.out"
-    echo "job $job waited for its data, ran on it, and its data is released now that it ended"
+    # The job's end (Slurm's teardown) releases its data; the daemon then removes the directory.
+    job_dir="$(sed -n 's/^staged for this job: \(.*\) (request [0-9]*)$/\1/p' "$demo/jobs/analysis.out")"
+    [ -n "$job_dir" ] || { echo "demo: the job did not say where its data was staged" >&2; exit 1; }
+    for _ in $(seq 1 "$timeout"); do [ -e "$job_dir" ] || break; sleep 1; done
+    [ ! -e "$job_dir" ] || { echo "demo: $job_dir still there after the job ended" >&2; exit 1; }
+    echo "job $job waited for its data, ran on it, and its data was removed once it ended"
 fi
 
 kill -TERM $daemon

@@ -27,7 +27,7 @@ public enum CopiedObject: Sendable, Equatable {
 extension OpsDB {
     static let copyColumns: PostgresQuery = """
         id, kind, raw_data_file_id, raw_data_package_id, data_transfer_package_id, data_location_id,
-        staging_job_id, status, relative_path, size_bytes, checksum, verified_at, created_at, updated_at,
+        staging_job_id, status, relative_path, size_bytes, checksum, verified_at, fixity_checked_at, created_at, updated_at,
         deletion_scheduled_at, deleted_at
         """
 

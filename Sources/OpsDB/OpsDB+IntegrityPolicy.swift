@@ -89,15 +89,15 @@ extension OpsDB {
         return FixityAllowance(copies: copies, bytes: bytes, dailyBytes: policy.dailyFixityBytes(locationBytes: bytes), checkedLastDay: checked)
     }
 
-    /// The copies verified longest ago whose sizes add up to at most `maxBytes` (at least one when
+    /// The copies checked (or verified) longest ago whose sizes add up to at most `maxBytes` (at least one when
     /// `atLeastOne`, so a copy larger than a day's budget is still checked on a day of its own).
     public func fixityDueCopies(locationID: Int64, maxBytes: Int64, atLeastOne: Bool, limit: Int = 10_000) async throws -> [PhysicalCopy] {
         try await all(PhysicalCopy.self, """
             SELECT \(Self.copyColumns) FROM (
-                SELECT *, sum(size_bytes) OVER (ORDER BY verified_at NULLS FIRST, id) AS running, row_number() OVER (ORDER BY verified_at NULLS FIRST, id) AS n
-                FROM (SELECT * FROM physical_copy
+                SELECT *, sum(size_bytes) OVER (ORDER BY checked NULLS FIRST, id) AS running, row_number() OVER (ORDER BY checked NULLS FIRST, id) AS n
+                FROM (SELECT *, coalesce(fixity_checked_at, verified_at) AS checked FROM physical_copy
                       WHERE data_location_id = \(locationID) AND status = 'PRESENT' AND checksum IS NOT NULL AND size_bytes IS NOT NULL
-                      ORDER BY verified_at NULLS FIRST, id LIMIT \(limit)) due
+                      ORDER BY coalesce(fixity_checked_at, verified_at) NULLS FIRST, id LIMIT \(limit)) due
             ) s
             WHERE running <= \(maxBytes) OR (n = 1 AND \(atLeastOne))
             ORDER BY n

@@ -140,12 +140,12 @@ extension OpsDB {
 
     // MARK: Fixity
 
-    /// Ends a fixity pass: the copies that verified get a new `verified_at`; the problems are
+    /// Ends a fixity pass: the copies that verified get a new `fixity_checked_at`; the problems are
     /// recorded, and, unless the pass is suspect, their copies are marked CORRUPTED or MISSING.
     public func finishFixityRun(_ runID: Int64, verified: [Int64], checkedBytes: Int64, problems: [FixityProblem],
                                 brakeLimit: Int64, suspect: Bool, message: String?) async throws {
         try await connection.execute("""
-            UPDATE physical_copy SET verified_at = now(), updated_at = now() WHERE id = ANY(\(verified)::bigint[]) AND status = 'PRESENT'
+            UPDATE physical_copy SET fixity_checked_at = now(), updated_at = now() WHERE id = ANY(\(verified)::bigint[]) AND status = 'PRESENT'
             """)
         for problem in problems {
             try await connection.execute("""
@@ -215,7 +215,7 @@ extension OpsDB {
     public func archiveIntegrity() async throws -> [ArchiveIntegrity] {
         try await all(ArchiveIntegrity.self, """
             SELECT s.short_name || ':' || l.name AS location,
-                   (SELECT extract(epoch FROM now() - min(coalesce(c.verified_at, c.created_at))) / 86400 FROM physical_copy c
+                   (SELECT extract(epoch FROM now() - min(coalesce(c.fixity_checked_at, c.verified_at, c.created_at))) / 86400 FROM physical_copy c
                     WHERE c.data_location_id = l.id AND c.status = 'PRESENT')::float8 AS oldest_verification_days,
                    (SELECT coalesce(sum(r.checked_bytes), 0) FROM integrity_run r WHERE r.data_location_id = l.id AND r.kind = 'FIXITY'
                     AND r.finished_at > now() - interval '1 day')::bigint AS fixity_bytes_last_day,

@@ -56,10 +56,11 @@ extension OpsDB {
             """).map { try $0["quarantine_path"] }
     }
 
-    /// The repaired copy holds its bytes again, verified now; its findings are resolved.
+    /// The repaired copy holds its bytes again, verified now (`fixity_checked_at`; `verified_at`
+    /// stays when the copy was first written and verified); its findings are resolved.
     public func recordCopyRepaired(_ copyID: Int64, resolution: String) async throws {
         try await connection.execute("""
-            UPDATE physical_copy SET status = 'PRESENT', verified_at = now(), updated_at = now()
+            UPDATE physical_copy SET status = 'PRESENT', fixity_checked_at = now(), updated_at = now()
             WHERE id = \(copyID) AND status IN ('CORRUPTED', 'MISSING')
             """)
         try await connection.execute("""

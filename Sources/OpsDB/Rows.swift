@@ -137,7 +137,10 @@ public struct PhysicalCopy: Codable, Sendable, Equatable {
     public var relativePath: String
     public var sizeBytes: Int64?
     public var checksum: String?
+    /// When the copy was written and verified.
     public var verifiedAt: Date?
+    /// When a fixity pass (or a repair) last found its bytes whole.
+    public var fixityCheckedAt: Date?
     public var createdAt: Date
     public var updatedAt: Date
     public var deletionScheduledAt: Date?

@@ -49,7 +49,7 @@ struct EndToEndTests {
         var status = try await currentStatus()
         _ = try await eventually(within: .seconds(60), every: .milliseconds(500)) {
             status = try await currentStatus()
-            return status.operations.allSatisfy { $0.queue.hasSuffix("_monitoring") }
+            return status.operations.allSatisfy { operation in ["_monitoring", "_fixity_check", "_consistency_audit"].contains { operation.queue.hasSuffix($0) } }
         }
         #expect(status.files == 60)
         #expect(status.packages == 20 && status.packagesArchivedEverywhere == 20)
@@ -67,9 +67,10 @@ struct EndToEndTests {
             #expect(done.count == 1 && done[0].count > 0 && done[0].bytes > 0, "\(stage): \(done)")
         }
         // No stuck or failed work, and no temporary files anywhere.
-        // MONITORING checks run on their own schedule and may still sit in the batch queue when the
-        // pipeline is done; no other work may be left.
-        let unfinished = status.operations.filter { !$0.queue.hasSuffix("_monitoring") }
+        // MONITORING checks, fixity passes and audits run on their own schedule and may still sit in
+        // the batch queue when the pipeline is done; no other work may be left.
+        let scheduled = ["_monitoring", "_fixity_check", "_consistency_audit"]
+        let unfinished = status.operations.filter { operation in !scheduled.contains { operation.queue.hasSuffix($0) } }
         #expect(unfinished.isEmpty, "\(unfinished)")
         #expect(status.attention.isEmpty)
         let leftovers = (FileManager.default.enumerator(atPath: directory.path)?.allObjects as? [String] ?? [])

@@ -35,6 +35,37 @@ struct DiskStoreTests {
         #expect(!DiskStore(name: "gone", root: dir.appendingPathComponent("missing").path).probe().reachable)
     }
 
+    /// What fixity and audits need: read-back, a walk that also sees temporary files (which
+    /// `list` hides), a move aside that creates its directories, and a missing root as an error
+    /// rather than an empty listing.
+    @Test func readBackWalkAndMoveAside() throws {
+        let dir = try scratch("disk-integrity")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = DiskStore(name: "lta", root: dir.appendingPathComponent("root").path)
+        let source = try randomFile(dir.appendingPathComponent("in/a.tar"), size: 5000)
+        try store.upload(file: source.path, to: "obs 1/a.tar", sha256: source.sha256, shouldStop: never)
+        FileManager.default.createFile(atPath: store.root + "/obs 1/.b.tar.ccat-partial", contents: Data("x".utf8))
+        #expect(try store.readBack("obs 1/a.tar", shouldStop: never) == StoredObject(key: "obs 1/a.tar", size: 5000, sha256: source.sha256))
+        #expect(try store.readBack("obs 1/none.tar", shouldStop: never) == nil)
+        var pages: [[StoredObject]] = []
+        try store.listPages(prefix: "", pageSize: 1) { pages.append($0) }
+        #expect(pages.count == 2 && Set(pages.flatMap { $0.map(\.key) }) == ["obs 1/a.tar", "obs 1/.b.tar.ccat-partial"])
+        #expect(pages.allSatisfy { $0[0].modified != nil })
+        #expect(try store.list(prefix: "").map(\.key) == ["obs 1/a.tar"])
+
+        try store.move("obs 1/a.tar", to: ".ccat-quarantine/copy-1/obs 1/a.tar")
+        #expect(try store.head("obs 1/a.tar") == nil)
+        #expect(try store.readBack(".ccat-quarantine/copy-1/obs 1/a.tar", shouldStop: never)?.sha256 == source.sha256)
+        let gone = #expect(throws: StorageError.self) { try store.move("obs 1/a.tar", to: "elsewhere") }
+        #expect(gone?.kind == .notFound)
+        let escape = #expect(throws: StorageError.self) { try store.move(".ccat-quarantine/copy-1/obs 1/a.tar", to: "../outside") }
+        #expect(escape?.kind == .invalidPath)
+
+        let unmounted = DiskStore(name: "lta", root: dir.appendingPathComponent("not-mounted").path)
+        let missing = #expect(throws: StorageError.self) { try unmounted.listPages(prefix: "", pageSize: 10) { _ in } }
+        #expect(missing?.kind == .notFound && missing?.description.contains("unmounted") == true)
+    }
+
     @Test func damagedSourceOrCopyIsNeverStored() throws {
         let dir = try scratch("disk-damage")
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -255,6 +255,35 @@ struct S3StoreTests {
         #expect(try store.holds("big.tar", size: (10 << 20) + 3, sha256: source.sha256))
     }
 
+    /// What fixity and repair need: a read-back that hashes the whole object, a listing page by
+    /// page with modification times, and a move aside that keeps bytes and metadata, in one copy
+    /// or, above the single-copy limit, in parts.
+    @Test func readBackListPagesAndMoveAside() throws {
+        let dir = try scratch("s3-integrity")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try testBucket(settings: S3Settings(partSize: 5 << 20, parallelParts: 2))
+        let small = try randomFile(dir.appendingPathComponent("small"), size: 1000)
+        let big = try randomFile(dir.appendingPathComponent("big"), size: (11 << 20) + 7)
+        try store.upload(file: small.path, to: "pkg/small's.tar", sha256: small.sha256, shouldStop: never)
+        try store.upload(file: big.path, to: "pkg/big.tar", sha256: big.sha256, shouldStop: never)
+        #expect(try store.readBack("pkg/small's.tar", shouldStop: never) == StoredObject(key: "pkg/small's.tar", size: 1000, sha256: small.sha256))
+        #expect(try store.readBack("pkg/none.tar", shouldStop: never) == nil)
+        var pages: [[StoredObject]] = []
+        try store.listPages(prefix: "", pageSize: 1) { pages.append($0) }
+        #expect(pages.count == 2 && pages.allSatisfy { $0.count == 1 && $0[0].modified.map { abs($0.timeIntervalSinceNow) < 600 } == true })
+
+        try store.move("pkg/small's.tar", to: ".ccat-quarantine/copy-1/pkg/small's.tar")
+        try store.move("pkg/big.tar", to: ".ccat-quarantine/copy-2/pkg/big.tar", singleCopyLimit: 5 << 20, partSize: 5 << 20)
+        #expect(try store.head("pkg/small's.tar") == nil && store.head("pkg/big.tar") == nil)
+        for (key, file) in [(".ccat-quarantine/copy-1/pkg/small's.tar", small), (".ccat-quarantine/copy-2/pkg/big.tar", big)] {
+            #expect(try store.readBack(key, shouldStop: never)?.sha256 == file.sha256, "\(key)")
+            #expect(try store.head(key)?.sha256 == file.sha256, "the recorded SHA-256 stays with the object")
+            #expect(try store.incompleteUploads(of: key).isEmpty)
+        }
+        let gone = #expect(throws: StorageError.self) { try store.move("pkg/big.tar", to: "elsewhere") }
+        #expect(gone?.kind == .notFound)
+    }
+
     @Test func listingFollowsContinuationTokens() throws {
         let dir = try scratch("s3-list")
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -30,6 +30,11 @@ struct TopologyValidationTests {
         ("bad short name", "short_name: us", "short_name: US-East", "sites[2].short_name", "'US-East' is not a valid short name", 90),
         ("staging policy on a buffer", "fill_threshold_percent: 85", "staging: {groups: [ccat]}", "sites[0].locations[2].staging",
          "only PROCESSING locations take staging requests", 39),
+        ("integrity settings on a buffer", "fill_threshold_percent: 85", "integrity: {fixity_cycle: 30d}", "sites[0].locations[2].integrity",
+         "only LONG_TERM_ARCHIVE locations are fixity-checked", 39),
+        ("fixity cycle that is not a duration", "fixity_cycle: 90d", "fixity_cycle: quarterly", "sites[2].locations[1].integrity.fixity_cycle",
+         "'quarterly' is not a duration above 0", 104),
+        ("brake count below one", "brake_count: 100", "brake_count: 0", "sites[2].locations[1].integrity.brake_count", "must be 1 or more", 104),
         ("more required archive sites than there are", "sites:\n", "required_archive_sites: 3\nsites:\n", "required_archive_sites",
          "3 archive sites are required but only 2 sites have an active long-term archive", 23),
         ("ssh host that is an option", "root: /archive/ccat}", "root: /archive/ccat, host: \"-oProxyCommand=evil\"}",
@@ -124,6 +129,10 @@ struct TopologyValidationTests {
         #expect(ramses.operationBatch[.staging]?.timeLimitMinutes == 30)
         #expect(ramses.staging == StagingPolicySpec(groups: ["ccat"], quotaBytesPerUser: 20 << 40))
         #expect(cologne.locations.first { $0.name == "buffer" }?.staging == StagingPolicySpec())
+        // An archive's integrity settings, and the defaults where it has none.
+        let us = try #require(spec.sites.last?.locations.last)
+        #expect(us.integrity == IntegrityPolicy(fixityCycleSeconds: 90 * 86_400, fixityBytesPerDay: 2 << 40, auditIntervalSeconds: 7 * 86_400, brakeCount: 100))
+        #expect(cologne.locations.first { $0.name == "long_term_archive" }?.integrity == IntegrityPolicy())
     }
 
     @Test func slurmTimesAndSizes() {
@@ -156,10 +165,12 @@ struct TopologyApplyTests {
         "cologne_buffer_deletion", "cologne_buffer_monitoring",
         "cologne_buffer_secondary_data_transfer", "cologne_buffer_secondary_data_transfer_package_creation",
         "cologne_buffer_secondary_data_transfer_unpacking", "cologne_buffer_secondary_deletion", "cologne_buffer_secondary_monitoring",
+        "cologne_long_term_archive_archive_repair", "cologne_long_term_archive_consistency_audit", "cologne_long_term_archive_fixity_check",
         "cologne_long_term_archive_long_term_archive_transfer", "cologne_long_term_archive_monitoring",
         "cologne_ramses_processing_deletion", "cologne_ramses_processing_monitoring", "cologne_ramses_processing_staging",
         "us_buffer_data_transfer", "us_buffer_data_transfer_package_creation", "us_buffer_data_transfer_unpacking",
         "us_buffer_deletion", "us_buffer_monitoring",
+        "us_long_term_archive_archive_repair", "us_long_term_archive_consistency_audit", "us_long_term_archive_fixity_check",
         "us_long_term_archive_long_term_archive_transfer", "us_long_term_archive_monitoring",
     ]
 
@@ -214,6 +225,14 @@ struct TopologyApplyTests {
             #expect(remoteApplied.changed.contains { $0.contains("ssh host none -> dtn.us.example.org") }, "\(remoteApplied.changed)")
             let archive = try #require(try await db.location(siteShortName: "us", name: "long_term_archive"))
             #expect(try await OpsDB(db.connection).sshHost(of: archive.id) == "dtn.us.example.org")
+
+            // An archive's integrity settings are stored, and a change to them is applied.
+            #expect(try await db.integrityPolicy(locationID: archive.id).brakeCount == 100)
+            let brake = try TopologyParser.parse(try exampleTopology(replacing: "brake_count: 100", with: "brake_count: 7"), file: "t.yaml")
+            let brakeApplied = try await TopologySync().apply(brake, to: db.connection)
+            #expect(brakeApplied.changed == ["location us.long_term_archive: ssh host dtn.us.example.org -> none, integrity settings"], "\(brakeApplied.changed)")
+            #expect(try await db.integrityPolicy(locationID: archive.id)
+                    == IntegrityPolicy(fixityCycleSeconds: 90 * 86_400, fixityBytesPerDay: 2 << 40, auditIntervalSeconds: 7 * 86_400, brakeCount: 7))
         }
     }
 

@@ -104,7 +104,7 @@ try await withBenchDatabase { conninfo in
     let cycles: [any ManagerCycle] = [
         RawDataPackageManager(settings: settings), DataTransferPackageManager(settings: settings), TransferManager(settings: settings),
         UnpackManager(settings: settings), ArchiveManager(settings: settings), DeletionManager(settings: settings),
-        MonitoringManager(settings: settings),
+        MonitoringManager(settings: settings), IntegrityManager(settings: settings),
     ]
     var slowest = 0.0
     var scanned: [String] = []

@@ -70,8 +70,11 @@ CREATE TABLE integrity_finding (
 CREATE INDEX integrity_finding_run ON integrity_finding (integrity_run_id, kind, id);
 CREATE INDEX integrity_finding_copy ON integrity_finding (physical_copy_id) WHERE physical_copy_id IS NOT NULL;
 
--- Fixity takes the copies verified longest ago first.
-CREATE INDEX physical_copy_fixity_due ON physical_copy (data_location_id, verified_at NULLS FIRST, id) WHERE status = 'PRESENT';
+-- When a fixity pass last re-read the copy and found its bytes whole (`verified_at` stays the
+-- time it was written and verified). Fixity takes the copies checked longest ago first.
+ALTER TABLE physical_copy ADD COLUMN fixity_checked_at timestamptz;
+CREATE INDEX physical_copy_fixity_due ON physical_copy (data_location_id, (coalesce(fixity_checked_at, verified_at)) NULLS FIRST, id)
+    WHERE status = 'PRESENT';
 -- Copies that need a repair.
 CREATE INDEX physical_copy_damaged ON physical_copy (id) WHERE status IN ('CORRUPTED', 'MISSING');
 

@@ -2,9 +2,9 @@ import Foundation
 import OpsDB
 import Storage
 
-/// FIXITY_CHECK: re-reads the archive copies of one long-term archive verified longest ago, as
+/// FIXITY_CHECK: re-reads the archive copies of one long-term archive checked longest ago, as
 /// many as the day's allowance holds (the location's bytes spread over its fixity cycle, capped
-/// by its budget), and recomputes their SHA-256. Copies that verify get a new `verified_at`; a
+/// by its budget), and recomputes their SHA-256. Copies that verify get a new `fixity_checked_at`; a
 /// copy that is gone or has other bytes is a finding: marked MISSING or CORRUPTED, its object
 /// moved aside, and repaired by the integrity manager. When more copies look bad than the safety
 /// brake allows, the pass is recorded as suspect and nothing is marked or moved.
