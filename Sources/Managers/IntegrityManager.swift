@@ -4,7 +4,9 @@ import OpsDB
 
 /// 9. Long-term archives are kept whole: each gets a FIXITY_CHECK every `fixityIntervalSeconds`
 /// while its day's allowance lasts, and a CONSISTENCY_AUDIT every `audit_interval` of its
-/// policy; every archive copy those found lost or corrupted gets an ARCHIVE_REPAIR.
+/// policy; every archive copy those found lost or corrupted gets an ARCHIVE_REPAIR. PROCESSING
+/// locations holding data of READY requests get a CONSISTENCY_AUDIT (a look for staged files that
+/// vanished) every `fixityIntervalSeconds` too.
 public struct IntegrityManager: ManagerCycle {
     public let name = "integrity-manager"
     let settings: ManagerSettings
@@ -24,6 +26,14 @@ public struct IntegrityManager: ManagerCycle {
             created += try await work.attempt("audit of location \(archive.id) (\(archive.name))") {
                 guard try await due(.audit, at: archive.id, every: Double(policy.auditIntervalSeconds), db) else { return 0 }
                 return try await work.places.schedule(db, OperationPlan(.consistencyAudit, at: archive.id, target: .none))
+            }
+        }
+        let scratch = work.places.locations.values.filter { $0.active && $0.locationType == .processing }.sorted { $0.id < $1.id }
+        for processing in scratch {
+            created += try await work.attempt("staged-data check of location \(processing.id) (\(processing.name))") {
+                guard try await due(.audit, at: processing.id, every: settings.fixityIntervalSeconds, db),
+                      try await db.holdsReadyStagedData(locationID: processing.id) else { return 0 }
+                return try await work.places.schedule(db, OperationPlan(.consistencyAudit, at: processing.id, target: .none))
             }
         }
         // Repairs come before new archiving work on the archive's queue.

@@ -108,27 +108,6 @@ public struct DiskStore: ObjectStore {
         return result.sorted { $0.key < $1.key }
     }
 
-    /// A walk of the tree below the root (links are not followed), a page of regular files at a time.
-    public func listPages(prefix: String, pageSize: Int, _ page: ([StoredObject]) throws -> Void) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue,
-              let walker = FileManager.default.enumerator(atPath: root) else {
-            throw failure(.notFound, nil, "the location's root \(root) is missing or not a directory (an unmounted file system?)")
-        }
-        var batch: [StoredObject] = []
-        while let relative = walker.nextObject() as? String {
-            guard relative.hasPrefix(prefix), let attributes = walker.fileAttributes,
-                  attributes[.type] as? FileAttributeType == .typeRegular else { continue }
-            batch.append(StoredObject(key: relative, size: (attributes[.size] as? NSNumber)?.int64Value ?? 0, sha256: nil,
-                                      modified: attributes[.modificationDate] as? Date))
-            if batch.count >= pageSize {
-                try page(batch)
-                batch.removeAll(keepingCapacity: true)
-            }
-        }
-        if !batch.isEmpty { try page(batch) }
-    }
-
     public func readBack(_ key: String, shouldStop: @escaping ShouldStop) throws -> StoredObject? {
         guard try head(key) != nil else { return nil }
         let file = try rooted(key)

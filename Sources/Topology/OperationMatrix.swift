@@ -8,7 +8,7 @@ public enum OperationMatrix {
         case .source: return [.rawDataPackageCreation, .deletion, .monitoring]
         case .buffer: return [.dataTransferPackageCreation, .dataTransfer, .dataTransferUnpacking, .deletion, .monitoring]
         case .longTermArchive: return [.longTermArchiveTransfer, .fixityCheck, .consistencyAudit, .archiveRepair, .monitoring]
-        case .processing: return [.staging, .deletion, .monitoring]
+        case .processing: return [.staging, .deletion, .consistencyAudit, .monitoring]
         }
     }
 

@@ -34,6 +34,9 @@ struct ArchiveSites {
                     type: LONG_TERM_ARCHIVE
                     storage: {disk: {root: "{work}/cologne/lta"}}
             \(diskIntegrity.map { "        integrity: \($0)" } ?? "")
+                  - name: ramses_processing
+                    type: PROCESSING
+                    storage: {disk: {root: "{work}/cologne/processing"}}
               - short_name: us
                 name: US archive
                 locations:
@@ -42,7 +45,9 @@ struct ArchiveSites {
                     storage: {s3: {endpoint: "\(endpoint)", bucket: \(bucket), region: us-east-1, prefix: ccat, credentials: "env:CCAT_TEST_LTA"}}
             """
         try await PackagingFixture.with(fileSize: fileSize, moreSites: sites) { fixture in
-            try FileManager.default.createDirectory(at: fixture.work.appendingPathComponent("cologne/lta"), withIntermediateDirectories: true)
+            for directory in ["cologne/lta", "cologne/processing"] {
+                try FileManager.default.createDirectory(at: fixture.work.appendingPathComponent(directory), withIntermediateDirectories: true)
+            }
             let db = fixture.db
             let disk = try #require(try await db.location(siteShortName: "cologne", name: "lta"))
             let s3 = try #require(try await db.location(siteShortName: "us", name: "lta"))

@@ -158,6 +158,51 @@ struct IntegrityTests {
         }
     }
 
+    @Test func stagedDataThatVanishedIsNoticedAndItsRequestSaysSo() async throws {
+        try await ArchiveSites.with { sites in
+            let db = sites.db
+            let processing = try #require(try await db.location(siteShortName: "cologne", name: "ramses_processing"))
+            // A READY request with the observation's four files staged under alice/<request>.
+            let request: Int64 = try await db.connection.query("""
+                INSERT INTO staging_request (credential, selection, destination_location_id, uid, gid, username, status, ready_at)
+                VALUES ('test', '{"observations": ["obs-2026-0042"]}', \(processing.id), 1000, 1000, 'alice', 'READY', now()) RETURNING id
+                """)[0]["id"]
+            let job: Int64 = try await db.connection.query("""
+                INSERT INTO staging_job (staging_request_id, destination_location_id, target_directory, status)
+                VALUES (\(request), \(processing.id), \("alice/\(request)"), 'COMPLETED') RETURNING id
+                """)[0]["id"]
+            let root = sites.fixture.work.appendingPathComponent("cologne/processing")
+            for row in try await db.connection.query("SELECT id, relative_path, size_bytes, checksum FROM raw_data_file ORDER BY id") {
+                let path: String = try row["relative_path"]
+                let target = root.appendingPathComponent("alice/\(request)/\(path)")
+                try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try FileManager.default.copyItem(at: sites.fixture.sourceRoot.appendingPathComponent(path), to: target)
+                _ = try await db.insertPhysicalCopy(of: .rawDataFile(try row["id"]), at: processing.id, relativePath: "alice/\(request)/\(path)",
+                                                    sizeBytes: try row["size_bytes"], checksum: try row["checksum"], verified: true, stagingJobID: job)
+            }
+            // The manager asks for the check only where READY data is staged.
+            #expect(try await db.holdsReadyStagedData(locationID: processing.id))
+            let whole = try await sites.integrityRun(.consistencyAudit, at: processing)
+            #expect(whole.state == .completed && whole.checkedCopies == 4 && whole.lostCount == 0)
+            #expect(try await db.connection.query("SELECT reason FROM staging_request WHERE id = \(request)")[0]["reason"] as String? == nil)
+
+            // A scratch purge takes one file; the scientists' own files beside it are none of our business.
+            let purged = "alice/\(request)/\(PackagingFixture.names[0])"
+            try FileManager.default.removeItem(at: root.appendingPathComponent(purged))
+            try Data("mine".utf8).write(to: root.appendingPathComponent("alice/results.txt"))
+            let run = try await sites.integrityRun(.consistencyAudit, at: processing)
+            #expect(run.state == .completed && run.checkedCopies == 4 && run.lostCount == 1 && run.darkCount == 0)
+            let findings = try await db.integrityFindings(runID: run.id, limit: 10)
+            #expect(findings.map(\.relativePath) == [purged] && findings.first?.detail == "the file is gone")
+            let reason: String? = try await db.connection.query("SELECT reason FROM staging_request WHERE id = \(request)")[0]["reason"]
+            #expect(reason?.contains("staged data vanished: 1 of 4 staged files are gone from alice/\(request)") == true, "\(reason ?? "")")
+            let status: String = try await db.connection.query("SELECT status::text AS s FROM staging_request WHERE id = \(request)")[0]["s"]
+            #expect(status == "READY", "the request stays the scientist's to release")
+            #expect(try await db.connection.query("SELECT count(*)::int AS n FROM physical_copy WHERE status = 'MISSING'")[0]["n"] as Int == 1)
+            #expect(try await sites.repairsScheduled().isEmpty, "staged data is not repaired: the scientist asks again")
+        }
+    }
+
     @Test func withNoGoodCopyLeftTheRepairNeedsAHuman() async throws {
         try await ArchiveSites.with { sites in
             // Both archive copies damaged, and the buffer's copy gone.

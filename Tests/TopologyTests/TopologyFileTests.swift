@@ -167,7 +167,7 @@ struct TopologyApplyTests {
         "cologne_buffer_secondary_data_transfer_unpacking", "cologne_buffer_secondary_deletion", "cologne_buffer_secondary_monitoring",
         "cologne_long_term_archive_archive_repair", "cologne_long_term_archive_consistency_audit", "cologne_long_term_archive_fixity_check",
         "cologne_long_term_archive_long_term_archive_transfer", "cologne_long_term_archive_monitoring",
-        "cologne_ramses_processing_deletion", "cologne_ramses_processing_monitoring", "cologne_ramses_processing_staging",
+        "cologne_ramses_processing_consistency_audit", "cologne_ramses_processing_deletion", "cologne_ramses_processing_monitoring", "cologne_ramses_processing_staging",
         "us_buffer_data_transfer", "us_buffer_data_transfer_package_creation", "us_buffer_data_transfer_unpacking",
         "us_buffer_deletion", "us_buffer_monitoring",
         "us_long_term_archive_archive_repair", "us_long_term_archive_consistency_audit", "us_long_term_archive_fixity_check",

@@ -59,11 +59,15 @@ func dropCaches() -> Bool {
     return (try? "3".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8)) != nil
 }
 
+/// A line on standard output, at once (not held in a buffer when the output is a file).
+func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
 try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(at: base) }
 
+do {
 try await withBenchDatabase { conninfo in
     let connection = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "ccat-bench-integrity"))
     _ = try await Migrator.bundled().migrate(connection)
@@ -132,7 +136,7 @@ try await withBenchDatabase { conninfo in
         }
         try await catalogue(archive: archive.id, first: 1, count: fileCount, path: "(SELECT name FROM pg_temp.sums ORDER BY name OFFSET g - 1 LIMIT 1)",
                             size: "\(fileBytes)", checksum: "(SELECT checksum FROM pg_temp.sums ORDER BY name OFFSET g - 1 LIMIT 1)")
-        print("fixity: \(fileCount) archive copies, \(totalMB) MB; page cache \(dropCaches() ? "dropped before each timing" : "NOT dropped (not root): both read from memory")")
+        say("fixity: \(fileCount) archive copies, \(totalMB) MB; page cache \(dropCaches() ? "dropped before each timing" : "NOT dropped (not root): both read from memory")")
         var ours: [Double] = [], standard: [Double] = [], ourCPU: [Double] = [], standardCPU: [Double] = []
         for round in 1...rounds {
             try await connection.execute("DELETE FROM integrity_run")
@@ -147,17 +151,18 @@ try await withBenchDatabase { conninfo in
             _ = dropCaches()
             let sha = try timed("/usr/bin/sha256sum", names.map { root.appendingPathComponent($0).path }, stdout: sums)
             ours.append(ran.wall); ourCPU.append(ran.cpu); standard.append(sha.wall); standardCPU.append(sha.cpu)
-            print(String(format: "  round %d: FIXITY_CHECK %.2f s (CPU %.2f s), sha256sum %.2f s (CPU %.2f s), ratio %.2f",
+            say(String(format: "  round %d: FIXITY_CHECK %.2f s (CPU %.2f s), sha256sum %.2f s (CPU %.2f s), ratio %.2f",
                          round, ran.wall, ran.cpu, sha.wall, sha.cpu, ran.wall / sha.wall))
         }
         let ratio = median(ours) / median(standard)
-        print(String(format: "fixity: median FIXITY_CHECK %.2f s (CPU %.2f s) vs sha256sum %.2f s (CPU %.2f s): ratio %.2f (goal 0.6, %@)",
+        say(String(format: "fixity: median FIXITY_CHECK %.2f s (CPU %.2f s) vs sha256sum %.2f s (CPU %.2f s): ratio %.2f (goal 0.6, %@)",
                      median(ours), median(ourCPU), median(standard), median(standardCPU), ratio, ratio <= 0.6 ? "met" : "NOT met"))
         try FileManager.default.removeItem(at: root)
     }
 
     if only.contains("audit") {
         let root = base.appendingPathComponent("audit")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let archive = try await db.insertLocation(siteID: site.id, name: "audit_archive", type: .longTermArchive, storage: .disk(rootPath: root.path))
         var made = 0
         for target in [auditCopies / 10, auditCopies] {
@@ -182,13 +187,18 @@ try await withBenchDatabase { conninfo in
             guard run.listedObjects == target, run.lostCount == 0, run.darkCount == 0, run.state == .completed else {
                 throw BenchError("audit listed \(run.listedObjects) objects, \(run.lostCount) lost, \(run.darkCount) dark (\(run.state.rawValue)); expected \(target) and nothing found")
             }
-            print(String(format: "audit of %d catalogued copies (set up in %.0f s): %.1f s (CPU %.1f s), runner peak memory %.0f MB; find | wc -l %.1f s",
+            say(String(format: "audit of %d catalogued copies (set up in %.0f s): %.1f s (CPU %.1f s), runner peak memory %.0f MB; find | wc -l %.1f s",
                          target, seconds(since: fill), ran.wall, ran.cpu, ran.maxRSSMB, find.wall))
         }
-        print("audit: memory is bounded when the peak stays about the same for ten times the copies")
+        say("audit: memory is bounded when the peak stays about the same for ten times the copies")
         try FileManager.default.removeItem(at: root)
     }
     await connection.close()
+}
+} catch {
+    say("ccat-bench-integrity: \(error)")
+    try? FileManager.default.removeItem(at: base)
+    exit(1)
 }
 
 func require<T>(_ value: T?) throws -> T {

@@ -17,6 +17,7 @@ enum ConsistencyAuditExecution {
         let db = context.db
         let locationID = operation.dataLocationID
         let target = try await store(for: locationID, db, s3: context.s3)
+        if target.location.locationType == .processing { return try await StagedDataCheck.run(operation, context: context) }
         let policy = try await db.integrityPolicy(locationID: locationID)
         let run = try await db.startIntegrityRun(.audit, locationID: locationID, operationID: operation.id)
         let log = context.log
