@@ -6,6 +6,8 @@ import Glibc
 #endif
 
 extension DiskStore {
+    static let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+
     /// A walk of the tree below the root, a page of regular files at a time: each directory is
     /// opened from the root one component at a time without following links (`RootedPath`), read
     /// with `readdir`, and each regular file's size and mtime taken with `fstatat` (no link
@@ -38,9 +40,9 @@ extension DiskStore {
             let directory = (fd: fd, relative: relativeDirectory)
             defer { closedir(stream) }
             while let entry = readdir(stream) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
+                // The name is read where it lies: a record is only as long as its name, so copying the
+                // whole `dirent` could read past the end of readdir's buffer.
+                let name = String(cString: (UnsafeRawPointer(entry) + Self.nameOffset).assumingMemoryBound(to: CChar.self))
                 if name == "." || name == ".." { continue }
                 let relative = directory.relative.isEmpty ? name : directory.relative + "/" + name
                 var status = stat()
