@@ -42,11 +42,14 @@ extension OpsDB {
         try await connection.execute("TRUNCATE pg_temp.ccat_audit_listing")
     }
 
+    /// One page of the listing (modification times go as seconds since 1970: cheaper to write out).
     public func addAuditListing(_ objects: [ListedObject]) async throws {
         guard !objects.isEmpty else { return }
         try await connection.execute("""
             INSERT INTO pg_temp.ccat_audit_listing (relative_path, size_bytes, modified_at)
-            SELECT * FROM unnest(\(objects.map(\.key))::text[], \(objects.map(\.size))::bigint[], \(objects.map(\.modified))::timestamptz[])
+            SELECT key, size, to_timestamp(modified)
+            FROM unnest(\(objects.map(\.key))::text[], \(objects.map(\.size))::bigint[],
+                        \(objects.map(\.modified.timeIntervalSince1970))::float8[]) AS page (key, size, modified)
             ON CONFLICT (relative_path) DO NOTHING
             """)
     }

@@ -21,11 +21,7 @@ struct ArchiveSites {
 
     /// `diskIntegrity` is the disk archive's `integrity:` block (YAML flow mapping), if any.
     static func with(fileSize: Int = 100_000, diskIntegrity: String? = nil, _ body: (ArchiveSites) async throws -> Void) async throws {
-        let endpoint = try TestEnvironment.requireS3Endpoint()
-        let bucket = "ccat-fixity-\(UUID().uuidString.lowercased().prefix(13))"
-        let keys = TestEnvironment.s3Keys()
-        try S3Store(name: "lta", endpointURL: endpoint, bucket: bucket, region: "us-east-1", prefix: "", pathStyle: true,
-                    credentials: S3Credentials(accessKeyID: keys.accessKeyID, secretAccessKey: keys.secretAccessKey)).createBucket()
+        let (bucket, s3Storage) = try TestArchiveBucket.create("ccat-fixity")
         let sites = """
               - short_name: cologne
                 name: University of Cologne
@@ -42,7 +38,7 @@ struct ArchiveSites {
                 locations:
                   - name: lta
                     type: LONG_TERM_ARCHIVE
-                    storage: {s3: {endpoint: "\(endpoint)", bucket: \(bucket), region: us-east-1, prefix: ccat, credentials: "env:CCAT_TEST_LTA"}}
+                    \(s3Storage)
             """
         try await PackagingFixture.with(fileSize: fileSize, moreSites: sites) { fixture in
             for directory in ["cologne/lta", "cologne/processing"] {
@@ -57,17 +53,9 @@ struct ArchiveSites {
         }
     }
 
-    var environment: [String: String] {
-        let keys = TestEnvironment.s3Keys()
-        return fixture.environment.merging(["CCAT_TEST_LTA_ACCESS_KEY_ID": keys.accessKeyID,
-                                            "CCAT_TEST_LTA_SECRET_ACCESS_KEY": keys.secretAccessKey]) { $1 }
-    }
+    var environment: [String: String] { TestArchiveBucket.environment(fixture.environment) }
 
-    var s3Store: S3Store {
-        let keys = TestEnvironment.s3Keys()
-        return S3Store(name: "us:lta", endpointURL: try! TestEnvironment.requireS3Endpoint(), bucket: bucket, region: "us-east-1", prefix: "ccat",
-                       pathStyle: true, credentials: S3Credentials(accessKeyID: keys.accessKeyID, secretAccessKey: keys.secretAccessKey))
-    }
+    var s3Store: S3Store { try! TestArchiveBucket.store(bucket) }
 
     var diskStore: DiskStore { DiskStore(name: "cologne:lta", root: diskRoot.path) }
 

@@ -26,15 +26,9 @@ struct Pipeline {
     var work: URL { fixture.work }
 
     static func with(_ kind: ArchiveKind, fileSize: Int = 100_000, _ body: (Pipeline) async throws -> Void) async throws {
-        let bucket = "ccat-lta-\(UUID().uuidString.lowercased().prefix(13))"
+        var bucket = ""
         var archive = "storage: {disk: {root: \"{work}/cologne/lta\"}}"
-        if kind == .s3 {
-            let endpoint = try TestEnvironment.requireS3Endpoint()
-            archive = "storage: {s3: {endpoint: \"\(endpoint)\", bucket: \(bucket), region: us-east-1, prefix: ccat, credentials: \"env:CCAT_TEST_LTA\"}}"
-            let keys = TestEnvironment.s3Keys()
-            try S3Store(name: "lta", endpointURL: endpoint, bucket: bucket, region: "us-east-1", prefix: "", pathStyle: true,
-                        credentials: S3Credentials(accessKeyID: keys.accessKeyID, secretAccessKey: keys.secretAccessKey)).createBucket()
-        }
+        if kind == .s3 { (bucket, archive) = try TestArchiveBucket.create("ccat-lta") }
         let cologne = """
               - short_name: cologne
                 name: University of Cologne
@@ -57,11 +51,7 @@ struct Pipeline {
         }
     }
 
-    var environment: [String: String] {
-        let keys = TestEnvironment.s3Keys()
-        return fixture.environment.merging(["CCAT_TEST_LTA_ACCESS_KEY_ID": keys.accessKeyID,
-                                            "CCAT_TEST_LTA_SECRET_ACCESS_KEY": keys.secretAccessKey]) { $1 }
-    }
+    var environment: [String: String] { TestArchiveBucket.environment(fixture.environment) }
 
     func location(_ site: String, _ name: String) async throws -> DataLocation {
         try #require(try await db.location(siteShortName: site, name: name))
@@ -134,5 +124,30 @@ extension Pipeline {
 
     func partials(under relative: String) -> [String] {
         (FileManager.default.enumerator(atPath: path(relative))?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".ccat-partial") }
+    }
+}
+
+/// A fresh bucket on the S3 test server for a long-term archive of a test topology, whose keys the
+/// runner reads from `CCAT_TEST_LTA_*`.
+enum TestArchiveBucket {
+    /// The bucket's name and the `storage:` line of a location on it (prefix `ccat`).
+    static func create(_ namePrefix: String) throws -> (bucket: String, storage: String) {
+        let endpoint = try TestEnvironment.requireS3Endpoint()
+        let bucket = "\(namePrefix)-\(UUID().uuidString.lowercased().prefix(13))"
+        try store(bucket, prefix: "").createBucket()
+        return (bucket, "storage: {s3: {endpoint: \"\(endpoint)\", bucket: \(bucket), region: us-east-1, prefix: ccat, credentials: \"env:CCAT_TEST_LTA\"}}")
+    }
+
+    /// The bucket as the runner sees it.
+    static func store(_ bucket: String, prefix: String = "ccat") throws -> S3Store {
+        let keys = TestEnvironment.s3Keys()
+        return S3Store(name: "lta", endpointURL: try TestEnvironment.requireS3Endpoint(), bucket: bucket, region: "us-east-1", prefix: prefix,
+                       pathStyle: true, credentials: S3Credentials(accessKeyID: keys.accessKeyID, secretAccessKey: keys.secretAccessKey))
+    }
+
+    /// `base` with the archive's keys for the runner.
+    static func environment(_ base: [String: String]) -> [String: String] {
+        let keys = TestEnvironment.s3Keys()
+        return base.merging(["CCAT_TEST_LTA_ACCESS_KEY_ID": keys.accessKeyID, "CCAT_TEST_LTA_SECRET_ACCESS_KEY": keys.secretAccessKey]) { $1 }
     }
 }
