@@ -215,8 +215,10 @@ extension OpsDB {
     public func archiveIntegrity() async throws -> [ArchiveIntegrity] {
         try await all(ArchiveIntegrity.self, """
             SELECT s.short_name || ':' || l.name AS location,
-                   (SELECT extract(epoch FROM now() - min(coalesce(c.fixity_checked_at, c.verified_at, c.created_at))) / 86400 FROM physical_copy c
-                    WHERE c.data_location_id = l.id AND c.status = 'PRESENT')::float8 AS oldest_verification_days,
+                   -- The copy fixity takes next, by its index: one row however large the archive.
+                   (SELECT extract(epoch FROM now() - coalesce(c.fixity_checked_at, c.verified_at)) / 86400 FROM physical_copy c
+                    WHERE c.data_location_id = l.id AND c.status = 'PRESENT'
+                    ORDER BY coalesce(c.fixity_checked_at, c.verified_at) NULLS FIRST, c.id LIMIT 1)::float8 AS oldest_verification_days,
                    (SELECT coalesce(sum(r.checked_bytes), 0) FROM integrity_run r WHERE r.data_location_id = l.id AND r.kind = 'FIXITY'
                     AND r.finished_at > now() - interval '1 day')::bigint AS fixity_bytes_last_day,
                    (SELECT max(r.finished_at) FROM integrity_run r WHERE r.data_location_id = l.id AND r.kind = 'FIXITY') AS last_fixity_at,

@@ -14,8 +14,9 @@ struct IntegrityDaemonTests {
     @Test(arguments: TestEnvironment.runSlurmTests ? ["local", "slurm"] : ["local"])
     func damageAtEitherArchiveIsFoundAndRepairedByTheDaemon(_ scheduler: String) async throws {
         let observations = 4
+        let slurm = scheduler == "slurm" ? try TestEnvironment.slurmEnvironment() : [:]
         let (directory, conninfo, environment) = try await DaemonChaosTests.setUp(
-            database: "ccat_integrity_\(scheduler)", environment: ["SCHEDULER": scheduler, "DEMO_OBSERVATIONS": "\(observations)"])
+            database: "ccat_integrity_\(scheduler)", environment: slurm.merging(["SCHEDULER": scheduler, "DEMO_OBSERVATIONS": "\(observations)"]) { $1 })
         defer { try? FileManager.default.removeItem(at: directory) }
         let db = try await PostgresConnection.connect(PostgresConfiguration(conninfo: conninfo, applicationName: "integrity test"))
         let daemons = DaemonChaosTests.Daemons(count: 1, arguments: DaemonChaosTests.daemonArguments(directory) + ["--fixity-interval", "1"],
