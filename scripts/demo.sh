@@ -228,6 +228,8 @@ trap - EXIT
 
 say "ccat status"
 "$bin/ccat" status
+say "ccat audit list (fixity passes and audits the daemon ran on the archives)"
+"$bin/ccat" audit list
 say "done in $((SECONDS - start)) s"
 echo "data:  $demo (archives: S3 bucket $bucket at $endpoint, and $demo/us/archive)"
 echo "logs:  $demo/daemon.log, job scripts and runner logs under $demo/state/jobs"

@@ -95,10 +95,16 @@ extension OpsDB {
     }
 
     /// Ends an audit: every lost copy is a finding (and, unless the run is suspect, marked
-    /// MISSING); dark objects and stale temporary files are findings, the first
-    /// `auditFindingsKept` of each.
+    /// MISSING); dark objects, stale temporary files and incomplete writes older than a day are
+    /// findings, the first `auditFindingsKept` of each.
     public func finishAuditRun(_ runID: Int64, locationID: Int64, listedSince: Date, listed: Int64, counts: AuditCounts,
-                               brakeLimit: Int64, suspect: Bool, message: String?) async throws {
+                               incompleteWrites: [ListedObject] = [], brakeLimit: Int64, suspect: Bool, message: String?) async throws {
+        for write in incompleteWrites.prefix(Self.auditFindingsKept) {
+            try await connection.execute("""
+                INSERT INTO integrity_finding (integrity_run_id, kind, relative_path, modified_at, detail)
+                VALUES (\(runID), 'STALE_TEMPORARY', \(write.key), \(write.modified), 'an incomplete multipart upload, started then and never finished')
+                """)
+        }
         try await connection.execute("""
             INSERT INTO integrity_finding (integrity_run_id, kind, physical_copy_id, relative_path, size_bytes, expected_size_bytes, detail)
             SELECT \(runID), 'LOST', id, relative_path, found_size, size_bytes,
@@ -118,7 +124,7 @@ extension OpsDB {
         try await connection.execute("""
             UPDATE integrity_run SET state = \(suspect ? IntegrityRunState.suspect : .completed), finished_at = now(),
                 listed_objects = \(listed), lost_count = \(counts.lost), dark_count = \(counts.dark),
-                stale_temporary_count = \(counts.staleTemporary), brake_limit = \(brakeLimit), message = \(message)
+                stale_temporary_count = \(counts.staleTemporary + Int64(incompleteWrites.count)), brake_limit = \(brakeLimit), message = \(message)
             WHERE id = \(runID)
             """)
     }

@@ -6,6 +6,9 @@ import Glibc
 #endif
 
 extension DiskStore {
+    /// Partial files are in the walk itself.
+    public func incompleteWrites(startedBefore cutoff: Date) throws -> [StoredObject] { [] }
+
     static let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
 
     /// A walk of the tree below the root, a page of regular files at a time: each directory is

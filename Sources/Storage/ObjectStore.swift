@@ -76,6 +76,11 @@ public protocol ObjectStore: Sendable {
     /// SHA-256 as stored now, or nil when there is no such object.
     func readBack(_ key: String, shouldStop: @escaping ShouldStop) throws -> StoredObject?
 
+    /// Writes that were started before `cutoff` and never finished, which the listing does not show:
+    /// S3's incomplete multipart uploads (kept, and billed, until aborted), each as its key with
+    /// the upload's start as `modified`. None for a disk, whose partial files the walk lists.
+    func incompleteWrites(startedBefore cutoff: Date) throws -> [StoredObject]
+
     /// Moves an object to another key of the same store (a rename on disk; a server-side copy,
     /// then a delete, in S3), replacing what is there.
     func move(_ key: String, to newKey: String) throws

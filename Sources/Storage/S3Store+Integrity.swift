@@ -28,6 +28,31 @@ extension S3Store {
         } while token != nil
     }
 
+    /// ListMultipartUploads under the prefix, page by page (key and upload-id markers).
+    public func incompleteWrites(startedBefore cutoff: Date) throws -> [StoredObject] {
+        let session = try session()
+        let strip = prefix.isEmpty ? 0 : fullKey("").count
+        var found: [StoredObject] = []
+        var markers: (key: String, upload: String)?
+        repeat {
+            var query = [("uploads", ""), ("prefix", fullKey(""))]
+            if let markers { query += [("key-marker", markers.key), ("upload-id-marker", markers.upload)] }
+            let response = try send(session, { request("GET", nil, query: query) }, key: nil, what: "list multipart uploads", shouldStop: { false })
+            let body = String(decoding: response.body, as: UTF8.self)
+            for record in S3XML.records("Upload", in: body) {
+                guard let key = S3XML.value("Key", in: record), let started = S3XML.value("Initiated", in: record).flatMap(S3XML.date),
+                      started < cutoff else { continue }
+                found.append(StoredObject(key: String(key.dropFirst(strip)), size: 0, sha256: nil, modified: started))
+            }
+            markers = nil
+            if S3XML.value("IsTruncated", in: body) == "true", let key = S3XML.value("NextKeyMarker", in: body),
+               let upload = S3XML.value("NextUploadIdMarker", in: body) {
+                markers = (key, upload)
+            }
+        } while markers != nil
+        return found
+    }
+
     /// A GET of the whole object, hashed as it arrives and written nowhere.
     public func readBack(_ key: String, shouldStop: @escaping ShouldStop) throws -> StoredObject? {
         try validateKey(key, location: description)

@@ -250,6 +250,10 @@ struct S3StoreTests {
                                                 "--bucket", store.bucket, "--key", "archive/big.tar"], environment: aws.environment)
         #expect(started.status == 0, "\(started.stderr)")
         #expect(try store.incompleteUploads(of: "big.tar").count == 1)
+        // An audit sees it once it is old enough (here: any start before a minute from now; the test
+        // server reports every upload as started in 2010, so no cutoff in the past tells it apart).
+        let unfinished = try store.incompleteWrites(startedBefore: Date().addingTimeInterval(60))
+        #expect(unfinished.map(\.key) == ["big.tar"] && unfinished[0].modified != nil)
         try store.upload(file: source.path, to: "big.tar", sha256: source.sha256, shouldStop: never)
         #expect(try store.incompleteUploads(of: "big.tar").isEmpty)
         #expect(try store.holds("big.tar", size: (10 << 20) + 3, sha256: source.sha256))

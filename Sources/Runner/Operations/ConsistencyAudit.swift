@@ -27,22 +27,25 @@ enum ConsistencyAuditExecution {
             try await db.addAuditListing(page.map { ListedObject(key: $0.key, size: $0.size, modified: $0.modified ?? run.startedAt) })
         }
         let counts = try await db.auditCounts(locationID: locationID, listedSince: run.startedAt)
+        let unfinished = try await runBlocking { try target.store.incompleteWrites(startedBefore: run.startedAt.addingTimeInterval(-86_400)) }
+            .map { ListedObject(key: $0.key, size: 0, modified: $0.modified ?? run.startedAt) }
         let limit = policy.brakeLimit(copies: run.cataloguedCopies)
         // An empty listing of a location that should hold copies is never believed (rucio/rucio#4170).
         let looksEmpty = listed == 0 && run.cataloguedCopies > 0
         let suspect = counts.lost > limit || looksEmpty
         let message = suspect ? Brake.message(bad: counts.lost, of: run.cataloguedCopies, limit: limit, runID: run.id,
                                               what: looksEmpty ? "the storage listing is empty" : "missing from the storage listing") : nil
-        log.write("listed \(listed) objects: \(counts.lost) lost, \(counts.dark) dark, \(counts.staleTemporary) stale temporary files")
+        log.write("listed \(listed) objects: \(counts.lost) lost, \(counts.dark) dark, \(counts.staleTemporary) stale temporary files, "
+                  + "\(unfinished.count) writes unfinished for over a day")
         if let message { log.write(message) }
         return ExecutionOutcome(
             report: OperationReport(bytesProcessed: 0,
                                     resultJSON: resultJSON(["run": run.id, "listed": listed, "lost": counts.lost, "dark": counts.dark,
-                                                            "stale_temporary": counts.staleTemporary, "suspect": suspect]),
+                                                            "stale_temporary": counts.staleTemporary + Int64(unfinished.count), "suspect": suspect]),
                                     logPath: log.path),
             record: { db in
                 try await db.finishAuditRun(run.id, locationID: locationID, listedSince: run.startedAt, listed: listed, counts: counts,
-                                            brakeLimit: limit, suspect: suspect, message: message)
+                                            incompleteWrites: unfinished, brakeLimit: limit, suspect: suspect, message: message)
             })
     }
 
