@@ -51,7 +51,7 @@ extension OpsDB {
             WHERE r.id = lost.request AND r.status = 'READY'
             """)
         try await connection.execute("""
-            UPDATE integrity_run SET state = 'COMPLETED', finished_at = now(), checked_copies = \(checked),
+            UPDATE integrity_run SET state = 'COMPLETED', finished_at = now(), checked_copies = \(checked), listed_objects = \(checked),
                 lost_count = \(Int64(gone.count)) WHERE id = \(runID)
             """)
     }

@@ -191,7 +191,7 @@ struct IntegrityTests {
             // The manager asks for the check only where READY data is staged.
             #expect(try await db.holdsReadyStagedData(locationID: processing.id))
             let whole = try await sites.integrityRun(.consistencyAudit, at: processing)
-            #expect(whole.state == .completed && whole.checkedCopies == 4 && whole.lostCount == 0)
+            #expect(whole.state == .completed && whole.checkedCopies == 4 && whole.listedObjects == 4 && whole.lostCount == 0)
             #expect(try await db.connection.query("SELECT reason FROM staging_request WHERE id = \(request)")[0]["reason"] as String? == nil)
 
             // A scratch purge takes one file; the scientists' own files beside it are none of our business.
