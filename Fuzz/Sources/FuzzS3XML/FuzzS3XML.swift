@@ -1,7 +1,7 @@
 import FuzzSupport
 @testable import Storage
 
-/// S3's XML answers (listings, errors, uploads) as the store reads them; escaping and unescaping
+/// S3's XML answers (listings with their times, errors, uploads) as the store reads them; escaping and unescaping
 /// a text gives it back.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzS3XML(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -9,6 +9,10 @@ public func fuzzS3XML(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     for record in S3XML.records("Contents", in: text) {
         _ = S3XML.value("Key", in: record)
         _ = S3XML.value("Size", in: record).flatMap { Int64($0) }
+        _ = S3XML.value("LastModified", in: record).flatMap(S3XML.date)
+    }
+    for record in S3XML.records("Upload", in: text) {
+        _ = S3XML.value("Initiated", in: record).flatMap(S3XML.date)
     }
     _ = S3XML.value("Code", in: text)
     _ = S3XML.values("UploadId", in: text)

@@ -24,7 +24,7 @@ struct AuditClean: AsyncParsableCommand {
     @Flag(name: .long, help: "Remove dark objects (the only cleaning there is; it must be asked for by name).")
     var deleteDark = false
 
-    @Option(name: .long, help: ArgumentHelp("Only objects last modified longer ago than this, e.g. 28d (default 28d).", valueName: "duration"))
+    @Option(name: .long, help: ArgumentHelp("Only objects last modified longer ago than this: a number with s, m, h, d or w.", valueName: "duration"))
     var olderThan = "28d"
 
     @Flag(name: .long, help: "Remove them; without it, only list what would be removed.")
