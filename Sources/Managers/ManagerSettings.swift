@@ -20,6 +20,8 @@ public struct ManagerSettings: Sendable {
     public var defaultRetentionSeconds: Double
     /// How often each location is checked (MONITORING operations).
     public var monitoringIntervalSeconds: Double
+    /// Single transfer attempts are kept this long, then folded into daily totals per link.
+    public var transferHistoryDays = 30
     /// How often a long-term archive gets a fixity pass.
     public var fixityIntervalSeconds: Double
     /// Rows a manager handles per query; a full batch makes it go again at once.

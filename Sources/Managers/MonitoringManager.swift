@@ -3,7 +3,8 @@ import Logging
 import OpsDB
 import Synchronization
 
-/// 8. Every location is checked every `monitoringIntervalSeconds` (MONITORING operations).
+/// 8. Every location is checked every `monitoringIntervalSeconds` (MONITORING operations), and
+/// transfer attempts older than `transferHistoryDays` are folded into daily totals per link.
 public final class MonitoringManager: ManagerCycle, Sendable {
     public let name = "monitoring-manager"
     let settings: ManagerSettings
@@ -23,6 +24,8 @@ public final class MonitoringManager: ManagerCycle, Sendable {
         _ = try await work.scheduleEach(active, item: { "location \($0.id) (\($0.name))" }) { location in
             OperationPlan(.monitoring, at: location.id, target: .none)
         }
+        // The throughput history keeps single attempts for a while, then daily totals per link.
+        try await db.foldTransferAttempts(olderThanDays: settings.transferHistoryDays)
         // Monitoring results are no work for the other managers: report nothing, wake no one.
         return 0
     }

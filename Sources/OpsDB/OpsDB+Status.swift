@@ -58,6 +58,8 @@ public struct PipelineStatus: Codable, Sendable {
     public var packages: Int
     /// Fixity and audit of every long-term archive.
     public var integrity: [ArchiveIntegrity]
+    /// Bytes moved per link and kind of work in the last 24 hours.
+    public var links: [LinkThroughput]
 }
 
 extension OpsDB {
@@ -132,6 +134,6 @@ extension OpsDB {
         return PipelineStatus(files: try files?["n"] ?? 0, fileBytes: try files?["bytes"] ?? 0, stages: stages, copies: copies,
                               operations: operations, services: services, attention: attention, setAside: try await managerIssues(limit: 50),
                               packagesArchivedEverywhere: try archived?["everywhere"] ?? 0, packages: try archived?["total"] ?? 0,
-                              integrity: try await archiveIntegrity())
+                              integrity: try await archiveIntegrity(), links: try await linkThroughput(since: Date().addingTimeInterval(-86_400)))
     }
 }

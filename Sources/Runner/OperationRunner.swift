@@ -126,10 +126,13 @@ public struct OperationRunner: Sendable {
             // The work is done; a database that is briefly away (a restart, a failover) must not
             // cost it. Recording is retried until the lease would have run out; after that the
             // operation is someone else's, and its rerun finds the result in place.
+            let elapsed = Self.seconds(since: started)
             try await whileDatabaseReturns(log: log, for: settings.leaseSeconds) {
                 try await db.transaction { db in
                     try await outcome.record(db)
                     try await db.completeOperation(operation.id, owner: owner, report: outcome.report)
+                    try await db.recordTransferAttempt(operation, succeeded: true, bytes: outcome.report.bytesProcessed, seconds: elapsed,
+                                                       errorClass: nil, logPath: log.path)
                 }
             }
             let seconds = (ContinuousClock.now - started).components.seconds
@@ -169,6 +172,8 @@ public struct OperationRunner: Sendable {
                 state = try await db.failOperation(operation.id, owner: owner, errorClass: errorClass, message: "\(error)",
                                                    logPath: log.path, policy: settings.retryPolicy,
                                                    countsAsAttempt: errorClass != Self.noSpace)
+                try await db.recordTransferAttempt(operation, succeeded: false, bytes: 0, seconds: Self.seconds(since: started),
+                                                   errorClass: errorClass, logPath: log.path)
             }
             logger.error("operation failed", metadata: ["operation": "\(operation.id)", "class": "\(errorClass)", "error": "\(error)",
                                                         "state": "\(state?.rawValue ?? "lease lost")"])
@@ -206,6 +211,11 @@ public struct OperationRunner: Sendable {
         case .consistencyAudit: return try await ConsistencyAuditExecution.run(operation, context: context)
         case .archiveRepair: return try await ArchiveRepairExecution.run(operation, context: context)
         }
+    }
+
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 
     /// A full file system or used-up quota: not the operation's fault, so it waits for cleanup and

@@ -20,6 +20,16 @@ struct Status: AsyncParsableCommand {
 
     static func bytes(_ count: Int64) -> String { formatByteCount(count) }
 
+    static func renderLinks(_ links: [LinkThroughput]) -> String {
+        guard !links.isEmpty else { return "" }
+        var table = TextTable(["LINK (24 H)", "WORK", "ATTEMPTS", "FAILED", "BYTES", "RATE"])
+        for link in links {
+            table.append(["\(link.origin ?? "?") -> \(link.destination)", link.operationType.rawValue, String(link.attempts), String(link.failures),
+                          bytes(link.bytes), link.bytesPerSecond.map { "\(bytes(Int64($0)))/s" } ?? "-"])
+        }
+        return "\n" + table.render()
+    }
+
     static func renderIntegrity(_ archives: [ArchiveIntegrity]) -> String {
         guard !archives.isEmpty else { return "" }
         var table = TextTable(["ARCHIVE", "OLDEST VERIFICATION", "FIXITY (24 H)", "LAST AUDIT", "DAMAGED", "SUSPECT RUNS"])
@@ -49,6 +59,7 @@ struct Status: AsyncParsableCommand {
         }
         if !status.copies.isEmpty { out += "\n" + copies.render() }
         out += renderIntegrity(status.integrity)
+        out += renderLinks(status.links)
         var queues = TextTable(["QUEUE", "STATE", "OPERATIONS"])
         for row in status.operations { queues.append([row.queue, row.state, String(row.count)]) }
         out += "\n" + (status.operations.isEmpty ? "no unfinished operations\n" : queues.render())

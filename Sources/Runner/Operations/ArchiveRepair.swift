@@ -45,6 +45,7 @@ enum ArchiveRepairExecution {
         }
         let key = copy.relativePath
         var source = "an earlier attempt"
+        var sourceLocationID: Int64?
         if try await runBlocking({ try destination.store.holds(key, size: size, sha256: checksum) }) {
             log.write("\(key) already holds the verified bytes (an earlier attempt wrote them)")
         } else {
@@ -52,7 +53,7 @@ enum ArchiveRepairExecution {
                 let aside = try await Quarantine.moveAside(copy, in: destination.store, log: log)
                 try await db.recordQuarantine(copyID: copyID, path: aside)
             }
-            source = try await writeFromAnotherCopy(copy, size: size, checksum: checksum, into: destination, context: context)
+            (source, sourceLocationID) = try await writeFromAnotherCopy(copy, size: size, checksum: checksum, into: destination, context: context)
         }
         for aside in try await db.quarantinedObjects(copyID: copyID) {
             try await runBlocking { try destination.store.delete(aside) }
@@ -60,15 +61,17 @@ enum ArchiveRepairExecution {
         }
         let resolution = "repaired from \(source) by operation \(operation.id)"
         return ExecutionOutcome(
-            report: OperationReport(bytesProcessed: size, resultJSON: resultJSON(["copy": copyID, "repaired": true, "source": source]),
+            report: OperationReport(bytesProcessed: sourceLocationID == nil ? 0 : size,
+                                    resultJSON: resultJSON(["copy": copyID, "repaired": true, "source": source,
+                                                            "source_location_id": sourceLocationID.map { Int($0) } ?? -1]),
                                     logPath: log.path),
             record: { db in try await db.recordCopyRepaired(copyID, resolution: resolution) })
     }
 
-    /// Tries each verified copy in turn; returns which one the bytes came from.
+    /// Tries each verified copy in turn; returns which one the bytes came from, and its location.
     static func writeFromAnotherCopy(_ copy: PhysicalCopy, size: Int64, checksum: String,
                                      into destination: (location: DataLocation, store: any ObjectStore),
-                                     context: ExecutionContext) async throws -> String {
+                                     context: ExecutionContext) async throws -> (name: String, locationID: Int64) {
         let db = context.db
         let log = context.log
         var tried: [String] = []
@@ -84,7 +87,7 @@ enum ArchiveRepairExecution {
                 try await copyVerified(candidate.relativePath, from: source.store, to: copy.relativePath, in: destination.store,
                                        size: size, checksum: checksum, scratch: "ccat-repair-copy-\(copy.id)", shouldStop: context.shouldStop)
                 log.write("written and verified: \(size) bytes, sha256 \(checksum)")
-                return name
+                return (name, candidate.dataLocationID)
             } catch let error as StorageError {
                 log.write("\(name) could not be used: \(error)")
                 tried.append("\(name): \(error)")
