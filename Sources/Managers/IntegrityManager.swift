@@ -1,15 +1,19 @@
 import Foundation
 import Logging
 import OpsDB
+import Synchronization
 
 /// 9. Long-term archives are kept whole: each gets a FIXITY_CHECK every `fixityIntervalSeconds`
 /// while its day's allowance lasts, and a CONSISTENCY_AUDIT every `audit_interval` of its
 /// policy; every archive copy those found lost or corrupted gets an ARCHIVE_REPAIR. PROCESSING
 /// locations holding data of READY requests get a CONSISTENCY_AUDIT (a look for staged files that
 /// vanished) every `fixityIntervalSeconds` too.
-public struct IntegrityManager: ManagerCycle {
+public final class IntegrityManager: ManagerCycle, Sendable {
     public let name = "integrity-manager"
     let settings: ManagerSettings
+    /// When to look again whether an archive's fixity allowance has room (that look sums the
+    /// archive's copies, so it is not repeated every cycle once the day's bytes are read).
+    private let nextFixityLook = Mutex<[Int64: ContinuousClock.Instant]>([:])
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
@@ -19,8 +23,12 @@ public struct IntegrityManager: ManagerCycle {
         for archive in archives {
             let policy = try await db.integrityPolicy(locationID: archive.id)
             created += try await work.attempt("fixity of location \(archive.id) (\(archive.name))") {
-                guard try await due(.fixity, at: archive.id, every: settings.fixityIntervalSeconds, db),
-                      try await db.fixityPassWouldCheck(locationID: archive.id, policy: policy) else { return 0 }
+                let notYet = nextFixityLook.withLock { $0[archive.id].map { ContinuousClock.now < $0 } ?? false }
+                guard !notYet, try await due(.fixity, at: archive.id, every: settings.fixityIntervalSeconds, db) else { return 0 }
+                guard try await db.fixityPassWouldCheck(locationID: archive.id, policy: policy) else {
+                    nextFixityLook.withLock { $0[archive.id] = .now + .seconds(settings.fixityIntervalSeconds) }
+                    return 0
+                }
                 return try await work.places.schedule(db, OperationPlan(.fixityCheck, at: archive.id, target: .none))
             }
             created += try await work.attempt("audit of location \(archive.id) (\(archive.name))") {

@@ -54,13 +54,14 @@ extension OpsDB {
             """)
     }
 
-    /// Copies the catalogue has as PRESENT (recorded before the listing started) that the listing
-    /// lacks or has with another size.
+    /// Copies the catalogue has as PRESENT (and whose row did not change since the listing started:
+    /// a copy repaired or re-verified meanwhile may have been written after the walk passed it)
+    /// that the listing lacks or has with another size.
     func lostCopies(locationID: Int64, listedSince: Date) -> PostgresQuery {
         """
         SELECT c.id, c.relative_path, c.size_bytes, l.size_bytes AS found_size FROM physical_copy c
         LEFT JOIN pg_temp.ccat_audit_listing l ON l.relative_path = c.relative_path
-        WHERE c.data_location_id = \(locationID) AND c.status = 'PRESENT' AND c.created_at < \(listedSince)
+        WHERE c.data_location_id = \(locationID) AND c.status = 'PRESENT' AND c.updated_at < \(listedSince)
           AND (l.relative_path IS NULL OR l.size_bytes IS DISTINCT FROM c.size_bytes)
         """
     }
@@ -142,6 +143,15 @@ extension OpsDB {
                                 AND c.status <> 'DELETED')
             ORDER BY f.id
             """)
+    }
+
+    /// Whether a live copy at the location has this path (checked again right before a dark
+    /// object is removed).
+    public func isCatalogued(locationID: Int64, path: String) async throws -> Bool {
+        try await connection.query("""
+            SELECT EXISTS (SELECT 1 FROM physical_copy WHERE data_location_id = \(locationID) AND relative_path = \(path)
+                           AND status <> 'DELETED') AS known
+            """)[0]["known"]
     }
 
     /// A finding was dealt with (a dark object removed, a copy repaired).

@@ -165,14 +165,16 @@ extension OpsDB {
             """)
     }
 
-    /// The copies a run found lost or corrupted are marked so (those still PRESENT): they no
-    /// longer count as archive copies, and the integrity manager schedules their repair.
+    /// The copies a run found lost or corrupted are marked so (those still PRESENT, and not found
+    /// whole by a later pass): they no longer count as archive copies, and the integrity manager
+    /// schedules their repair.
     func markDamagedCopies(runID: Int64) async throws {
         try await connection.execute("""
             UPDATE physical_copy c SET status = CASE f.kind WHEN 'LOST' THEN 'MISSING'::physical_copy_status
                                                             ELSE 'CORRUPTED'::physical_copy_status END, updated_at = now()
-            FROM integrity_finding f
+            FROM integrity_finding f JOIN integrity_run r ON r.id = f.integrity_run_id
             WHERE f.integrity_run_id = \(runID) AND f.physical_copy_id = c.id AND f.kind IN ('LOST', 'CORRUPTED') AND c.status = 'PRESENT'
+              AND (c.fixity_checked_at IS NULL OR c.fixity_checked_at < r.started_at)
             """)
     }
 

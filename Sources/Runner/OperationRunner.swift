@@ -172,8 +172,10 @@ public struct OperationRunner: Sendable {
                 state = try await db.failOperation(operation.id, owner: owner, errorClass: errorClass, message: "\(error)",
                                                    logPath: log.path, policy: settings.retryPolicy,
                                                    countsAsAttempt: errorClass != Self.noSpace)
-                try await db.recordTransferAttempt(operation, succeeded: false, bytes: 0, seconds: Self.seconds(since: started),
-                                                   errorClass: errorClass, logPath: log.path)
+                if state != nil {
+                    try await db.recordTransferAttempt(operation, succeeded: false, bytes: 0, seconds: Self.seconds(since: started),
+                                                       errorClass: errorClass, logPath: log.path)
+                }
             }
             logger.error("operation failed", metadata: ["operation": "\(operation.id)", "class": "\(errorClass)", "error": "\(error)",
                                                         "state": "\(state?.rawValue ?? "lease lost")"])

@@ -36,9 +36,9 @@ extension DiskStore {
             let fd = openat(found, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             close(found)
             guard fd >= 0, let stream = fdopendir(fd) else {
+                let problem = String(cString: strerror(errno))
                 if fd >= 0 { close(fd) }
-                close(fd)
-                throw failure(.io, relativeDirectory, "cannot read the directory: \(String(cString: strerror(errno)))")
+                throw failure(.io, relativeDirectory, "cannot read the directory: \(problem)")
             }
             let directory = (fd: fd, relative: relativeDirectory)
             defer { closedir(stream) }

@@ -140,6 +140,13 @@ struct IntegrityTests {
             #expect(audit.message?.contains("ccat audit confirm \(audit.id)") == true)
             let fixity = try await sites.integrityRun(.fixityCheck, at: sites.disk)
             #expect(fixity.state == .suspect && fixity.lostCount >= 1)
+            // A mount point that holds other files: every copy of a whole-location pass is gone.
+            try Data("someone else's".utf8).write(to: root.appendingPathComponent("other.txt"))
+            try await sites.db.setIntegrityPolicy(locationID: sites.disk.id, IntegrityPolicy(fixityCycleSeconds: 3600))
+            try await sites.db.connection.execute("UPDATE integrity_run SET started_at = started_at - interval '2 days', finished_at = finished_at - interval '2 days'")
+            let wrongMount = try await sites.integrityRun(.fixityCheck, at: sites.disk)
+            #expect(wrongMount.state == .suspect && wrongMount.lostCount == 5 && wrongMount.message?.contains("5 of the 5 copies") == true,
+                    "\(wrongMount.message ?? "")")
             // Nothing was marked, so nothing is repaired.
             #expect(try await sites.db.checkableCopies(locationID: sites.disk.id).copies == 5)
             #expect(try await sites.repairsScheduled().isEmpty)
@@ -208,6 +215,47 @@ struct IntegrityTests {
             #expect(status == "READY", "the request stays the scientist's to release")
             #expect(try await db.connection.query("SELECT count(*)::int AS n FROM physical_copy WHERE status = 'MISSING'")[0]["n"] as Int == 1)
             #expect(try await sites.repairsScheduled().isEmpty, "staged data is not repaired: the scientist asks again")
+        }
+    }
+
+    @Test func anObjectAPassMovedAsideBeforeItWasKilledIsFoundAndRemovedAfterTheRepair() async throws {
+        try await ArchiveSites.with { sites in
+            let copy = try await sites.packageCopyAtDisk
+            // As a pass killed between moving the object aside and recording it leaves it.
+            let aside = ".ccat-quarantine/copy-\(copy.id)-1/\(copy.relativePath)"
+            try sites.diskStore.move(copy.relativePath, to: aside)
+            try await sites.db.setIntegrityPolicy(locationID: sites.disk.id, IntegrityPolicy(fixityCycleSeconds: 3600))
+            let run = try await sites.integrityRun(.fixityCheck, at: sites.disk)
+            #expect(run.state == .completed && run.corruptedCount == 1 && run.lostCount == 0)
+            let finding = try #require(try await sites.db.integrityFindings(runID: run.id, limit: 10).first)
+            #expect(finding.quarantinePath == aside && finding.kind == .corrupted)
+            let repair = try #require(try await sites.repairsScheduled().first)
+            let repaired = try await sites.exec(repair)
+            #expect(repaired.status == 0 && repaired.after.state == .succeeded, "\(repaired.stderr)")
+            #expect(sites.quarantinedFiles().isEmpty)
+            #expect(try sites.diskStore.readBack(copy.relativePath, shouldStop: { false })?.sha256 == copy.checksum)
+        }
+    }
+
+    @Test func anS3ObjectThatRottedUnderItsRecordedChecksumIsRewrittenNotBelieved() async throws {
+        try await ArchiveSites.with { sites in
+            let copy = try await sites.packageCopyAtS3
+            let size = try #require(copy.sizeBytes), checksum = try #require(copy.checksum)
+            // Other bytes of the same size under the same metadata: a HEAD cannot tell.
+            let rotten = sites.fixture.work.appendingPathComponent("rotten")
+            try Data(repeating: 0x55, count: Int(size)).write(to: rotten)
+            let aws = try TestEnvironment.awsCLI()
+            let put = try runProcess(aws.path, ["--endpoint-url", try TestEnvironment.requireS3Endpoint(), "s3api", "put-object", "--bucket", sites.bucket,
+                                                "--key", "ccat/\(copy.relativePath)", "--body", rotten.path, "--metadata", "sha256=\(checksum)"],
+                                     environment: aws.environment)
+            #expect(put.status == 0, "\(put.stderr)")
+            #expect(try sites.s3Store.holds(copy.relativePath, size: size, sha256: checksum), "the recorded size and checksum look right")
+            // As after 'ccat audit confirm' of a suspect pass: marked, not moved aside.
+            try await sites.db.connection.execute("UPDATE physical_copy SET status = 'CORRUPTED' WHERE id = \(copy.id)")
+            let repair = try #require(try await sites.repairsScheduled().first)
+            let repaired = try await sites.exec(repair)
+            #expect(repaired.status == 0 && repaired.after.state == .succeeded, "\(repaired.stderr)")
+            #expect(try sites.s3Store.readBack(copy.relativePath, shouldStop: { false })?.sha256 == checksum)
         }
     }
 

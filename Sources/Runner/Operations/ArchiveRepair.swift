@@ -46,16 +46,20 @@ enum ArchiveRepairExecution {
         let key = copy.relativePath
         var source = "an earlier attempt"
         var sourceLocationID: Int64?
-        if try await runBlocking({ try destination.store.holds(key, size: size, sha256: checksum) }) {
-            log.write("\(key) already holds the verified bytes (an earlier attempt wrote them)")
+        // Read back in full: S3's recorded size and checksum stay the same when the bytes rot.
+        let present = try await runBlocking { try destination.store.readBack(key, shouldStop: context.shouldStop) }
+        if let present, present.size == size, present.sha256 == checksum {
+            log.write("\(key) holds the verified bytes, read back in full (an earlier attempt wrote them)")
         } else {
-            if try await runBlocking({ try destination.store.head(key) }) != nil {
+            if present != nil {
                 let aside = try await Quarantine.moveAside(copy, in: destination.store, log: log)
                 try await db.recordQuarantine(copyID: copyID, path: aside)
             }
             (source, sourceLocationID) = try await writeFromAnotherCopy(copy, size: size, checksum: checksum, into: destination, context: context)
         }
-        for aside in try await db.quarantinedObjects(copyID: copyID) {
+        let recorded = try await db.quarantinedObjects(copyID: copyID)
+        let found = try await runBlocking { try Quarantine.objects(of: copy, in: destination.store) }
+        for aside in Set(recorded + found).sorted() {
             try await runBlocking { try destination.store.delete(aside) }
             log.write("removed the damaged object kept at \(aside)")
         }

@@ -27,10 +27,26 @@ enum FixityCheckExecution {
         for copy in copies {
             if shouldStop() { throw StopRequestedDuringCopy() }
             let expectedSize = copy.sizeBytes ?? 0, expectedSHA = copy.checksum ?? ""
-            // A store that cannot be read fails the attempt: an unreachable archive is not a lost one.
-            guard let read = try await runBlocking({ try target.store.readBack(copy.relativePath, shouldStop: shouldStop) }) else {
-                problems.append(FixityProblem(copy: copy, kind: .lost, foundSize: nil, foundChecksum: nil, detail: "the object is gone"))
-                log.write("LOST copy \(copy.id): \(copy.relativePath) is gone")
+            // A store that cannot be reached fails the attempt (an unreachable archive is not a lost
+            // one); an object that cannot be read while others can is a finding of its own.
+            let read: StoredObject?
+            do {
+                read = try await runBlocking { try target.store.readBack(copy.relativePath, shouldStop: shouldStop) }
+            } catch let error as StorageError where [.io, .invalidPath, .rejected].contains(error.kind) {
+                problems.append(FixityProblem(copy: copy, kind: .corrupted, foundSize: nil, foundChecksum: nil, detail: "cannot be read: \(error.problem)"))
+                log.write("UNREADABLE copy \(copy.id): \(copy.relativePath): \(error)")
+                continue
+            }
+            guard let read else {
+                // An attempt killed after moving the object aside and before recording it left it there.
+                if let aside = try await runBlocking({ try Quarantine.objects(of: copy, in: target.store) }).first {
+                    problems.append(FixityProblem(copy: copy, kind: .corrupted, foundSize: nil, foundChecksum: nil,
+                                                  detail: "found moved aside by an earlier attempt", quarantinePath: aside))
+                    log.write("CORRUPTED copy \(copy.id): kept aside at \(aside) by an earlier attempt")
+                } else {
+                    problems.append(FixityProblem(copy: copy, kind: .lost, foundSize: nil, foundChecksum: nil, detail: "the object is gone"))
+                    log.write("LOST copy \(copy.id): \(copy.relativePath) is gone")
+                }
                 continue
             }
             bytes += read.size
@@ -46,14 +62,24 @@ enum FixityCheckExecution {
         // A gone object is believed only while the storage holds anything at all: one copy read
         // from an unmounted file system or an emptied bucket is not one copy lost.
         let looksEmpty = problems.contains { $0.kind == .lost } ? try await runBlocking { try Brake.isEmpty(target.store) } : false
-        let suspect = problems.count > limit || looksEmpty
+        // A pass reads a day's slice: more than half of a slice bad says more about the storage
+        // (a wrong prefix, a mount point holding other files) than about the copies.
+        let mostOfThePass = copies.count >= 2 && problems.count * 2 > copies.count
+        let suspect = problems.count > limit || looksEmpty || mostOfThePass
         let message = suspect ? Brake.message(bad: Int64(problems.count), of: run.cataloguedCopies, limit: limit, runID: run.id,
-                                              what: looksEmpty ? "the storage holds nothing at all" : "re-read copies") : nil
+                                              what: looksEmpty ? "the storage holds nothing at all"
+                                                  : mostOfThePass ? "\(problems.count) of the \(copies.count) copies this pass read" : "re-read copies") : nil
         if let message {
             log.write(message)
         } else {
-            for index in problems.indices where problems[index].kind == .corrupted {
-                problems[index].quarantinePath = try await Quarantine.moveAside(problems[index].copy, in: target.store, log: log)
+            for index in problems.indices where problems[index].kind == .corrupted && problems[index].quarantinePath == nil && problems[index].foundSize != nil {
+                do {
+                    problems[index].quarantinePath = try await Quarantine.moveAside(problems[index].copy, in: target.store, log: log)
+                } catch let error as StorageError {
+                    // Storage that refuses renames (WORM): the copy is still marked, and kept where it is.
+                    problems[index].detail += "; it could not be moved aside (\(error.problem)) and stays where it is"
+                    log.write("copy \(problems[index].copy.id) could not be moved aside: \(error)")
+                }
             }
         }
         let (checked, found, checkedBytes) = (verified, problems, bytes)
@@ -97,6 +123,16 @@ enum Quarantine {
 
     static func key(for copy: PhysicalCopy) -> String {
         "\(prefix)copy-\(copy.id)-\(Int(Date().timeIntervalSince1970))/\(copy.relativePath)"
+    }
+
+    /// Everything kept aside for a copy, recorded or not (an attempt killed between moving the
+    /// object and recording where it went leaves one that no finding names).
+    static func objects(of copy: PhysicalCopy, in store: any ObjectStore) throws -> [String] {
+        var found: [String] = []
+        try store.listPages(prefix: "\(prefix)copy-\(copy.id)-", pageSize: 100) { page in
+            found += page.map(\.key).filter { $0.hasSuffix("/" + copy.relativePath) }
+        }
+        return found
     }
 
     /// Moves the copy's object aside; returns its new key.

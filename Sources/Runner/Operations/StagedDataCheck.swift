@@ -12,6 +12,12 @@ enum StagedDataCheck {
     static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
         let db = context.db
         let processing = try await diskStore(for: operation.dataLocationID, db, purpose: "processing")
+        // A node without the scratch mount would see every staged file gone.
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: processing.root, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw StorageError(kind: .notFound, location: processing.description, object: nil,
+                               problem: "the location's root is missing here (not mounted on this node?); nothing was checked")
+        }
         let run = try await db.startIntegrityRun(.audit, locationID: operation.dataLocationID, operationID: operation.id)
         let log = context.log
         var checked: Int64 = 0
@@ -27,8 +33,8 @@ enum StagedDataCheck {
                     do {
                         guard let found = try processing.head(copy.relativePath) else { return (copy, "the file is gone") }
                         return copy.sizeBytes.map { $0 == found.size } == false ? (copy, "the file now has \(found.size) bytes, \(copy.sizeBytes ?? 0) were staged") : nil
-                    } catch let error as StorageError {
-                        return (copy, "the file cannot be looked at: \(error.problem)")
+                    } catch let error as StorageError where error.kind == .invalidPath {
+                        return (copy, "the file was replaced: \(error.problem)")
                     }
                 }
             }

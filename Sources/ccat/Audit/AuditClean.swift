@@ -1,4 +1,5 @@
 import ArgumentParser
+import Archiving
 import CCatCLI
 import Foundation
 import OpsDB
@@ -50,8 +51,9 @@ struct AuditClean: AsyncParsableCommand {
         let seconds = TopologyParser.parseDuration(olderThan)!
         try await options.withOpsDatabase("ccat audit clean", logger: logger) { db in
             guard let run = try await db.integrityRun(id: id) else { throw CommandError("no integrity run \(id); 'ccat audit list' shows the runs") }
-            guard run.kind == .audit, run.state != .running else {
-                throw CommandError("run \(id) is a \(run.kind.rawValue) run, \(run.state.rawValue); dark objects come from finished audits")
+            guard run.kind == .audit, [.completed, .confirmed].contains(run.state) else {
+                throw CommandError("run \(id) is a \(run.kind.rawValue) run, \(run.state.rawValue); dark objects are removed only from a COMPLETED "
+                                   + "or CONFIRMED audit (a SUSPECT one may have listed the wrong bucket, prefix or file system)")
             }
             let findings = try await db.deletableDarkFindings(runID: id, olderThanSeconds: seconds)
             let target = try await locationStore(for: run.dataLocationID, db, s3: S3Settings())
@@ -60,11 +62,16 @@ struct AuditClean: AsyncParsableCommand {
                 var removal = Removal(finding: finding.id, path: finding.relativePath, sizeBytes: finding.sizeBytes, removed: false)
                 if execute {
                     let now = try target.store.head(finding.relativePath)
-                    if let now, now.size == finding.sizeBytes {
-                        try target.store.delete(finding.relativePath)
+                    if try await db.isCatalogued(locationID: run.dataLocationID, path: finding.relativePath) {
+                        removal.skipped = "the catalogue knows it now"
+                    } else if let now, now.size == finding.sizeBytes {
+                        // Only the object itself (a store's delete also removes a temporary file of the same name).
+                        if let disk = target.store as? DiskStore { try disk.rooted(finding.relativePath).unlinkFile() } else {
+                            try target.store.delete(finding.relativePath)
+                        }
                         try await db.resolveFinding(finding.id, resolution: "dark object deleted by \(ProcessInfo.processInfo.userName)")
                         removal.removed = true
-                    } else {
+                    } else if removal.skipped == nil {
                         removal.skipped = now == nil ? "already gone" : "its size changed since the audit (\(now!.size) bytes now)"
                         if now == nil { try await db.resolveFinding(finding.id, resolution: "dark object already gone") }
                     }
