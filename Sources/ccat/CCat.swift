@@ -11,6 +11,6 @@ struct CCat: AsyncParsableCommand {
             'database:' in /etc/ccat/ccat.yaml, or the local cluster started by 'make db', in that order.
             """,
         version: ccatVersion,
-        subcommands: [DB.self, TopologyCommand.self, Queues.self, Routes.self, Files.self, Daemon.self, Status.self, Ops.self, Jobs.self, Audit.self, Find.self, Stage.self, Version.self]
+        subcommands: [DB.self, TopologyCommand.self, Queues.self, Routes.self, Files.self, Daemon.self, Status.self, Ops.self, Jobs.self, Audit.self, Throughput.self, Find.self, Stage.self, Version.self]
     )
 }

@@ -50,6 +50,15 @@ struct TransferHistoryTests {
             #expect(try await db.foldTransferAttempts(olderThanDays: 30) == 2)
             #expect(try await db.connection.query("SELECT count(*)::int AS n FROM transfer_attempt")[0]["n"] as Int == 0)
             #expect(withoutSeconds(try await db.linkThroughput(since: Date().addingTimeInterval(-50 * 86_400))) == [link])
+            let shown = try await runExecutable("ccat", ["throughput", "--since", "7w", "--json"], environment: pipeline.environment)
+            #expect(shown.status == 0, "\(shown.stderr)")
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            #expect(withoutSeconds(try decoder.decode([LinkThroughput].self, from: Data(shown.stdout.utf8))) == [link], "\(shown.stdout)")
+            let recent = try await runExecutable("ccat", ["throughput"], environment: pipeline.environment)
+            #expect(recent.status == 0 && recent.stdout.contains("nothing moved in the last 24h"), "\(recent.stdout)")
+            let refused = try await runExecutable("ccat", ["throughput", "--since", "lately"], environment: pipeline.environment)
+            #expect(refused.status != 0 && refused.stderr.contains("not a duration"))
             #expect(try await db.linkThroughput(since: Date().addingTimeInterval(-3600)).isEmpty)
             #expect(try await db.foldTransferAttempts(olderThanDays: 30) == 0)
         }
