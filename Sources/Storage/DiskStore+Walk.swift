@@ -9,6 +9,15 @@ extension DiskStore {
     /// Partial files are in the walk itself.
     public func incompleteWrites(startedBefore cutoff: Date) throws -> [StoredObject] { [] }
 
+    /// Refuses a root that is missing or not a directory: on a node without the mount, every
+    /// object would look gone.
+    public func requireRoot() throws {
+        var info = stat()
+        guard stat(root, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw failure(.notFound, nil, "the location's root \(root) is missing or not a directory (an unmounted file system?)")
+        }
+    }
+
     static let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
 
     /// A walk of the tree below the root, a page of regular files at a time: each directory is
@@ -17,10 +26,7 @@ extension DiskStore {
     /// followed). Memory holds one page and the names of directories still to read, one
     /// directory is open at a time.
     public func listPages(prefix: String, pageSize: Int, _ page: ([StoredObject]) throws -> Void) throws {
-        var info = stat()
-        guard stat(root, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw failure(.notFound, nil, "the location's root \(root) is missing or not a directory (an unmounted file system?)")
-        }
+        try requireRoot()
         // Directories still to read, by their path below the root.
         var pending = [""]
         var batch: [StoredObject] = []

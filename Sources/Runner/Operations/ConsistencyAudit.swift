@@ -17,7 +17,12 @@ enum ConsistencyAuditExecution {
         let db = context.db
         let locationID = operation.dataLocationID
         let target = try await store(for: locationID, db, s3: context.s3)
-        if target.location.locationType == .processing { return try await StagedDataCheck.run(operation, context: context) }
+        if target.location.locationType == .processing {
+            guard let processing = target.store as? DiskStore else {
+                throw UnsupportedOperation(description: "PROCESSING location '\(target.location.name)' is not a POSIX file system; its staged files cannot be checked")
+            }
+            return try await StagedDataCheck.run(operation, processing: processing, context: context)
+        }
         let policy = try await db.integrityPolicy(locationID: locationID)
         let run = try await db.startIntegrityRun(.audit, locationID: locationID, operationID: operation.id)
         let log = context.log

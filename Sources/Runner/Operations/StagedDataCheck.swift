@@ -9,15 +9,10 @@ import Storage
 enum StagedDataCheck {
     static let pageSize = 1000
 
-    static func run(_ operation: OperationRecord, context: ExecutionContext) async throws -> ExecutionOutcome {
+    static func run(_ operation: OperationRecord, processing: DiskStore, context: ExecutionContext) async throws -> ExecutionOutcome {
         let db = context.db
-        let processing = try await diskStore(for: operation.dataLocationID, db, purpose: "processing")
         // A node without the scratch mount would see every staged file gone.
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: processing.root, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw StorageError(kind: .notFound, location: processing.description, object: nil,
-                               problem: "the location's root is missing here (not mounted on this node?); nothing was checked")
-        }
+        try processing.requireRoot()
         let run = try await db.startIntegrityRun(.audit, locationID: operation.dataLocationID, operationID: operation.id)
         let log = context.log
         var checked: Int64 = 0
