@@ -27,6 +27,11 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // `ccat daemon --http`: the status page, /metrics and /healthz.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries. Each ships a pkg-config file on Debian; the providers name the -dev package.
@@ -65,6 +70,7 @@ let package = Package(
             dependencies: [
                 "OpsDB", "Postgres", "Topology", "Processes", "CGlibcExtras",
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming
@@ -98,6 +104,21 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        // What the daemon shows: /metrics (swift-prometheus), /healthz, /api/v1/status and the status
+        // page, served by hummingbird; and the alerts it sends (webhook, SMTP through libcurl).
+        .target(
+            name: "Monitor",
+            dependencies: [
+                "OpsDB", "Postgres", "Managers", "CCatConfig", "CLibCurl",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: upcoming
+        ),
         // munge credentials: who sent a staging request.
         .target(
             name: "Auth",
@@ -123,7 +144,10 @@ let package = Package(
             name: "ccat",
             dependencies: [
                 "Postgres", "OpsDB", "CCatConfig", "CCatCLI", "Topology", "Managers", "Scheduling", "Processes", "Archiving", "Storage", "Auth", "Runner",
+                "Monitor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -32,12 +32,16 @@ public struct CCatConfiguration: Sendable, Equatable {
     public var daemon: [String: Double] = [:]
     /// The defaults with the file's `daemon:` settings applied.
     public var daemonSettings = DaemonSettings()
+    /// Where `ccat daemon` serves its status page, /metrics and /healthz (`--http` wins); off when unset.
+    public var http: String?
+    /// Where alerts go; none are sent when unset (they are still tracked and shown).
+    public var alerts = AlertSettings()
 
     /// The keys `daemon:` accepts (`DaemonSettings.keys`).
     public static let daemonKeys = Set(DaemonSettings.keys.map(\.name))
 
     static let knownKeys: Set<String> = ["database", "scheduler", "state_directory", "slurm_accounting", "local_concurrency",
-                                         "runner", "jobscript_overrides", "munge_socket", "staging_location", "daemon"]
+                                         "runner", "jobscript_overrides", "munge_socket", "staging_location", "daemon", "http", "alerts"]
 
     public init(path: String, database: String? = nil) {
         self.path = path
@@ -143,6 +147,10 @@ public struct CCatConfiguration: Sendable, Equatable {
                     }
                     configuration.daemon[setting] = settingValue.float ?? settingValue.int.map(Double.init)
                 }
+            case "http":
+                configuration.http = try value.int.map { String($0) } ?? string("an address to listen on, e.g. 127.0.0.1:9464")
+            case "alerts":
+                configuration.alerts = try AlertSettings.parse(value, path: path)
             default:
                 break
             }

@@ -24,12 +24,15 @@ public final class ManagerService: Service, Sendable {
     let interval: Duration
     let instance: String
     let logger: Logger
+    let board: LeadershipBoard?
 
     /// Advisory-lock class for manager leadership (the second key is `hashtext(name)`).
     static let lockClass: Int32 = 7262
 
-    public init(_ manager: any ManagerCycle, conninfo: String, interval: Duration, instance: String, logger: Logger) {
+    public init(_ manager: any ManagerCycle, conninfo: String, interval: Duration, instance: String, logger: Logger,
+                board: LeadershipBoard? = nil) {
         self.manager = manager
+        self.board = board
         self.conninfo = conninfo
         self.interval = interval
         self.instance = instance
@@ -57,6 +60,7 @@ public final class ManagerService: Service, Sendable {
                 if !leader {
                     leader = try await db.tryLeadership(lockClass: Self.lockClass, name: manager.name)
                     if leader { logger.info("became leader") }
+                    board?.set(manager.name, leader: leader)
                 }
                 try await db.recordHeartbeat(service: manager.name, instance: instance, status: status, leader: leader,
                                              details: ["cycles": String(cyclesRun), "interval_s": String(interval.components.seconds)])
@@ -72,6 +76,7 @@ public final class ManagerService: Service, Sendable {
             } catch let error as PostgresError where error.code == .connectionLost || error.code == .connectionFailed {
                 logger.warning("database unavailable, retrying", metadata: ["error": "\(error)"])
                 leader = false
+                board?.set(manager.name, leader: false)
                 if let lost = connection { await lost.close() }
                 connection = nil
             } catch is CancellationError {
@@ -95,6 +100,7 @@ public final class ManagerService: Service, Sendable {
             } catch {
                 logger.warning("waiting for work failed", metadata: ["error": "\(error)"])
                 leader = false
+                board?.set(manager.name, leader: false)
                 connection = nil
             }
         }

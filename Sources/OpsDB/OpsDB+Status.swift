@@ -137,3 +137,15 @@ extension OpsDB {
                               integrity: try await archiveIntegrity(), links: try await linkThroughput(since: Date().addingTimeInterval(-86_400)))
     }
 }
+
+/// How every `--json` document and the daemon's /api/v1 answers are written: snake_case keys in
+/// sorted order, ISO 8601 times.
+public enum JSONDocument {
+    public static func encoder(pretty: Bool = true) -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import OpsDB
 import Topology
 
@@ -202,7 +203,15 @@ public struct Dispatcher: Sendable {
             try await throttle.wait()
             report.sbatchCalls += 1
             do {
-                let submitted = try await scheduler.submit(scriptPath: job.scriptPath, cluster: cluster)
+                let started = ContinuousClock.now
+                let submitted: SubmittedJob
+                do {
+                    submitted = try await scheduler.submit(scriptPath: job.scriptPath, cluster: cluster)
+                    Self.recordSubmission(since: started, scheduler: scheduler.kind, outcome: "submitted")
+                } catch {
+                    Self.recordSubmission(since: started, scheduler: scheduler.kind, outcome: "failed")
+                    throw error
+                }
                 try await db.recordSubmitted(job.id, schedulerJobID: submitted.jobID, cluster: submitted.cluster)
                 report.jobsSubmitted += 1
                 logger.info("submitted", metadata: ["batch_job": "\(job.id)", "scheduler_job": "\(submitted.jobID)", "queue": "\(queue.name)"])
@@ -276,5 +285,17 @@ public struct Dispatcher: Sendable {
         } catch {
             throw JobScriptError(description: "cannot write job script \(job.scriptPath): \(error.localizedDescription)")
         }
+    }
+}
+
+extension Dispatcher {
+    /// The metric of how long one `sbatch` (or the local scheduler's submission) took, by
+    /// scheduler and outcome: a histogram on the daemon's /metrics (swift-metrics; a no-op when
+    /// the daemon serves no metrics).
+    public static let submissionMetric = "ccat_dispatch_submission_seconds"
+
+    static func recordSubmission(since started: ContinuousClock.Instant, scheduler: BatchSchedulerKind, outcome: String) {
+        Metrics.Timer(label: submissionMetric, dimensions: [("scheduler", scheduler.rawValue), ("outcome", outcome)])
+            .record(duration: ContinuousClock.now - started)
     }
 }

@@ -5,15 +5,18 @@ import CCatConfig
 import Foundation
 import Logging
 import Managers
+import Metrics
+import Monitor
 import OpsDB
 import Postgres
+import Prometheus
 import Scheduling
 import ServiceLifecycle
 import UnixSignals
 
 struct Daemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the managers: packaging, bundling, transfers, unpacking, archiving, staging, deletion, monitoring, integrity (fixity, audit, repair), dispatch.",
+        abstract: "Run the managers: packaging, bundling, transfers, unpacking, archiving, staging, deletion, monitoring, integrity (fixity, audit, repair), alerts, dispatch; optionally a status page and /metrics.",
         discussion: """
             One service per manager in this process. Each takes a PostgreSQL advisory lock as its \
             leader lock, so a second daemon (on another host) is a hot standby that takes over when \
@@ -64,6 +67,13 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("munged's socket, for decoding staging requests (default: $CCAT_MUNGE_SOCKET, else 'munge_socket' in the config file, else libmunge's default).", valueName: "path"))
     var mungeSocket: String?
 
+    @Option(name: .long, help: ArgumentHelp("""
+        Serve the status page, /metrics, /healthz and /api/v1/status here: PORT (on loopback), HOST:PORT or [IPv6]:PORT \
+        (default: 'http:' in the config file; off when neither is given). Read-only; put a proxy with authentication in front \
+        before serving beyond loopback.
+        """, valueName: "address"))
+    var http: String?
+
     @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("staging_retention").help))
     var stagingRetention: Int64?
 
@@ -89,12 +99,32 @@ struct Daemon: AsyncParsableCommand {
         return settings
     }
 
+    /// The HTTP side, with swift-metrics bootstrapped into the registry its /metrics appends.
+    static func statusServer(at address: HTTPAddress, conninfo: String, leadership: LeadershipBoard, logger: Logger) -> any Service {
+        let live = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: live)
+        factory.durationHistogramBuckets[Dispatcher.submissionMetric] = [
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+            .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
+        ]
+        MetricsSystem.bootstrap(factory)
+        let server = StatusServer(address: address, conninfo: conninfo, leadership: leadership, live: live, logger: logger)
+        return server.makeService { bound in
+            // Said whatever the log level: the admin asked for it and needs its address (port 0 picks one).
+            FileHandle.standardError.write(Data("ccat daemon: status page at \(bound.url) (also /metrics, /healthz, /api/v1/status)\n".utf8))
+            logger.notice("status page at \(bound.url) (also /metrics, /healthz, /api/v1/status)", metadata: ["address": "\(bound)"])
+        }
+    }
+
     func run() async throws {
         let logger = options.makeLogger(label: "ccat.daemon")
         let location = try options.locateDatabase()
         let configuration = try options.loadConfiguration()
         let resolved = try resolve(configuration)
         let interval = resolved.interval, pollInterval = resolved.pollInterval, monitoringInterval = resolved.monitoringInterval
+        // The address is checked before anything starts: a taken port is said at once, with the port.
+        let httpAddress = try (http ?? configuration?.http).map { try HTTPAddress(parsing: $0) }
+        try httpAddress?.checkAvailable()
         // Refuse a database that lacks migrations before any service starts.
         try await options.withOpsDatabase("ccat daemon", logger: logger) { _ in }
         let setup = ExecutionSetup(configuration: configuration)
@@ -136,9 +166,15 @@ struct Daemon: AsyncParsableCommand {
             (IntegrityManager(settings: settings), min(interval, resolved.fixityInterval)),
             (DispatchCycle(scheduler: scheduler, renderer: renderer, settings: dispatch), interval),
             (TrackCycle(scheduler: scheduler, policy: dispatch.retryPolicy), pollInterval),
+            (AlertManager(settings: configuration?.alerts ?? AlertSettings(), site: name), interval),
         ]
-        let services = cycles.map { cycle, seconds in
-            ManagerService(cycle, conninfo: location.conninfo, interval: .milliseconds(Int(seconds * 1000)), instance: name, logger: logger)
+        let leadership = LeadershipBoard()
+        var services: [any Service] = cycles.map { cycle, seconds in
+            ManagerService(cycle, conninfo: location.conninfo, interval: .milliseconds(Int(seconds * 1000)), instance: name, logger: logger,
+                           board: leadership)
+        }
+        if let httpAddress {
+            services.append(Self.statusServer(at: httpAddress, conninfo: location.conninfo, leadership: leadership, logger: logger))
         }
         logger.notice("ccat daemon started", metadata: ["instance": "\(name)", "services": "\(services.count)",
                                                       "scheduler": "\(setup.scheduler.rawValue)", "jobs": "\(setup.jobDirectory)"])

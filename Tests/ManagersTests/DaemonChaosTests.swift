@@ -172,7 +172,7 @@ struct DaemonChaosTests {
         let services = try await db.query("""
             SELECT service_name, status::text AS status FROM service_heartbeat WHERE instance IN ('daemon-0', 'daemon-1')
             """)
-        #expect(services.count == 22, "eleven services in each of the two daemons")
+        #expect(services.count == 24, "twelve services (eleven managers and the alert manager) in each of the two daemons")
         let notStopped = try services.filter { try $0["status"] as String != "STOPPED" }.map { try $0["service_name"] as String }
         #expect(notStopped.isEmpty, "services not recorded as stopped: \(notStopped)")
     }
