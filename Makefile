@@ -29,11 +29,12 @@ db-stop:
 	$(PG) stop
 
 ## demo: the whole pipeline on this machine (local PostgreSQL, S3 server, local scheduler;
-## SCHEDULER=slurm for the single-node Slurm cluster): instrument files to both archives, then cleanup
+## SCHEDULER=slurm for the single-node Slurm cluster): instrument files to both archives, then cleanup;
+## prints the daemon's status page address; KEEP_RUNNING=1 leaves the daemon and its page up at the end
 demo:
 	@scripts/install-deps.sh $(if $(filter slurm,$(SCHEDULER)),test,demo)
 	$(SWIFT) build $(SWIFT_FLAGS)
-	scripts/demo.sh $(BIN_DIR)
+	scripts/demo.sh $(BIN_DIR) $(if $(KEEP_RUNNING),--keep-running)
 
 ## test: the whole test suite against a real PostgreSQL, the S3 test server (moto_server), munged
 ## (two, with different keys), and, where installed and we are root, the single-node Slurm cluster

@@ -2,7 +2,11 @@
 # The whole pipeline on one machine: local PostgreSQL, an S3 server on loopback, the local
 # scheduler (or the single-node Slurm cluster with SCHEDULER=slurm). Called by `make demo`.
 #
-#   scripts/demo.sh BIN_DIR
+#   scripts/demo.sh BIN_DIR [--keep-running]
+#
+# The daemon serves its status page and /metrics on loopback (DEMO_HTTP, default 127.0.0.1:0: a
+# free port; the address is printed). --keep-running leaves the daemon and its page up after the
+# demo until Ctrl-C.
 #
 # Environment: SCHEDULER (local|slurm), DEMO_OBSERVATIONS, DEMO_FILES, DEMO_TIMEOUT (seconds),
 # DEMO_DIR (default .ccat-dev/demo, recreated), DEMO_DATABASE (default ccat_demo, recreated),
@@ -17,7 +21,14 @@
 # then a scientist stages one observation, checks it, and releases it.
 set -euo pipefail
 
-bin="${1:?usage: scripts/demo.sh BIN_DIR}"
+bin="${1:?usage: scripts/demo.sh BIN_DIR [--keep-running]}"
+keep_running=0
+case "${2:-}" in
+    --keep-running) keep_running=1 ;;
+    "") ;;
+    *) echo "demo: unknown argument '$2' (--keep-running)" >&2; exit 2 ;;
+esac
+http="${DEMO_HTTP:-127.0.0.1:0}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
 demo="${DEMO_DIR:-$here/.ccat-dev/demo}"
 database="${DEMO_DATABASE:-ccat_demo}"
@@ -154,9 +165,18 @@ if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
 fi
 
 say "ccat daemon ($scheduler scheduler); its log: $demo/daemon.log"
-CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" >"$demo/daemon.log" 2>&1 &
+CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --http "$http" >"$demo/daemon.log" 2>&1 &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true' EXIT
+page=""
+for _ in $(seq 1 60); do
+    page="$(sed -n 's/^ccat daemon: status page at \([^ ]*\) .*/\1/p' "$demo/daemon.log" | head -1)"
+    [ -n "$page" ] && break
+    kill -0 $daemon 2>/dev/null || { echo "demo: the daemon stopped:" >&2; tail -5 "$demo/daemon.log" >&2; exit 1; }
+    sleep 0.5
+done
+[ -n "$page" ] || { echo "demo: the daemon did not say where its status page is; see $demo/daemon.log" >&2; exit 1; }
+echo "status page: $page (metrics: ${page}metrics); open it while the demo runs"
 
 progress() {
     "$bin/ccat" status --json | python3 -c '
@@ -222,7 +242,14 @@ JOB
     echo "job $job waited for its data, ran on it, and its data was removed once it ended"
 fi
 
-kill -TERM $daemon
+# What the page and /metrics said at the end, for a look afterwards (and for the tests).
+curl -sSf "${page}metrics" >"$demo/metrics.txt" || { echo "demo: ${page}metrics did not answer" >&2; exit 1; }
+curl -sSf "$page" >"$demo/status.html" || { echo "demo: the status page $page did not answer" >&2; exit 1; }
+if [ "$keep_running" = 1 ]; then
+    say "the daemon keeps running: status page $page (Ctrl-C stops it)"
+    wait $daemon || true
+fi
+kill -TERM $daemon 2>/dev/null || true
 wait $daemon || true
 trap - EXIT
 
@@ -233,5 +260,7 @@ say "ccat audit list (fixity passes and audits the daemon ran on the archives)"
 say "done in $((SECONDS - start)) s"
 echo "data:  $demo (archives: S3 bucket $bucket at $endpoint, and $demo/us/archive)"
 echo "logs:  $demo/daemon.log, job scripts and runner logs under $demo/state/jobs"
+echo "page:  $page was the status page; its last answer is $demo/status.html, /metrics in $demo/metrics.txt"
+echo "       (scripts/demo.sh $bin --keep-running, or make demo KEEP_RUNNING=1, leaves it up)"
 echo "database: $CCAT_DATABASE_URL"
 echo "try:   CCAT_DATABASE_URL=\"$CCAT_DATABASE_URL\" $bin/ccat status"

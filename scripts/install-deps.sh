@@ -25,14 +25,14 @@ build_packages=(pkg-config make libpq-dev libarchive-dev libcurl4-openssl-dev li
 # python3-venv for the S3 test server's virtualenv.
 demo_packages=(postgresql munge rsync curl python3-venv)
 # The single-node Slurm cluster (slurmdbd keeps its accounting in MariaDB) and an ssh server for
-# transfers to "another host" over loopback.
-test_packages=(slurm-wlm slurmdbd mariadb-server openssh-server openssh-client)
+# transfers to "another host" over loopback; headless Chromium opens the daemon's status page.
+test_packages=(slurm-wlm slurmdbd mariadb-server openssh-server openssh-client chromium)
 # dpkg-deb and dpkg-shlibdeps, lintian for the package's checks, man-db for `man` on the pages.
 package_packages=(dpkg-dev lintian man-db)
-# From PyPI, into the virtualenv: the S3 server the demo and the tests use, and aws-cli for the
-# interoperability tests.
+# From PyPI, into the virtualenv: the S3 server the demo and the tests use, aws-cli for the
+# interoperability tests, Prometheus' own text parser for /metrics and an SMTP server for alerts.
 demo_python=("moto[server]")
-test_python=("moto[server]" awscli)
+test_python=("moto[server]" awscli prometheus_client aiosmtpd)
 
 set_name="test"
 check_only=0
@@ -71,6 +71,9 @@ for spec in ${python[@]+"${python[@]}"}; do
     case "$spec" in
         moto*) program=moto_server ;;
         awscli) program=aws ;;
+        *) # A module: present when the virtualenv's python imports it.
+            [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import $spec" 2>/dev/null || python_missing+=("$spec")
+            continue ;;
     esac
     command -v "$program" >/dev/null 2>&1 || [ -x "$venv/bin/$program" ] || python_missing+=("$spec")
 done

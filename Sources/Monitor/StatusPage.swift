@@ -94,7 +94,7 @@ struct StatusPage {
             let series = (0..<24).map { ago in
                 hours.filter { ($0.origin ?? "?") == origin && $0.destination == link.destination && $0.hoursAgo == 23 - ago }.reduce(Int64(0)) { $0 + $1.bytes }
             }
-            html += "<tr data-link=\"\(esc(origin)) -> \(esc(link.destination))\" data-work=\"\(link.operationType.rawValue)\">"
+            html += "<tr data-link data-origin=\"\(esc(origin))\" data-destination=\"\(esc(link.destination))\" data-work=\"\(link.operationType.rawValue)\">"
             html += "<td>\(esc(origin)) &rarr; \(esc(link.destination))</td><td>\(esc(link.operationType.rawValue))</td>"
             html += "<td data-bytes=\"\(link.bytes)\">\(esc(formatByteCount(link.bytes)))</td>"
             html += "<td data-rate=\"\(link.bytesPerSecond.map { String(Int64($0)) } ?? "")\">\(link.bytesPerSecond.map { esc(formatByteCount(Int64($0))) + "/s" } ?? "-")</td>"

@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import Testing
 import TestSupport
 
@@ -83,5 +84,30 @@ struct EndToEndTests {
         let archive = directory.appendingPathComponent("us/archive/packages").path
         let tars = try FileManager.default.contentsOfDirectory(atPath: archive).filter { $0.hasSuffix(".tar") }
         #expect(tars.count == 20)
+
+        // The daemon's /metrics as the demo left it, read by Prometheus' own parser, agrees with
+        // the catalogue; the dispatcher's submissions show in its histogram (swift-metrics).
+        #expect(run.stdout.contains("status page: http://127.0.0.1:"), "the demo did not print the status page's address")
+        let metrics = try String(contentsOf: directory.appendingPathComponent("metrics.txt"), encoding: .utf8)
+        let samples = try PrometheusSample.parse(metrics)
+        func value(_ name: String, _ labels: [String: String] = [:]) -> Double? { samples.value(name, labels) }
+        #expect(value("ccat_files") == 60)
+        #expect(value("ccat_raw_data_packages_archived_everywhere") == 20)
+        #expect(value("ccat_copies_present", ["location": "us:long_term_archive", "kind": "RAW_DATA_PACKAGE"]) == 20)
+        let db = try await PostgresConnection.connect(PostgresConfiguration(conninfo: String(conninfo)))
+        defer { Task { await db.close() } }
+        for row in try await db.query("""
+            SELECT ds.short_name || ':' || dl.name AS destination, sum(bytes)::bigint AS bytes FROM transfer_attempt a
+            JOIN data_location dl ON dl.id = a.destination_location_id JOIN site ds ON ds.id = dl.site_id
+            WHERE a.succeeded AND a.operation_type = 'LONG_TERM_ARCHIVE_TRANSFER' GROUP BY 1
+            """) {
+            let destination: String = try row["destination"], bytes: Int64 = try row["bytes"]
+            #expect(value("ccat_link_bytes_total", ["destination": destination, "work": "LONG_TERM_ARCHIVE_TRANSFER"]) == Double(bytes), "\(destination)")
+        }
+        let submitted = samples.filter { $0.name == "ccat_dispatch_submission_seconds_count" && $0.labels["outcome"] == "submitted" }
+        #expect(submitted.reduce(0) { $0 + $1.value } > 0, "no submissions in the dispatcher's histogram")
+        #expect(submitted.allSatisfy { $0.labels["scheduler"] == scheduler })
+        let page = try String(contentsOf: directory.appendingPathComponent("status.html"), encoding: .utf8)
+        #expect(page.contains("data-archived-everywhere=\"20\""))
     }
 }

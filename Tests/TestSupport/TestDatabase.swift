@@ -95,6 +95,31 @@ public enum TestEnvironment {
         throw TestSetupError(description: "no python3 with botocore found: pip install 'moto[server]' (.ci/run installs it into .ccat-dev/venv)")
     }
 
+    /// A Python that imports `module` (the system's, else the virtualenv's that .ci/run fills).
+    public static func python(importing module: String) throws -> String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let candidates = [repositoryRoot.appendingPathComponent(".ccat-dev/venv/bin/python3").path] + path.split(separator: ":").map { "\($0)/python3" }
+        for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
+            if let result = try? runProcess(candidate, ["-c", "import \(module)"]), result.status == 0 { return candidate }
+        }
+        throw TestSetupError(description: "no python3 that imports \(module): scripts/install-deps.sh test installs it into .ccat-dev/venv")
+    }
+
+    /// Debian's headless-capable Chromium.
+    public static func chromium() throws -> String {
+        guard let path = tool("chromium") ?? tool("chromium-browser") else {
+            throw TestSetupError(description: "chromium not found: apt-get install chromium (scripts/install-deps.sh test)")
+        }
+        return path
+    }
+
+    /// Where tests leave files for people to look at (screenshots): .build/test-artifacts.
+    public static var artifactDirectory: URL {
+        let directory = repositoryRoot.appendingPathComponent(".build/test-artifacts")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
     /// aws-cli against the S3 test server: its path and an environment with the test keys.
     public static func awsCLI() throws -> (path: String, environment: [String: String]) {
         let keys = s3Keys()
