@@ -176,7 +176,8 @@ let package = Package(
         // `make bench`: one cycle of each manager over 1,000,000 files.
         .executableTarget(
             name: "ccat-bench-managers",
-            dependencies: ["BenchSupport", "Managers", "OpsDB", "Postgres", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BenchSupport", "Managers", "Monitor", "CCatConfig", "OpsDB", "Postgres", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "bench/managers",
             swiftSettings: upcoming
         ),
@@ -198,6 +199,8 @@ let package = Package(
                                                         "Monitor", "CCatConfig", .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
         .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres", "OpsDB", "Auth", "CCatCLI", "Scheduling", "Processes", "Managers", "Storage",
                                                          .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
+        .testTarget(name: "MonitorTests", dependencies: ["Monitor", "CCatConfig", "OpsDB", "Scheduling", "TestSupport",
+                                                        .product(name: "Yams", package: "Yams")], swiftSettings: upcoming),
         .testTarget(name: "ArchivingTests", dependencies: ["Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Archiving", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: upcoming),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: upcoming),

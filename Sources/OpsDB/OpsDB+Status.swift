@@ -83,16 +83,19 @@ extension OpsDB {
             """).map {
             PipelineStatus.Stage(stage: try $0["stage"], status: try $0["status"], count: try $0["n"], bytes: try $0["bytes"])
         }
+        // Counted per location and kind first, then named: one pass over physical_copy.
         let copies = try await connection.query("""
-            SELECT s.short_name || ':' || l.name AS location, l.location_type::text AS type, c.kind::text AS kind,
-                   count(*) FILTER (WHERE c.status = 'PRESENT')::int AS present,
-                   count(*) FILTER (WHERE c.status = 'DELETED')::int AS deleted,
-                   coalesce(sum(c.size_bytes) FILTER (WHERE c.status = 'PRESENT'), 0)::bigint AS bytes,
-                   (CASE WHEN st.total_bytes > 0 THEN 100.0 * st.used_bytes / st.total_bytes END)::float8 AS used,
-                   st.reachable
-            FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id JOIN site s ON s.id = l.site_id
-            LEFT JOIN data_location_status st ON st.data_location_id = l.id
-            GROUP BY s.short_name, l.name, l.location_type, c.kind, st.total_bytes, st.used_bytes, st.reachable ORDER BY 1, 3
+            WITH per AS (
+                SELECT data_location_id, kind, count(*) FILTER (WHERE status = 'PRESENT')::int AS present,
+                       count(*) FILTER (WHERE status = 'DELETED')::int AS deleted,
+                       coalesce(sum(size_bytes) FILTER (WHERE status = 'PRESENT'), 0)::bigint AS bytes
+                FROM physical_copy GROUP BY 1, 2
+            )
+            SELECT s.short_name || ':' || l.name AS location, l.location_type::text AS type, per.kind::text AS kind,
+                   per.present, per.deleted, per.bytes,
+                   (CASE WHEN st.total_bytes > 0 THEN 100.0 * st.used_bytes / st.total_bytes END)::float8 AS used, st.reachable
+            FROM per JOIN data_location l ON l.id = per.data_location_id JOIN site s ON s.id = l.site_id
+            LEFT JOIN data_location_status st ON st.data_location_id = l.id ORDER BY 1, 3
             """).map {
             PipelineStatus.Copies(location: try $0["location"], locationType: try $0["type"], kind: try $0["kind"], present: try $0["present"],
                                   deleted: try $0["deleted"], bytesPresent: try $0["bytes"], usedPercent: try $0["used"], reachable: try $0["reachable"])
@@ -121,15 +124,18 @@ extension OpsDB {
             PipelineStatus.Attention(operationID: try $0["id"], type: try $0["type"], state: try $0["state"], attempts: try $0["attempts"],
                                      errorClass: try $0["error_class"], lastError: try $0["last_error"])
         }
+        // Packages with a verified copy at every active archive site: one grouped pass over the
+        // archive copies (not a lookup per package).
         let archived = try await connection.query("""
-            WITH required AS (SELECT DISTINCT site_id FROM data_location WHERE location_type = 'LONG_TERM_ARCHIVE' AND active)
-            SELECT count(*)::int AS total,
-                   count(*) FILTER (WHERE (SELECT count(*) FROM required) > 0 AND (
-                       SELECT count(DISTINCT l.site_id) FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
-                       WHERE c.raw_data_package_id = p.id AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
-                         AND l.location_type = 'LONG_TERM_ARCHIVE' AND l.site_id IN (SELECT site_id FROM required)
-                   ) >= (SELECT count(*) FROM required))::int AS everywhere
-            FROM raw_data_package p
+            WITH required AS (SELECT DISTINCT site_id FROM data_location WHERE location_type = 'LONG_TERM_ARCHIVE' AND active),
+            held AS (
+                SELECT c.raw_data_package_id FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
+                WHERE c.raw_data_package_id IS NOT NULL AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+                  AND l.location_type = 'LONG_TERM_ARCHIVE' AND l.site_id IN (SELECT site_id FROM required)
+                GROUP BY c.raw_data_package_id HAVING count(DISTINCT l.site_id) >= (SELECT count(*) FROM required)
+            )
+            SELECT (SELECT count(*) FROM raw_data_package)::int AS total,
+                   (CASE WHEN (SELECT count(*) FROM required) > 0 THEN (SELECT count(*) FROM held) ELSE 0 END)::int AS everywhere
             """).first
         return PipelineStatus(files: try files?["n"] ?? 0, fileBytes: try files?["bytes"] ?? 0, stages: stages, copies: copies,
                               operations: operations, services: services, attention: attention, setAside: try await managerIssues(limit: 50),

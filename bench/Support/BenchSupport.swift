@@ -27,7 +27,8 @@ public func repositoryDirectory(file: String = #filePath) -> URL {
 
 /// Runs `body` with the conninfo of a new, empty database on the ops database server
 /// (`CCAT_BENCH_DATABASE_URL`, else the one `scripts/local-postgres.sh start` runs), and drops
-/// that database afterwards, also when `body` throws.
+/// that database afterwards, also when `body` throws; CCAT_BENCH_KEEP=1 keeps it (and prints where)
+/// for looking at query plans.
 public func withBenchDatabase<T>(_ body: (String) async throws -> T) async throws -> T {
     guard let adminConninfo = ProcessInfo.processInfo.environment["CCAT_BENCH_DATABASE_URL"]
             ?? (try? String(contentsOf: repositoryDirectory().appendingPathComponent(".ccat-dev/postgres/conninfo"), encoding: .utf8))?
@@ -46,7 +47,14 @@ public func withBenchDatabase<T>(_ body: (String) async throws -> T) async throw
         await admin.close()
         throw error
     }
-    try await admin.execute("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
+    if ProcessInfo.processInfo.environment["CCAT_BENCH_KEEP"] == "1" {
+        print("kept the database: \(conninfo)")
+    } else {
+        try await admin.execute("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
+    }
     await admin.close()
     return result
 }
+
+/// The middle value (the upper one of an even count).
+public func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }

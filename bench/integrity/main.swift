@@ -62,7 +62,6 @@ func dropCaches() -> Bool {
 /// A line on standard output, at once (not held in a buffer when the output is a file).
 func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
 
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
 try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(at: base) }

@@ -1,18 +1,23 @@
 // Manager cost: one cycle of each manager with 1,000,000 raw_data_file rows (and their copies,
 // packages and archive copies) of which 10,000 wait to be packaged. Prints each cycle's time
 // (goal: under a second) and, from pg_stat_user_tables, the rows the cycle read by sequential
-// scans of each large table (goal: none; every scan indexed and bounded).
+// scans of each large table (goal: none; every scan indexed and bounded). Then the daemon's HTTP
+// side on the same catalogue: one /metrics scrape and one status page answer (goal: under a
+// second each), and the exposition's size beside its size on the empty catalogue (bounded).
 //
 //   ccat-bench-managers [--files 1000000] [--pending 10000]
 //
 // Needs the ops database server (scripts/local-postgres.sh start; make bench does). Creates and
 // drops its own database.
 import BenchSupport
+import CCatConfig
 import Foundation
 import Logging
 import Managers
+import Monitor
 import OpsDB
 import Postgres
+import ServiceLifecycle
 
 LoggingSystem.bootstrap { label in
     var handler = StreamLogHandler.standardError(label: label)
@@ -39,6 +44,8 @@ try await withBenchDatabase { conninfo in
         archives.append(try await db.insertLocation(siteID: site.id, name: "archive", type: .longTermArchive,
                                                     storage: .disk(rootPath: "/data/\(site.shortName)/archive")).id)
     }
+
+    let emptyScrape = try await scrape(conninfo, times: 1)
 
     // Archived history: packages of 10 files, archived at both sites, temporary copies deleted.
     // Then the pending files: registered, present at the source, not yet packaged.
@@ -105,6 +112,7 @@ try await withBenchDatabase { conninfo in
         RawDataPackageManager(settings: settings), DataTransferPackageManager(settings: settings), TransferManager(settings: settings),
         UnpackManager(settings: settings), ArchiveManager(settings: settings), DeletionManager(settings: settings),
         MonitoringManager(settings: settings), IntegrityManager(settings: settings),
+        AlertManager(settings: AlertSettings(), site: "bench"),
     ]
     var slowest = 0.0
     var scanned: [String] = []
@@ -126,5 +134,51 @@ try await withBenchDatabase { conninfo in
     }
     print(String(format: "slowest cycle %.3f s (goal < 1 s) %@; large sequential scans: %@", slowest, slowest < 1 ? "met" : "NOT met",
                  scanned.isEmpty ? "none (met)" : scanned.joined(separator: "; ") + " (NOT met)"))
+    let full = try await scrape(conninfo, times: 5)
+    print(String(format: "/metrics: median %.3f s of 5 (goal < 1 s) %@; %d bytes, %d samples (empty catalogue: %d bytes, %d samples)",
+                 full.metricsSeconds, full.metricsSeconds < 1 ? "met" : "NOT met", full.bytes, full.samples, emptyScrape.bytes, emptyScrape.samples))
+    print(String(format: "status page: median %.3f s of 5 (goal < 1 s) %@", full.pageSeconds, full.pageSeconds < 1 ? "met" : "NOT met"))
     await connection.close()
+}
+
+/// Scrapes /metrics and loads the status page `times` times each from a `StatusServer` on
+/// loopback (curl's own timing of each answer); medians, and the exposition's size.
+func scrape(_ conninfo: String, times: Int) async throws -> (metricsSeconds: Double, pageSeconds: Double, bytes: Int, samples: Int) {
+    let (addresses, continuation) = AsyncStream.makeStream(of: HTTPAddress.self)
+    let server = StatusServer(address: HTTPAddress(host: "127.0.0.1", port: 0), conninfo: conninfo, leadership: LeadershipBoard(), live: nil,
+                              logger: Logger(label: "bench.http"))
+    let service = server.makeService { continuation.yield($0) }
+    let running = Task { try await service.run() }
+    defer { running.cancel() }
+    var url = ""
+    for await address in addresses {
+        url = address.url
+        break
+    }
+    func timed(_ path: String) throws -> (seconds: Double, body: String) {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-bench-scrape-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = ["-sS", "--fail", "--max-time", "120", "-o", out.path, "-w", "%{time_total}", url + path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let timing = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let seconds = Double(timing) else {
+            throw BenchError("curl \(url + path) failed (status \(process.terminationStatus))")
+        }
+        return (seconds, try String(contentsOf: out, encoding: .utf8))
+    }
+    var metrics: [Double] = [], pages: [Double] = []
+    var exposition = ""
+    for _ in 0..<times {
+        let answer = try timed("metrics")
+        metrics.append(answer.seconds)
+        exposition = answer.body
+        pages.append(try timed("").seconds)
+    }
+    let samples = exposition.split(separator: "\n").filter { !$0.hasPrefix("#") }.count
+    return (median(metrics), median(pages), exposition.utf8.count, samples)
 }
