@@ -7,7 +7,6 @@ import Prometheus
 public struct MonitoringSnapshot: Sendable {
     public var status: PipelineStatus
     public var figures: MonitoringFigures
-    public var alerts: [Alert]
     public var alertCounts: [String: Int]
     /// Seconds the queries took.
     public var querySeconds: Double
@@ -16,10 +15,9 @@ public struct MonitoringSnapshot: Sendable {
         let clock = ContinuousClock(), start = clock.now
         let status = try await db.pipelineStatus()
         let figures = try await db.monitoringFigures()
-        let alerts = try await db.openAlerts()
         let alertCounts = try await db.openAlertCounts()
         let elapsed = clock.now - start
-        return MonitoringSnapshot(status: status, figures: figures, alerts: alerts, alertCounts: alertCounts,
+        return MonitoringSnapshot(status: status, figures: figures, alertCounts: alertCounts,
                                   querySeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 }

@@ -70,11 +70,11 @@ struct StatusPage {
                 <code data-fix>ccat ops show \(item.operationID)</code>, then <code>ccat ops retry \(item.operationID)</code></li>
                 """)
         }
-        for alert in snapshot.alerts where alert.kind != AlertKind.intervention.rawValue {
+        for alert in snapshot.status.alerts where alert.kind != AlertKind.intervention.rawValue {
             items.append("<li data-alert=\"\(esc(alert.conditionKey))\">\(esc(alert.summary))"
                          + (alert.fix.map { "<br>fix: <code data-fix>\(esc($0))</code>" } ?? "") + "</li>")
         }
-        for service in status.services where service.stale && !snapshot.alerts.contains(where: { $0.conditionKey == "heartbeat:\(service.service)@\(service.instance)" }) {
+        for service in status.services where service.stale && !snapshot.status.alerts.contains(where: { $0.conditionKey == "heartbeat:\(service.service)@\(service.instance)" }) {
             items.append("<li data-stale-service=\"\(esc(service.service))\">service \(esc(service.service)) of \(esc(service.instance)) has been silent for \(esc(Self.age(service.secondsSinceHeartbeat)))<br>fix: start the daemon on that host again</li>")
         }
         for issue in status.setAside {

@@ -60,6 +60,8 @@ public struct PipelineStatus: Codable, Sendable {
     public var integrity: [ArchiveIntegrity]
     /// Bytes moved per link and kind of work in the last 24 hours.
     public var links: [LinkThroughput]
+    /// Conditions the alert manager raised that still hold (newest first, at most 50).
+    public var alerts: [Alert]
 }
 
 extension OpsDB {
@@ -140,7 +142,8 @@ extension OpsDB {
         return PipelineStatus(files: try files?["n"] ?? 0, fileBytes: try files?["bytes"] ?? 0, stages: stages, copies: copies,
                               operations: operations, services: services, attention: attention, setAside: try await managerIssues(limit: 50),
                               packagesArchivedEverywhere: try archived?["everywhere"] ?? 0, packages: try archived?["total"] ?? 0,
-                              integrity: try await archiveIntegrity(), links: try await linkThroughput(since: Date().addingTimeInterval(-86_400)))
+                              integrity: try await archiveIntegrity(), links: try await linkThroughput(since: Date().addingTimeInterval(-86_400)),
+                              alerts: try await openAlerts(limit: 50))
     }
 }
 

@@ -79,6 +79,15 @@ struct Status: AsyncParsableCommand {
                 out += "  \(issue.manager): \(TextTable.oneLine(issue.item)): failed \(issue.failures) time\(issue.failures == 1 ? "" : "s"), last \(formatTimestamp(issue.lastSeenAt)): \(TextTable.oneLine(issue.error))\n"
             }
         }
+        // Operations in intervention are listed below with their errors.
+        let alerts = status.alerts.filter { $0.kind != AlertKind.intervention.rawValue }
+        if !alerts.isEmpty {
+            out += "\nalerts (raised by the daemon's alert manager; they clear on their own once the condition ends):\n"
+            for alert in alerts {
+                out += "  since \(formatTimestamp(alert.raisedAt)): \(TextTable.oneLine(alert.summary))\n"
+                if let fix = alert.fix { out += "    fix: \(fix)\n" }
+            }
+        }
         if !status.attention.isEmpty {
             out += "\nneeds attention ('ccat jobs show' / the operation's log says more):\n"
             for item in status.attention {

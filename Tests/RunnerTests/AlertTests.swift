@@ -113,6 +113,11 @@ struct AlertTests {
             #expect(text.contains("Subject: [ccat cologne] ALERT: location ccat:primecam_raw_data was unreachable at its last check: stale NFS handle"))
             #expect(text.contains("To: archive-admins@example.org"))
             #expect(text.contains("fix: check the storage behind ccat:primecam_raw_data"))
+            // ccat status lists the open alert with its fix.
+            let status = try await runExecutable("ccat", ["status", "--database", fixture.database.conninfo])
+            #expect(status.status == 0, "\(status.stderr)")
+            #expect(status.stdout.contains("location ccat:primecam_raw_data was unreachable at its last check: stale NFS handle")
+                    && status.stdout.contains("    fix: check the storage behind ccat:primecam_raw_data"), "\(status.stdout)")
         }
     }
 
