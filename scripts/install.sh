@@ -17,7 +17,8 @@
 #   PREFIX/share/ccat/jobscripts/*          the job-script templates (`ccat daemon` reads them)
 #   PREFIX/share/man/man1/ccat*.1.gz         one page per command and subcommand
 #   bash, zsh and fish completions
-#   PREFIX/share/doc/ccat-data-transfer/     README.md, docs/ (the guides) and examples/ (configuration, topology)
+#   PREFIX/share/doc/ccat-data-transfer/     README.md, docs/ (the guides) and examples/ (configuration, topology,
+#                                            Prometheus alert rules, Grafana dashboard)
 #   SYSTEMD_UNIT_DIR/ccat-daemon.service, SYSUSERS_DIR/ccat.conf (the `ccat` service user)
 set -euo pipefail
 
@@ -101,7 +102,8 @@ chmod 644 "$dest$prefix/share/bash-completion/completions/"ccat* "$dest$zsh_dir/
 install -m 644 "$repo/README.md" "$dest$doc_dir/"
 install -d -m 755 "$dest$doc_dir/docs"
 install -m 644 "$repo"/docs/*.md "$dest$doc_dir/docs/"
-install -m 644 "$repo/etc/ccat.example.yaml" "$repo/etc/topology.example.yaml" "$dest$doc_dir/examples/"
+install -m 644 "$repo/etc/ccat.example.yaml" "$repo/etc/topology.example.yaml" "$repo/etc/prometheus/ccat-alerts.yaml" \
+    "$repo/etc/grafana/ccat-dashboard.json" "$dest$doc_dir/examples/"
 
 sed -e "s|@BINDIR@|$prefix/bin|g" -e "s|@DOCDIR@|$doc_dir|g" "$repo/etc/systemd/ccat-daemon.service.in" \
     >"$dest$unit_dir/ccat-daemon.service"

@@ -66,7 +66,8 @@ struct InstallationTests {
         for file in ["zsh/site-functions/_ccat", "fish/vendor_completions.d/ccat.fish", "zsh/site-functions/_ccat-runner"] {
             #expect(FileManager.default.fileExists(atPath: share.appendingPathComponent(file).path), "\(file)")
         }
-        for file in ["README.md", "docs/admin-guide.md", "docs/scientist-guide.md", "docs/developer-guide.md", "examples/ccat.example.yaml", "examples/topology.example.yaml"] {
+        for file in ["README.md", "docs/admin-guide.md", "docs/scientist-guide.md", "docs/developer-guide.md", "examples/ccat.example.yaml", "examples/topology.example.yaml",
+                     "examples/ccat-alerts.yaml", "examples/ccat-dashboard.json"] {
             #expect(FileManager.default.fileExists(atPath: share.appendingPathComponent("doc/ccat-data-transfer/\(file)").path), "\(file)")
         }
         // The unit starts the installed daemon, and systemd accepts it (man pages are checked above).
