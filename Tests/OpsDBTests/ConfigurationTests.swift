@@ -47,7 +47,7 @@ struct ConfigurationTests {
     @Test func configFileErrorsNameFileAndLine() throws {
         #expect(try CCatConfiguration.parse("database: host=db dbname=ops\n", path: "c.yaml").database == "host=db dbname=ops")
         let unknown = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("# comment\ndatabse: x\n", path: "c.yaml") }
-        #expect(unknown?.description.hasPrefix("c.yaml:2: unknown key 'databse' (known: daemon, database, jobscript_overrides,") == true)
+        #expect(unknown?.description.hasPrefix("c.yaml:2: unknown key 'databse' (known: alerts, daemon, database, http, jobscript_overrides,") == true)
         let scheduler = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("scheduler: pbs\n", path: "c.yaml") }
         #expect(scheduler?.description == "c.yaml:1: 'scheduler' must be 'local' or 'slurm', not 'pbs'")
         let relative = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("state_directory: state\n", path: "c.yaml") }
