@@ -71,6 +71,7 @@ let package = Package(
                 "OpsDB", "Postgres", "Topology", "Processes", "CGlibcExtras",
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming
@@ -207,7 +208,8 @@ let package = Package(
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Processes", "Topology", "OpsDB", "Postgres", "TestSupport"],
                     resources: [.copy("Golden")], swiftSettings: upcoming),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "OpsDB", "Postgres", "TestSupport"], swiftSettings: upcoming),
-        .testTarget(name: "OpsDBTests", dependencies: ["OpsDB", "Postgres", "CCatConfig", "TestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "OpsDBTests", dependencies: ["OpsDB", "Postgres", "CCatConfig", "TestSupport", .product(name: "Crypto", package: "swift-crypto")],
+                    swiftSettings: upcoming),
         .target(name: "TestSupport", dependencies: ["Postgres", "Processes"], path: "Tests/TestSupport", swiftSettings: upcoming),
     ]
 )

@@ -51,12 +51,14 @@ public struct GlobalOptions: ParsableArguments, Sendable {
     }
 
     /// Connects to the ops database; errors name the source of the connection string.
-    func connect(applicationName: String, logger: Logger, patient: Bool = false) async throws -> (PostgresConnection, DatabaseLocation) {
+    func connect(applicationName: String, logger: Logger, patient: Bool = false,
+                 sessionSettings: [String: String] = [:]) async throws -> (PostgresConnection, DatabaseLocation) {
         let location = try locateDatabase()
         // Patient callers (batch runners) ride out about two minutes of a server that is away,
         // also for their first connection; commands report the first failure at once.
-        let configuration = PostgresConfiguration(conninfo: location.conninfo, applicationName: applicationName,
+        var configuration = PostgresConfiguration(conninfo: location.conninfo, applicationName: applicationName,
                                                   reconnectAttempts: patient ? 9 : 4, waitForFirstConnection: patient)
+        configuration.sessionSettings = sessionSettings
         do {
             return (try await PostgresConnection.connect(configuration, logger: logger), location)
         } catch var error as PostgresError {
@@ -67,9 +69,10 @@ public struct GlobalOptions: ParsableArguments, Sendable {
 
     /// Connects, runs `body`, and closes the connection whether `body` succeeded or not.
     /// `patient`: see `connect`.
-    public func withDatabase<T>(applicationName: String, logger: Logger, patient: Bool = false,
+    public func withDatabase<T>(applicationName: String, logger: Logger, patient: Bool = false, sessionSettings: [String: String] = [:],
                                 _ body: (PostgresConnection, DatabaseLocation) async throws -> T) async throws -> T {
-        let (connection, location) = try await connect(applicationName: applicationName, logger: logger, patient: patient)
+        let (connection, location) = try await connect(applicationName: applicationName, logger: logger, patient: patient,
+                                                       sessionSettings: sessionSettings)
         do {
             let result = try await body(connection, location)
             await connection.close()

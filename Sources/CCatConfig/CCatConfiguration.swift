@@ -32,6 +32,9 @@ public struct CCatConfiguration: Sendable, Equatable {
     public var daemon: [String: Double] = [:]
     /// The defaults with the file's `daemon:` settings applied.
     public var daemonSettings = DaemonSettings()
+    /// The connection string job scripts give runners (typically a login in `ccat_runner`),
+    /// instead of the daemon's own.
+    public var runnerDatabase: String?
     /// Where `ccat daemon` serves its status page, /metrics and /healthz (`--http` wins); off when unset.
     public var http: String?
     /// Where alerts go; none are sent when unset (they are still tracked and shown).
@@ -41,7 +44,7 @@ public struct CCatConfiguration: Sendable, Equatable {
     public static let daemonKeys = Set(DaemonSettings.keys.map(\.name))
 
     static let knownKeys: Set<String> = ["database", "scheduler", "state_directory", "slurm_accounting", "local_concurrency",
-                                         "runner", "jobscript_overrides", "munge_socket", "staging_location", "daemon", "http", "alerts"]
+                                         "runner", "jobscript_overrides", "munge_socket", "staging_location", "daemon", "http", "alerts", "runner_database"]
 
     public init(path: String, database: String? = nil) {
         self.path = path
@@ -147,6 +150,8 @@ public struct CCatConfiguration: Sendable, Equatable {
                     }
                     configuration.daemon[setting] = settingValue.float ?? settingValue.int.map(Double.init)
                 }
+            case "runner_database":
+                configuration.runnerDatabase = try string("a libpq connection string or URI for the runners (a role in ccat_runner)")
             case "http":
                 configuration.http = try value.int.map { String($0) } ?? string("an address to listen on, e.g. 127.0.0.1:9464")
             case "alerts":

@@ -50,7 +50,14 @@ public struct DatabaseLocation: Sendable, Equatable {
     /// which the runner then takes from `~/.pgpass`, `PGPASSFILE` or a service file
     /// (`droppedPassword` says so); libpq's own variables reach the job from the submitting
     /// environment.
-    public func jobEnvironment() throws -> (variables: [(name: String, value: String)], droppedPassword: Bool) {
+    /// `runnerDatabase` (the config file's `runner_database`) replaces the daemon's own connection
+    /// string for the runners.
+    public func jobEnvironment(runnerDatabase: String? = nil) throws -> (variables: [(name: String, value: String)], droppedPassword: Bool) {
+        if let runnerDatabase {
+            let stripped = try PostgresConnInfo.withoutPassword(runnerDatabase)
+            let config: [(name: String, value: String)] = if case .configFile(let path) = source { [("CCAT_CONFIG", path)] } else { [] }
+            return (config + [("CCAT_DATABASE_URL", stripped.conninfo)], stripped.hadPassword)
+        }
         switch source {
         case .configFile(let path):
             return ([("CCAT_CONFIG", path)], false)

@@ -101,10 +101,12 @@ extension OpsDB {
     }
 
     /// Marks the moment `sbatch` is about to run: from here on the job may exist in the scheduler.
-    public func markSubmitting(_ jobID: Int64) async throws {
+    /// `runnerSecretDigest`: the SHA-256 (hex) of the secret the job's runner will present.
+    public func markSubmitting(_ jobID: Int64, runnerSecretDigest: String? = nil) async throws {
         try await transaction { db in
             try await db.connection.execute("""
-                UPDATE batch_job SET state = 'SUBMITTING', submit_attempts = submit_attempts + 1, updated_at = now()
+                UPDATE batch_job SET state = 'SUBMITTING', submit_attempts = submit_attempts + 1, updated_at = now(),
+                       runner_secret_digest = coalesce(\(runnerSecretDigest), runner_secret_digest)
                 WHERE id = \(jobID)
                 """)
             try await db.addBatchJobEvent(jobID, state: .submitting, reason: nil)

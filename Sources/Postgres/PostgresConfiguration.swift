@@ -17,6 +17,10 @@ public struct PostgresConfiguration: Sendable {
     /// unreachable (batch runners that may start while the database restarts); otherwise the
     /// first failure is reported at once, as a command line tool should.
     public var waitForFirstConnection: Bool
+    /// Settings of every session (sent as `-c NAME=VALUE` in libpq's `options`, after any the
+    /// conninfo gives, so they hold again after a reconnect and never show in the query text).
+    /// Names and values are letters, digits, '_' and '.'.
+    public var sessionSettings: [String: String] = [:]
 
     public init(conninfo: String, applicationName: String = "ccat", reconnectAttempts: Int = 4,
                 reconnectDelay: Duration = .milliseconds(250), waitForFirstConnection: Bool = false) {

@@ -228,6 +228,11 @@ public final class PostgresConnection: @unchecked Sendable {
         keywords.append("keepalives_idle"); values.append("60")
         // Last, so that anything the caller's conninfo sets overrides the defaults above.
         keywords.append("dbname"); values.append(configuration.conninfo)
+        if !configuration.sessionSettings.isEmpty {
+            let given = (try? PostgresConnInfo.parse(configuration.conninfo))?.first { $0.keyword == "options" }?.value
+            let ours = configuration.sessionSettings.sorted { $0.key < $1.key }.map { "-c \($0.key)=\($0.value)" }
+            keywords.append("options"); values.append(([given].compactMap { $0 } + ours).joined(separator: " "))
+        }
 
         let handle: OpaquePointer? = withCStrings(keywords) { keywordPointers in
             withCStrings(values) { valuePointers in

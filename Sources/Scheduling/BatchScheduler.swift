@@ -28,8 +28,10 @@ public struct SubmissionError: Error, Sendable, CustomStringConvertible {
 public protocol BatchScheduler: Sendable {
     var kind: BatchSchedulerKind { get }
 
-    /// Submits a rendered job script (its `#SBATCH` lines carry the settings).
-    func submit(scriptPath: String, cluster: String?) async throws -> SubmittedJob
+    /// Submits a rendered job script (its `#SBATCH` lines carry the settings). `environment` is
+    /// added to the job's environment without being written into the script or onto a command
+    /// line (the runner's job secret).
+    func submit(scriptPath: String, cluster: String?, environment: [String: String]) async throws -> SubmittedJob
 
     /// The state of every listed job, in one query. A job missing from the answer is unknown in this
     /// cycle, never finished.
@@ -40,4 +42,10 @@ public protocol BatchScheduler: Sendable {
     func lookup(submitToken: String, jobName: String, cluster: String?) async throws -> SchedulerJobStatus?
 
     func cancel(_ job: SubmittedJob) async throws
+}
+
+extension BatchScheduler {
+    public func submit(scriptPath: String, cluster: String?) async throws -> SubmittedJob {
+        try await submit(scriptPath: scriptPath, cluster: cluster, environment: [:])
+    }
 }

@@ -197,7 +197,9 @@ public struct Dispatcher: Sendable {
             try await giveUp(job, error: "\(error)", transient: false, report: &report)
             return
         }
-        try await db.markSubmitting(job.id)
+        // The runner proves it runs this job with a secret that only the job's environment carries.
+        let secret = RunnerSecret()
+        try await db.markSubmitting(job.id, runnerSecretDigest: secret.digest)
         var delay = settings.submitRetryDelay
         for attempt in 1...settings.submitTries {
             try await throttle.wait()
@@ -206,7 +208,8 @@ public struct Dispatcher: Sendable {
                 let started = ContinuousClock.now
                 let submitted: SubmittedJob
                 do {
-                    submitted = try await scheduler.submit(scriptPath: job.scriptPath, cluster: cluster)
+                    submitted = try await scheduler.submit(scriptPath: job.scriptPath, cluster: cluster,
+                                                           environment: [RunnerSecret.variable: secret.value])
                     Self.recordSubmission(since: started, scheduler: scheduler.kind, outcome: "submitted")
                 } catch {
                     Self.recordSubmission(since: started, scheduler: scheduler.kind, outcome: "failed")

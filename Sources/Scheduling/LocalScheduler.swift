@@ -45,7 +45,7 @@ public actor LocalScheduler: BatchScheduler {
 
     // MARK: BatchScheduler
 
-    public func submit(scriptPath: String, cluster: String?) async throws -> SubmittedJob {
+    public func submit(scriptPath: String, cluster: String?, environment: [String: String]) async throws -> SubmittedJob {
         if let cluster {
             throw SubmissionError(transient: false, ambiguous: false, message: "the local scheduler has no clusters, but the job asks for cluster '\(cluster)'; remove 'cluster' from the submission profile or use Slurm")
         }
@@ -72,6 +72,7 @@ public actor LocalScheduler: BatchScheduler {
                 timeLimitSeconds: options.timeLimitSeconds, warningSignal: options.warningSignal,
                 warningSeconds: options.warningSeconds, state: .pending, submittedAt: Date())
             try save(record)
+            try saveEnvironment(environment, of: id)
             logger.info("local job submitted", metadata: ["job": "\(id)", "name": "\(name)", "script": "\(scriptPath)"])
             try advance()
             return SubmittedJob(jobID: String(id), cluster: nil)
@@ -255,6 +256,7 @@ public actor LocalScheduler: BatchScheduler {
         environment["SLURM_JOB_ID"] = String(record.id)
         environment["SLURM_JOB_NAME"] = record.name
         environment["CCAT_LOCAL_JOB_ID"] = String(record.id)
+        environment.merge(try takeEnvironment(of: record.id)) { $1 }
         record.startedAt = Date()
         // `setsid -f` detaches the wrapper into its own session; the shell in between exits at once,
         // so the wrapper outlives this process and needs no reaping by it.

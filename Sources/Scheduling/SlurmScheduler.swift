@@ -32,13 +32,20 @@ public struct SlurmScheduler: BatchScheduler {
         try await runner.run(name, arguments, environment: environment, timeout: timeout)
     }
 
-    public func submit(scriptPath: String, cluster: String?) async throws -> SubmittedJob {
+    public func submit(scriptPath: String, cluster: String?, environment extra: [String: String]) async throws -> SubmittedJob {
         var arguments = ["--parsable"]
         if let cluster { arguments += ["-M", cluster] }
         arguments.append(scriptPath)
         let result: CommandResult
         do {
-            result = try await command("sbatch", arguments)
+            // sbatch hands its own environment to the job (its default --export=ALL): the extra
+            // variables travel that way, never in the script or on sbatch's command line.
+            if extra.isEmpty {
+                result = try await command("sbatch", arguments)
+            } else {
+                let submitting = (environment ?? ProcessInfo.processInfo.environment).merging(extra) { $1 }
+                result = try await runner.run("sbatch", arguments, environment: submitting, timeout: timeout)
+            }
         } catch let error as CommandRunError where error.kind == .timedOut {
             throw SubmissionError(transient: true, ambiguous: true, message: "sbatch did not answer in time; the job may or may not have been queued (\(error))")
         }

@@ -42,10 +42,12 @@ func withRunner(_ options: GlobalOptions, lease: LeaseOptions, owner: String, lo
     let logger = options.makeLogger(label: "ccat.runner")
     let stop = StopSignal()
     stop.installHandlers()
+    let secret = try jobSecretSettings()
     // Patient connections: a database restart or failover while a job runs costs a wait, not the job.
-    return try await options.withDatabase(applicationName: "ccat-runner", logger: logger, patient: true) { connection, _ in
+    return try await options.withDatabase(applicationName: "ccat-runner", logger: logger, patient: true, sessionSettings: secret) { connection, _ in
         try await requireCurrentSchema(connection)
-        return try await options.withDatabase(applicationName: "ccat-runner heartbeat", logger: logger, patient: true) { heartbeat, _ in
+        return try await options.withDatabase(applicationName: "ccat-runner heartbeat", logger: logger, patient: true,
+                                              sessionSettings: secret) { heartbeat, _ in
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
             let runner = OperationRunner(db: OpsDB(connection), heartbeatDB: OpsDB(heartbeat), owner: owner,
                                          settings: RunnerSettings(leaseSeconds: lease.leaseSeconds, heartbeatSeconds: lease.heartbeatSeconds,
@@ -54,6 +56,18 @@ func withRunner(_ options: GlobalOptions, lease: LeaseOptions, owner: String, lo
             return try await body(runner)
         }
     }
+}
+
+/// The job's secret (`CCAT_JOB_SECRET`, put in the job's environment by the daemon) as the session
+/// setting a runner role presents; taken out of this process's environment first, so that no
+/// program the runner starts (rsync, ssh, bbcp) inherits it.
+func jobSecretSettings() throws -> [String: String] {
+    guard let secret = ProcessInfo.processInfo.environment[JobSecret.variable] else { return [:] }
+    unsetenv(JobSecret.variable)
+    guard JobSecret.isWellFormed(secret) else {
+        throw ValidationError("\(JobSecret.variable) is not a secret made by 'ccat daemon' (64 hex digits); unset it to run without one")
+    }
+    return [JobSecret.setting: secret]
 }
 
 func printSummary(_ summary: RunSummary, json: Bool) throws {

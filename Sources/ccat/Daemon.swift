@@ -137,7 +137,7 @@ struct Daemon: AsyncParsableCommand {
         // A submission cut short (daemon killed during sbatch) is looked up by its token and
         // submitted again only after a grace period. The local scheduler's record is written
         // before the job starts, so its answer is final within seconds; slurmctld may take longer.
-        let jobEnvironment = try location.jobEnvironment()
+        let jobEnvironment = try location.jobEnvironment(runnerDatabase: configuration?.runnerDatabase)
         if jobEnvironment.droppedPassword {
             logger.warning("the database connection string holds a password; job scripts get it without one, so runners need the password from ~/.pgpass, PGPASSFILE or a service file (docs/admin-guide.md: Where the ops database is)")
         }

@@ -202,7 +202,7 @@ struct ProbingScheduler: BatchScheduler {
     let probe: SubmissionProbe
     var kind: BatchSchedulerKind { inner.kind }
 
-    func submit(scriptPath: String, cluster: String?) async throws -> SubmittedJob {
+    func submit(scriptPath: String, cluster: String?, environment: [String: String]) async throws -> SubmittedJob {
         if let error = probe.failsBefore() { throw error }
         probe.countRealCall()
         let job: SubmittedJob
