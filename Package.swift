@@ -199,6 +199,7 @@ let package = Package(
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Processes", "Topology", "OpsDB", "Postgres", "TestSupport", "Managers",
                                                         "Monitor", "CCatConfig", .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
         .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres", "OpsDB", "Auth", "CCatCLI", "Scheduling", "Processes", "Managers", "Storage",
+                                                         .product(name: "Crypto", package: "swift-crypto"),
                                                          .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
         .testTarget(name: "MonitorTests", dependencies: ["Monitor", "CCatConfig", "OpsDB", "Scheduling", "TestSupport",
                                                         .product(name: "Yams", package: "Yams")], swiftSettings: upcoming),

@@ -130,6 +130,17 @@ SELECT format('DO $d$ BEGIN GRANT ccat_scientist TO %I; EXCEPTION WHEN OTHERS TH
 WHERE NOT pg_has_role(:'me', 'ccat_scientist', 'MEMBER') \gexec
 SQL
 scientist_db="$CCAT_DATABASE_URL user=$me"
+# Each kind of client logs in with a role of its own (docs/admin-guide.md, "Roles"): the runners
+# as ccat_demo_runner (only their batch job's operations, proved by the job's secret), the DAQ hook
+# as ccat_demo_daq (files at CCAT's SOURCE locations only). The daemon is the owner here.
+psql -qAt -d "$CCAT_DATABASE_URL" <<'SQL' >/dev/null
+SELECT format('DO $d$ BEGIN CREATE ROLE %I LOGIN IN ROLE %I; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $d$', login, grp)
+FROM (VALUES ('ccat_demo_runner', 'ccat_runner'), ('ccat_demo_daq', 'ccat_instrument')) AS wanted (login, grp)
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = login) \gexec
+INSERT INTO instrument_login (login_role, site_id) SELECT 'ccat_demo_daq', id FROM site WHERE short_name = 'ccat' ON CONFLICT DO NOTHING;
+SQL
+runner_db="$CCAT_DATABASE_URL user=ccat_demo_runner"
+daq_db="$CCAT_DATABASE_URL user=ccat_demo_daq"
 munge_socket="$("$here/scripts/local-munge.sh" start)"
 
 say "$observations observations of $files_per_observation files from the instrument"
@@ -141,12 +152,13 @@ for number in $(seq 1 "$observations"); do
         head -c $((200000 + RANDOM * 4)) /dev/urandom > "$demo/ccat/instrument_data/obs-2026-$obs/scan $file.fits"
     done
 done
-"$bin/ccat" files scan ccat:instrument_data --settle 0 --instrument primecam/mkid-1
+"$bin/ccat" files scan --database "$daq_db" ccat:instrument_data --settle 0 --instrument primecam/mkid-1
 # The instrument's copies are deleted once archived: keep their checksums to check staging.
 ( cd "$demo/ccat/instrument_data" && find obs-2026-01 -type f -print0 | sort -z | xargs -0 sha256sum ) > "$demo/source.sha256"
 
 cat > "$demo/ccat.yaml" <<EOF
 scheduler: $scheduler
+runner_database: "$runner_db"
 state_directory: "$demo/state"
 munge_socket: "$munge_socket"
 staging_location: ramses_processing

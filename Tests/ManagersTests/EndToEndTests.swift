@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Postgres
 import Testing
@@ -107,7 +108,31 @@ struct EndToEndTests {
         let submitted = samples.filter { $0.name == "ccat_dispatch_submission_seconds_count" && $0.labels["outcome"] == "submitted" }
         #expect(submitted.reduce(0) { $0 + $1.value } > 0, "no submissions in the dispatcher's histogram")
         #expect(submitted.allSatisfy { $0.labels["scheduler"] == scheduler })
+        // The runners logged in as ccat_demo_runner with their jobs' secrets: every batch job had
+        // one, and no file the run left (job scripts, logs, scheduler state, the daemon's log, the
+        // page) holds any of them.
+        let digests = Set(try await db.query("SELECT runner_secret_digest AS d FROM batch_job").map { try $0["d"] as String? })
+        #expect(!digests.contains(nil) && !digests.isEmpty, "a batch job without a runner secret")
+        let leaked = try Self.filesHoldingSecrets(under: directory, digests: Set(digests.compactMap { $0 }))
+        #expect(leaked.isEmpty, "job secrets found in \(leaked)")
         let page = try String(contentsOf: directory.appendingPathComponent("status.html"), encoding: .utf8)
         #expect(page.contains("data-archived-everywhere=\"20\""))
+    }
+
+    /// Files under `directory` holding a 64-hex-digit word whose SHA-256 is one of `digests`.
+    static func filesHoldingSecrets(under directory: URL, digests: Set<String>) throws -> [String] {
+        let word = try NSRegularExpression(pattern: "[0-9a-f]{64}")
+        var found: [String] = []
+        for case let path as String in FileManager.default.enumerator(atPath: directory.path) ?? FileManager.DirectoryEnumerator() {
+            let url = directory.appendingPathComponent(path)
+            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true,
+                  let data = try? Data(contentsOf: url), data.count < 50_000_000 else { continue }
+            let text = String(decoding: data, as: UTF8.self)
+            let hit = word.matches(in: text, range: NSRange(text.startIndex..., in: text)).contains { match in
+                Range(match.range, in: text).map { digests.contains(SHA256.hash(data: Data(text[$0].utf8)).map { String(format: "%02x", $0) }.joined()) } ?? false
+            }
+            if hit { found.append(path) }
+        }
+        return found
     }
 }

@@ -75,6 +75,7 @@ struct ConfigurationTests {
         #expect(configuration.mungeSocket == "/run/munge/munge.socket.2" && configuration.stagingLocation == "ramses_processing")
         #expect(configuration.daemon["bundle_max_bytes"] == 107_374_182_400 && configuration.daemon.count == CCatConfiguration.daemonKeys.count)
         #expect(configuration.http == "127.0.0.1:9464")
+        #expect(configuration.runnerDatabase?.contains("user=ccat_runner_cologne") == true)
         #expect(configuration.alerts.channels == ["webhook", "email"] && configuration.alerts.mailTo == ["archive-admins@example.org"])
     }
 

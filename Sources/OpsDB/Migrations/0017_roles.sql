@@ -75,8 +75,16 @@ $$;
 CREATE FUNCTION ccat_is_runner() RETURNS boolean
 LANGUAGE sql STABLE AS $$ SELECT pg_has_role(session_user, 'ccat_runner', 'MEMBER') $$;
 
-REVOKE ALL ON FUNCTION ccat_runner_job(), ccat_runner_locations(), ccat_runner_operations() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ccat_runner_job(), ccat_runner_locations(), ccat_runner_operations() TO ccat_runner, ccat_daemon, ccat_admin;
+-- Every operation of the current job, whatever its state (its log and throughput rows are written
+-- as it finishes).
+CREATE FUNCTION ccat_runner_job_operations() RETURNS SETOF bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT id FROM operation WHERE batch_job_id = ccat_runner_job()
+$$;
+
+REVOKE ALL ON FUNCTION ccat_runner_job(), ccat_runner_locations(), ccat_runner_operations(), ccat_runner_job_operations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ccat_runner_job(), ccat_runner_locations(), ccat_runner_operations(), ccat_runner_job_operations()
+    TO ccat_runner, ccat_daemon, ccat_admin;
 
 -- A checksum, once recorded, is never rewritten by a runner.
 CREATE FUNCTION ccat_keep_checksum() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -218,9 +226,9 @@ CREATE POLICY data_location_status_runner_own ON data_location_status FOR ALL TO
     USING (data_location_id IN (SELECT ccat_runner_locations()))
     WITH CHECK (data_location_id IN (SELECT ccat_runner_locations()));
 CREATE POLICY transfer_attempt_runner_insert ON transfer_attempt FOR INSERT TO ccat_runner
-    WITH CHECK (operation_id IN (SELECT id FROM ccat_runner_operations()));
+    WITH CHECK (operation_id IN (SELECT ccat_runner_job_operations()));
 CREATE POLICY data_transfer_log_runner_insert ON data_transfer_log FOR INSERT TO ccat_runner
-    WITH CHECK (operation_id IN (SELECT id FROM ccat_runner_operations()));
+    WITH CHECK (operation_id IN (SELECT ccat_runner_job_operations()));
 
 -- Instrument: rows at its own site's SOURCE locations only.
 CREATE FUNCTION ccat_instrument_locations() RETURNS SETOF bigint
