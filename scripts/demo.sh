@@ -130,15 +130,17 @@ SELECT format('DO $d$ BEGIN GRANT ccat_scientist TO %I; EXCEPTION WHEN OTHERS TH
 WHERE NOT pg_has_role(:'me', 'ccat_scientist', 'MEMBER') \gexec
 SQL
 scientist_db="$CCAT_DATABASE_URL user=$me"
-# Each kind of client logs in with a role of its own (docs/admin-guide.md, "Roles"): the runners
-# as ccat_demo_runner (only their batch job's operations, proved by the job's secret), the DAQ hook
-# as ccat_demo_daq (files at CCAT's SOURCE locations only). The daemon is the owner here.
+# Each kind of client logs in with a role of its own (docs/admin-guide.md, "Roles"): the daemon as
+# ccat_demo_daemon (the catalogue, not the schema), the runners as ccat_demo_runner (only their
+# batch job's operations, proved by the job's secret), the DAQ hook as ccat_demo_daq (files at
+# CCAT's SOURCE locations only). The demo user stays the owner for set-up and 'ccat status'.
 psql -qAt -d "$CCAT_DATABASE_URL" <<'SQL' >/dev/null
 SELECT format('DO $d$ BEGIN CREATE ROLE %I LOGIN IN ROLE %I; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $d$', login, grp)
-FROM (VALUES ('ccat_demo_runner', 'ccat_runner'), ('ccat_demo_daq', 'ccat_instrument')) AS wanted (login, grp)
+FROM (VALUES ('ccat_demo_daemon', 'ccat_daemon'), ('ccat_demo_runner', 'ccat_runner'), ('ccat_demo_daq', 'ccat_instrument')) AS wanted (login, grp)
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = login) \gexec
 INSERT INTO instrument_login (login_role, site_id) SELECT 'ccat_demo_daq', id FROM site WHERE short_name = 'ccat' ON CONFLICT DO NOTHING;
 SQL
+daemon_db="$CCAT_DATABASE_URL user=ccat_demo_daemon"
 runner_db="$CCAT_DATABASE_URL user=ccat_demo_runner"
 daq_db="$CCAT_DATABASE_URL user=ccat_demo_daq"
 munge_socket="$("$here/scripts/local-munge.sh" start)"
@@ -177,7 +179,7 @@ if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
 fi
 
 say "ccat daemon ($scheduler scheduler); its log: $demo/daemon.log"
-CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --http "$http" >"$demo/daemon.log" 2>&1 &
+CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --database "$daemon_db" --http "$http" >"$demo/daemon.log" 2>&1 &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true' EXIT
 page=""

@@ -115,6 +115,10 @@ struct EndToEndTests {
         #expect(!digests.contains(nil) && !digests.isEmpty, "a batch job without a runner secret")
         let leaked = try Self.filesHoldingSecrets(under: directory, digests: Set(digests.compactMap { $0 }))
         #expect(leaked.isEmpty, "job secrets found in \(leaked)")
+        let jobs = directory.appendingPathComponent("state/jobs")
+        let script = try #require((FileManager.default.enumerator(atPath: jobs.path)?.allObjects as? [String] ?? []).first { $0.hasSuffix("job.sh") })
+        #expect(try String(contentsOf: jobs.appendingPathComponent(script), encoding: .utf8).contains("user=ccat_demo_runner"),
+                "job scripts do not give the runners their own login (runner_database)")
         let page = try String(contentsOf: directory.appendingPathComponent("status.html"), encoding: .utf8)
         #expect(page.contains("data-archived-everywhere=\"20\""))
     }
@@ -125,8 +129,9 @@ struct EndToEndTests {
         var found: [String] = []
         for case let path as String in FileManager.default.enumerator(atPath: directory.path) ?? FileManager.DirectoryEnumerator() {
             let url = directory.appendingPathComponent(path)
+            // Text only (scripts, logs, records, the page): archives and instrument files are binary.
             guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true,
-                  let data = try? Data(contentsOf: url), data.count < 50_000_000 else { continue }
+                  let data = try? Data(contentsOf: url), data.count < 20_000_000, !data.prefix(8192).contains(0) else { continue }
             let text = String(decoding: data, as: UTF8.self)
             let hit = word.matches(in: text, range: NSRange(text.startIndex..., in: text)).contains { match in
                 Range(match.range, in: text).map { digests.contains(SHA256.hash(data: Data(text[$0].utf8)).map { String(format: "%02x", $0) }.joined()) } ?? false

@@ -13,6 +13,11 @@ struct JobScriptSecrecyTests {
         // The test server trusts local connections, so the password is accepted and ignored: the
         // daemon runs with it, and the runners must do without it.
         let secret = "VerySecret-\(UUID().uuidString)"
+        // Job scripts then carry the daemon's own connection string (no 'runner_database:').
+        let config = directory.appendingPathComponent("demo/ccat.yaml")
+        let text = try String(contentsOf: config, encoding: .utf8)
+        try text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("runner_database:") }
+            .joined(separator: "\n").write(to: config, atomically: true, encoding: .utf8)
         var environment = baseEnvironment
         environment["CCAT_DATABASE_URL"] = "\(conninfo) password=\(secret)"
         let daemons = DaemonChaosTests.Daemons(count: 1, arguments: DaemonChaosTests.daemonArguments(directory), environment: environment,

@@ -108,11 +108,14 @@ $$;
 GRANT USAGE ON SCHEMA public TO ccat_daemon, ccat_admin, ccat_runner, ccat_instrument;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ccat_daemon, ccat_admin;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO ccat_daemon, ccat_admin;
+-- The staging functions scientists call are the daemon's tools too (resolving a selection).
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO ccat_daemon, ccat_admin;
 REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM ccat_daemon, ccat_admin;
 REVOKE INSERT, UPDATE, DELETE ON instrument_login FROM ccat_daemon;
 -- Tables and sequences later migrations create (as the same owner) are theirs too.
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ccat_daemon, ccat_admin;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO ccat_daemon, ccat_admin;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO ccat_daemon, ccat_admin;
 
 -- The runner (docs/admin-guide.md lists why each is needed).
 GRANT SELECT ON schema_migrations, site, data_location, disk_data_location, s3_data_location, tape_data_location,
