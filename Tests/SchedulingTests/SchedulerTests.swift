@@ -108,8 +108,11 @@ struct LocalSchedulerLatePollTests {
         let body = "trap '\(trap)' USR2; echo trap set; sleep 600 & pid=$!; while kill -0 $pid 2>/dev/null; do wait $pid; done"
         let script = try writeJobScript(in: work, name: name, timeLimitMinutes: 1, signalMarginSeconds: margin, body: body)
         let job = try await scheduler.submit(scriptPath: script.path, cluster: nil)
+        // Polled as if the clock said an hour earlier: the scheduler learns the pids but sends no
+        // warning yet. With a margin longer than the limit the warning is due at once, and a real
+        // poll could send it before bash has read its `trap` line (on a busy machine it did).
         let started = try await eventually(within: .seconds(120), every: .milliseconds(50)) {
-            try await scheduler.poll()
+            try await scheduler.poll(now: Date().addingTimeInterval(-3600))
             return try await scheduler.allRecords().first(where: { String($0.id) == job.jobID })?.scriptPid != nil
                 && output(work, name).contains("trap set")
         }
