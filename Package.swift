@@ -177,8 +177,7 @@ let package = Package(
         // `make bench`: one cycle of each manager over 1,000,000 files.
         .executableTarget(
             name: "ccat-bench-managers",
-            dependencies: ["BenchSupport", "Managers", "Monitor", "CCatConfig", "OpsDB", "Postgres", .product(name: "Logging", package: "swift-log"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["BenchSupport", "Managers", "Monitor", "CCatConfig", "OpsDB", "Postgres", .product(name: "Logging", package: "swift-log")],
             path: "bench/managers",
             swiftSettings: upcoming
         ),

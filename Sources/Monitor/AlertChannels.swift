@@ -16,17 +16,19 @@ enum AlertTransport {
     static let timeoutSeconds = 15
 
     static func postJSON(_ body: Data, to url: String) async throws(AlertDeliveryError) {
-        try await perform(channel: "webhook") { handle, headers in
+        try await perform(channel: "webhook", checksHTTPStatus: true) { handle, headers in
             ccat_curl_easy_setopt_string(handle, CURLOPT_URL, url)
             headers = curl_slist_append(headers, "Content-Type: application/json")
             ccat_curl_easy_setopt_slist(handle, CURLOPT_HTTPHEADER, headers)
             ccat_curl_easy_setopt_long(handle, CURLOPT_POST, 1)
+            ccat_curl_easy_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
             return body
         }
     }
 
     static func mail(_ message: Data, url: String, from: String, to recipients: [String]) async throws(AlertDeliveryError) {
-        try await perform(channel: "email") { handle, headers in
+        // libcurl fails the transfer itself when the server refuses the mail.
+        try await perform(channel: "email", checksHTTPStatus: false) { handle, headers in
             ccat_curl_easy_setopt_string(handle, CURLOPT_URL, url)
             ccat_curl_easy_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(from)>")
             for recipient in recipients { headers = curl_slist_append(headers, "<\(recipient)>") }
@@ -34,17 +36,18 @@ enum AlertTransport {
             ccat_curl_easy_setopt_long(handle, CURLOPT_USE_SSL, Int(CURLUSESSL_TRY.rawValue))
             ccat_curl_easy_setopt_long(handle, CURLOPT_NETRC, Int(CURL_NETRC_OPTIONAL.rawValue))
             ccat_curl_easy_setopt_long(handle, CURLOPT_UPLOAD, 1)
+            ccat_curl_easy_setopt_off(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(message.count))
             return message
         }
     }
 
     /// Runs one transfer: `configure` sets the handle up and returns the bytes to send (a POST
-    /// body, or a mail read by the upload callback).
-    private static func perform(channel: String,
+    /// body, or a mail), which the read callback hands to libcurl.
+    private static func perform(channel: String, checksHTTPStatus: Bool,
                                 _ configure: @escaping @Sendable (UnsafeMutableRawPointer, inout UnsafeMutablePointer<curl_slist>?) -> Data) async throws(AlertDeliveryError) {
         let outcome: Result<Void, AlertDeliveryError> = await withCheckedContinuation { continuation in
             let thread = Thread {
-                continuation.resume(returning: run(channel: channel, configure))
+                continuation.resume(returning: run(channel: channel, checksHTTPStatus: checksHTTPStatus, configure))
             }
             thread.name = "ccat-alert-\(channel)"
             thread.start()
@@ -58,7 +61,7 @@ enum AlertTransport {
         init(_ bytes: Data) { self.bytes = bytes }
     }
 
-    private static func run(channel: String, _ configure: (UnsafeMutableRawPointer, inout UnsafeMutablePointer<curl_slist>?) -> Data) -> Result<Void, AlertDeliveryError> {
+    private static func run(channel: String, checksHTTPStatus: Bool, _ configure: (UnsafeMutableRawPointer, inout UnsafeMutablePointer<curl_slist>?) -> Data) -> Result<Void, AlertDeliveryError> {
         _ = curlReady
         guard let handle = curl_easy_init() else { return .failure(AlertDeliveryError(channel: channel, reason: "curl_easy_init failed")) }
         defer { curl_easy_cleanup(handle) }
@@ -71,11 +74,6 @@ enum AlertTransport {
         let upload = Upload(payload)
         let unmanaged = Unmanaged.passRetained(upload)
         defer { unmanaged.release() }
-        if channel == "webhook" {
-            ccat_curl_easy_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(payload.count))
-        } else {
-            ccat_curl_easy_setopt_off(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(payload.count))
-        }
         ccat_curl_easy_setopt_pointer(handle, CURLOPT_READDATA, unmanaged.toOpaque())
         ccat_curl_easy_setopt_data_callback(handle, CURLOPT_READFUNCTION) { buffer, size, count, context in
             guard let buffer, let context else { return 0 }
@@ -95,7 +93,7 @@ enum AlertTransport {
         }
         var status = 0
         ccat_curl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        if channel == "webhook", !(200..<300).contains(status) {
+        if checksHTTPStatus, !(200..<300).contains(status) {
             return .failure(AlertDeliveryError(channel: channel, reason: "the receiver answered HTTP \(status)"))
         }
         return .success(())

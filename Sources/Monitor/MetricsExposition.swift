@@ -38,6 +38,10 @@ public enum MetricsExposition {
         return registry.emitToString() + (live?.emitToString() ?? "")
     }
 
+    static func linkLabels(_ link: LinkThroughput) -> [(String, String)] {
+        [("origin", link.origin ?? "unknown"), ("destination", link.destination), ("work", link.operationType.rawValue)]
+    }
+
     static func fill(_ registry: PrometheusCollectorRegistry, _ snapshot: MonitoringSnapshot) {
         let gauge = registry.gauge, counter = registry.counter
         let status = snapshot.status, figures = snapshot.figures
@@ -94,7 +98,7 @@ public enum MetricsExposition {
             gauge(.stagingRequests, [("status", requests.status)], Double(requests.count))
         }
         for link in status.links {
-            let labels = [("origin", link.origin ?? "unknown"), ("destination", link.destination), ("work", link.operationType.rawValue)]
+            let labels = linkLabels(link)
             gauge(.linkBytes24h, labels, Double(link.bytes))
             gauge(.linkAttempts24h, labels, Double(link.attempts))
             gauge(.linkFailures24h, labels, Double(link.failures))
@@ -103,7 +107,7 @@ public enum MetricsExposition {
             }
         }
         for link in figures.linkTotals {
-            let labels = [("origin", link.origin ?? "unknown"), ("destination", link.destination), ("work", link.operationType)]
+            let labels = linkLabels(link)
             counter(.linkBytesTotal, labels, link.bytes)
             counter(.linkAttemptsTotal, labels, link.attempts)
             counter(.linkFailuresTotal, labels, link.failures)
@@ -216,8 +220,6 @@ public enum CCatMetric: String, CaseIterable, Sendable {
         case .alertsOpen: return "Alert conditions open now, per kind."
         }
     }
-
-    public var isCounter: Bool { rawValue.hasSuffix("_total") }
 
     var descriptor: MetricNameDescriptor { MetricNameDescriptor(metricName: rawValue, helpText: help) }
 }

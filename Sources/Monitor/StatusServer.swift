@@ -48,21 +48,39 @@ public struct StatusServer: Sendable {
             logger: logger)
     }
 
+    /// Serves for the length of `body`, which gets the address the server listens on (port 0: one
+    /// the kernel picked); for tests and benchmarks. The server stops when `body` returns.
+    public func serving<T: Sendable>(_ body: (HTTPAddress) async throws -> T) async throws -> T {
+        let (addresses, continuation) = AsyncStream.makeStream(of: HTTPAddress.self)
+        let service = makeService { continuation.yield($0) }
+        let running = Task { try await service.run() }
+        defer { running.cancel() }
+        var bound: HTTPAddress?
+        for await address in addresses {
+            bound = address
+            break
+        }
+        guard let bound else {
+            // The server ended before it listened: its error says why.
+            try await running.value
+            throw MonitorError.cannotListen(address, reason: "the server stopped before it listened")
+        }
+        return try await body(bound)
+    }
+
     static func text(_ body: String, status: HTTPResponse.Status = .ok, type: String) -> Response {
         Response(status: status, headers: [.contentType: type, .cacheControl: "no-store"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
 
-    func snapshot() async -> Result<MonitoringSnapshot, any Error> {
-        do {
-            return .success(try await reader.read { try await MonitoringSnapshot.read($0) })
-        } catch {
-            logger.warning("status page and /metrics cannot read the ops database", metadata: ["error": "\(error)"])
-            return .failure(error)
-        }
-    }
-
+    /// A catalogue that cannot be read is still an answer: `ccat_database_up 0`, and this
+    /// daemon's own figures.
     func metrics() async throws -> Response {
-        let snapshot = try? await snapshot().get()
+        var snapshot: MonitoringSnapshot?
+        do {
+            snapshot = try await reader.read { try await MonitoringSnapshot.read($0) }
+        } catch {
+            logger.warning("/metrics cannot read the ops database", metadata: ["error": "\(error)"])
+        }
         return Self.text(MetricsExposition.render(snapshot, leadership: leadership.snapshot, live: live),
                          type: "text/plain; version=0.0.4; charset=utf-8")
     }
@@ -108,13 +126,15 @@ public struct StatusServer: Sendable {
     }
 
     func page() async throws -> Response {
-        switch await snapshot() {
-        case .success(let snapshot):
-            let extras = try? await reader.read { db in (try await db.linkHours(), try await db.recentStagingRequests(limit: 20)) }
-            let page = StatusPage(snapshot: snapshot, hours: extras?.0 ?? [], requests: extras?.1 ?? [], leadership: leadership.snapshot,
+        do {
+            let (snapshot, hours, requests) = try await reader.read { db in
+                (try await MonitoringSnapshot.read(db), try await db.linkHours(), try await db.recentStagingRequests(limit: 20))
+            }
+            let page = StatusPage(snapshot: snapshot, hours: hours, requests: requests, leadership: leadership.snapshot,
                                   refreshSeconds: refreshSeconds, generatedAt: Date())
             return Self.text(page.render(), type: "text/html; charset=utf-8")
-        case .failure(let error):
+        } catch {
+            logger.warning("the status page cannot read the ops database", metadata: ["error": "\(error)"])
             return Self.text(StatusPage.unavailable(error: "\(error)", refreshSeconds: refreshSeconds), status: .serviceUnavailable,
                              type: "text/html; charset=utf-8")
         }

@@ -76,17 +76,12 @@ extension OpsDB {
                 summary: "operation \(id) (\(type) at \(location)) needs a person after \(try row["attempts"] as Int) attempts: \(error ?? "-"): \(Self.firstLine(last))",
                 fix: "ccat ops show \(id); once the cause is fixed: ccat ops retry \(id) (or ccat ops cancel \(id))"))
         }
-        for row in try await connection.query("""
-            SELECT service_name, instance, extract(epoch FROM now() - last_heartbeat_at)::float8 AS age FROM service_heartbeat
-            WHERE status <> 'STOPPED' AND last_heartbeat_at > now() - interval '24 hours'
-              AND extract(epoch FROM now() - last_heartbeat_at)
-                  > greatest(\(Self.staleAfterMinimumSeconds)::float8, 3 * coalesce((details->>'interval_s')::float8, 30))
-            ORDER BY 1, 2 LIMIT \(limit)
-            """) {
-            let service: String = try row["service_name"], instance: String = try row["instance"], age: Double = try row["age"]
+        // Stale as `ccat status` says; a daemon silent for a day is no longer news (its clear is sent).
+        for service in try await serviceHealth() where service.stale && service.secondsSinceHeartbeat < 86_400 {
+            let (name, instance) = (service.service, service.instance)
             conditions.append(AlertCondition(
-                key: "heartbeat:\(service)@\(instance)", kind: .staleHeartbeat,
-                summary: "service \(service) of daemon \(instance) has not written its heartbeat for \(Int(age)) s: the daemon was killed or hangs",
+                key: "heartbeat:\(name)@\(instance)", kind: .staleHeartbeat,
+                summary: "service \(name) of daemon \(instance) has not written its heartbeat for \(Int(service.secondsSinceHeartbeat)) s: the daemon was killed or hangs",
                 fix: "look at the daemon on \(instance.split(separator: ":").first.map(String.init) ?? instance) (systemctl status ccat-daemon, its log) and start it again; a running standby has taken over its leader locks"))
         }
         for row in try await connection.query("""

@@ -27,20 +27,12 @@ public struct MonitoringFigures: Codable, Sendable {
         public var queue: String
         public var oldestPendingSeconds: Double
     }
-    /// Bytes a link moved since the history began (kept attempts plus daily totals): a counter.
-    public struct LinkTotal: Codable, Sendable, Equatable {
-        public var operationType: String
-        public var origin: String?
-        public var destination: String
-        public var bytes: Int64
-        public var attempts: Int64
-        public var failures: Int64
-    }
     public var batchJobs: [BatchJobs]
     public var stagingRequests: [StagingRequests]
     public var oldestPending: [OldestPending]
     public var queueWaits: [QueueWait]
-    public var linkTotals: [LinkTotal]
+    /// What each link moved since the history began (kept attempts plus daily totals): counters.
+    public var linkTotals: [LinkThroughput]
 }
 
 /// Bytes one link moved in one hour (UTC), for the status page's chart.
@@ -94,21 +86,7 @@ extension OpsDB {
             SELECT queue, extract(epoch FROM now() - min(created_at))::float8 AS oldest_pending_seconds
             FROM operation WHERE state = 'pending' GROUP BY queue ORDER BY queue
             """)
-        let totals = try await all(MonitoringFigures.LinkTotal.self, """
-            WITH rows AS (
-                SELECT operation_type, origin_location_id AS origin, destination_location_id AS destination, 1::bigint AS attempts,
-                       (NOT succeeded)::int::bigint AS failures, CASE WHEN succeeded THEN bytes ELSE 0 END AS bytes
-                FROM transfer_attempt
-                UNION ALL
-                SELECT operation_type, nullif(origin_location_id, 0), destination_location_id, attempts, failures, bytes FROM transfer_daily
-            )
-            SELECT r.operation_type::text AS operation_type, os.short_name || ':' || ol.name AS origin,
-                   ds.short_name || ':' || dl.name AS destination,
-                   sum(r.bytes)::bigint AS bytes, sum(r.attempts)::bigint AS attempts, sum(r.failures)::bigint AS failures
-            FROM rows r JOIN data_location dl ON dl.id = r.destination JOIN site ds ON ds.id = dl.site_id
-            LEFT JOIN data_location ol ON ol.id = r.origin LEFT JOIN site os ON os.id = ol.site_id
-            GROUP BY 1, 2, 3 ORDER BY 3, 2, 1
-            """)
+        let totals = try await linkThroughput(since: Date(timeIntervalSince1970: 0))
         return MonitoringFigures(batchJobs: jobs, stagingRequests: requests, oldestPending: oldest, queueWaits: waits, linkTotals: totals)
     }
 

@@ -106,19 +106,7 @@ extension OpsDB {
             SELECT queue, state::text AS state, count(*)::int AS n FROM operation
             WHERE state NOT IN ('succeeded', 'cancelled') GROUP BY queue, state ORDER BY queue, state
             """).map { PipelineStatus.Operations(queue: try $0["queue"], state: try $0["state"], count: try $0["n"]) }
-        // A service writes its heartbeat every cycle, at least every interval (kept in details);
-        // a cycle may run long, hence the generous bound.
-        let services = try await connection.query("""
-            SELECT service_name, instance, status::text AS status, is_leader,
-                   extract(epoch FROM now() - last_heartbeat_at)::float8 AS age,
-                   status <> 'STOPPED' AND extract(epoch FROM now() - last_heartbeat_at)
-                       > greatest(\(Self.staleAfterMinimumSeconds)::float8, 3 * coalesce((details->>'interval_s')::float8, 30)) AS stale
-            FROM service_heartbeat WHERE status <> 'STOPPED' OR stopped_at > now() - interval '1 hour'
-            ORDER BY service_name, instance
-            """).map {
-            PipelineStatus.ServiceHealth(service: try $0["service_name"], instance: try $0["instance"], status: try $0["status"],
-                                         leader: try $0["is_leader"], secondsSinceHeartbeat: try $0["age"], stale: try $0["stale"])
-        }
+        let services = try await serviceHealth()
         let attention = try await connection.query("""
             SELECT id, operation_type::text AS type, state::text AS state, attempts, error_class, last_error FROM operation
             WHERE state IN ('failed', 'intervention') ORDER BY updated_at DESC LIMIT 20
@@ -144,6 +132,24 @@ extension OpsDB {
                               packagesArchivedEverywhere: try archived?["everywhere"] ?? 0, packages: try archived?["total"] ?? 0,
                               integrity: try await archiveIntegrity(), links: try await linkThroughput(since: Date().addingTimeInterval(-86_400)),
                               alerts: try await openAlerts(limit: 50))
+    }
+
+    /// Every daemon service that runs, or stopped within the hour, with its heartbeat's age and
+    /// whether it is stale: the one definition `ccat status`, the page and the alerts share.
+    public func serviceHealth() async throws -> [PipelineStatus.ServiceHealth] {
+        // A service writes its heartbeat every cycle, at least every interval (kept in details);
+        // a cycle may run long, hence the generous bound.
+        try await connection.query("""
+            SELECT service_name, instance, status::text AS status, is_leader,
+                   extract(epoch FROM now() - last_heartbeat_at)::float8 AS age,
+                   status <> 'STOPPED' AND extract(epoch FROM now() - last_heartbeat_at)
+                       > greatest(\(Self.staleAfterMinimumSeconds)::float8, 3 * coalesce((details->>'interval_s')::float8, 30)) AS stale
+            FROM service_heartbeat WHERE status <> 'STOPPED' OR stopped_at > now() - interval '1 hour'
+            ORDER BY service_name, instance
+            """).map {
+            PipelineStatus.ServiceHealth(service: try $0["service_name"], instance: try $0["instance"], status: try $0["status"],
+                                         leader: try $0["is_leader"], secondsSinceHeartbeat: try $0["age"], stale: try $0["stale"])
+        }
     }
 }
 

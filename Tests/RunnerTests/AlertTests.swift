@@ -49,7 +49,7 @@ struct AlertTests {
 
             // The condition ends: one CLEARED message, then nothing more.
             _ = try await db.connection.execute("UPDATE operation SET state = 'cancelled' WHERE id = \(fixture.operation.id)")
-            let cleared = try await eventually(within: .seconds(30), every: .milliseconds(200)) {
+            let cleared = try await eventually(within: .seconds(60), every: .milliseconds(200)) {
                 _ = try await manager.cycle(db, logger: logger)
                 return Self.lines(received).count >= 2
             }
@@ -68,7 +68,7 @@ struct AlertTests {
                     VALUES (\(location), false, 100, 95, 5, 'mount point gone')
                     """)
             }
-            let digest = try await eventually(within: .seconds(30), every: .milliseconds(200)) {
+            let digest = try await eventually(within: .seconds(60), every: .milliseconds(200)) {
                 _ = try await manager.cycle(db, logger: logger)
                 return Self.lines(received).count >= 3
             }
@@ -147,17 +147,7 @@ struct AlertTests {
 /// A TCP port of loopback nothing listens on now (the kernel's pick; it does not hand the same
 /// one out again at once).
 func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestSetupError(description: "socket: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw TestSetupError(description: "bind: \(String(cString: strerror(errno)))") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    let socket = try ListeningSocket()
+    socket.close()
+    return socket.port
 }

@@ -6,7 +6,6 @@ import Monitor
 import OpsDB
 import Postgres
 import Processes
-import ServiceLifecycle
 import Testing
 import TestSupport
 
@@ -53,6 +52,12 @@ struct MonitoringTests {
                 // Bounded: labels name locations, queues and states, never a package or a file.
                 #expect(samples.count < 300, "\(samples.count) samples")
                 #expect(!exposition.stdout.contains(sites.fixture.package.name))
+                // Prometheus' naming: counters, and only counters, end in _total.
+                let types = exposition.stdout.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ") }
+                #expect(types.contains { $0[3] == "counter" })
+                for type in types where type.count == 4 {
+                    #expect((type[3] == "counter") == type[2].hasSuffix("_total"), "\(type.joined(separator: " "))")
+                }
 
                 // /healthz and /api/v1/status.
                 let health = try await server.get("healthz")
@@ -63,7 +68,7 @@ struct MonitoringTests {
                 #expect((status?["attention"] as? [[String: Any]])?.first?["operation_id"] as? Int == Int(stuck.id))
 
                 // The page in headless Chromium: its DOM, and a screenshot kept as an artefact.
-                let page = try await runLongProcess(chromium, Self.chromiumFlags + ["--dump-dom", server.url], environment: ProcessInfo.processInfo.environment)
+                let page = try await Self.runChromium(chromium, ["--dump-dom", server.url])
                 #expect(page.status == 0, "\(page.stderr)")
                 let dom = page.stdout
                 #expect(dom.contains("data-attention-operation=\"\(stuck.id)\""), "no intervention on the page")
@@ -75,14 +80,18 @@ struct MonitoringTests {
                                   options: .regularExpression) != nil, "the link into cologne:lta does not show its \(archived) bytes")
                 let screenshot = TestEnvironment.artifactDirectory.appendingPathComponent("status-page.png")
                 try? FileManager.default.removeItem(at: screenshot)
-                let shot = try await runLongProcess(chromium, Self.chromiumFlags + ["--window-size=1400,1800", "--screenshot=\(screenshot.path)", server.url],
-                                                    environment: ProcessInfo.processInfo.environment)
+                let shot = try await Self.runChromium(chromium, ["--window-size=1400,1800", "--screenshot=\(screenshot.path)", server.url])
                 #expect(shot.status == 0, "\(shot.stderr)")
                 let png = try Data(contentsOf: screenshot)
                 #expect(png.count > 10_000 && png.starts(with: [0x89, 0x50, 0x4E, 0x47]), "the screenshot is not a PNG of a rendered page")
                 try dom.write(to: TestEnvironment.artifactDirectory.appendingPathComponent("status-page.html"), atomically: true, encoding: .utf8)
             }
         }
+    }
+
+    /// Headless Chromium with a bound: a browser that hangs fails the test instead of holding CI.
+    static func runChromium(_ chromium: String, _ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await runLongProcess("/usr/bin/timeout", ["300", chromium] + chromiumFlags + arguments, environment: ProcessInfo.processInfo.environment)
     }
 
     static let chromiumFlags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
@@ -98,19 +107,8 @@ struct StatusServerUnderTest {
     }
 
     static func with(conninfo: String, _ body: (StatusServerUnderTest) async throws -> Void) async throws {
-        let (addresses, continuation) = AsyncStream.makeStream(of: HTTPAddress.self)
         let server = StatusServer(address: HTTPAddress(host: "127.0.0.1", port: 0), conninfo: conninfo, leadership: LeadershipBoard(),
                                   live: nil, logger: Logger(label: "test.http"))
-        let service = server.makeService { continuation.yield($0) }
-        let running = Task { try await service.run() }
-        defer { running.cancel() }
-        var bound: HTTPAddress?
-        for await address in addresses {
-            bound = address
-            break
-        }
-        try await body(StatusServerUnderTest(url: try #require(bound).url))
-        running.cancel()
-        _ = await running.result
+        try await server.serving { try await body(StatusServerUnderTest(url: $0.url)) }
     }
 }

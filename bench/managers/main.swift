@@ -17,7 +17,6 @@ import Managers
 import Monitor
 import OpsDB
 import Postgres
-import ServiceLifecycle
 
 LoggingSystem.bootstrap { label in
     var handler = StreamLogHandler.standardError(label: label)
@@ -144,17 +143,12 @@ try await withBenchDatabase { conninfo in
 /// Scrapes /metrics and loads the status page `times` times each from a `StatusServer` on
 /// loopback (curl's own timing of each answer); medians, and the exposition's size.
 func scrape(_ conninfo: String, times: Int) async throws -> (metricsSeconds: Double, pageSeconds: Double, bytes: Int, samples: Int) {
-    let (addresses, continuation) = AsyncStream.makeStream(of: HTTPAddress.self)
     let server = StatusServer(address: HTTPAddress(host: "127.0.0.1", port: 0), conninfo: conninfo, leadership: LeadershipBoard(), live: nil,
                               logger: Logger(label: "bench.http"))
-    let service = server.makeService { continuation.yield($0) }
-    let running = Task { try await service.run() }
-    defer { running.cancel() }
-    var url = ""
-    for await address in addresses {
-        url = address.url
-        break
-    }
+    return try await server.serving { address in try measure(address.url, times: times) }
+}
+
+func measure(_ url: String, times: Int) throws -> (metricsSeconds: Double, pageSeconds: Double, bytes: Int, samples: Int) {
     func timed(_ path: String) throws -> (seconds: Double, body: String) {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-bench-scrape-\(getpid())")
         defer { try? FileManager.default.removeItem(at: out) }
