@@ -38,9 +38,9 @@ struct IntegrityDaemonTests {
             """).first)
         let diskCopy: Int64 = try disk["id"], diskPath: String = try disk["path"]
         let original = try Data(contentsOf: URL(fileURLWithPath: diskPath))
-        var flipped = original
-        flipped[0] ^= 0xff
-        try flipped.write(to: URL(fileURLWithPath: diskPath))
+        // In place: the file never has another size, so an audit listing it meanwhile (every 2 s)
+        // cannot take it for lost; only fixity can find this.
+        try flipByte(diskPath, at: 0)
 
         let object = try #require(try await db.query("""
             SELECT c.id, c.relative_path, s.endpoint_url, s.bucket, s.region, s.prefix, s.credentials_source FROM physical_copy c
