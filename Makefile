@@ -30,15 +30,16 @@ db-stop:
 
 ## demo: the whole pipeline on this machine (local PostgreSQL, S3 server, local scheduler;
 ## SCHEDULER=slurm for the single-node Slurm cluster): instrument files to both archives, then cleanup;
-## prints the daemon's status page address; KEEP_RUNNING=1 leaves the daemon and its page up at the end
+## prints the daemon's status page address; KEEP_RUNNING=1 leaves the daemon and its page up at the end;
+## SITES=1 deploys it on four hosts (network namespaces, TLS to the database; as root)
 demo:
-	@scripts/install-deps.sh $(if $(filter slurm,$(SCHEDULER)),test,demo)
+	@scripts/install-deps.sh $(if $(or $(filter slurm,$(SCHEDULER)),$(SITES)),test,demo)
 	$(SWIFT) build $(SWIFT_FLAGS)
-	scripts/demo.sh $(BIN_DIR) $(if $(KEEP_RUNNING),--keep-running)
+	$(if $(SITES),DEMO_SITES=1) scripts/demo.sh $(BIN_DIR) $(if $(KEEP_RUNNING),--keep-running)
 
 ## test: the whole test suite against a real PostgreSQL, the S3 test server (moto_server), munged
 ## (two, with different keys), and, where installed and we are root, the single-node Slurm cluster
-## and a loopback sshd (rsync over ssh)
+## and a loopback sshd (rsync over ssh); as root also the four hosts of scripts/local-sites.sh
 test:
 	@scripts/install-deps.sh test
 	@$(PG) start >/dev/null
@@ -47,6 +48,7 @@ test:
 	@scripts/local-munge.sh start foreign >/dev/null
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then scripts/local-slurm.sh start >/dev/null; fi
 	@if [ -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ]; then scripts/local-sshd.sh start >/dev/null; fi
+	@if command -v ip >/dev/null 2>&1 && [ -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ]; then scripts/local-sites.sh start >/dev/null; fi
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) build $(SWIFT_FLAGS) --product generate-manual
 	CCAT_BIN_DIR=$(BIN_DIR) SWIFT="$(SWIFT)" scripts/run-tests.sh $(SWIFT_FLAGS)

@@ -13,7 +13,15 @@
 # DEMO_SETUP_ONLY=1 (stop after registering the files, before the daemon; tests start their own),
 # DEMO_PG_DIR (a private PostgreSQL cluster there instead of the checkout's), DEMO_STAGING_GROUPS
 # (unix groups allowed to stage, besides the demo user's), DEMO_RELAY=1 (a Santiago site with only
-# a buffer, and CCAT's bundles for Cologne relayed through it).
+# a buffer, and CCAT's bundles for Cologne relayed through it), DEMO_SITES=1 (the deployment:
+# every site on a host of its own, below).
+#
+# DEMO_SITES=1 (root; scripts/local-sites.sh builds the hosts as network namespaces): PostgreSQL
+# and the daemon on the cologne host, the database reached over TLS (verify-full) by certificate
+# logins of the daemon, runner and DAQ roles; each site's jobs run on its host (a setup.mustache
+# override enters the host's namespace); bundles cross to Cologne and the US by rsync over ssh to
+# the hosts' own sshd; the DAQ registers files on the telescope host; the scientist stages from
+# the login host with a password login from a .pgpass.
 #
 # A demo topology (CCAT source + buffer; Cologne buffer + S3 archive + ramses_processing; US
 # buffer + disk archive) under .ccat-dev/demo, synthetic observations, then `ccat daemon` until
@@ -36,12 +44,29 @@ scheduler="${SCHEDULER:-local}"
 observations="${DEMO_OBSERVATIONS:-20}"
 files_per_observation="${DEMO_FILES:-3}"
 timeout="${DEMO_TIMEOUT:-600}"
+sites="${DEMO_SITES:-}"
+if [ -n "$sites" ] && [ "$scheduler" != local ]; then
+    echo "demo: DEMO_SITES runs with the local scheduler (the hosts are namespaces of this machine)" >&2; exit 2
+fi
 
 say() { printf '\n== %s\n' "$*"; }
+# on_host HOST COMMAND...: COMMAND on that host (DEMO_SITES), or right here.
+on_host() {
+    local host="$1"; shift
+    if [ -n "$sites" ]; then ip netns exec "ccat-$host" "$@"; else "$@"; fi
+}
 
-say "starting PostgreSQL and the S3 test server"
-conninfo="$(CCAT_DEV_DIR="${DEMO_PG_DIR:-${CCAT_DEV_DIR:-$here/.ccat-dev}}" "$here/scripts/local-postgres.sh" start | tail -1)"
-endpoint="$("$here/scripts/local-s3.sh" start | sed -n 's/^export CCAT_TEST_S3_ENDPOINT=//p')"
+if [ -n "$sites" ]; then
+    say "the hosts: telescope, cologne (PostgreSQL with TLS, S3), us, login (scripts/local-sites.sh)"
+    eval "$("$here/scripts/local-sites.sh" start | grep '^export ')"
+    "$here/scripts/local-sites.sh" status
+    conninfo="$CCAT_SITES_ADMIN_DATABASE"
+    endpoint="$CCAT_SITES_S3_ENDPOINT"
+else
+    say "starting PostgreSQL and the S3 test server"
+    conninfo="$(CCAT_DEV_DIR="${DEMO_PG_DIR:-${CCAT_DEV_DIR:-$here/.ccat-dev}}" "$here/scripts/local-postgres.sh" start | tail -1)"
+    endpoint="$("$here/scripts/local-s3.sh" start | sed -n 's/^export CCAT_TEST_S3_ENDPOINT=//p')"
+fi
 [ -n "$endpoint" ] || { echo "demo: the S3 test server did not report its endpoint (scripts/local-s3.sh start)" >&2; exit 1; }
 export CCAT_DATABASE_URL="$conninfo"
 if [ "$scheduler" = slurm ]; then
@@ -57,7 +82,7 @@ rm -rf "$demo"
 mkdir -p "$demo"/{ccat/instrument_data,ccat/buffer,cologne/buffer,cologne/ramses_processing,us/buffer,us/archive,state}
 if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then chmod 755 "$here/.ccat-dev" "$demo"; fi
 bucket="${database//_/-}-archive"
-curl -s -o /dev/null -X PUT "$endpoint/$bucket"
+on_host cologne curl -s -o /dev/null -X PUT "$endpoint/$bucket"
 umask 077
 printf 'aws_access_key_id = ccat-test\naws_secret_access_key = ccat-test-secret\n' > "$demo/s3-credentials"
 umask 022
@@ -68,6 +93,8 @@ for group in ${DEMO_STAGING_GROUPS:-}; do staging_groups="$staging_groups, $grou
 # With Slurm, a scientist's batch job stages too: the demo scientist's group may stage.
 [ "$scheduler" != slurm ] || staging_groups="$staging_groups, ccat_demo"
 
+# With DEMO_SITES, other sites reach a buffer by rsync over ssh to its host.
+ssh_host() { if [ -n "$sites" ]; then printf ', host: ccat-%s' "$1"; fi; }
 cat > "$demo/topology.yaml" <<EOF
 batch:
   time_limit: "0:30:00"
@@ -88,7 +115,7 @@ sites:
     locations:
       - name: buffer
         type: BUFFER
-        storage: {disk: {root: "$demo/cologne/buffer"}}
+        storage: {disk: {root: "$demo/cologne/buffer"$(ssh_host cologne)}}
       - name: long_term_archive
         type: LONG_TERM_ARCHIVE
         storage: {s3: {endpoint: "$endpoint", bucket: $bucket, region: us-east-1, prefix: raw, credentials: "file:$demo/s3-credentials"}}
@@ -108,13 +135,20 @@ $(if [ -n "${DEMO_RELAY:-}" ]; then printf '%s\n' \
     locations:
       - name: buffer
         type: BUFFER
-        storage: {disk: {root: "$demo/us/buffer"}}
+        storage: {disk: {root: "$demo/us/buffer"$(ssh_host us)}}
       - name: long_term_archive
         type: LONG_TERM_ARCHIVE
         storage: {disk: {root: "$demo/us/archive"}}
 EOF
 "$bin/ccat" db migrate >/dev/null
-"$bin/ccat" topology apply "$demo/topology.yaml" >/dev/null
+on_host cologne "$bin/ccat" topology apply "$demo/topology.yaml" >/dev/null
+if [ -n "$sites" ]; then
+    # Between hosts the bundles go by rsync over ssh (COPY cannot reach another host).
+    for link in ccat:cologne ccat:us cologne:us us:cologne; do
+        from="${link%:*}" to="${link#*:}"
+        "$bin/ccat" routes add "${from}_to_${to}_rsync" --type custom --from-location "$from.buffer" --to-location "$to.buffer" --method rsync >/dev/null
+    done
+fi
 if [ -n "${DEMO_RELAY:-}" ]; then
     mkdir -p "$demo/santiago/buffer"
     "$bin/ccat" routes add ccat_via_santiago --type relay --from ccat --to cologne --via santiago >/dev/null
@@ -130,6 +164,17 @@ SELECT format('DO $d$ BEGIN GRANT ccat_scientist TO %I; EXCEPTION WHEN OTHERS TH
 WHERE NOT pg_has_role(:'me', 'ccat_scientist', 'MEMBER') \gexec
 SQL
 scientist_db="$CCAT_DATABASE_URL user=$me"
+if [ -n "$sites" ]; then
+    # The scientist logs in over TLS with a password, kept in a .pgpass of their own.
+    password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+    # From the environment, not the command line, which ps shows to everyone.
+    printf '%s\n' '\getenv password CCAT_DEMO_PASSWORD' "ALTER ROLE :\"me\" PASSWORD :'password';" \
+        | CCAT_DEMO_PASSWORD="$password" psql -qAt -d "$CCAT_DATABASE_URL" -v me="$me" >/dev/null
+    (umask 077 && printf '10.77.0.20:5432:%s:%s:%s\n' "$database" "$me" "$password" >"$demo/scientist.pgpass")
+    unset password
+    export PGPASSFILE="$demo/scientist.pgpass"
+    scientist_db="$CCAT_SITES_DATABASE dbname=$database user=$me"
+fi
 # Each kind of client logs in with a role of its own (docs/admin-guide.md, "Roles"): the daemon as
 # ccat_demo_daemon (the catalogue, not the schema), the runners as ccat_demo_runner (only their
 # batch job's operations, proved by the job's secret), the DAQ hook as ccat_demo_daq (files at
@@ -143,6 +188,13 @@ SQL
 daemon_db="$CCAT_DATABASE_URL user=ccat_demo_daemon"
 runner_db="$CCAT_DATABASE_URL user=ccat_demo_runner"
 daq_db="$CCAT_DATABASE_URL user=ccat_demo_daq"
+if [ -n "$sites" ]; then
+    # Over the network each service shows a certificate the local CA issued for its role.
+    for role in daemon runner daq; do
+        login="$CCAT_SITES_DATABASE dbname=$database user=ccat_demo_$role $("$here/scripts/local-sites.sh" client-cert "ccat_demo_$role")"
+        printf -v "${role}_db" '%s' "$login"
+    done
+fi
 munge_socket="$("$here/scripts/local-munge.sh" start)"
 
 say "$observations observations of $files_per_observation files from the instrument"
@@ -154,12 +206,31 @@ for number in $(seq 1 "$observations"); do
         head -c $((200000 + RANDOM * 4)) /dev/urandom > "$demo/ccat/instrument_data/obs-2026-$obs/scan $file.fits"
     done
 done
-"$bin/ccat" files scan --database "$daq_db" ccat:instrument_data --settle 0 --instrument primecam/mkid-1
+on_host telescope "$bin/ccat" files scan --database "$daq_db" ccat:instrument_data --settle 0 --instrument primecam/mkid-1
 # The instrument's copies are deleted once archived: keep their checksums to check staging.
 ( cd "$demo/ccat/instrument_data" && find obs-2026-01 -type f -print0 | sort -z | xargs -0 sha256sum ) > "$demo/source.sha256"
 
+overrides=""
+if [ -n "$sites" ]; then
+    # Each site's jobs run on that site's host: the job script enters the host's network namespace
+    # before the runner starts (the runner keeps the job's environment, and with it its secret).
+    mkdir -p "$demo/jobscripts"
+    cat > "$demo/jobscripts/setup.mustache" <<'TEMPLATE'
+# Demo hosts (scripts/local-sites.sh): the work of site {{site}} runs on its host.
+case {{site}} in
+    ccat) host=telescope ;;
+    *) host={{site}} ;;
+esac
+if [ "${CCAT_DEMO_HOST:-}" != "$host" ]; then
+    export CCAT_DEMO_HOST="$host"
+    exec ip netns exec "ccat-$host" /bin/bash "$0"
+fi
+TEMPLATE
+    overrides="jobscript_overrides: \"$demo/jobscripts\""
+fi
 cat > "$demo/ccat.yaml" <<EOF
 scheduler: $scheduler
+$overrides
 runner_database: "$runner_db"
 state_directory: "$demo/state"
 munge_socket: "$munge_socket"
@@ -179,7 +250,9 @@ if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
 fi
 
 say "ccat daemon ($scheduler scheduler); its log: $demo/daemon.log"
-CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --database "$daemon_db" --http "$http" >"$demo/daemon.log" 2>&1 &
+host_prefix=()
+[ -z "$sites" ] || host_prefix=(ip netns exec ccat-cologne)
+"${host_prefix[@]}" env CCAT_LOG_LEVEL=info "$bin/ccat" daemon --config "$demo/ccat.yaml" --database "$daemon_db" --http "$http" >"$demo/daemon.log" 2>&1 &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true' EXIT
 page=""
@@ -211,13 +284,13 @@ while true; do
 done
 
 say "a scientist ($me) stages observation obs-2026-01 into ramses_processing"
-"$bin/ccat" stage request --database "$scientist_db" --config "$demo/ccat.yaml" --obs obs-2026-01 --wait --timeout "$timeout"
-request="$("$bin/ccat" stage list --database "$scientist_db" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+on_host login "$bin/ccat" stage request --database "$scientist_db" --config "$demo/ccat.yaml" --obs obs-2026-01 --wait --timeout "$timeout"
+request="$(on_host login "$bin/ccat" stage list --database "$scientist_db" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
 staged="$demo/cologne/ramses_processing/$me/$request"
 ls -l "$staged/obs-2026-01"
 ( cd "$staged" && sha256sum --quiet -c "$demo/source.sha256" ) || { echo "demo: staged files differ from the instrument's" >&2; exit 1; }
 echo "staged files match the instrument's checksums"
-"$bin/ccat" stage release --database "$scientist_db" "$request"
+on_host login "$bin/ccat" stage release --database "$scientist_db" "$request"
 for _ in $(seq 1 "$timeout"); do [ -e "$staged" ] || break; sleep 1; done
 [ ! -e "$staged" ] || { echo "demo: $staged still there after release" >&2; exit 1; }
 echo "released: $staged removed"
@@ -257,8 +330,8 @@ JOB
 fi
 
 # What the page and /metrics said at the end, for a look afterwards (and for the tests).
-curl -sSf "${page}metrics" >"$demo/metrics.txt" || { echo "demo: ${page}metrics did not answer" >&2; exit 1; }
-curl -sSf "$page" >"$demo/status.html" || { echo "demo: the status page $page did not answer" >&2; exit 1; }
+on_host cologne curl -sSf "${page}metrics" >"$demo/metrics.txt" || { echo "demo: ${page}metrics did not answer" >&2; exit 1; }
+on_host cologne curl -sSf "$page" >"$demo/status.html" || { echo "demo: the status page $page did not answer" >&2; exit 1; }
 if [ "$keep_running" = 1 ]; then
     say "the daemon keeps running: status page $page (Ctrl-C stops it)"
     wait $daemon || true

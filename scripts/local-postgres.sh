@@ -12,6 +12,12 @@
 # system PostgreSQL or another checkout. PostgreSQL refuses to run as root: when invoked as root the
 # server runs as the unprivileged user $CCAT_PG_USER (default: postgres). Starting is idempotent: a
 # running cluster is reused.
+#
+# Over the network (scripts/local-sites.sh runs one on the cologne host): CCAT_PG_LISTEN=ADDRESS
+# also listens on ADDRESS, with TLS only. CCAT_PG_TLS_DIR holds server.crt, server.key and ca.crt
+# (copied next to the data, owned by the server user), and CCAT_PG_HBA the pg_hba lines for
+# network clients (e.g. "hostssl all all 10.77.0.0/24 cert"); any other network connection is
+# refused. The unix socket keeps trusting local users, as the cluster's administrator would.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -104,13 +110,33 @@ logging_collector = off
 CONF
     fi
     as_server mkdir -p "$run"
+    network_options=""
+    if [ -n "${CCAT_PG_LISTEN:-}" ]; then
+        tls="${CCAT_PG_TLS_DIR:?CCAT_PG_LISTEN needs CCAT_PG_TLS_DIR: network connections use TLS}"
+        for file in server.crt server.key ca.crt; do
+            [ -r "$tls/$file" ] || die "$tls/$file is missing (CCAT_PG_TLS_DIR)"
+        done
+        as_server mkdir -p "$server_root/tls"
+        install -o "$owner" -m 600 "$tls/server.key" "$server_root/tls/server.key"
+        install -o "$owner" -m 644 "$tls/server.crt" "$tls/ca.crt" "$server_root/tls/"
+        {
+            echo "# written by scripts/local-postgres.sh at each start"
+            echo "local all all trust"
+            printf '%s\n' "${CCAT_PG_HBA:-}"
+            echo "host all all 0.0.0.0/0 reject"
+        } >"$server_root/pg_hba.network.conf"
+        chown "$owner" "$server_root/pg_hba.network.conf"
+        network_options="-c listen_addresses='$CCAT_PG_LISTEN' -c ssl=on -c ssl_cert_file='$server_root/tls/server.crt'"
+        network_options="$network_options -c ssl_key_file='$server_root/tls/server.key' -c ssl_ca_file='$server_root/tls/ca.crt'"
+        network_options="$network_options -c hba_file='$server_root/pg_hba.network.conf' -c log_connections=on"
+    fi
     if running; then
         echo "local-postgres: already running ($data)" >&2
     else
         # No descriptor of ours reaches the server: a caller reading our output to its end (a
         # test, a command substitution) would otherwise wait for the server to exit.
         as_server "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-            -o "-c port=$port -c unix_socket_directories='${run//\'/\'\'}'" start </dev/null >/dev/null 2>&1 \
+            -o "-c port=$port -c unix_socket_directories='${run//\'/\'\'}' $network_options" start </dev/null >/dev/null 2>&1 \
             || die "the server did not start; see $log"
     fi
     exists="$("$bindir/psql" "host=$(quote_conninfo "$run") port=$port dbname=postgres user=$superuser" -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'")" \

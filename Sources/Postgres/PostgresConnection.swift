@@ -247,9 +247,7 @@ public final class PostgresConnection: @unchecked Sendable {
             let target = ConnectionTarget(handle: handle)
             PQfinish(handle)
             var error = PostgresError(code: .connectionFailed, message: "\(message) (\(target.summary))")
-            if message.contains("password authentication failed") {
-                error.hint = "check the password in ~/.pgpass or PGPASSFILE"
-            }
+            error.hint = PostgresError.connectionHint(for: message)
             throw error
         }
         PQsetNoticeReceiver(handle, { context, result in

@@ -92,6 +92,33 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
 }
 
 extension PostgresError {
+    /// What to do about a connection libpq refused, for the failures an admin setting up a host's
+    /// login meets: passwords, TLS verification of the server, client certificates, pg_hba.
+    public static func connectionHint(for message: String) -> String? {
+        if message.contains("password authentication failed") || message.contains("no password supplied") {
+            return "check the password in ~/.pgpass or PGPASSFILE (mode 0600), or give the host a client certificate (sslcert, sslkey)"
+        }
+        if message.contains("does not match host name") {
+            return "the server's certificate does not name the host you connect to: connect with a name or address its subjectAltName lists, or have the site's CA issue the server a certificate for this name"
+        }
+        if message.contains("certificate verify failed") {
+            return "the server's certificate is not signed by the CA in sslrootcert (or has expired): set sslrootcert to the site's CA certificate, and check that the server presents the certificate that CA issued"
+        }
+        if message.contains("certificate authentication failed") {
+            return "the client certificate's common name (CN) must be the login role, unless pg_hba.conf maps it; check sslcert and sslkey"
+        }
+        if message.contains("requires a valid client certificate") {
+            return "this login needs a client certificate: set sslcert and sslkey (key mode 0600) to the certificate the site's CA issued for the role"
+        }
+        if message.contains("no encryption") {
+            return "the server accepts this client over TLS only: add sslmode=verify-full and sslrootcert=<the site's CA> to the connection string"
+        }
+        if message.contains("private key file") && message.contains("permissions") {
+            return "make the key file readable by its owner only: chmod 0600"
+        }
+        return nil
+    }
+
     static func decoding(column: String, _ message: String) -> PostgresError {
         var error = PostgresError(code: .decoding, message: "column '\(column)': \(message)")
         error.columnName = column

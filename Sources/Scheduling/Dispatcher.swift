@@ -264,8 +264,8 @@ public struct Dispatcher: Sendable {
             queue: queue.name, profile: queue.profile, stdoutPath: stdout, stderrPath: stderr,
             submitToken: job.submitToken.uuidString.lowercased(), signalMarginSeconds: settings.signalMarginSeconds)
         let script = try renderer.render(JobScriptContext(
-            batchJobID: job.id, queue: queue.name, operation: queue.operation, scheduler: scheduler.kind,
-            directives: directives, runnerPath: settings.runnerPath, environment: settings.environment))
+            batchJobID: job.id, queue: queue.name, site: queue.siteShortName, location: queue.locationName,
+            operation: queue.operation, scheduler: scheduler.kind, directives: directives, runnerPath: settings.runnerPath, environment: settings.environment))
         let directory = URL(fileURLWithPath: job.scriptPath).deletingLastPathComponent().path
         // Scripts and their logs are the service user's alone (0700): they name paths, hosts and
         // users of the pipeline. The job directory root and each queue's directory are made so too.

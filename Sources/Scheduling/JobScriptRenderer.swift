@@ -13,6 +13,10 @@ struct ShellContentType: MustacheContentType {
 public struct JobScriptContext: Sendable {
     public var batchJobID: Int64
     public var queue: String
+    /// The short name of the queue's site and the name of its location (`{{site}}`,
+    /// `{{location}}`): a site's `setup.mustache` override can pick the host or environment by them.
+    public var site: String
+    public var location: String
     public var operation: OperationType
     public var scheduler: BatchSchedulerKind
     public var directives: SbatchDirectives
@@ -21,10 +25,13 @@ public struct JobScriptContext: Sendable {
     /// Variables exported before the runner starts (names must be shell identifiers).
     public var environment: [(name: String, value: String)]
 
-    public init(batchJobID: Int64, queue: String, operation: OperationType, scheduler: BatchSchedulerKind,
-                directives: SbatchDirectives, runnerPath: String, environment: [(name: String, value: String)]) {
+    public init(batchJobID: Int64, queue: String, site: String = "", location: String = "", operation: OperationType,
+                scheduler: BatchSchedulerKind, directives: SbatchDirectives, runnerPath: String,
+                environment: [(name: String, value: String)]) {
         self.batchJobID = batchJobID
         self.queue = queue
+        self.site = site
+        self.location = location
         self.operation = operation
         self.scheduler = scheduler
         self.directives = directives
@@ -104,6 +111,8 @@ public struct JobScriptRenderer: Sendable {
             "sbatch_directives": context.directives.lines,
             "batch_job_id": String(context.batchJobID),
             "queue": context.queue,
+            "site": context.site,
+            "location": context.location,
             "operation": context.operation.rawValue,
             "scheduler": context.scheduler.rawValue,
             "runner": context.runnerPath,

@@ -111,12 +111,16 @@ struct JobScriptTests {
         let overrides = FileManager.default.temporaryDirectory.appendingPathComponent("ccat-overrides-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: overrides, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: overrides) }
-        try "module load ccat/{{queue}}\n".write(to: overrides.appendingPathComponent("setup.mustache"), atomically: true, encoding: .utf8)
+        try "module load ccat/{{queue}}\nhost={{site}}-{{location}}\n".write(to: overrides.appendingPathComponent("setup.mustache"), atomically: true, encoding: .utf8)
         try "#!/bin/bash\n{{{sbatch_directives}}}\nexec {{runner}} stage --batch-job {{batch_job_id}}\n"
             .write(to: overrides.appendingPathComponent("staging.sh.mustache"), atomically: true, encoding: .utf8)
         let renderer = try JobScriptRenderer(builtinDirectory: Self.builtin, overrideDirectory: overrides.path)
         let transfer = try renderer.render(try context())
         #expect(transfer.contains("module load ccat/'cologne_buffer_data_transfer'\n"))
+        var atSite = try context()
+        atSite.site = "cologne"
+        atSite.location = "buffer"
+        #expect(try renderer.render(atSite).contains("\nhost='cologne'-'buffer'\n"))
         var staging = try context()
         staging.operation = .staging
         #expect(renderer.templateName(for: .staging) == "staging.sh")

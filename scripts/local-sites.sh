@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The observatory's hosts on one machine: a network namespace per host, joined by veth links to
+# one bridge, so traffic between sites crosses a network instead of a shared directory.
+#
+#   scripts/local-sites.sh start    build the hosts and start their services (idempotent); prints
+#                                   "export ..." lines for the clients
+#   scripts/local-sites.sh stop     stop the services and remove the hosts (keys and certificates
+#                                   are kept)
+#   scripts/local-sites.sh status   say whether the hosts exist
+#   scripts/local-sites.sh client-cert ROLE
+#                                   a TLS client certificate for database login ROLE (CN=ROLE);
+#                                   prints "sslcert=... sslkey=..."
+#   scripts/local-sites.sh destroy  stop, and delete the keys, certificates and the database
+#
+# Hosts (namespace ccat-NAME, address 10.77.0.N/24 on eth0; the bridge ccat-sites has no address,
+# so the machine's own namespace is not on that network):
+#   telescope .10   the instrument computers and CCAT's transfer node (ccat site)
+#   cologne   .20   the ops database (PostgreSQL with TLS on 10.77.0.20:5432), the daemon, the
+#                   Cologne buffer, its S3 archive (moto, 127.0.0.1 inside the host) and
+#                   ramses_processing
+#   us        .30   the US buffer and disk archive
+#   login     .40   a login node where scientists stage data
+# Each host runs its own sshd on port 22 of its address; the ssh configuration $dir/ssh_config
+# names them ccat-telescope, ccat-cologne, ccat-us and ccat-login (CCAT_SSH_CONFIG for runners).
+# A local CA ($dir/tls/ca.crt) signs the database server's certificate (db.cologne.ccat,
+# 10.77.0.20) and the clients' certificates.
+#
+# Everything lives under $CCAT_DEV_DIR/sites (default .ccat-dev/sites). Needs root (ip netns),
+# iproute2, openssh-server, openssl and PostgreSQL's server.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dir="${CCAT_DEV_DIR:-$repo/.ccat-dev}/sites"
+tls="$dir/tls"
+subnet=10.77.0
+bridge=ccat-sites
+hosts=(telescope cologne us login)
+declare -A number=([telescope]=10 [cologne]=20 [us]=30 [login]=40)
+database_host="$subnet.20"
+
+die() { echo "local-sites: $*" >&2; exit 1; }
+. "$repo/scripts/service-common.sh"
+
+address() { echo "$subnet.${number[$1]}"; }
+on_host() { local host="$1"; shift; ip netns exec "ccat-$host" "$@"; }
+host_exists() { [ -e "/run/netns/ccat-$1" ]; }
+
+# The network: one bridge, a veth pair per host (eth0 inside, ccat-NAME-ish outside).
+build_network() {
+    ip link show "$bridge" >/dev/null 2>&1 || { ip link add "$bridge" type bridge && ip link set "$bridge" up; }
+    local host outside
+    for host in "${hosts[@]}"; do
+        outside="ccs-$host"
+        if ! host_exists "$host"; then ip netns add "ccat-$host"; fi
+        if ! on_host "$host" ip link show eth0 >/dev/null 2>&1; then
+            ip link del "$outside" 2>/dev/null || true
+            ip link add "$outside" type veth peer name eth0 netns "ccat-$host"
+            ip link set "$outside" master "$bridge" up
+            on_host "$host" ip addr add "$(address "$host")/24" dev eth0
+            on_host "$host" ip link set eth0 up
+        fi
+        on_host "$host" ip link set lo up
+    done
+}
+
+# certificate NAME SUBJECT [SAN]: NAME.key and NAME.crt signed by the local CA, made once.
+certificate() {
+    local name="$1" subject="$2" san="${3:-}"
+    [ -f "$tls/$name.crt" ] && return 0
+    (umask 077 && openssl req -new -newkey rsa:2048 -nodes -keyout "$tls/$name.key" -subj "$subject" -out "$tls/$name.csr" 2>/dev/null)
+    local extensions="$tls/$name.ext"
+    if [ -n "$san" ]; then printf 'subjectAltName=%s\n' "$san" >"$extensions"; else : >"$extensions"; fi
+    openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+        -days 3650 -sha256 -extfile "$extensions" -out "$tls/$name.crt" 2>/dev/null
+    rm -f "$tls/$name.csr" "$extensions"
+}
+
+make_certificates() {
+    mkdir -p "$tls" && chmod 700 "$tls"
+    if [ ! -f "$tls/ca.crt" ]; then
+        (umask 077 && openssl req -x509 -new -newkey rsa:2048 -nodes -days 3650 -keyout "$tls/ca.key" \
+            -subj "/CN=ccat-data-transfer local sites CA" -out "$tls/ca.crt" 2>/dev/null)
+    fi
+    certificate server "/CN=db.cologne.ccat" "DNS:db.cologne.ccat,IP:$database_host"
+    chmod 755 "$tls"
+    chmod 644 "$tls/ca.crt"
+}
+
+start_sshd() {
+    local host="$1"
+    on_host "$host" env CCAT_DEV_DIR="$dir/hosts/$host" CCAT_SSHD_ADDRESS="$(address "$host")" CCAT_SSHD_PORT=22 \
+        CCAT_SSHD_ALIAS="ccat-$host" "$repo/scripts/local-sshd.sh" start >/dev/null
+}
+
+start_database() {
+    # Services (members of ccat_daemon, ccat_runner, ccat_instrument) log in with certificates;
+    # people with scram-sha-256 passwords from their .pgpass.
+    local hba="hostssl all +ccat_daemon,+ccat_runner,+ccat_instrument $subnet.0/24 cert
+hostssl all all $subnet.0/24 scram-sha-256"
+    on_host cologne env CCAT_DEV_DIR="$dir" CCAT_PG_LISTEN="$database_host" CCAT_PG_TLS_DIR="$tls" CCAT_PG_HBA="$hba" \
+        "$repo/scripts/local-postgres.sh" start | tail -1
+}
+
+start() {
+    [ "$(id -u)" = 0 ] || die "run as root: network namespaces need it"
+    command -v ip >/dev/null || die "ip not found: install iproute2"
+    command -v openssl >/dev/null || die "openssl not found: install openssl"
+    mkdir -p "$dir"
+    hold_start_lock "$dir"
+    build_network
+    make_certificates
+    local host
+    # The services started below must not inherit the start lock (descriptor 9).
+    for host in "${hosts[@]}"; do start_sshd "$host" 9>&-; done
+    cat "$dir"/hosts/*/sshd/ssh_config | replace_if_changed "$dir/ssh_config"
+    local socket_conninfo
+    socket_conninfo="$(start_database 9>&-)"
+    local endpoint
+    endpoint="$(on_host cologne env CCAT_DEV_DIR="$dir/hosts/cologne" "$repo/scripts/local-s3.sh" start 9>&- | sed -n 's/^export CCAT_TEST_S3_ENDPOINT=//p')"
+    [ -n "$endpoint" ] || die "the S3 server on the cologne host did not start; see $dir/hosts/cologne/s3"
+    echo "export CCAT_SITES_DIR=$dir"
+    echo "export CCAT_SSH_CONFIG=$dir/ssh_config"
+    echo "export CCAT_SITES_DATABASE='host=$database_host port=5432 sslmode=verify-full sslrootcert=$tls/ca.crt'"
+    echo "export CCAT_SITES_ADMIN_DATABASE=\"$socket_conninfo\""
+    echo "export CCAT_SITES_S3_ENDPOINT=$endpoint"
+}
+
+stop() {
+    local host
+    if host_exists cologne; then
+        on_host cologne env CCAT_DEV_DIR="$dir/hosts/cologne" "$repo/scripts/local-s3.sh" stop >/dev/null 2>&1 || true
+    fi
+    if [ -d "$dir/postgres" ]; then CCAT_DEV_DIR="$dir" "$repo/scripts/local-postgres.sh" stop 2>/dev/null || true; fi
+    for host in "${hosts[@]}"; do
+        [ -d "$dir/hosts/$host/sshd" ] && CCAT_DEV_DIR="$dir/hosts/$host" "$repo/scripts/local-sshd.sh" stop || true
+        # Whatever still runs inside the host (a runner, a job) ends with it.
+        if host_exists "$host"; then
+            ip netns pids "ccat-$host" 2>/dev/null | xargs -r kill -TERM 2>/dev/null || true
+            ip netns del "ccat-$host"
+        fi
+        ip link del "ccs-$host" 2>/dev/null || true
+    done
+    ip link del "$bridge" 2>/dev/null || true
+}
+
+client_cert() {
+    local role="${1:?usage: $0 client-cert ROLE}"
+    [[ "$role" =~ ^[a-z_][a-z0-9_]*$ ]] || die "'$role' is not a plain role name"
+    [ -f "$tls/ca.crt" ] || die "no CA yet: run '$0 start' first"
+    certificate "client-$role" "/CN=$role"
+    echo "sslcert=$tls/client-$role.crt sslkey=$tls/client-$role.key"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status)
+        for host in "${hosts[@]}"; do
+            if host_exists "$host"; then echo "$host: ccat-$host $(address "$host")"; else echo "$host: absent"; exit 3; fi
+        done ;;
+    client-cert) client_cert "${2:-}" ;;
+    destroy) stop; CCAT_DEV_DIR="$dir" "$repo/scripts/local-postgres.sh" destroy 2>/dev/null || true; rm -rf "$dir" ;;
+    *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
