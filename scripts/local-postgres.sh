@@ -146,7 +146,10 @@ CONF
     fi
     # Renamed into place: a test reading it while another caller starts the cluster never sees it empty.
     printf '%s\n' "$conninfo" >"$base/conninfo.$$" && mv -f "$base/conninfo.$$" "$base/conninfo"
-    mkdir -p "$state_home" 2>/dev/null && printf '%s\n' "$conninfo" >"$pointer" 2>/dev/null || true
+    # The development database for `ccat` without --database; a cluster for the hosts is not it.
+    if [ -z "${CCAT_PG_LISTEN:-}" ]; then
+        mkdir -p "$state_home" 2>/dev/null && printf '%s\n' "$conninfo" >"$pointer" 2>/dev/null || true
+    fi
     echo "$conninfo"
 }
 

@@ -37,6 +37,7 @@ bridge=ccat-sites
 hosts=(telescope cologne us login)
 declare -A number=([telescope]=10 [cologne]=20 [us]=30 [login]=40)
 database_host="$subnet.20"
+owner_file=/run/ccat-sites/owner
 
 die() { echo "local-sites: $*" >&2; exit 1; }
 . "$repo/scripts/service-common.sh"
@@ -107,6 +108,11 @@ start() {
     command -v openssl >/dev/null || die "openssl not found: install openssl"
     mkdir -p "$dir"
     hold_start_lock "$dir"
+    # The namespaces' names are the machine's: one checkout's hosts at a time.
+    if [ -f "$owner_file" ] && [ "$(cat "$owner_file")" != "$dir" ] && host_exists cologne; then
+        die "the hosts belong to $(cat "$owner_file"); stop them there first (its scripts/local-sites.sh stop)"
+    fi
+    mkdir -p "$(dirname "$owner_file")" && echo "$dir" >"$owner_file"
     build_network
     make_certificates
     local host
@@ -141,6 +147,7 @@ stop() {
         ip link del "ccs-$host" 2>/dev/null || true
     done
     ip link del "$bridge" 2>/dev/null || true
+    if [ -f "$owner_file" ] && [ "$(cat "$owner_file")" = "$dir" ]; then rm -f "$owner_file"; fi
 }
 
 client_cert() {

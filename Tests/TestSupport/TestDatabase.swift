@@ -171,6 +171,29 @@ public enum TestEnvironment {
         return sshConfig
     }
 
+    /// The hosts of `scripts/local-sites.sh` (network namespaces; `make test` builds them as root).
+    public static let sitesDirectory: URL = {
+        if let dir = ProcessInfo.processInfo.environment["CCAT_DEV_DIR"], !dir.isEmpty {
+            return URL(fileURLWithPath: dir).appendingPathComponent("sites")
+        }
+        return repositoryRoot.appendingPathComponent(".ccat-dev/sites")
+    }()
+
+    static var sitesExist: Bool {
+        FileManager.default.fileExists(atPath: sitesDirectory.appendingPathComponent("ssh_config").path)
+            && FileManager.default.fileExists(atPath: "/run/netns/ccat-cologne")
+    }
+
+    /// Run the tests across hosts: they are built, or we are in CI where their absence must fail.
+    public static var runSitesTests: Bool { sitesExist || isCI }
+
+    public static func requireSites() throws -> URL {
+        guard sitesExist else {
+            throw TestSetupError(description: "the hosts of scripts/local-sites.sh are not there: run 'scripts/local-sites.sh start' as root (make test does)")
+        }
+        return sitesDirectory
+    }
+
     /// Directory of the built executables (`ccat`, `ccat-runner`).
     public static var binDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["CCAT_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
