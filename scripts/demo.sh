@@ -225,7 +225,18 @@ if [ "${CCAT_DEMO_HOST:-}" != "$host" ]; then
     export CCAT_DEMO_HOST="$host"
     exec ip netns exec "ccat-$host" /bin/bash "$0"
 fi
+# On its host a job sees its own site's storage only: the other sites' directories are covered by
+# an empty read-only tmpfs (ip netns exec gave the job a mount namespace of its own, so the cover is
+# the job's alone). Whatever crosses to another site must go over the network.
+for other in ccat cologne us santiago; do
+    if [ "$other" != {{site}} ] && [ -d "@DEMO@/$other" ]; then
+        mount -t tmpfs -o ro,size=4k,mode=0555 "not-on-$host" "@DEMO@/$other"
+        covered="${covered:-} $other"
+    fi
+done
+echo "job on host $host ($(ip -4 -o addr show dev eth0 | awk '{print $4}')); other sites' storage covered:${covered:-}" >&2
 TEMPLATE
+    sed -i "s|@DEMO@|$demo|g" "$demo/jobscripts/setup.mustache"
     overrides="jobscript_overrides: \"$demo/jobscripts\""
 fi
 cat > "$demo/ccat.yaml" <<EOF

@@ -36,6 +36,17 @@ struct SitesTests {
         #expect(run.stdout.contains("staged files match the instrument's checksums") && run.stdout.contains("released: "), "\(run.stdout.suffix(2000))")
         let conninfo = try #require(run.stdout.split(separator: "\n").first { $0.hasPrefix("database: ") }).dropFirst("database: ".count)
 
+        // Each site's jobs ran on its host, with the other sites' storage out of sight (the job
+        // fails if the cover cannot be mounted), so whatever reached another site crossed the network.
+        let jobs = directory.appendingPathComponent("demo/state/jobs")
+        for (queue, host) in [("ccat_buffer_data_transfer", "telescope (\(Self.subnet)10/24)"), ("cologne_buffer_data_transfer", "cologne (\(Self.subnet)20/24)"),
+                              ("us_buffer_data_transfer_unpacking", "us (\(Self.subnet)30/24)")] {
+            let errors = try FileManager.default.contentsOfDirectory(atPath: jobs.appendingPathComponent(queue).path).map {
+                try String(contentsOf: jobs.appendingPathComponent("\(queue)/\($0)/job.err"), encoding: .utf8)
+            }
+            #expect(!errors.isEmpty && errors.allSatisfy { $0.contains("job on host \(host); other sites' storage covered:") }, "\(queue): \(errors.first ?? "no job")")
+        }
+
         // Who connected from where, as the database server saw it: each network client over TLS,
         // under its own role, from its own host.
         let logins = try Self.logins(in: databaseLog, from: before.databaseLog, database: Self.database)
@@ -64,17 +75,17 @@ struct SitesTests {
         let owner = ["CCAT_DATABASE_URL": String(conninfo)]
         let ids = try await runExecutable("ccat", ["jobs", "list", "--json", "--limit", "100000"], environment: owner)
         #expect(ids.status == 0, "\(ids.stderr)")
-        let jobs = try JSONSerialization.jsonObject(with: Data(ids.stdout.utf8)) as? [[String: Any]] ?? []
-        #expect(!jobs.isEmpty)
+        let listed = try JSONSerialization.jsonObject(with: Data(ids.stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(!listed.isEmpty)
         var shown = ""
-        for job in jobs {
+        for job in listed {
             let id = try #require((job["job"] as? [String: Any])?["id"] as? Int)
             let show = try await runExecutable("ccat", ["jobs", "show", String(id)], environment: owner)
             shown += show.stdout + show.stderr
         }
         try shown.write(to: directory.appendingPathComponent("jobs-show.txt"), atomically: true, encoding: .utf8)
         let secretDigests = try await Self.secretDigests(conninfo: String(conninfo))
-        #expect(secretDigests.count == jobs.count, "every batch job had a secret of its own")
+        #expect(secretDigests.count == listed.count, "every batch job had a secret of its own")
         let leaked = try EndToEndTests.filesHoldingSecrets(under: directory, digests: secretDigests)
         #expect(leaked.isEmpty, "job secrets found in \(leaked)")
         // The snapshots did see the runners at work (their command lines hold no secret).

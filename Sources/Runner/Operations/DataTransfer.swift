@@ -44,8 +44,8 @@ enum DataTransferExecution {
         }
         if let remoteHost {
             // The destination is on another host: rsync or bbcp over ssh, verified there with sha256sum.
-            _ = try destination.path(of: bundle.relativePath)  // the key stays inside the root
-            let remote = RemotePath(host: remoteHost, path: destination.root + "/" + bundle.relativePath)
+            // The key must stay inside the root; the root itself is on the other host, not here.
+            let remote = RemotePath(host: remoteHost, path: try destination.rooted(bundle.relativePath).path)
             if try await remote.holds(size: size, sha256: checksum) {
                 context.log.write("\(remoteHost) already holds the verified bundle; not sent again")
             } else {
