@@ -11,6 +11,14 @@
 #                                   a TLS client certificate for database login ROLE (CN=ROLE);
 #                                   prints "sslcert=... sslkey=..."
 #   scripts/local-sites.sh destroy  stop, and delete the keys, certificates and the database
+#   scripts/local-sites.sh wan on|off|status
+#                                   the telescope's link as the Chile-Cologne WAN (tc netem on both
+#                                   ends of its veth): CCAT_WAN_DELAY (default 100ms each way),
+#                                   CCAT_WAN_RATE (500mbit), CCAT_WAN_LOSS (0.01, percent); prints
+#                                   them. Without netem in the kernel: rate by tbf, loss by
+#                                   nftables, no delay
+#   scripts/local-sites.sh link down|up
+#                                   cut the telescope's link (an outage) or restore it
 #
 # Hosts (namespace ccat-NAME, address 10.77.0.N/24 on eth0; the bridge ccat-sites has no address,
 # so the machine's own namespace is not on that network):
@@ -158,8 +166,71 @@ client_cert() {
     echo "sslcert=$tls/client-$role.crt sslkey=$tls/client-$role.key"
 }
 
+# The telescope's traffic to every other host crosses its veth: netem on the host's eth0 delays
+# and limits what leaves the telescope, on the bridge side what reaches it.
+wan_ends() { echo "telescope eth0"; echo "- ccs-telescope"; }
+on_end() { local host="$1"; shift; if [ "$host" = - ]; then "$@"; else on_host "$host" "$@"; fi; }
+
+wan() {
+    host_exists telescope || die "no hosts: run '$0 start' first"
+    local delay="${CCAT_WAN_DELAY:-100ms}" rate="${CCAT_WAN_RATE:-500mbit}" loss="${CCAT_WAN_LOSS:-0.01}"
+    local host device
+    case "${1:-status}" in
+        on)
+            while read -r host device; do
+                # netem gives delay, rate and loss in one; kernels without it (CONFIG_NET_SCH_NETEM)
+                # get the rate from tbf and the loss from nftables, and no delay.
+                if ! on_end "$host" tc qdisc replace dev "$device" root netem delay "$delay" rate "$rate" loss "$loss%" limit 100000 2>/dev/null; then
+                    on_end "$host" tc qdisc replace dev "$device" root tbf rate "$rate" burst 512kb latency 200ms
+                fi
+            done < <(wan_ends)
+            if ! on_host telescope tc qdisc show dev eth0 | grep -q netem; then
+                command -v nft >/dev/null || die "nft not found: install nftables (the loss without netem)"
+                local per_million
+                per_million="$(awk -v p="$loss" 'BEGIN { printf "%d", p * 10000 }')"
+                on_host telescope nft -f - <<NFT
+table inet ccat_wan
+delete table inet ccat_wan
+table inet ccat_wan {
+    chain out { type filter hook output priority 0; numgen random mod 1000000 < $per_million drop; }
+    chain in { type filter hook input priority 0; numgen random mod 1000000 < $per_million drop; }
+}
+NFT
+            fi
+            ;;
+        off)
+            while read -r host device; do
+                on_end "$host" tc qdisc del dev "$device" root 2>/dev/null || true
+            done < <(wan_ends)
+            on_host telescope nft delete table inet ccat_wan 2>/dev/null || true
+            ;;
+        status) ;;
+        *) die "usage: $0 wan on|off|status" ;;
+    esac
+    local shown
+    while read -r host device; do
+        shown="$(on_end "$host" tc qdisc show dev "$device" | grep -E 'netem|tbf' || true)"
+        echo "telescope link, ${host/-/bridge} side ($device): ${shown:-full speed, no delay}"
+    done < <(wan_ends)
+    if on_host telescope nft list table inet ccat_wan >/dev/null 2>&1; then
+        echo "telescope link loss (nftables, each direction): $(on_host telescope nft list chain inet ccat_wan out | grep -o 'numgen.*drop')"
+        echo "telescope link delay: not emulated (this kernel has no netem)"
+    fi
+}
+
+link() {
+    host_exists telescope || die "no hosts: run '$0 start' first"
+    case "${1:-}" in
+        down) ip link set ccs-telescope down; echo "telescope link down: the telescope reaches no other host" ;;
+        up) ip link set ccs-telescope up; echo "telescope link up" ;;
+        *) die "usage: $0 link down|up" ;;
+    esac
+}
+
 case "${1:-}" in
     start) start ;;
+    wan) wan "${2:-status}" ;;
+    link) link "${2:-}" ;;
     stop) stop ;;
     status)
         for host in "${hosts[@]}"; do
@@ -167,5 +238,5 @@ case "${1:-}" in
         done ;;
     client-cert) client_cert "${2:-}" ;;
     destroy) stop; CCAT_DEV_DIR="$dir" "$repo/scripts/local-postgres.sh" destroy 2>/dev/null || true; rm -rf "$dir" ;;
-    *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
