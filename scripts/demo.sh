@@ -21,7 +21,9 @@
 # logins of the daemon, runner and DAQ roles; each site's jobs run on its host (a setup.mustache
 # override enters the host's namespace); bundles cross to Cologne and the US by rsync over ssh to
 # the hosts' own sshd; the DAQ registers files on the telescope host; the scientist stages from
-# the login host with a password login from a .pgpass.
+# the login host with a password login from a .pgpass. DEMO_OUTAGE=SECONDS (with DEMO_SITES) cuts
+# the telescope's link that long while the pipeline runs; the instrument writes two more
+# observations meanwhile, which `ccat files scan` registers once the link is back.
 #
 # A demo topology (CCAT source + buffer; Cologne buffer + S3 archive + ramses_processing; US
 # buffer + disk archive) under .ccat-dev/demo, synthetic observations, then `ccat daemon` until
@@ -284,6 +286,30 @@ left = sum(c["present"] for c in s["copies"] if c["location_type"] in ("SOURCE",
 stuck = [a for a in s["attention"] if a["state"] == "intervention"]
 print(s["packages_archived_everywhere"], s["packages"], left, len(stuck))'
 }
+if [ -n "${DEMO_OUTAGE:-}" ]; then
+    [ -n "$sites" ] || { echo "demo: DEMO_OUTAGE needs DEMO_SITES" >&2; exit 2; }
+    sleep 3
+    say "an outage: the telescope's link is down for ${DEMO_OUTAGE} s"
+    "$here/scripts/local-sites.sh" link down
+    for late in 1 2; do
+        mkdir -p "$demo/ccat/instrument_data/obs-2026-late-$late"
+        for file in $(seq 1 "$files_per_observation"); do
+            head -c $((200000 + RANDOM * 4)) /dev/urandom > "$demo/ccat/instrument_data/obs-2026-late-$late/scan $file.fits"
+        done
+    done
+    if scan="$(on_host telescope "$bin/ccat" files scan --database "$daq_db connect_timeout=5" ccat:instrument_data --settle 0 --instrument primecam/mkid-1 2>&1)"; then
+        echo "demo: files scan succeeded while the link was down: $scan" >&2; exit 1
+    fi
+    echo "registration failed while the link was down: $scan"
+    sleep "$DEMO_OUTAGE"
+    "$here/scripts/local-sites.sh" link up
+    # The DAQ hook runs again (as from cron) until the database answers.
+    for _ in $(seq 1 30); do
+        if scan="$(on_host telescope "$bin/ccat" files scan --database "$daq_db" ccat:instrument_data --settle 0 --instrument primecam/mkid-1 2>&1)"; then break; fi
+        sleep 2
+    done
+    echo "registered after the outage: $scan"
+fi
 start=$SECONDS
 while true; do
     read -r archived packages left stuck < <(progress)

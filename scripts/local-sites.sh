@@ -222,7 +222,11 @@ link() {
     host_exists telescope || die "no hosts: run '$0 start' first"
     case "${1:-}" in
         down) ip link set ccs-telescope down; echo "telescope link down: the telescope reaches no other host" ;;
-        up) ip link set ccs-telescope up; echo "telescope link up" ;;
+        up)
+            ip link set ccs-telescope up
+            # Back when the telescope reaches the cologne host again (neighbour entries recover).
+            await 60 on_host telescope bash -c "exec 3<>/dev/tcp/$database_host/22" || die "the telescope does not reach $database_host a minute after the link came up"
+            echo "telescope link up" ;;
         *) die "usage: $0 link down|up" ;;
     esac
 }

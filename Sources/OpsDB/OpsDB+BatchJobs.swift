@@ -9,11 +9,16 @@ public struct RetryPolicy: Sendable, Equatable {
     /// Each delay is spread by up to this fraction either way, so operations that failed together
     /// (a storage outage) do not all come back in the same second.
     public var jitter: Double
+    /// How long a streak of outage-like failures (the runner never reached the operation, its lease
+    /// lapsed, the peer host did not answer) may last before those failures count as attempts. An
+    /// outage shorter than this sends nothing to intervention.
+    public var outageGraceSeconds: Double
 
-    public init(baseDelaySeconds: Double = 60, maximumDelaySeconds: Double = 3600, jitter: Double = 0.25) {
+    public init(baseDelaySeconds: Double = 60, maximumDelaySeconds: Double = 3600, jitter: Double = 0.25, outageGraceSeconds: Double = 3600) {
         self.baseDelaySeconds = baseDelaySeconds
         self.maximumDelaySeconds = maximumDelaySeconds
         self.jitter = min(max(jitter, 0), 1)
+        self.outageGraceSeconds = max(0, outageGraceSeconds)
     }
 }
 
@@ -22,11 +27,20 @@ extension RetryPolicy {
     /// `pending` after `base * 2^attempts` seconds (capped, spread by the jitter), or `intervention` once a counted
     /// failure reaches `max_attempts`; the reason recorded and the lease cleared. One definition
     /// for the tracker's failovers and the runner's own failure reports.
-    public func requeue(countsAsAttempt: Bool, errorClass: String, reason: String) -> PostgresQuery {
-        """
-        attempts = attempts + \(countsAsAttempt ? 1 : 0),
-        state = CASE WHEN \(countsAsAttempt) AND attempts + 1 >= max_attempts THEN 'intervention'::operation_state
+    ///
+    /// `outageLike` (an SQL condition on the row, evaluated on its values before the update) marks
+    /// the failure as one an outage causes: it starts or continues the operation's outage streak
+    /// (`unreached_since`) and is not counted while that streak is younger than the grace. Any
+    /// other failure ends the streak.
+    public func requeue(countsAsAttempt: Bool, outageLike: PostgresQuery = "false", errorClass: String, reason: String) -> PostgresQuery {
+        let counted: PostgresQuery = """
+            (\(countsAsAttempt) AND NOT ((\(outageLike)) AND coalesce(unreached_since, now()) > now() - make_interval(secs => \(outageGraceSeconds))))
+            """
+        return """
+        attempts = attempts + CASE WHEN \(counted) THEN 1 ELSE 0 END,
+        state = CASE WHEN \(counted) AND attempts + 1 >= max_attempts THEN 'intervention'::operation_state
                      ELSE 'pending'::operation_state END,
+        unreached_since = CASE WHEN (\(outageLike)) THEN coalesce(unreached_since, now()) END,
         next_attempt_at = now() + make_interval(secs => least(\(maximumDelaySeconds), \(baseDelaySeconds) * power(2, attempts))
                                                   * (1 - \(jitter) + 2 * \(jitter) * random())),
         last_error = \(reason), error_class = \(errorClass),
@@ -208,11 +222,15 @@ extension OpsDB {
     /// Puts the job's unfinished operations (submitted or running) back: pending after an
     /// exponential delay, or to intervention once a counted failure reaches `max_attempts`.
     @discardableResult
+    ///
+    /// Outage-like, and so not counted within the policy's grace: operations the job never started
+    /// (still `submitted`: its runner did not reach them), and operations whose lease lapsed.
     public func releaseOperations(ofJob jobID: Int64, countsAsAttempt: Bool, errorClass: String, reason: String,
                                   policy: RetryPolicy, onlyExpiredLeases: Bool = false) async throws -> [ReleasedOperation] {
         let leaseCondition: PostgresQuery = onlyExpiredLeases ? "AND state = 'running' AND lease_expires_at < now()" : ""
+        let outageLike: PostgresQuery = onlyExpiredLeases ? "true" : "state = 'submitted'"
         return try await all(ReleasedOperation.self, """
-            UPDATE operation SET \(policy.requeue(countsAsAttempt: countsAsAttempt, errorClass: errorClass, reason: reason))
+            UPDATE operation SET \(policy.requeue(countsAsAttempt: countsAsAttempt, outageLike: outageLike, errorClass: errorClass, reason: reason))
             WHERE batch_job_id = \(jobID) AND state IN ('submitted', 'running') \(leaseCondition)
             RETURNING id, state, attempts, next_attempt_at
             """)

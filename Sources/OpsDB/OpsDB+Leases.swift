@@ -58,7 +58,7 @@ extension OpsDB {
         let rows = try await connection.query("""
             UPDATE operation SET state = 'succeeded', bytes_processed = \(report.bytesProcessed),
                    result = \(report.resultJSON)::jsonb, log_path = \(report.logPath), finished_at = now(), updated_at = now(),
-                   lease_owner = NULL, lease_expires_at = NULL, last_error = NULL, error_class = NULL
+                   lease_owner = NULL, lease_expires_at = NULL, last_error = NULL, error_class = NULL, unreached_since = NULL
             WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
             RETURNING id
             """)
@@ -74,9 +74,10 @@ extension OpsDB {
     /// `max_attempts`. Returns the new state (nil if the lease was lost meanwhile).
     @discardableResult
     public func failOperation(_ operationID: Int64, owner: String, errorClass: String, message: String, logPath: String?,
-                              policy: RetryPolicy, countsAsAttempt: Bool = true) async throws -> OperationState? {
+                              policy: RetryPolicy, countsAsAttempt: Bool = true, outageLike: Bool = false) async throws -> OperationState? {
         let state: OperationState? = try await connection.query("""
-            UPDATE operation SET \(policy.requeue(countsAsAttempt: countsAsAttempt, errorClass: errorClass, reason: message)),
+            UPDATE operation SET \(policy.requeue(countsAsAttempt: countsAsAttempt, outageLike: outageLike ? "true" : "false",
+                                                  errorClass: errorClass, reason: message)),
                    log_path = coalesce(\(logPath), log_path)
             WHERE id = \(operationID) AND lease_owner = \(owner) AND state = 'running'
             RETURNING state

@@ -224,8 +224,13 @@ public final class PostgresConnection: @unchecked Sendable {
         if environment["PGCONNECT_TIMEOUT"] == nil {
             keywords.append("connect_timeout"); values.append("10")
         }
-        // Detect dead peers within minutes rather than the kernel's default two hours.
+        // Detect dead peers within minutes rather than the kernel's default two hours (idle), or
+        // TCP's quarter of an hour of retransmissions (data unacknowledged for two minutes: the link
+        // is down), so a connection across a failed WAN link errors and is reopened instead of hanging.
         keywords.append("keepalives_idle"); values.append("60")
+        keywords.append("keepalives_interval"); values.append("10")
+        keywords.append("keepalives_count"); values.append("6")
+        keywords.append("tcp_user_timeout"); values.append("120000")
         // Last, so that anything the caller's conninfo sets overrides the defaults above.
         keywords.append("dbname"); values.append(configuration.conninfo)
         if !configuration.sessionSettings.isEmpty {

@@ -113,6 +113,9 @@ extension PostgresError {
         if message.contains("no encryption") {
             return "the server accepts this client over TLS only: add sslmode=verify-full and sslrootcert=<the site's CA> to the connection string"
         }
+        if message.contains("No route to host") || message.contains("Network is unreachable") || message.contains("timeout expired") {
+            return "the database host does not answer from here: the network link or a firewall is down; the daemon and runners keep retrying, and a DAQ hook run again later registers what was written meanwhile"
+        }
         if message.contains("private key file") && message.contains("permissions") {
             return "make the key file readable by its owner only: chmod 0600"
         }

@@ -79,6 +79,10 @@ struct ExternalCopy {
         }
         let status = try process.wait()
         try stop.check()
+        if remote, method == .rsync, LinkUnreachable.rsyncNetworkStatuses.contains(status) {
+            let host = target.split(separator: ":", maxSplits: 1).first.map(String.init) ?? target
+            throw LinkUnreachable(host: host, detail: "rsync exited with status \(status); see \(log.path)")
+        }
         guard status == 0 else {
             throw StorageError(kind: .transport, location: directory, object: (target as NSString).lastPathComponent,
                                problem: "\(tool) exited with status \(status); see \(log.path)")

@@ -171,7 +171,7 @@ public struct OperationRunner: Sendable {
                 try await db.markTargetFailed(operation, message: "\(error)")
                 state = try await db.failOperation(operation.id, owner: owner, errorClass: errorClass, message: "\(error)",
                                                    logPath: log.path, policy: settings.retryPolicy,
-                                                   countsAsAttempt: errorClass != Self.noSpace)
+                                                   countsAsAttempt: errorClass != Self.noSpace, outageLike: errorClass == Self.unreachable)
                 if state != nil {
                     try await db.recordTransferAttempt(operation, succeeded: false, bytes: 0, seconds: Self.seconds(since: started),
                                                        errorClass: errorClass, logPath: log.path)
@@ -223,6 +223,8 @@ public struct OperationRunner: Sendable {
     /// A full file system or used-up quota: not the operation's fault, so it waits for cleanup and
     /// is tried again without using up an attempt.
     static let noSpace = "no_space"
+    /// The other host did not answer: outage-like, so within the grace it costs no attempt.
+    static let unreachable = "unreachable"
 
     /// The `error_class` recorded with a failure: what kind of problem, for dashboards and retries.
     static func errorClass(_ error: any Error) -> String {
@@ -249,6 +251,7 @@ public struct OperationRunner: Sendable {
             case .unsupported: return "unsupported"
             case .noSpace: return noSpace
             }
+        case is LinkUnreachable: return unreachable
         case is DeletionRefused: return "deletion_refused"
         case is UnsupportedOperation: return "unsupported"
         case is InvalidOperation: return "invalid_operation"

@@ -13,7 +13,9 @@ struct RemotePath: Sendable {
     var path: String
 
     static var sshOptions: [String] {
-        var options = ["-o", "BatchMode=yes"]
+        // A link that goes dead under a copy is noticed within a minute (not after TCP's own
+        // retries, a quarter of an hour), and an unreachable host within half a minute.
+        var options = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
         if let config = ProcessInfo.processInfo.environment["CCAT_SSH_CONFIG"], !config.isEmpty { options = ["-F", config] + options }
         return options
     }
@@ -42,6 +44,8 @@ struct RemotePath: Sendable {
             throw UnsupportedOperation(description: "ssh is not installed on \(ProcessInfo.processInfo.hostName); copies to \(host) need it")
         }
         if result.exitStatus == 255 {
+            let said = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            if LinkUnreachable.isNetworkFailure(said) { throw LinkUnreachable(host: host, detail: "ssh: \(said)") }
             throw StorageError(kind: .transport, location: host, object: path,
                                problem: "ssh to \(host) failed: \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)); check the runner's ssh keys and known_hosts for \(host)")
         }
@@ -72,4 +76,24 @@ struct RemotePath: Sendable {
     func remove() async throws {
         _ = try await run("rm -f -- \(shellQuote(path))")
     }
+}
+
+/// The other host did not answer (no route, refused, timed out, the connection dropped): what an
+/// outage of the link looks like. Such failures do not use up the operation's attempts while the
+/// outage is younger than the retry policy's grace.
+struct LinkUnreachable: Error, CustomStringConvertible {
+    var host: String
+    var detail: String
+    var description: String { "\(host) is unreachable (\(detail)); the transfer is retried when the link is back" }
+
+    /// ssh's words for a network failure, as opposed to one of keys or configuration.
+    static func isNetworkFailure(_ message: String) -> Bool {
+        ["Connection timed out", "No route to host", "Connection refused", "Network is unreachable", "Connection reset",
+         "Broken pipe", "Connection closed", "timed out during banner exchange", "Timeout, server", "not responding"]
+            .contains { message.localizedCaseInsensitiveContains($0) }
+    }
+
+    /// rsync's exit codes for a broken connection: 10 socket I/O, 12 protocol stream (the other
+    /// side went away), 30 and 35 timeouts, 255 its ssh ended.
+    static let rsyncNetworkStatuses: Set<Int32> = [10, 12, 30, 35, 255]
 }

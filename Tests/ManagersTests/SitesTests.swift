@@ -25,7 +25,8 @@ struct SitesTests {
         let watcher = try ChildProcess.spawn("/bin/bash", ["-c", "while :; do ps -eww -o pid=,user=,args= >> \"$0\"; sleep 0.3; done", psFile.path])
         var environment = ProcessInfo.processInfo.environment
         environment.merge(["DEMO_SITES": "1", "DEMO_DIR": directory.appendingPathComponent("demo").path, "DEMO_DATABASE": Self.database,
-                           "DEMO_OBSERVATIONS": "6", "DEMO_FILES": "3", "DEMO_TIMEOUT": "600", "SCHEDULER": "local"]) { $1 }
+                           "DEMO_OBSERVATIONS": "6", "DEMO_FILES": "3", "DEMO_TIMEOUT": "600", "SCHEDULER": "local",
+                           "DEMO_OUTAGE": "30"]) { $1 }
         let run = try await runLongProcess("/bin/bash", [TestEnvironment.repositoryRoot.appendingPathComponent("scripts/demo.sh").path,
                                                           TestEnvironment.binDirectory.path], environment: environment)
         _ = await watcher.terminate(grace: .seconds(5))
@@ -35,6 +36,20 @@ struct SitesTests {
         #expect(run.status == 0, "demo failed:\n\(run.stdout.suffix(3000))\n\(run.stderr.suffix(3000))")
         #expect(run.stdout.contains("staged files match the instrument's checksums") && run.stdout.contains("released: "), "\(run.stdout.suffix(2000))")
         let conninfo = try #require(run.stdout.split(separator: "\n").first { $0.hasPrefix("database: ") }).dropFirst("database: ".count)
+
+        // The telescope's link was down for 30 s while the pipeline ran: the DAQ could not register
+        // the two observations written meanwhile and said why, registered them once the link was
+        // back, and they were archived like the rest with nothing sent to intervention.
+        #expect(run.stdout.contains("registration failed while the link was down: Error: cannot connect to PostgreSQL"), "\(run.stdout.suffix(2000))")
+        #expect(run.stdout.contains("registered after the outage: ccat:instrument_data: 24 files, 6 newly registered"), "\(run.stdout.suffix(2000))")
+        let counts = try await offPool {
+            try runProcess("/usr/bin/psql", [String(conninfo), "-Atc", """
+                SELECT (SELECT count(*) FROM raw_data_file) || ' ' || (SELECT count(*) FROM operation WHERE state = 'intervention')
+                       || ' ' || (SELECT coalesce(sum(attempts), 0) FROM operation)
+                """])
+        }
+        let figures = counts.stdout.split(separator: " ").map { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(figures.count == 3 && figures[0] == 24 && figures[1] == 0, "files, operations in intervention, attempts spent: \(counts.stdout) \(counts.stderr)")
 
         // Each site's jobs ran on its host, with the other sites' storage out of sight (the job
         // fails if the cover cannot be mounted), so whatever reached another site crossed the network.

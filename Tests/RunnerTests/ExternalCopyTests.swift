@@ -36,3 +36,21 @@ struct ExternalCopyArgumentTests {
         #expect(error?.description.contains("'/etc/ccat/ssh config'") == true)
     }
 }
+
+/// What counts as the link being down (outage-like: no attempt spent within the grace) and what as
+/// a problem of keys or configuration, which counts at once.
+@Suite("Unreachable peers")
+struct LinkUnreachableTests {
+    @Test func sshNetworkFailuresAreOutagesAndKeyProblemsAreNot() {
+        for outage in ["ssh: connect to host 10.77.0.20 port 22: No route to host", "ssh: connect to host dtn port 22: Connection timed out",
+                       "Connection closed by 10.77.0.20 port 22", "Timeout, server dtn not responding.",
+                       "ssh: connect to host dtn port 22: Connection refused"] {
+            #expect(LinkUnreachable.isNetworkFailure(outage), "\(outage)")
+        }
+        for configuration in ["root@dtn: Permission denied (publickey).", "Host key verification failed.",
+                              "ssh: Could not resolve hostname dtn-typo: Name or service not known"] {
+            #expect(!LinkUnreachable.isNetworkFailure(configuration), "\(configuration)")
+        }
+        #expect(LinkUnreachable.rsyncNetworkStatuses.isSuperset(of: [12, 255]) && !LinkUnreachable.rsyncNetworkStatuses.contains(23))
+    }
+}
