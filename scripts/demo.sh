@@ -141,6 +141,11 @@ $(if [ -n "${DEMO_RELAY:-}" ]; then printf '%s\n' \
       - name: long_term_archive
         type: LONG_TERM_ARCHIVE
         storage: {disk: {root: "$demo/us/archive"}}
+$(if [ -n "$sites" ]; then printf '%s\n' \
+'# The telescope'"'"'s links: the optimizer runs 1 to 4 transfer jobs on each.' \
+'links:' \
+'  - {from: ccat, to: cologne, min_active: 1, max_active: 4}' \
+'  - {from: ccat, to: us, min_active: 1, max_active: 4}'; fi)
 EOF
 "$bin/ccat" db migrate >/dev/null
 on_host cologne "$bin/ccat" topology apply "$demo/topology.yaml" >/dev/null
@@ -256,6 +261,7 @@ daemon:
   bundle_max_age: 0
   bundle_max_bytes: 2000000
   monitoring_interval: 60
+  link_decision_interval: 5
 EOF
 if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
     echo "database: $CCAT_DATABASE_URL"

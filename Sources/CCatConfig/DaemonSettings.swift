@@ -21,6 +21,8 @@ public struct DaemonSettings: Sendable, Equatable {
     /// Seconds between fixity passes at one long-term archive (each reads what is left of the
     /// day's allowance).
     public var fixityInterval = 3600.0
+    /// Seconds between decisions of the link optimizer (each link's concurrent transfer jobs).
+    public var linkDecisionInterval = 60.0
     /// Staged data is kept this many seconds after it is ready; a PROCESSING location's own
     /// retention wins.
     public var stagingRetention: Int64 = 14 * 86400
@@ -77,6 +79,9 @@ public struct DaemonSettings: Sendable, Equatable {
         Key(name: "fixity_interval", unit: .seconds, positive: true,
             meaning: "Seconds between fixity passes at one long-term archive; each reads what is left of the day's allowance",
             value: \.fixityInterval),
+        Key(name: "link_decision_interval", unit: .seconds, positive: true,
+            meaning: "Seconds between the link optimizer's decisions on how many transfer jobs each link runs at once",
+            value: \.linkDecisionInterval),
         Key(name: "staging_retention", unit: .seconds, positive: false,
             meaning: "Keep staged data this many seconds after it is ready; a PROCESSING location's own retention wins", value: \.stagingRetentionValue),
         Key(name: "staging_job_max_bytes", unit: .bytes, positive: true, meaning: "Put up to this many bytes of one staging request into one batch job",

@@ -24,6 +24,8 @@ public struct ManagerSettings: Sendable {
     public var transferHistoryDays = 30
     /// How often a long-term archive gets a fixity pass.
     public var fixityIntervalSeconds: Double
+    /// How often the link optimizer decides each link's concurrent transfer jobs.
+    public var linkDecisionSeconds: Double
     /// Rows a manager handles per query; a full batch makes it go again at once.
     public var batchSize = 200
     /// munged that decodes scientists' staging request credentials.
@@ -45,6 +47,7 @@ public struct ManagerSettings: Sendable {
         defaultRetentionSeconds = daemon.retention
         monitoringIntervalSeconds = daemon.monitoringInterval
         fixityIntervalSeconds = daemon.fixityInterval
+        linkDecisionSeconds = daemon.linkDecisionInterval
         stagingJobMaxBytes = daemon.stagingJobMaxBytes
         stagingRetentionSeconds = daemon.stagingRetention
     }

@@ -94,6 +94,8 @@ public struct TransferManager: ManagerCycle {
             return OperationPlan(.dataTransfer, at: transfer.originLocationID, target: .dataTransfer(id), targetLocationID: transfer.destinationLocationID,
                                  sizeHintBytes: bundle.sizeBytes ?? 0)
         }
+        // How many jobs each link may carry at once, from what its transfers achieved.
+        _ = try await work.attempt("link optimizer") { try await LinkOptimizer(settings: settings).run(db, logger: logger) }
         return created
     }
 }

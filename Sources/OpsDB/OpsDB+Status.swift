@@ -62,6 +62,8 @@ public struct PipelineStatus: Codable, Sendable {
     public var links: [LinkThroughput]
     /// Conditions the alert manager raised that still hold (newest first, at most 50).
     public var alerts: [Alert]
+    /// Each link's concurrent transfer jobs: limit, bounds and the optimizer's last decision.
+    public var linkConcurrency: [LinkConcurrency]
 }
 
 extension OpsDB {
@@ -131,7 +133,7 @@ extension OpsDB {
                               operations: operations, services: services, attention: attention, setAside: try await managerIssues(limit: 50),
                               packagesArchivedEverywhere: try archived?["everywhere"] ?? 0, packages: try archived?["total"] ?? 0,
                               integrity: try await archiveIntegrity(), links: try await linkThroughput(since: Date().addingTimeInterval(-86_400)),
-                              alerts: try await openAlerts(limit: 50))
+                              alerts: try await openAlerts(limit: 50), linkConcurrency: try await linkConcurrency(creatingMissing: false))
     }
 
     /// Every daemon service that runs, or stopped within the hour, with its heartbeat's age and

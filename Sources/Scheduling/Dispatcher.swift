@@ -140,7 +140,10 @@ public struct Dispatcher: Sendable {
     /// Locks the next due operations, packs a prefix of them into a new PREPARED job, and commits.
     func prepareJob(queue: Queue, packing: JobPacking) async throws -> (BatchJob, Int)? {
         try await db.transaction { db in
-            let due = try await db.lockDueOperations(queue: queue.name, limit: packing.maxOperations)
+            // Transfers: one link per job, and only on a link below its concurrency limit.
+            let due = queue.operation == .dataTransfer
+                ? try await db.lockDueTransfers(queue: queue.name, limit: packing.maxOperations)
+                : try await db.lockDueOperations(queue: queue.name, limit: packing.maxOperations)
             let count = packing.count(sizes: due.map(\.sizeHintBytes))
             guard count > 0 else { return nil }
             let id = try await db.nextBatchJobID()

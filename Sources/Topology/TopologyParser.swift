@@ -58,7 +58,7 @@ public enum TopologyParser {
             if root == nil { collector.add(nil, "", "the file is empty; it needs a 'sites' list") }
             throw TopologyValidationError(issues: collector.issues)
         }
-        top.allow(["sites", "batch", "required_archive_sites"])
+        top.allow(["sites", "batch", "required_archive_sites", "links"])
         let requiredArchiveSites = top.int("required_archive_sites")
         if let requiredArchiveSites, requiredArchiveSites < 1 {
             collector.add(top["required_archive_sites"], "required_archive_sites", "must be 1 or more (the number of sites that must hold a verified archive copy before temporary copies are deleted), got \(requiredArchiveSites)")
@@ -89,8 +89,31 @@ public enum TopologyParser {
                 collector.add(top["required_archive_sites"], "required_archive_sites", "\(requiredArchiveSites) archive sites are required but only \(archiveSites) site\(archiveSites == 1 ? " has" : "s have") an active long-term archive: nothing could ever be deleted")
             }
         }
+        let links = parseLinks(top, sites: Set(sites.map(\.shortName)), collector: collector)
         if !collector.issues.isEmpty { throw TopologyValidationError(issues: collector.issues) }
-        return TopologySpec(sites: sites, defaults: defaults, requiredArchiveSites: requiredArchiveSites)
+        return TopologySpec(sites: sites, defaults: defaults, requiredArchiveSites: requiredArchiveSites, links: links)
+    }
+
+    static func parseLinks(_ top: Fields, sites: Set<String>, collector: IssueCollector) -> [LinkSpec] {
+        var links: [LinkSpec] = []
+        var seen: Set<[String]> = []
+        for (index, node) in (top.sequence("links") ?? []).enumerated() {
+            let path = "links[\(index)]"
+            guard let fields = Fields(node, path: path, collector: collector) else { continue }
+            fields.allow(["from", "to", "min_active", "max_active"])
+            guard let from = fields.string("from", required: true), let to = fields.string("to", required: true) else { continue }
+            for (key, name) in [("from", from), ("to", to)] where !sites.contains(name) {
+                collector.add(fields.node(key), fields.field(key), "'\(name)' is not a site of this file (\(sites.sorted().joined(separator: ", ")))")
+            }
+            if from == to { collector.add(node, path, "a link joins two different sites; '\(from)' names the same one twice") }
+            let low = fields.int("min_active") ?? LinkConcurrency.defaultBounds.lowerBound
+            let high = fields.int("max_active") ?? max(low, LinkConcurrency.defaultBounds.upperBound)
+            if low < 1 { collector.add(fields.node("min_active"), fields.field("min_active"), "must be 1 or more (a link always runs at least one transfer job), got \(low)") }
+            if high < low { collector.add(fields.node("max_active"), fields.field("max_active"), "must be at least min_active (\(low)), got \(high)") }
+            if !seen.insert([from, to]).inserted { collector.add(node, path, "the link \(from) -> \(to) is named twice") }
+            links.append(LinkSpec(from: from, to: to, minActive: low, maxActive: max(low, high)))
+        }
+        return links
     }
 
     static func isValidName(_ name: String) -> Bool {

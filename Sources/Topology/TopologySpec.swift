@@ -8,11 +8,31 @@ public struct TopologySpec: Sendable, Equatable {
     /// Distinct sites that must hold a verified archive copy before temporary copies go; nil:
     /// every site with an active long-term archive.
     public var requiredArchiveSites: Int?
+    /// Bounds of the concurrent transfer jobs on links the file names (`links:`); other links
+    /// keep the defaults.
+    public var links: [LinkSpec]
 
-    public init(sites: [SiteSpec], defaults: BatchProfile = BatchProfile(), requiredArchiveSites: Int? = nil) {
+    public init(sites: [SiteSpec], defaults: BatchProfile = BatchProfile(), requiredArchiveSites: Int? = nil, links: [LinkSpec] = []) {
         self.sites = sites
         self.defaults = defaults
         self.requiredArchiveSites = requiredArchiveSites
+        self.links = links
+    }
+}
+
+/// `links: [{from: ccat, to: cologne, min_active: 2, max_active: 20}]`: between which bounds the
+/// link optimizer moves the link's concurrent transfer jobs.
+public struct LinkSpec: Sendable, Equatable {
+    public var from: String
+    public var to: String
+    public var minActive: Int
+    public var maxActive: Int
+
+    public init(from: String, to: String, minActive: Int, maxActive: Int) {
+        self.from = from
+        self.to = to
+        self.minActive = minActive
+        self.maxActive = maxActive
     }
 }
 

@@ -133,6 +133,7 @@ public struct TopologySync: Sendable {
                 changes.unchanged.append("site \(site.shortName) (not in the file; kept because \(left.locations > 0 ? "it still has locations" : "routes refer to it"))")
             }
         }
+        try await syncLinks(spec, db, changes: &changes)
         return changes
     }
 
@@ -210,6 +211,35 @@ public struct TopologySync: Sendable {
         case .disk(let root): return "disk \(root)"
         case .s3(let endpoint, let bucket, _, let prefix, _, _): return "s3 \(endpoint)/\(bucket)/\(prefix)"
         case .tape(let library, _): return "tape \(library)"
+        }
+    }
+}
+
+extension TopologySync {
+    /// The file's `links:` bounds; a link the file no longer names returns to the defaults.
+    func syncLinks(_ spec: TopologySpec, _ db: OpsDB, changes: inout TopologyChanges) async throws {
+        let siteIDs = Dictionary(uniqueKeysWithValues: try await db.sites().map { ($0.shortName, $0.id) })
+        let current = try await db.configuredLinks()
+        var wanted: [[Int64]: ClosedRange<Int>] = [:]
+        for link in spec.links {
+            guard let from = siteIDs[link.from], let to = siteIDs[link.to] else { continue }
+            wanted[[from, to]] = link.minActive...link.maxActive
+        }
+        let names = Dictionary(uniqueKeysWithValues: siteIDs.map { ($0.value, $0.key) })
+        func name(_ key: [Int64]) -> String { "link \(names[key[0]] ?? "?") -> \(names[key[1]] ?? "?")" }
+        for (key, bounds) in wanted.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            let before = current.first { [$0.origin, $0.destination] == key }?.bounds
+            if before == bounds {
+                changes.unchanged.append(name(key))
+                continue
+            }
+            try await db.setLinkBounds(originSiteID: key[0], destinationSiteID: key[1], bounds: bounds)
+            let shown = "\(bounds.lowerBound)-\(bounds.upperBound) transfer jobs"
+            if let before { changes.changed.append("\(name(key)): \(before.lowerBound)-\(before.upperBound) -> \(shown)") } else { changes.created.append("\(name(key)) (\(shown))") }
+        }
+        for link in current where wanted[[link.origin, link.destination]] == nil {
+            try await db.setLinkBounds(originSiteID: link.origin, destinationSiteID: link.destination, bounds: nil)
+            changes.changed.append("\(name([link.origin, link.destination])): back to the default bounds")
         }
     }
 }

@@ -55,6 +55,9 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("fixity_interval").help))
     var fixityInterval: Double?
 
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("link_decision_interval").help))
+    var linkDecisionInterval: Double?
+
     @Option(name: .long, help: ArgumentHelp("Job script templates (default: $CCAT_JOBSCRIPTS, else PREFIX/share/ccat/jobscripts of this installation, else the source tree's jobscripts/).", valueName: "dir"))
     var jobscripts: String?
 
@@ -86,7 +89,8 @@ struct Daemon: AsyncParsableCommand {
         let given: [(String, Double?)] = [
             ("interval", interval), ("poll_interval", pollInterval), ("package_settle", packageSettle),
             ("bundle_max_bytes", bundleMaxBytes.map(Double.init)), ("bundle_max_age", bundleMaxAge), ("retention", retention),
-            ("monitoring_interval", monitoringInterval), ("fixity_interval", fixityInterval), ("staging_retention", stagingRetention.map(Double.init)),
+            ("monitoring_interval", monitoringInterval), ("fixity_interval", fixityInterval), ("link_decision_interval", linkDecisionInterval),
+            ("staging_retention", stagingRetention.map(Double.init)),
             ("staging_job_max_bytes", stagingJobMaxBytes.map(Double.init)), ("shutdown_timeout", shutdownTimeout.map(Double.init)),
         ]
         for case let (name, value?) in given {

@@ -30,6 +30,18 @@ struct Status: AsyncParsableCommand {
         return "\n" + table.render()
     }
 
+    static func renderLinkConcurrency(_ links: [LinkConcurrency]) -> String {
+        guard !links.isEmpty else { return "" }
+        var table = TextTable(["LINK", "JOBS", "LIMIT", "BOUNDS", "THROUGHPUT (AVG)", "SUCCESS", "LAST DECISION"])
+        for link in links {
+            table.append(["\(link.origin) -> \(link.destination)", "\(link.activeJobs) (+\(link.waitingOperations) waiting)", String(link.activeLimit),
+                          "\(link.minActive)-\(link.maxActive)\(link.configured ? "" : " (default)")",
+                          link.emaBytesPerSecond.map { "\(bytes(Int64($0)))/s" } ?? "-", link.successRate.map { String(format: "%.0f%%", $0 * 100) } ?? "-",
+                          "\(formatTimestamp(link.decidedAt)) \(link.reason)"])
+        }
+        return "\n" + table.render()
+    }
+
     static func renderIntegrity(_ archives: [ArchiveIntegrity]) -> String {
         guard !archives.isEmpty else { return "" }
         var table = TextTable(["ARCHIVE", "OLDEST VERIFICATION", "FIXITY (24 H)", "LAST AUDIT", "DAMAGED", "SUSPECT RUNS"])
@@ -60,6 +72,7 @@ struct Status: AsyncParsableCommand {
         if !status.copies.isEmpty { out += "\n" + copies.render() }
         out += renderIntegrity(status.integrity)
         out += renderLinks(status.links)
+        out += renderLinkConcurrency(status.linkConcurrency)
         var queues = TextTable(["QUEUE", "STATE", "OPERATIONS"])
         for row in status.operations { queues.append([row.queue, row.state, String(row.count)]) }
         out += "\n" + (status.operations.isEmpty ? "no unfinished operations\n" : queues.render())

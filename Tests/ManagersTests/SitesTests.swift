@@ -51,6 +51,21 @@ struct SitesTests {
         let figures = counts.stdout.split(separator: " ").map { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         #expect(figures.count == 3 && figures[0] == 24 && figures[1] == 0, "files, operations in intervention, attempts spent: \(counts.stdout) \(counts.stderr)")
 
+        // The link optimizer kept the telescope's links inside the topology's bounds (1-4 jobs)
+        // and recorded its decisions, which 'ccat status' shows.
+        let decisions = try await offPool {
+            try runProcess("/usr/bin/psql", [String(conninfo), "-Atc", """
+                SELECT d.short_name || ' ' || min(x.new_limit) || ' ' || max(x.new_limit) || ' ' || count(*)
+                FROM link_concurrency_decision x JOIN site o ON o.id = x.origin_site_id JOIN site d ON d.id = x.destination_site_id
+                WHERE o.short_name = 'ccat' GROUP BY d.short_name ORDER BY 1
+                """])
+        }
+        let perLink = decisions.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(perLink.map { $0.first ?? "" } == ["cologne", "us"], "decisions: \(decisions.stdout) \(decisions.stderr)")
+        #expect(perLink.allSatisfy { $0.count == 4 && Int($0[1])! >= 1 && Int($0[2])! <= 4 && Int($0[3])! >= 1 }, "\(perLink)")
+        let status = try await runExecutable("ccat", ["status"], environment: ["CCAT_DATABASE_URL": String(conninfo)])
+        #expect(status.stdout.contains("ccat -> cologne") && status.stdout.contains("1-4 "), "\(status.stdout.suffix(1500))")
+
         // Each site's jobs ran on its host, with the other sites' storage out of sight (the job
         // fails if the cover cannot be mounted), so whatever reached another site crossed the network.
         let jobs = directory.appendingPathComponent("demo/state/jobs")

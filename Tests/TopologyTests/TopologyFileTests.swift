@@ -9,6 +9,8 @@ import TestSupport
 struct TopologyValidationTests {
     /// Each broken file names its problem, the field, and the line it is on.
     static let broken: [(name: String, old: String, new: String, field: String, message: String, line: Int)] = [
+        ("link to no site", "{from: ccat, to: us, min_active: 1", "{from: ccat, to: usa, min_active: 1", "links[1].to", "'usa' is not a site of this file", 111),
+        ("link bounds reversed", "min_active: 2, max_active: 16", "min_active: 5, max_active: 3", "links[0].max_active", "must be at least min_active (5), got 3", 110),
         ("unknown location type", "type: SOURCE\n        storage: {disk: {root: /data/ccat/chai_raw_data}}", "type: SORCE\n        storage: {disk: {root: /data/ccat/chai_raw_data}}",
          "sites[0].locations[1].type", "unknown location type 'SORCE' (allowed: SOURCE, BUFFER, LONG_TERM_ARCHIVE, PROCESSING)", 33),
         ("duplicate short name", "short_name: us", "short_name: cologne", "sites[2].short_name", "duplicate site short name 'cologne'", 90),
@@ -117,6 +119,7 @@ struct TopologyValidationTests {
     @Test func exampleParses() throws {
         let spec = try TopologyParser.parse(contentsOf: exampleTopologyPath)
         #expect(spec.sites.map(\.shortName) == ["ccat", "cologne", "us"])
+        #expect(spec.links == [LinkSpec(from: "ccat", to: "cologne", minActive: 2, maxActive: 16), LinkSpec(from: "ccat", to: "us", minActive: 1, maxActive: 8)])
         let cologne = try #require(spec.sites.first { $0.shortName == "cologne" })
         #expect(cologne.locations.filter { $0.type == .buffer }.map(\.priority) == [1, 2, 3])
         #expect(cologne.locations.first { $0.name == "buffer_backup" }?.active == false)
@@ -200,8 +203,14 @@ struct TopologyApplyTests {
             let before = try await topologySnapshot(db)
             let again = try await TopologySync().apply(spec, to: db.connection)
             #expect(again.isEmpty)
-            #expect(again.unchanged.count == 13)
+            #expect(again.unchanged.count == 15)
+            #expect(again.unchanged.contains("link ccat -> cologne"))
             #expect(try await topologySnapshot(db) == before)
+
+            // A link's bounds change where the file says, and only there.
+            let wider = try TopologyParser.parse(try exampleTopology(replacing: "min_active: 2, max_active: 16", with: "min_active: 2, max_active: 20"), file: "t.yaml")
+            let widened = try await TopologySync().apply(wider, to: db.connection, dryRun: true)
+            #expect(widened.changed == ["link ccat -> cologne: 2-16 -> 2-20 transfer jobs"], "\(widened.changed)")
 
             let changed = try TopologyParser.parse(try exampleTopology(replacing: "priority: 2", with: "priority: 5"), file: "t.yaml")
             let preview = try await TopologySync().apply(changed, to: db.connection, dryRun: true)

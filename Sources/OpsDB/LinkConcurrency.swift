@@ -1,0 +1,183 @@
+import Foundation
+import Postgres
+
+/// How many batch jobs may carry a link's transfers at once, and what the optimizer last saw.
+public struct LinkConcurrency: Codable, Sendable, Equatable {
+    public var origin: String
+    public var destination: String
+    public var originSiteID: Int64
+    public var destinationSiteID: Int64
+    public var activeLimit: Int
+    public var minActive: Int
+    public var maxActive: Int
+    public var configured: Bool
+    public var emaBytesPerSecond: Double?
+    public var successRate: Double?
+    public var decidedAt: Date
+    public var reason: String
+    /// Jobs carrying the link's transfers now, and due transfers waiting for a slot.
+    public var activeJobs: Int
+    public var waitingOperations: Int
+
+    /// Bounds of a link the topology does not name (FTS3 keeps 2 to 60 per link; a batch job here
+    /// is a whole transfer process, so fewer).
+    public static let defaultBounds = 1...8
+    /// Where a new link starts.
+    public static let defaultStart = 2
+}
+
+/// What the optimizer measured on a link since its last decision.
+public struct LinkMeasurement: Sendable, Equatable {
+    public var attempts: Int
+    public var succeeded: Int
+    public var bytes: Int64
+    public var seconds: Double
+    public var activeJobs: Int
+    public var waitingOperations: Int
+
+    public init(attempts: Int, succeeded: Int, bytes: Int64, seconds: Double, activeJobs: Int, waitingOperations: Int) {
+        self.attempts = attempts
+        self.succeeded = succeeded
+        self.bytes = bytes
+        self.seconds = seconds
+        self.activeJobs = activeJobs
+        self.waitingOperations = waitingOperations
+    }
+
+    public var successRate: Double? { attempts > 0 ? Double(succeeded) / Double(attempts) : nil }
+    public var bytesPerSecond: Double? { seconds > 0 ? Double(bytes) / seconds : nil }
+}
+
+/// One decision of the link optimizer.
+public struct LinkDecision: Sendable, Equatable {
+    public var limit: Int
+    public var emaBytesPerSecond: Double?
+    public var reason: String
+
+    public init(limit: Int, emaBytesPerSecond: Double?, reason: String) {
+        self.limit = limit
+        self.emaBytesPerSecond = emaBytesPerSecond
+        self.reason = reason
+    }
+}
+
+extension OpsDB {
+    static let linkColumns: PostgresQuery = """
+        os.short_name AS origin, ds.short_name AS destination, lc.origin_site_id, lc.destination_site_id, lc.active_limit,
+        lc.min_active, lc.max_active, lc.configured, lc.ema_bytes_per_second, lc.success_rate, lc.decided_at, lc.reason,
+        (SELECT count(DISTINCT o.batch_job_id) FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
+           JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
+          WHERE o.operation_type = 'DATA_TRANSFER' AND o.state IN ('submitted', 'running') AND o.batch_job_id IS NOT NULL
+            AND a.site_id = lc.origin_site_id AND b.site_id = lc.destination_site_id)::int AS active_jobs,
+        (SELECT count(*) FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
+           JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
+          WHERE o.operation_type = 'DATA_TRANSFER' AND o.state = 'pending' AND o.next_attempt_at <= now()
+            AND a.site_id = lc.origin_site_id AND b.site_id = lc.destination_site_id)::int AS waiting_operations
+        """
+
+    /// Every link that has carried or waits to carry a transfer (with `creatingMissing`, a row is
+    /// made for each such link with the default bounds, unless the topology named it), with its
+    /// jobs now.
+    public func linkConcurrency(creatingMissing: Bool = true) async throws -> [LinkConcurrency] {
+        if creatingMissing { try await connection.execute("""
+            INSERT INTO link_concurrency (origin_site_id, destination_site_id, active_limit, min_active, max_active)
+            SELECT DISTINCT a.site_id, b.site_id, \(LinkConcurrency.defaultStart), \(LinkConcurrency.defaultBounds.lowerBound), \(LinkConcurrency.defaultBounds.upperBound)
+            FROM data_transfer t JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
+            WHERE a.site_id <> b.site_id
+            ON CONFLICT DO NOTHING
+            """) }
+        return try await all(LinkConcurrency.self, """
+            SELECT \(Self.linkColumns) FROM link_concurrency lc
+            JOIN site os ON os.id = lc.origin_site_id JOIN site ds ON ds.id = lc.destination_site_id
+            ORDER BY os.short_name, ds.short_name
+            """)
+    }
+
+    /// The link's finished DATA_TRANSFER attempts since `since`.
+    public func linkMeasurement(_ link: LinkConcurrency, since: Date) async throws -> LinkMeasurement {
+        let row = try await connection.query("""
+            SELECT count(*)::int AS attempts, (count(*) FILTER (WHERE ta.succeeded))::int AS succeeded,
+                   coalesce(sum(ta.bytes) FILTER (WHERE ta.succeeded), 0)::bigint AS bytes,
+                   extract(epoch FROM now() - \(since))::float8 AS seconds
+            FROM transfer_attempt ta
+            JOIN data_location a ON a.id = ta.origin_location_id JOIN data_location b ON b.id = ta.destination_location_id
+            WHERE ta.operation_type = 'DATA_TRANSFER' AND ta.finished_at > \(since)
+              AND a.site_id = \(link.originSiteID) AND b.site_id = \(link.destinationSiteID)
+            """).first
+        return LinkMeasurement(attempts: try row?["attempts"] ?? 0, succeeded: try row?["succeeded"] ?? 0, bytes: try row?["bytes"] ?? 0,
+                               seconds: try row?["seconds"] ?? 0, activeJobs: link.activeJobs, waitingOperations: link.waitingOperations)
+    }
+
+    /// Records a decision and makes it the link's limit.
+    public func recordLinkDecision(_ link: LinkConcurrency, measured: LinkMeasurement, decision: LinkDecision) async throws {
+        try await transaction { db in
+            try await db.connection.execute("""
+                UPDATE link_concurrency SET active_limit = \(decision.limit), ema_bytes_per_second = \(decision.emaBytesPerSecond),
+                       success_rate = coalesce(\(measured.successRate), success_rate), decided_at = now(), reason = \(decision.reason)
+                WHERE origin_site_id = \(link.originSiteID) AND destination_site_id = \(link.destinationSiteID)
+                """)
+            try await db.connection.execute("""
+                INSERT INTO link_concurrency_decision (origin_site_id, destination_site_id, previous_limit, new_limit, attempts, success_rate,
+                                                       bytes_per_second, ema_bytes_per_second, active_jobs, waiting_operations, reason)
+                VALUES (\(link.originSiteID), \(link.destinationSiteID), \(link.activeLimit), \(decision.limit), \(measured.attempts),
+                        \(measured.successRate), \(measured.bytesPerSecond), \(decision.emaBytesPerSecond), \(measured.activeJobs),
+                        \(measured.waitingOperations), \(decision.reason))
+                """)
+        }
+    }
+
+    /// Sets a link's bounds (the topology's `links:`), keeping its limit inside them; nil bounds
+    /// return the link to the defaults.
+    public func setLinkBounds(originSiteID: Int64, destinationSiteID: Int64, bounds: ClosedRange<Int>?) async throws {
+        let range = bounds ?? LinkConcurrency.defaultBounds
+        let start = min(max(LinkConcurrency.defaultStart, range.lowerBound), range.upperBound)
+        try await connection.execute("""
+            INSERT INTO link_concurrency (origin_site_id, destination_site_id, active_limit, min_active, max_active, configured)
+            VALUES (\(originSiteID), \(destinationSiteID), \(start), \(range.lowerBound), \(range.upperBound), \(bounds != nil))
+            ON CONFLICT (origin_site_id, destination_site_id) DO UPDATE
+               SET min_active = excluded.min_active, max_active = excluded.max_active, configured = excluded.configured,
+                   active_limit = least(greatest(link_concurrency.active_limit, excluded.min_active), excluded.max_active)
+            """)
+    }
+
+    /// The configured links (for `ccat topology apply` to compare with the file).
+    public func configuredLinks() async throws -> [(origin: Int64, destination: Int64, bounds: ClosedRange<Int>)] {
+        try await connection.query("SELECT origin_site_id, destination_site_id, min_active, max_active FROM link_concurrency WHERE configured")
+            .map { row in
+                let low: Int = try row["min_active"], high: Int = try row["max_active"]
+                return (try row["origin_site_id"], try row["destination_site_id"], low...high)
+            }
+    }
+
+    /// Due DATA_TRANSFER operations of `queue` on one link that has a free slot (the link of the
+    /// first due operation among links with room), locked for a new job; empty when every link
+    /// with due work is at its limit.
+    public func lockDueTransfers(queue: String, limit: Int) async throws -> [OperationRecord] {
+        _ = try await linkConcurrency()
+        return try await all(OperationRecord.self, """
+            WITH due AS (
+                SELECT o.id, a.site_id AS origin, b.site_id AS destination, o.priority, o.next_attempt_at
+                FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
+                JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
+                WHERE o.queue = \(queue) AND o.state = 'pending' AND o.next_attempt_at <= now()
+            ), open AS (
+                SELECT lc.origin_site_id, lc.destination_site_id FROM link_concurrency lc
+                WHERE lc.active_limit > (SELECT count(DISTINCT o.batch_job_id) FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
+                                           JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
+                                          WHERE o.operation_type = 'DATA_TRANSFER' AND o.state IN ('submitted', 'running') AND o.batch_job_id IS NOT NULL
+                                            AND a.site_id = lc.origin_site_id AND b.site_id = lc.destination_site_id)
+            ), chosen AS (
+                -- A transfer within one site is not on a link: it always has room.
+                SELECT due.origin, due.destination FROM due
+                WHERE due.origin = due.destination
+                   OR EXISTS (SELECT 1 FROM open WHERE open.origin_site_id = due.origin AND open.destination_site_id = due.destination)
+                ORDER BY due.priority DESC, due.next_attempt_at, due.id LIMIT 1
+            )
+            SELECT \(Self.operationColumns) FROM operation
+            WHERE id IN (SELECT due.id FROM due JOIN chosen USING (origin, destination))
+            ORDER BY priority DESC, next_attempt_at, id
+            LIMIT \(limit)
+            FOR UPDATE SKIP LOCKED
+            """)
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import OpsDB
+import Postgres
+import Testing
+import TestSupport
+
+/// The dispatcher's side of adaptive concurrency: each transfer job carries one link, and a link
+/// at its limit gets no further job until one of its jobs ends; the optimizer's measurement and
+/// record of a decision.
+@Suite("Concurrent transfer jobs per link", .enabled(if: TestEnvironment.runPostgresTests))
+struct LinkConcurrencyTests {
+    @Test func aLinkAtItsLimitWaitsWhileAnotherLinkGoesOn() async throws {
+        try await withTestDatabase { _, connection in
+            try await Migrator.bundled().migrate(connection)
+            let db = OpsDB(connection)
+            let fx = try await Fixture.make(db)
+            let us = try await db.insertSite(name: "US", shortName: "us")
+            let origin = try await db.insertLocation(siteID: fx.ccat.id, name: "buffer", type: .buffer, storage: .disk(rootPath: "/data/ccat-buffer"))
+            let usBuffer = try await db.insertLocation(siteID: us.id, name: "buffer", type: .buffer, storage: .disk(rootPath: "/data/us-buffer"))
+            let queue = "ccat_buffer_data_transfer"
+            var linkOf: [Int64: String] = [:]
+            for (index, destination) in [fx.buffer, fx.buffer, fx.buffer, usBuffer, usBuffer].enumerated() {
+                let bundle = try await db.createDataTransferPackage(name: "bundle-\(index)", originLocationID: origin.id,
+                                                                   relativePath: "bundles/bundle-\(index).tar", packageIDs: [])
+                let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: origin.id, destinationLocationID: destination.id,
+                                                               routeID: nil, method: .rsync)
+                let operation = try #require(try await db.createOperation(.dataTransfer, queue: queue, locationID: origin.id, target: .dataTransfer(transfer.id)))
+                linkOf[operation.id] = destination.id == fx.buffer.id ? "cologne" : "us"
+            }
+            // Cologne's link may carry one job; the US link keeps the default start (2).
+            try await db.setLinkBounds(originSiteID: fx.ccat.id, destinationSiteID: fx.cologne.id, bounds: 1...1)
+            func nextJob() async throws -> [Int64] {
+                try await db.transaction { db in
+                    let due = try await db.lockDueTransfers(queue: queue, limit: 1)
+                    guard !due.isEmpty else { return [] }
+                    _ = try await db.createBatchJob(id: try await db.nextBatchJobID(), scheduler: .local, cluster: nil, queue: queue, locationID: origin.id,
+                                                    operationType: .dataTransfer, scriptPath: "/tmp/j.sh", stdoutPath: "/tmp/j.out", stderrPath: "/tmp/j.err",
+                                                    operationIDs: due.map(\.id))
+                    return due.map(\.id)
+                }
+            }
+            var jobs: [[Int64]] = []
+            while true {
+                let job = try await nextJob()
+                if job.isEmpty { break }
+                jobs.append(job)
+            }
+            #expect(jobs.map { $0.compactMap { linkOf[$0] } } == [["cologne"], ["us"], ["us"]], "\(jobs)")
+            // Unpacking at the destination is not a transfer on the link: it takes no slot.
+            let unpackTransfer = try #require(try await connection.query("SELECT data_transfer_id FROM operation WHERE id = \(jobs[0][0])").first)["data_transfer_id"] as Int64
+            let unpack = try #require(try await db.createOperation(.dataTransferUnpacking, queue: "cologne_buffer_data_transfer_unpacking", locationID: fx.buffer.id,
+                                                                   target: .dataTransfer(unpackTransfer)))
+            _ = try await db.createBatchJob(id: try await db.nextBatchJobID(), scheduler: .local, cluster: nil, queue: "cologne_buffer_data_transfer_unpacking",
+                                            locationID: fx.buffer.id, operationType: .dataTransferUnpacking, scriptPath: "/tmp/u.sh",
+                                            stdoutPath: "/tmp/u.out", stderrPath: "/tmp/u.err", operationIDs: [unpack.id])
+            let links = try await db.linkConcurrency()
+            let cologne = try #require(links.first { $0.destination == "cologne" })
+            #expect(cologne.activeLimit == 1 && cologne.activeJobs == 1 && cologne.waitingOperations == 2 && cologne.configured)
+            let usLink = try #require(links.first { $0.destination == "us" })
+            #expect(usLink.activeLimit == LinkConcurrency.defaultStart && usLink.activeJobs == 2 && !usLink.configured
+                    && LinkConcurrency.defaultBounds == usLink.minActive...usLink.maxActive)
+
+            // Cologne's job ends: its link has room again, for one more job.
+            try await connection.execute("UPDATE operation SET state = 'succeeded' WHERE id = \(jobs[0][0])")
+            let next = try await nextJob()
+            #expect(next.compactMap { linkOf[$0] } == ["cologne"])
+            #expect(try await nextJob().isEmpty)
+
+            // The optimizer measures what finished on the link since its last decision, and records
+            // the decision with its inputs.
+            let since = try #require(try await connection.query("SELECT now() - interval '10 seconds' AS t").first)["t"] as Date
+            for id in jobs[1] + jobs[2] {
+                let operation = try #require(try await db.operation(id: id))
+                try await db.recordTransferAttempt(operation, succeeded: id == jobs[1][0], bytes: 1_000_000, seconds: 2, errorClass: nil, logPath: nil)
+            }
+            let measured = try await db.linkMeasurement(usLink, since: since)
+            #expect(measured.attempts == 2 && measured.succeeded == 1 && measured.bytes == 1_000_000)
+            #expect(measured.seconds >= 10 && measured.seconds < 60)
+            try await db.recordLinkDecision(usLink, measured: measured, decision: LinkDecision(limit: 1, emaBytesPerSecond: 100_000, reason: "fewer: test"))
+            let after = try #require(try await db.linkConcurrency().first { $0.destination == "us" })
+            #expect(after.activeLimit == 1 && after.successRate == 0.5 && after.reason == "fewer: test")
+            let history = try await connection.query("SELECT previous_limit, new_limit, attempts FROM link_concurrency_decision")
+            #expect(history.count == 1)
+            #expect(try history.first?["previous_limit"] == 2 && history.first?["new_limit"] == 1 && history.first?["attempts"] == 2)
+
+            // Bounds from the topology keep the limit inside them; dropping them restores the defaults.
+            try await db.setLinkBounds(originSiteID: fx.ccat.id, destinationSiteID: us.id, bounds: 3...5)
+            #expect(try await db.linkConcurrency().first { $0.destination == "us" }?.activeLimit == 3)
+            try await db.setLinkBounds(originSiteID: fx.ccat.id, destinationSiteID: us.id, bounds: nil)
+            let restored = try #require(try await db.linkConcurrency().first { $0.destination == "us" })
+            #expect(!restored.configured && restored.minActive...restored.maxActive == LinkConcurrency.defaultBounds && restored.activeLimit == 3)
+        }
+    }
+}
