@@ -13,6 +13,10 @@ struct SitesTests {
     static let subnet = "10.77.0."
 
     @Test func pipelineAcrossHostsWithTLSAndOwnRoles() async throws {
+        try await TestEnvironment.withSitesToThemselves { try await pipelineAcrossHosts() }
+    }
+
+    func pipelineAcrossHosts() async throws {
         let sites = try TestEnvironment.requireSites()
         let directory = try testScratchDirectory("sites")
         // The logs the hosts keep: what this run adds is read afterwards.

@@ -194,6 +194,18 @@ public enum TestEnvironment {
         return sitesDirectory
     }
 
+    /// Runs `body` while no other test uses the hosts: tests that change the links (an outage, a
+    /// rate cap) take turns, across suites and test processes (a lock file in the hosts' directory).
+    public static func withSitesToThemselves<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        let sites = try requireSites()
+        let fd = open(sites.appendingPathComponent("tests.lock").path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw TestSetupError(description: "cannot open the hosts' test lock: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        _ = try await offPool { flock(fd, LOCK_EX) }
+        defer { flock(fd, LOCK_UN) }
+        return try await body()
+    }
+
     /// Directory of the built executables (`ccat`, `ccat-runner`).
     public static var binDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["CCAT_BIN_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }

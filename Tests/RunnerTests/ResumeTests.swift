@@ -1,0 +1,102 @@
+import Crypto
+import Foundation
+import OpsDB
+import Postgres
+import Processes
+import Testing
+import TestSupport
+
+/// A bundle sent from the telescope host to the Cologne host over a slow link, stopped twice on
+/// the way (SIGTERM, as a job's walltime warning or a cancel does): each run continues from what
+/// had arrived, the stops cost no attempt, and the bytes that crossed the link are about one bundle.
+@Suite("Resuming a bundle across stops", .serialized, .enabled(if: TestEnvironment.runSitesTests, "requires root and iproute2: run 'make test' as root"))
+struct ResumeTests {
+    static let bundleBytes = 24 << 20
+
+    @Test func aBundleStoppedTwiceContinuesWhereItWas() async throws {
+        try await TestEnvironment.withSitesToThemselves { try await stopTwiceAndResume() }
+    }
+
+    func stopTwiceAndResume() async throws {
+        let sites = try TestEnvironment.requireSites()
+        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-sites.sh").path
+        // 40 Mbit/s: the bundle needs about 5 s on the link, time enough to stop it twice.
+        let slow = try runProcess("/bin/bash", [script, "wan", "on"], environment: ProcessInfo.processInfo.environment.merging(
+            ["CCAT_WAN_RATE": "40mbit", "CCAT_WAN_LOSS": "0", "CCAT_WAN_DELAY": "1ms"]) { $1 })
+        #expect(slow.status == 0, "\(slow.stderr)")
+        defer { _ = try? runProcess("/bin/bash", [script, "wan", "off"]) }
+
+        try await Pipeline.with(.disk) { pipeline in
+            let db = pipeline.db
+            // A bundle of random bytes (so rsync finds nothing to reuse but what arrived before).
+            let bundlePath = pipeline.path("buffer/bundles/big.tar")
+            try FileManager.default.createDirectory(atPath: pipeline.path("buffer/bundles"), withIntermediateDirectories: true)
+            var random = SystemRandomNumberGenerator()
+            let data = Data((0..<Self.bundleBytes / 8).flatMap { _ in withUnsafeBytes(of: random.next() as UInt64) { Array($0) } })
+            try data.write(to: URL(fileURLWithPath: bundlePath))
+            let checksum = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
+            let cologneBuffer = try await pipeline.location("cologne", "buffer")
+            let bundle = try await db.createDataTransferPackage(name: "big", originLocationID: telescopeBuffer.id, relativePath: "bundles/big.tar", packageIDs: [])
+            try await db.connection.execute("""
+                UPDATE data_transfer_package SET status = 'COMPLETED', size_bytes = \(Int64(data.count)), checksum = \(checksum) WHERE id = \(bundle.id)
+                """)
+            try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-cologne")
+            let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: telescopeBuffer.id,
+                                                           destinationLocationID: cologneBuffer.id, routeID: nil, method: .rsync)
+            let operation = try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id))
+
+            var environment = ProcessInfo.processInfo.environment.merging(pipeline.environment) { $1 }
+            environment["CCAT_SSH_CONFIG"] = sites.appendingPathComponent("ssh_config").path
+            let arrivals = pipeline.path("cologne/buffer/bundles")
+            /// Bytes of the bundle at the destination: rsync's temporary file, or the partial it keeps.
+            @Sendable func arrived() -> Int {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: arrivals)) ?? []
+                let temporary = names.filter { $0.hasPrefix(".big.tar.") }.map { "\(arrivals)/\($0)" }
+                return (temporary + ["\(arrivals)/.ccat-rsync-partial/big.tar"]).map {
+                    ((try? FileManager.default.attributesOfItem(atPath: $0))?[.size] as? NSNumber)?.intValue ?? 0
+                }.max() ?? 0
+            }
+            func runner() throws -> ChildProcess {
+                try ChildProcess.spawn("/usr/bin/env", ["ip", "netns", "exec", "ccat-telescope",
+                                                        TestEnvironment.binDirectory.appendingPathComponent("ccat-runner").path,
+                                                        "exec", "--operation", String(operation.id)], environment: environment)
+            }
+            let before = try Self.sentBytes()
+            // Stopped at a third and at two thirds of the way.
+            for fraction in [1.0 / 3, 2.0 / 3] {
+                let run = try runner()
+                let threshold = Int(Double(Self.bundleBytes) * fraction)
+                let caught = try await run.kill(within: .seconds(120), signal: SIGTERM) { arrived() >= threshold }
+                #expect(caught, "the copy ended (or never started) before \(Int(fraction * 100))% had arrived")
+                _ = try run.wait()
+                let after = try #require(try await db.operation(id: operation.id))
+                #expect(after.state == .pending && after.attempts == 0, "a planned stop is not a failed attempt: \(after.state) \(after.attempts)")
+                // The receiving rsync keeps what arrived in its partial directory as the
+                // connection closes; the next run starts from there.
+                let kept = try await eventually(within: .seconds(30)) {
+                    let names = (try? FileManager.default.contentsOfDirectory(atPath: arrivals)) ?? []
+                    return !names.contains { $0.hasPrefix(".big.tar.") } && FileManager.default.fileExists(atPath: "\(arrivals)/.ccat-rsync-partial/big.tar")
+                }
+                #expect(kept && arrived() >= threshold, "what had arrived was not kept for the next run")
+            }
+            let last = try runner()
+            #expect(try last.wait() == 0)
+            let done = try #require(try await db.operation(id: operation.id))
+            #expect(done.state == .succeeded)
+            #expect(FileManager.default.contentsEqual(atPath: bundlePath, andPath: "\(arrivals)/big.tar"))
+            // What crossed the link: the bundle once, plus ssh and rsync's own traffic (checksums
+            // of the kept part, the final verification), not the parts that had already arrived.
+            let sent = try Self.sentBytes() - before
+            let ratio = Double(sent) / Double(Self.bundleBytes)
+            print("resume: \(sent) bytes left the telescope for a \(Self.bundleBytes)-byte bundle stopped twice (ratio \(String(format: "%.3f", ratio)))")
+            #expect(ratio > 0.95 && ratio < 1.10, "\(sent) bytes crossed the link for \(Self.bundleBytes) (ratio \(ratio))")
+        }
+    }
+
+    /// Bytes the telescope host has sent on its link.
+    static func sentBytes() throws -> Int {
+        let read = try runProcess("/usr/bin/env", ["ip", "netns", "exec", "ccat-telescope", "cat", "/sys/class/net/eth0/statistics/tx_bytes"])
+        return try #require(Int(read.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(read.stderr)")
+    }
+}
