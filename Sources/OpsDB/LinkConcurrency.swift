@@ -18,6 +18,8 @@ public struct LinkConcurrency: Codable, Sendable, Equatable {
     /// Jobs carrying the link's transfers now, and due transfers waiting for a slot.
     public var activeJobs: Int
     public var waitingOperations: Int
+    /// The cap of a bandwidth window in force now, shared by the link's jobs.
+    public var rateCapBitsPerSecond: Int64?
 
     /// Bounds of a link the topology does not name (FTS3 keeps 2 to 60 per link; a batch job here
     /// is a whole transfer process, so fewer).
@@ -72,7 +74,8 @@ extension OpsDB {
         (SELECT count(*) FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
            JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
           WHERE o.operation_type = 'DATA_TRANSFER' AND o.state = 'pending' AND o.next_attempt_at <= now()
-            AND a.site_id = lc.origin_site_id AND b.site_id = lc.destination_site_id)::int AS waiting_operations
+            AND a.site_id = lc.origin_site_id AND b.site_id = lc.destination_site_id)::int AS waiting_operations,
+        ccat_link_rate_cap(lc.origin_site_id, lc.destination_site_id) AS rate_cap_bits_per_second
         """
 
     /// Every link that has carried or waits to carry a transfer (with `creatingMissing`, a row is
@@ -140,6 +143,36 @@ extension OpsDB {
             """)
     }
 
+    /// A link's bandwidth windows, in the order they were given.
+    public func linkWindows(originSiteID: Int64, destinationSiteID: Int64) async throws -> [LinkWindow] {
+        try await connection.query("""
+            SELECT to_char(starts, 'HH24:MI') AS starts, to_char(ends, 'HH24:MI') AS ends, timezone, max_bits_per_second FROM link_window
+            WHERE origin_site_id = \(originSiteID) AND destination_site_id = \(destinationSiteID) ORDER BY id
+            """).map { LinkWindow(starts: try $0["starts"], ends: try $0["ends"], timezone: try $0["timezone"], maxBitsPerSecond: try $0["max_bits_per_second"]) }
+    }
+
+    /// Replaces a link's bandwidth windows.
+    public func setLinkWindows(originSiteID: Int64, destinationSiteID: Int64, windows: [LinkWindow]) async throws {
+        try await connection.execute("DELETE FROM link_window WHERE origin_site_id = \(originSiteID) AND destination_site_id = \(destinationSiteID)")
+        for window in windows {
+            try await connection.execute("""
+                INSERT INTO link_window (origin_site_id, destination_site_id, starts, ends, timezone, max_bits_per_second)
+                VALUES (\(originSiteID), \(destinationSiteID), \(window.starts)::time, \(window.ends)::time, \(window.timezone), \(window.maxBitsPerSecond))
+                """)
+        }
+    }
+
+    /// Links with bandwidth windows (origin, destination).
+    public func linksWithWindows() async throws -> [(origin: Int64, destination: Int64)] {
+        try await connection.query("SELECT DISTINCT origin_site_id, destination_site_id FROM link_window ORDER BY 1, 2")
+            .map { (try $0["origin_site_id"], try $0["destination_site_id"]) }
+    }
+
+    /// This transfer's share of its link's cap in force now (bits per second), or nil.
+    public func linkRateShare(transferID: Int64) async throws -> Int64? {
+        try await connection.query("SELECT ccat_link_rate_share(\(transferID)) AS share").first?["share"]
+    }
+
     /// The configured links (for `ccat topology apply` to compare with the file).
     public func configuredLinks() async throws -> [(origin: Int64, destination: Int64, bounds: ClosedRange<Int>)] {
         try await connection.query("SELECT origin_site_id, destination_site_id, min_active, max_active FROM link_concurrency WHERE configured")
@@ -157,8 +190,8 @@ extension OpsDB {
         return try await all(OperationRecord.self, """
             WITH due AS (
                 SELECT o.id, a.site_id AS origin, b.site_id AS destination, o.priority, o.next_attempt_at
-                FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
-                JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
+                FROM operation o LEFT JOIN data_transfer t ON t.id = o.data_transfer_id
+                LEFT JOIN data_location a ON a.id = t.origin_location_id LEFT JOIN data_location b ON b.id = t.destination_location_id
                 WHERE o.queue = \(queue) AND o.state = 'pending' AND o.next_attempt_at <= now()
             ), open AS (
                 SELECT lc.origin_site_id, lc.destination_site_id FROM link_concurrency lc
@@ -167,17 +200,59 @@ extension OpsDB {
                                           WHERE o.operation_type = 'DATA_TRANSFER' AND o.state IN ('submitted', 'running') AND o.batch_job_id IS NOT NULL
                                             AND a.site_id = lc.origin_site_id AND b.site_id = lc.destination_site_id)
             ), chosen AS (
-                -- A transfer within one site is not on a link: it always has room.
+                -- A transfer within one site (or without a transfer row) is not on a link: it always has room.
                 SELECT due.origin, due.destination FROM due
-                WHERE due.origin = due.destination
+                WHERE due.origin IS NULL OR due.origin = due.destination
                    OR EXISTS (SELECT 1 FROM open WHERE open.origin_site_id = due.origin AND open.destination_site_id = due.destination)
                 ORDER BY due.priority DESC, due.next_attempt_at, due.id LIMIT 1
             )
             SELECT \(Self.operationColumns) FROM operation
-            WHERE id IN (SELECT due.id FROM due JOIN chosen USING (origin, destination))
+            WHERE id IN (SELECT due.id FROM due JOIN chosen ON due.origin IS NOT DISTINCT FROM chosen.origin
+                                                         AND due.destination IS NOT DISTINCT FROM chosen.destination)
             ORDER BY priority DESC, next_attempt_at, id
             LIMIT \(limit)
             FOR UPDATE SKIP LOCKED
             """)
+    }
+}
+
+/// A time-of-day window in which a link carries at most `maxBitsPerSecond`, shared by its
+/// transfer jobs (`to` before `from`: the window spans midnight).
+public struct LinkWindow: Sendable, Equatable, Codable {
+    public var starts: String
+    public var ends: String
+    public var timezone: String
+    public var maxBitsPerSecond: Int64
+
+    public init(starts: String, ends: String, timezone: String, maxBitsPerSecond: Int64) {
+        self.starts = starts
+        self.ends = ends
+        self.timezone = timezone
+        self.maxBitsPerSecond = maxBitsPerSecond
+    }
+
+    /// Minutes after midnight of "HH:MM".
+    public static func minutes(_ text: String) -> Int? {
+        guard let match = text.wholeMatch(of: /([01][0-9]|2[0-3]):([0-5][0-9])/), let hours = Int(match.1), let minutes = Int(match.2) else { return nil }
+        return hours * 60 + minutes
+    }
+
+    /// "100Mbit/s", "1Gbit/s", "500kbit/s", "50MB/s", "1GB/s" (decimal prefixes, as link rates are given).
+    public static func bitsPerSecond(_ text: String) -> Int64? {
+        guard let match = text.wholeMatch(of: /([0-9]+(?:\.[0-9]+)?)\s*([kKMGT]?)(bit|B)\/s/), let number = Double(match.1), number > 0 else { return nil }
+        let scale: Double = ["": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12][String(match.2)] ?? 1
+        let bits = number * scale * (match.3 == "B" ? 8 : 1)
+        return bits >= 1 && bits < 1e18 ? Int64(bits) : nil
+    }
+
+    /// "20:00-08:00 America/Santiago 100 Mbit/s".
+    public var summary: String { "\(starts)-\(ends) \(timezone) \(LinkWindow.rateText(maxBitsPerSecond))" }
+
+    public static func rateText(_ bits: Int64) -> String {
+        for (scale, unit) in [(1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")] where Double(bits) >= scale {
+            let value = Double(bits) / scale
+            return value == value.rounded() ? "\(Int(value)) \(unit)" : String(format: "%.1f %@", value, unit)
+        }
+        return "\(bits) bit/s"
     }
 }

@@ -17,6 +17,9 @@ struct ExternalCopy {
     var stop: StopSignal
     /// The target is `host:path` on another host, reached with ssh and the runner's ssh options.
     var remote = false
+    /// This copy's share of its link's bandwidth cap in force (a window of the topology's
+    /// `links:`), for rsync's `--bwlimit`.
+    var bandwidthLimitBitsPerSecond: Int64?
     /// After a stop, how long the tool has to end on SIGTERM before SIGKILL (under the local
     /// scheduler's and Slurm's KillWait, so that the runner still records the stop).
     var killAfter: Duration = .seconds(3)
@@ -28,6 +31,9 @@ struct ExternalCopy {
         if method == .rsync {
             var arguments = ["--partial", "--partial-dir=.ccat-rsync-partial", "--times"]
             if remote { arguments += ["--mkpath", "-e", RemotePath.rsyncShell(sshOptions)] }
+            // rsync counts file data in KiB/s; 3% of the share is left for ssh's and TCP's own bytes,
+            // so that what crosses the link stays under the cap.
+            if let bits = bandwidthLimitBitsPerSecond { arguments.append("--bwlimit=\(max(1, bits * 97 / 100 / 8 / 1024))") }
             return arguments + ["--", source, target]
         }
         var arguments = ["-f", "-P", "10"]

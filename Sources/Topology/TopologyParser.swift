@@ -100,7 +100,7 @@ public enum TopologyParser {
         for (index, node) in (top.sequence("links") ?? []).enumerated() {
             let path = "links[\(index)]"
             guard let fields = Fields(node, path: path, collector: collector) else { continue }
-            fields.allow(["from", "to", "min_active", "max_active"])
+            fields.allow(["from", "to", "min_active", "max_active", "windows"])
             guard let from = fields.string("from", required: true), let to = fields.string("to", required: true) else { continue }
             for (key, name) in [("from", from), ("to", to)] where !sites.contains(name) {
                 collector.add(fields.node(key), fields.field(key), "'\(name)' is not a site of this file (\(sites.sorted().joined(separator: ", ")))")
@@ -111,9 +111,37 @@ public enum TopologyParser {
             if low < 1 { collector.add(fields.node("min_active"), fields.field("min_active"), "must be 1 or more (a link always runs at least one transfer job), got \(low)") }
             if high < low { collector.add(fields.node("max_active"), fields.field("max_active"), "must be at least min_active (\(low)), got \(high)") }
             if !seen.insert([from, to]).inserted { collector.add(node, path, "the link \(from) -> \(to) is named twice") }
-            links.append(LinkSpec(from: from, to: to, minActive: low, maxActive: max(low, high)))
+            var windows: [LinkWindow] = []
+            for (number, windowNode) in (fields.sequence("windows") ?? []).enumerated() {
+                if let window = parseWindow(windowNode, path: "\(path).windows[\(number)]", collector: collector) { windows.append(window) }
+            }
+            links.append(LinkSpec(from: from, to: to, minActive: low, maxActive: max(low, high), windows: windows))
         }
         return links
+    }
+
+    /// `{from: "20:00", to: "08:00", timezone: America/Santiago, max_rate: 100Mbit/s}`.
+    static func parseWindow(_ node: Node, path: String, collector: IssueCollector) -> LinkWindow? {
+        guard let fields = Fields(node, path: path, collector: collector) else { return nil }
+        fields.allow(["from", "to", "timezone", "max_rate"])
+        let start = fields.string("from", required: true), end = fields.string("to", required: true)
+        let zone = fields.string("timezone", required: true), rate = fields.string("max_rate", required: true)
+        guard let start, let end, let zone, let rate else { return nil }
+        var ok = true
+        for (key, text) in [("from", start), ("to", end)] where LinkWindow.minutes(text) == nil {
+            collector.add(fields.node(key), fields.field(key), "expected a time of day as HH:MM (00:00 to 23:59), got '\(text)'")
+            ok = false
+        }
+        if ok && start == end { collector.add(node, path, "the window starts and ends at \(start): it would be empty (or the whole day; leave the window out then)"); ok = false }
+        if TimeZone(identifier: zone) == nil {
+            collector.add(fields.node("timezone"), fields.field("timezone"), "unknown time zone '\(zone)'; use an IANA name such as America/Santiago or Europe/Berlin")
+            ok = false
+        }
+        guard let bits = LinkWindow.bitsPerSecond(rate) else {
+            collector.add(fields.node("max_rate"), fields.field("max_rate"), "expected a rate such as 100Mbit/s, 1Gbit/s or 50MB/s, got '\(rate)'")
+            return nil
+        }
+        return ok ? LinkWindow(starts: start, ends: end, timezone: zone, maxBitsPerSecond: bits) : nil
     }
 
     static func isValidName(_ name: String) -> Bool {

@@ -27,12 +27,14 @@ public struct LinkSpec: Sendable, Equatable {
     public var to: String
     public var minActive: Int
     public var maxActive: Int
+    public var windows: [LinkWindow]
 
-    public init(from: String, to: String, minActive: Int, maxActive: Int) {
+    public init(from: String, to: String, minActive: Int, maxActive: Int, windows: [LinkWindow] = []) {
         self.from = from
         self.to = to
         self.minActive = minActive
         self.maxActive = maxActive
+        self.windows = windows
     }
 }
 
@@ -74,3 +76,4 @@ public struct StagingPolicySpec: Sendable, Equatable {
         self.quotaBytesPerUser = quotaBytesPerUser
     }
 }
+

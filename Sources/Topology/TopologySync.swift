@@ -241,6 +241,21 @@ extension TopologySync {
             try await db.setLinkBounds(originSiteID: link.origin, destinationSiteID: link.destination, bounds: nil)
             changes.changed.append("\(name([link.origin, link.destination])): back to the default bounds")
         }
+        // Bandwidth windows: the file's, link by link; a link the file no longer gives windows loses them.
+        var windows: [[Int64]: [LinkWindow]] = [:]
+        for link in spec.links {
+            guard let from = siteIDs[link.from], let to = siteIDs[link.to], !link.windows.isEmpty else { continue }
+            windows[[from, to]] = link.windows
+        }
+        let withWindows = try await db.linksWithWindows().map { [$0.origin, $0.destination] }
+        for key in Set(withWindows).union(windows.keys).sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            let before = try await db.linkWindows(originSiteID: key[0], destinationSiteID: key[1])
+            let after = windows[key] ?? []
+            guard before != after else { continue }
+            try await db.setLinkWindows(originSiteID: key[0], destinationSiteID: key[1], windows: after)
+            let shown = after.isEmpty ? "no bandwidth window" : after.map(\.summary).joined(separator: ", ")
+            changes.changed.append("\(name(key)): \(before.isEmpty ? "no bandwidth window" : before.map(\.summary).joined(separator: ", ")) -> \(shown)")
+        }
     }
 }
 

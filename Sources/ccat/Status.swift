@@ -32,10 +32,11 @@ struct Status: AsyncParsableCommand {
 
     static func renderLinkConcurrency(_ links: [LinkConcurrency]) -> String {
         guard !links.isEmpty else { return "" }
-        var table = TextTable(["LINK", "JOBS", "LIMIT", "BOUNDS", "THROUGHPUT (AVG)", "SUCCESS", "LAST DECISION"])
+        var table = TextTable(["LINK", "JOBS", "LIMIT", "BOUNDS", "CAP NOW", "THROUGHPUT (AVG)", "SUCCESS", "LAST DECISION"])
         for link in links {
             table.append(["\(link.origin) -> \(link.destination)", "\(link.activeJobs) (+\(link.waitingOperations) waiting)", String(link.activeLimit),
                           "\(link.minActive)-\(link.maxActive)\(link.configured ? "" : " (default)")",
+                          link.rateCapBitsPerSecond.map(LinkWindow.rateText) ?? "-",
                           link.emaBytesPerSecond.map { "\(bytes(Int64($0)))/s" } ?? "-", link.successRate.map { String(format: "%.0f%%", $0 * 100) } ?? "-",
                           "\(formatTimestamp(link.decidedAt)) \(link.reason)"])
         }

@@ -91,4 +91,53 @@ struct LinkConcurrencyTests {
             #expect(!restored.configured && restored.minActive...restored.maxActive == LinkConcurrency.defaultBounds && restored.activeLimit == 3)
         }
     }
+
+    /// Bandwidth windows: the cap in force at a time of day in the window's zone (also across
+    /// midnight; the lowest of overlapping windows), and a transfer's share of it.
+    @Test func theCapInForceIsSharedByTheLinksJobs() async throws {
+        try await withTestDatabase { _, connection in
+            try await Migrator.bundled().migrate(connection)
+            let db = OpsDB(connection)
+            let fx = try await Fixture.make(db)
+            let origin = try await db.insertLocation(siteID: fx.ccat.id, name: "buffer", type: .buffer, storage: .disk(rootPath: "/data/ccat-buffer"))
+            try await db.setLinkWindows(originSiteID: fx.ccat.id, destinationSiteID: fx.cologne.id, windows: [
+                LinkWindow(starts: "20:00", ends: "08:00", timezone: "America/Santiago", maxBitsPerSecond: 100_000_000),
+                LinkWindow(starts: "23:00", ends: "01:00", timezone: "America/Santiago", maxBitsPerSecond: 40_000_000),
+            ])
+            #expect(try await db.linkWindows(originSiteID: fx.ccat.id, destinationSiteID: fx.cologne.id).map(\.summary)
+                    == ["20:00-08:00 America/Santiago 100 Mbit/s", "23:00-01:00 America/Santiago 40 Mbit/s"])
+            func cap(at time: String) async throws -> Int64? {
+                try await connection.query("SELECT ccat_link_rate_cap(\(fx.ccat.id), \(fx.cologne.id), \(time)::timestamptz) AS cap").first?["cap"]
+            }
+            // Santiago is UTC-3 in December (summer time).
+            #expect(try await cap(at: "2026-12-03 02:00:00-03") == 100_000_000)
+            #expect(try await cap(at: "2026-12-03 21:30:00-03") == 100_000_000)
+            #expect(try await cap(at: "2026-12-03 23:30:00-03") == 40_000_000)
+            #expect(try await cap(at: "2026-12-03 12:00:00-03") == nil)
+            #expect(try await cap(at: "2026-12-03 08:00:00-03") == nil)
+
+            // A window around now: the cap is divided among the link's transfer jobs.
+            try await db.setLinkWindows(originSiteID: fx.ccat.id, destinationSiteID: fx.cologne.id, windows: [])
+            let now = try #require(try await connection.query("SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 hour', 'HH24:MI') AS a, to_char(now() AT TIME ZONE 'UTC' + interval '1 hour', 'HH24:MI') AS b").first)
+            try await db.setLinkWindows(originSiteID: fx.ccat.id, destinationSiteID: fx.cologne.id, windows: [
+                LinkWindow(starts: try now["a"], ends: try now["b"], timezone: "UTC", maxBitsPerSecond: 90_000_000)])
+            var transfers: [Int64] = []
+            for index in 0..<3 {
+                let bundle = try await db.createDataTransferPackage(name: "b\(index)", originLocationID: origin.id, relativePath: "bundles/b\(index).tar", packageIDs: [])
+                let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: origin.id, destinationLocationID: fx.buffer.id, routeID: nil, method: .rsync)
+                transfers.append(transfer.id)
+                let operation = try #require(try await db.createOperation(.dataTransfer, queue: "q", locationID: origin.id, target: .dataTransfer(transfer.id)))
+                if index < 2 {
+                    _ = try await db.createBatchJob(id: try await db.nextBatchJobID(), scheduler: .local, cluster: nil, queue: "q", locationID: origin.id,
+                                                    operationType: .dataTransfer, scriptPath: "/tmp/j.sh", stdoutPath: "/tmp/j.out", stderrPath: "/tmp/j.err",
+                                                    operationIDs: [operation.id])
+                }
+            }
+            #expect(try await db.linkRateShare(transferID: transfers[0]) == 45_000_000)
+            #expect(try await db.linkConcurrency().first { $0.destination == "cologne" }?.rateCapBitsPerSecond == 90_000_000)
+            // No window in force: no cap.
+            try await db.setLinkWindows(originSiteID: fx.ccat.id, destinationSiteID: fx.cologne.id, windows: [])
+            #expect(try await db.linkRateShare(transferID: transfers[0]) == nil)
+        }
+    }
 }

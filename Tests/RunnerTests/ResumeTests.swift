@@ -29,23 +29,8 @@ struct ResumeTests {
         try await Pipeline.with(.disk) { pipeline in
             let db = pipeline.db
             // A bundle of random bytes (so rsync finds nothing to reuse but what arrived before).
+            let (_, operation) = try await Self.randomBundle(pipeline, bytes: Self.bundleBytes, name: "big")
             let bundlePath = pipeline.path("buffer/bundles/big.tar")
-            try FileManager.default.createDirectory(atPath: pipeline.path("buffer/bundles"), withIntermediateDirectories: true)
-            var random = SystemRandomNumberGenerator()
-            let data = Data((0..<Self.bundleBytes / 8).flatMap { _ in withUnsafeBytes(of: random.next() as UInt64) { Array($0) } })
-            try data.write(to: URL(fileURLWithPath: bundlePath))
-            let checksum = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
-            let telescopeBuffer = try await pipeline.location("ccat", "buffer")
-            let cologneBuffer = try await pipeline.location("cologne", "buffer")
-            let bundle = try await db.createDataTransferPackage(name: "big", originLocationID: telescopeBuffer.id, relativePath: "bundles/big.tar", packageIDs: [])
-            try await db.connection.execute("""
-                UPDATE data_transfer_package SET status = 'COMPLETED', size_bytes = \(Int64(data.count)), checksum = \(checksum) WHERE id = \(bundle.id)
-                """)
-            try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-cologne")
-            let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: telescopeBuffer.id,
-                                                           destinationLocationID: cologneBuffer.id, routeID: nil, method: .rsync)
-            let operation = try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id))
-
             var environment = ProcessInfo.processInfo.environment.merging(pipeline.environment) { $1 }
             environment["CCAT_SSH_CONFIG"] = sites.appendingPathComponent("ssh_config").path
             let arrivals = pipeline.path("cologne/buffer/bundles")
@@ -92,6 +77,71 @@ struct ResumeTests {
             print("resume: \(sent) bytes left the telescope for a \(Self.bundleBytes)-byte bundle stopped twice (ratio \(String(format: "%.3f", ratio)))")
             #expect(ratio > 0.95 && ratio < 1.10, "\(sent) bytes crossed the link for \(Self.bundleBytes) (ratio \(ratio))")
         }
+    }
+
+    /// A bandwidth window in force on the telescope's link to Cologne caps what crosses it.
+    @Test func aBandwidthWindowCapsWhatCrossesTheLink() async throws {
+        try await TestEnvironment.withSitesToThemselves { try await sendUnderACap() }
+    }
+
+    func sendUnderACap() async throws {
+        let sites = try TestEnvironment.requireSites()
+        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-sites.sh").path
+        _ = try runProcess("/bin/bash", [script, "wan", "off"])
+        let cap: Int64 = 16_000_000
+        let bytes = 6 << 20
+        try await Pipeline.with(.disk) { pipeline in
+            let db = pipeline.db
+            let (transfer, operation) = try await Self.randomBundle(pipeline, bytes: bytes, name: "capped")
+            let telescope = try #require(try await db.location(siteShortName: "ccat", name: "buffer"))
+            let cologne = try #require(try await db.location(siteShortName: "cologne", name: "buffer"))
+            // A window from an hour ago to an hour from now, in UTC.
+            let now = try #require(try await db.connection.query("""
+                SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 hour', 'HH24:MI') AS a, to_char(now() AT TIME ZONE 'UTC' + interval '1 hour', 'HH24:MI') AS b
+                """).first)
+            try await db.setLinkWindows(originSiteID: telescope.siteID, destinationSiteID: cologne.siteID,
+                                        windows: [LinkWindow(starts: try now["a"], ends: try now["b"], timezone: "UTC", maxBitsPerSecond: cap)])
+            var environment = ProcessInfo.processInfo.environment.merging(pipeline.environment) { $1 }
+            environment["CCAT_SSH_CONFIG"] = sites.appendingPathComponent("ssh_config").path
+            let before = try Self.sentBytes()
+            let started = ContinuousClock.now
+            let fixed = environment
+            let run = try await offPool {
+                try runProcess("/usr/bin/env", ["ip", "netns", "exec", "ccat-telescope", TestEnvironment.binDirectory.appendingPathComponent("ccat-runner").path,
+                                                "exec", "--operation", String(operation.id)], environment: fixed)
+            }
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(try await db.dataTransfer(id: transfer.id)?.status == .completed)
+            let wire = Double(try Self.sentBytes() - before) * 8 / seconds
+            print("bandwidth window: \(Int(wire)) bit/s crossed the link under a cap of \(cap) (\(String(format: "%.2f", wire / Double(cap))) of it)")
+            #expect(wire <= Double(cap) * 1.05, "the link carried \(Int(wire)) bit/s under a cap of \(cap)")
+            #expect(wire >= Double(cap) * 0.5, "the transfer used less than half the cap (\(Int(wire)) bit/s): the test says nothing about the cap")
+            let log = try String(contentsOfFile: try #require(try await db.operation(id: operation.id)?.logPath), encoding: .utf8)
+            #expect(log.contains("this transfer's share is 16 Mbit/s") && log.contains("--bwlimit="), "\(log)")
+        }
+    }
+
+    /// A bundle of random bytes (so rsync finds nothing to reuse) at the telescope's buffer, its
+    /// transfer by rsync to the Cologne host's buffer, and the transfer's operation.
+    static func randomBundle(_ pipeline: Pipeline, bytes: Int, name: String) async throws -> (DataTransfer, OperationRecord) {
+        let db = pipeline.db
+        try FileManager.default.createDirectory(atPath: pipeline.path("buffer/bundles"), withIntermediateDirectories: true)
+        var random = SystemRandomNumberGenerator()
+        let data = Data((0..<bytes / 8).flatMap { _ in withUnsafeBytes(of: random.next() as UInt64) { Array($0) } })
+        try data.write(to: URL(fileURLWithPath: pipeline.path("buffer/bundles/\(name).tar")))
+        let checksum = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        let telescopeBuffer = try await pipeline.location("ccat", "buffer")
+        let cologneBuffer = try await pipeline.location("cologne", "buffer")
+        let bundle = try await db.createDataTransferPackage(name: name, originLocationID: telescopeBuffer.id, relativePath: "bundles/\(name).tar", packageIDs: [])
+        try await db.connection.execute("""
+            UPDATE data_transfer_package SET status = 'COMPLETED', size_bytes = \(Int64(data.count)), checksum = \(checksum) WHERE id = \(bundle.id)
+            """)
+        try await db.setSSHHost(locationID: cologneBuffer.id, "ccat-cologne")
+        let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: telescopeBuffer.id,
+                                                       destinationLocationID: cologneBuffer.id, routeID: nil, method: .rsync)
+        return (transfer, try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)))
     }
 
     /// Bytes the telescope host has sent on its link.

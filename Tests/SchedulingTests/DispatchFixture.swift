@@ -59,7 +59,9 @@ struct DispatchFixture {
                 jobDirectory: work.appendingPathComponent("jobs").path, runnerPath: runner,
                 environment: [("CCAT_TEST_CONNINFO", database.conninfo), ("CCAT_TEST_BEHAVIOUR", behaviour)],
                 signalMarginSeconds: 30, minimumSubmitInterval: .milliseconds(10), submitRetryDelay: .milliseconds(50),
-                retryPolicy: RetryPolicy(baseDelaySeconds: 30, maximumDelaySeconds: 600))
+                // No outage grace: the stand-in runner never claims its operations, which would
+                // otherwise look like a runner that could not reach the database (OutageTests).
+                retryPolicy: RetryPolicy(baseDelaySeconds: 30, maximumDelaySeconds: 600, outageGraceSeconds: 0))
             var fixture = DispatchFixture(kind: kind, database: database, db: db, work: work, scheduler: wrap?(real) ?? real,
                                           queue: queue, settings: settings)
             do {

@@ -9,8 +9,11 @@ import TestSupport
 struct TopologyValidationTests {
     /// Each broken file names its problem, the field, and the line it is on.
     static let broken: [(name: String, old: String, new: String, field: String, message: String, line: Int)] = [
-        ("link to no site", "{from: ccat, to: us, min_active: 1", "{from: ccat, to: usa, min_active: 1", "links[1].to", "'usa' is not a site of this file", 111),
-        ("link bounds reversed", "min_active: 2, max_active: 16", "min_active: 5, max_active: 3", "links[0].max_active", "must be at least min_active (5), got 3", 110),
+        ("link to no site", "{from: ccat, to: us, min_active: 1", "{from: ccat, to: usa, min_active: 1", "links[1].to", "'usa' is not a site of this file", 118),
+        ("link bounds reversed", "max_active: 16", "max_active: 1", "links[0].max_active", "must be at least min_active (2), got 1", 113),
+        ("window time", "{from: \"20:00\", to: \"08:00\"", "{from: \"20:00\", to: \"8 am\"", "links[0].windows[0].to", "expected a time of day as HH:MM", 117),
+        ("window zone", "timezone: America/Santiago", "timezone: Chile/Atacama", "links[0].windows[0].timezone", "unknown time zone 'Chile/Atacama'", 117),
+        ("window rate", "max_rate: 100Mbit/s", "max_rate: fast", "links[0].windows[0].max_rate", "expected a rate such as 100Mbit/s", 117),
         ("unknown location type", "type: SOURCE\n        storage: {disk: {root: /data/ccat/chai_raw_data}}", "type: SORCE\n        storage: {disk: {root: /data/ccat/chai_raw_data}}",
          "sites[0].locations[1].type", "unknown location type 'SORCE' (allowed: SOURCE, BUFFER, LONG_TERM_ARCHIVE, PROCESSING)", 33),
         ("duplicate short name", "short_name: us", "short_name: cologne", "sites[2].short_name", "duplicate site short name 'cologne'", 90),
@@ -119,7 +122,9 @@ struct TopologyValidationTests {
     @Test func exampleParses() throws {
         let spec = try TopologyParser.parse(contentsOf: exampleTopologyPath)
         #expect(spec.sites.map(\.shortName) == ["ccat", "cologne", "us"])
-        #expect(spec.links == [LinkSpec(from: "ccat", to: "cologne", minActive: 2, maxActive: 16), LinkSpec(from: "ccat", to: "us", minActive: 1, maxActive: 8)])
+        #expect(spec.links == [LinkSpec(from: "ccat", to: "cologne", minActive: 2, maxActive: 16,
+                                        windows: [LinkWindow(starts: "20:00", ends: "08:00", timezone: "America/Santiago", maxBitsPerSecond: 100_000_000)]),
+                               LinkSpec(from: "ccat", to: "us", minActive: 1, maxActive: 8)])
         let cologne = try #require(spec.sites.first { $0.shortName == "cologne" })
         #expect(cologne.locations.filter { $0.type == .buffer }.map(\.priority) == [1, 2, 3])
         #expect(cologne.locations.first { $0.name == "buffer_backup" }?.active == false)
@@ -208,7 +213,7 @@ struct TopologyApplyTests {
             #expect(try await topologySnapshot(db) == before)
 
             // A link's bounds change where the file says, and only there.
-            let wider = try TopologyParser.parse(try exampleTopology(replacing: "min_active: 2, max_active: 16", with: "min_active: 2, max_active: 20"), file: "t.yaml")
+            let wider = try TopologyParser.parse(try exampleTopology(replacing: "max_active: 16", with: "max_active: 20"), file: "t.yaml")
             let widened = try await TopologySync().apply(wider, to: db.connection, dryRun: true)
             #expect(widened.changed == ["link ccat -> cologne: 2-16 -> 2-20 transfer jobs"], "\(widened.changed)")
 

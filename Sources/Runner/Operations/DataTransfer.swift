@@ -50,8 +50,17 @@ enum DataTransferExecution {
                 context.log.write("\(remoteHost) already holds the verified bundle; not sent again")
             } else {
                 if transfer.method == .bbcp { try await remote.makeParentDirectory() }
+                // A bandwidth window in force on the link: this copy's share of its cap.
+                let share = try await db.linkRateShare(transferID: transferID)
+                if let share {
+                    if transfer.method == .rsync {
+                        context.log.write("the link's bandwidth window is in force: this transfer's share is \(LinkWindow.rateText(share))")
+                    } else {
+                        context.log.write("the link's bandwidth window is in force (share \(LinkWindow.rateText(share))), but \(transfer.method.rawValue) cannot be limited; use rsync on this route")
+                    }
+                }
                 try await ExternalCopy(method: transfer.method, source: source.path, target: remote.copyTarget, log: context.log, stop: context.stop,
-                                       remote: true).run()
+                                       remote: true, bandwidthLimitBitsPerSecond: share).run()
                 guard try await remote.holds(size: size, sha256: checksum) else {
                     try? await remote.remove()
                     throw StorageError(kind: .checksumMismatch, location: "\(destination.description) on \(remoteHost)", object: bundle.relativePath,
