@@ -112,6 +112,15 @@ public enum MetricsExposition {
             counter(.linkAttemptsTotal, labels, link.attempts)
             counter(.linkFailuresTotal, labels, link.failures)
         }
+        for link in status.linkConcurrency {
+            let labels = [("origin_site", link.origin), ("destination_site", link.destination)]
+            gauge(.linkTransferJobsLimit, labels, Double(link.activeLimit))
+            gauge(.linkTransferJobs, labels, Double(link.activeJobs))
+            gauge(.linkTransfersWaiting, labels, Double(link.waitingOperations))
+            if let cap = link.rateCapBitsPerSecond {
+                gauge(.linkRateCapBytesPerSecond, labels, Double(cap) / 8)
+            }
+        }
         for archive in status.integrity {
             let labels = [("location", archive.location)]
             if let days = archive.oldestVerificationDays {
@@ -171,6 +180,10 @@ public enum CCatMetric: String, CaseIterable, Sendable {
     case linkBytesTotal = "ccat_link_bytes_total"
     case linkAttemptsTotal = "ccat_link_attempts_total"
     case linkFailuresTotal = "ccat_link_failures_total"
+    case linkTransferJobsLimit = "ccat_link_transfer_jobs_limit"
+    case linkTransferJobs = "ccat_link_transfer_jobs"
+    case linkTransfersWaiting = "ccat_link_transfers_waiting"
+    case linkRateCapBytesPerSecond = "ccat_link_rate_cap_bytes_per_second"
     case fixityOldestCheckAgeSeconds = "ccat_fixity_oldest_check_age_seconds"
     case fixityBytes24h = "ccat_fixity_bytes_24h"
     case archiveDamagedCopies = "ccat_archive_damaged_copies"
@@ -211,6 +224,10 @@ public enum CCatMetric: String, CaseIterable, Sendable {
         case .linkBytesTotal: return "Bytes moved per link and kind of work since the history began."
         case .linkAttemptsTotal: return "Attempts per link and kind of work since the history began."
         case .linkFailuresTotal: return "Failed attempts per link and kind of work since the history began."
+        case .linkTransferJobsLimit: return "Transfer jobs a link between sites may run at once, as the link optimizer set it."
+        case .linkTransferJobs: return "Transfer jobs a link between sites runs now (submitted or running)."
+        case .linkTransfersWaiting: return "Transfers due on a link between sites that wait for a free job slot."
+        case .linkRateCapBytesPerSecond: return "Cap of the bandwidth window in force on a link between sites, shared by its jobs (absent when none)."
         case .fixityOldestCheckAgeSeconds: return "Age of the oldest fixity check (or write) of a copy at a long-term archive."
         case .fixityBytes24h: return "Bytes fixity passes read at a long-term archive in the last 24 hours."
         case .archiveDamagedCopies: return "Archive copies found corrupted or missing and not yet repaired."

@@ -69,6 +69,10 @@ struct SitesTests {
         #expect(perLink.allSatisfy { $0.count == 4 && Int($0[1])! >= 1 && Int($0[2])! <= 4 && Int($0[3])! >= 1 }, "\(perLink)")
         let status = try await runExecutable("ccat", ["status"], environment: ["CCAT_DATABASE_URL": String(conninfo)])
         #expect(status.stdout.contains("ccat -> cologne") && status.stdout.contains("1-4 "), "\(status.stdout.suffix(1500))")
+        // ... and /metrics (the demo's last scrape).
+        let samples = try PrometheusSample.parse(try String(contentsOf: directory.appendingPathComponent("demo/metrics.txt"), encoding: .utf8))
+        let limit = samples.value("ccat_link_transfer_jobs_limit", ["origin_site": "ccat", "destination_site": "cologne"])
+        #expect(limit.map { (1...4).contains($0) } == true, "ccat_link_transfer_jobs_limit for ccat -> cologne: \(String(describing: limit))")
 
         // Each site's jobs ran on its host, with the other sites' storage out of sight (the job
         // fails if the cover cannot be mounted), so whatever reached another site crossed the network.
