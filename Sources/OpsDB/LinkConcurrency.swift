@@ -67,10 +67,7 @@ extension OpsDB {
     static let linkColumns: PostgresQuery = """
         os.short_name AS origin, ds.short_name AS destination, lc.origin_site_id, lc.destination_site_id, lc.active_limit,
         lc.min_active, lc.max_active, lc.configured, lc.ema_bytes_per_second, lc.success_rate, lc.decided_at, lc.reason,
-        (SELECT count(DISTINCT o.batch_job_id) FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
-           JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
-          WHERE o.operation_type = 'DATA_TRANSFER' AND o.state IN ('submitted', 'running') AND o.batch_job_id IS NOT NULL
-            AND a.site_id = lc.origin_site_id AND b.site_id = lc.destination_site_id)::int AS active_jobs,
+        ccat_link_transfer_jobs(lc.origin_site_id, lc.destination_site_id) AS active_jobs,
         (SELECT count(*) FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
            JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
           WHERE o.operation_type = 'DATA_TRANSFER' AND o.state = 'pending' AND o.next_attempt_at <= now()
@@ -195,10 +192,7 @@ extension OpsDB {
                 WHERE o.queue = \(queue) AND o.state = 'pending' AND o.next_attempt_at <= now()
             ), open AS (
                 SELECT lc.origin_site_id, lc.destination_site_id FROM link_concurrency lc
-                WHERE lc.active_limit > (SELECT count(DISTINCT o.batch_job_id) FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
-                                           JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
-                                          WHERE o.operation_type = 'DATA_TRANSFER' AND o.state IN ('submitted', 'running') AND o.batch_job_id IS NOT NULL
-                                            AND a.site_id = lc.origin_site_id AND b.site_id = lc.destination_site_id)
+                WHERE lc.active_limit > ccat_link_transfer_jobs(lc.origin_site_id, lc.destination_site_id)
             ), chosen AS (
                 -- A transfer within one site (or without a transfer row) is not on a link: it always has room.
                 SELECT due.origin, due.destination FROM due

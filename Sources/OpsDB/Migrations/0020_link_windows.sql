@@ -24,22 +24,25 @@ LANGUAGE sql STABLE AS $$
                ELSE (at AT TIME ZONE w.timezone)::time >= w.starts OR (at AT TIME ZONE w.timezone)::time < w.ends END
 $$;
 
+-- The batch jobs carrying a link's transfers now (submitted or running): what the link
+-- optimizer's limit bounds, and what a cap is divided among. One definition for the dispatcher,
+-- `ccat status` and the share below.
+CREATE FUNCTION ccat_link_transfer_jobs(origin bigint, destination bigint) RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT count(DISTINCT o.batch_job_id)::int FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
+    JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
+    WHERE o.operation_type = 'DATA_TRANSFER' AND o.state IN ('submitted', 'running') AND o.batch_job_id IS NOT NULL
+      AND a.site_id = origin AND b.site_id = destination
+$$;
+
 -- A transfer's share of its link's cap in force now, in bits per second: the cap divided among
--- the link's transfer jobs submitted or running (this one's included); NULL when no cap holds.
--- Runners may not read other jobs' operations, so the count is made with the owner's rights.
+-- the link's transfer jobs (this one's included); NULL when no cap holds. Runners may not read
+-- other jobs' operations, so the count is made with the owner's rights.
 CREATE FUNCTION ccat_link_rate_share(transfer bigint) RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-    WITH link AS (
-        SELECT a.site_id AS origin, b.site_id AS destination FROM data_transfer t
-        JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
-        WHERE t.id = transfer
-    ), jobs AS (
-        SELECT count(DISTINCT o.batch_job_id) AS n FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
-        JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id, link
-        WHERE o.operation_type = 'DATA_TRANSFER' AND o.state IN ('submitted', 'running') AND o.batch_job_id IS NOT NULL
-          AND a.site_id = link.origin AND b.site_id = link.destination
-    )
-    SELECT ccat_link_rate_cap(link.origin, link.destination) / greatest(1, jobs.n) FROM link, jobs
+    SELECT ccat_link_rate_cap(a.site_id, b.site_id) / greatest(1, ccat_link_transfer_jobs(a.site_id, b.site_id))
+    FROM data_transfer t JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
+    WHERE t.id = transfer
 $$;
 REVOKE ALL ON FUNCTION ccat_link_rate_share(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ccat_link_rate_share(bigint) TO ccat_runner, ccat_daemon, ccat_admin;
