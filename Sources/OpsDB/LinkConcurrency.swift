@@ -75,22 +75,27 @@ extension OpsDB {
         ccat_link_rate_cap(lc.origin_site_id, lc.destination_site_id) AS rate_cap_bits_per_second
         """
 
-    /// Every link that has carried or waits to carry a transfer (with `creatingMissing`, a row is
-    /// made for each such link with the default bounds, unless the topology named it), with its
-    /// jobs now.
-    public func linkConcurrency(creatingMissing: Bool = true) async throws -> [LinkConcurrency] {
-        if creatingMissing { try await connection.execute("""
-            INSERT INTO link_concurrency (origin_site_id, destination_site_id, active_limit, min_active, max_active)
-            SELECT DISTINCT a.site_id, b.site_id, \(LinkConcurrency.defaultStart), \(LinkConcurrency.defaultBounds.lowerBound), \(LinkConcurrency.defaultBounds.upperBound)
-            FROM data_transfer t JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
-            WHERE a.site_id <> b.site_id
-            ON CONFLICT DO NOTHING
-            """) }
-        return try await all(LinkConcurrency.self, """
+    /// Every link that has carried or waits to carry a transfer, with its jobs now. (Rows are made
+    /// with the default bounds as transfers are created, and by the dispatcher for transfers older
+    /// than this table.)
+    public func linkConcurrency() async throws -> [LinkConcurrency] {
+        try await all(LinkConcurrency.self, """
             SELECT \(Self.linkColumns) FROM link_concurrency lc
             JOIN site os ON os.id = lc.origin_site_id JOIN site ds ON ds.id = lc.destination_site_id
             ORDER BY os.short_name, ds.short_name
             """)
+    }
+
+    /// The SQL that gives the links of the transfers `source` selects (columns origin_location_id,
+    /// destination_location_id) a row with the default bounds, unless they have one.
+    static func insertLinks(_ source: PostgresQuery) -> PostgresQuery {
+        """
+        INSERT INTO link_concurrency (origin_site_id, destination_site_id, active_limit, min_active, max_active)
+        SELECT DISTINCT a.site_id, b.site_id, \(LinkConcurrency.defaultStart), \(LinkConcurrency.defaultBounds.lowerBound), \(LinkConcurrency.defaultBounds.upperBound)
+        FROM (\(source)) AS s JOIN data_location a ON a.id = s.origin_location_id JOIN data_location b ON b.id = s.destination_location_id
+        WHERE a.site_id <> b.site_id
+        ON CONFLICT DO NOTHING
+        """
     }
 
     /// The link's finished DATA_TRANSFER attempts since `since`.
@@ -183,7 +188,10 @@ extension OpsDB {
     /// first due operation among links with room), locked for a new job; empty when every link
     /// with due work is at its limit.
     public func lockDueTransfers(queue: String, limit: Int) async throws -> [OperationRecord] {
-        _ = try await linkConcurrency()
+        try await connection.execute(Self.insertLinks("""
+            SELECT t.origin_location_id, t.destination_location_id FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
+            WHERE o.queue = \(queue) AND o.state = 'pending'
+            """))
         return try await all(OperationRecord.self, """
             WITH due AS (
                 SELECT o.id, a.site_id AS origin, b.site_id AS destination, o.priority, o.next_attempt_at

@@ -133,7 +133,7 @@ extension OpsDB {
                               operations: operations, services: services, attention: attention, setAside: try await managerIssues(limit: 50),
                               packagesArchivedEverywhere: try archived?["everywhere"] ?? 0, packages: try archived?["total"] ?? 0,
                               integrity: try await archiveIntegrity(), links: try await linkThroughput(since: Date().addingTimeInterval(-86_400)),
-                              alerts: try await openAlerts(limit: 50), linkConcurrency: try await linkConcurrency(creatingMissing: false))
+                              alerts: try await openAlerts(limit: 50), linkConcurrency: try await linkConcurrency())
     }
 
     /// Every daemon service that runs, or stopped within the hour, with its heartbeat's age and

@@ -16,11 +16,14 @@ extension OpsDB {
 
     public func createDataTransfer(bundleID: Int64, originLocationID: Int64, destinationLocationID: Int64, routeID: Int64?,
                                    method: TransferMethod) async throws -> DataTransfer {
-        try await one(DataTransfer.self, """
+        let transfer = try await one(DataTransfer.self, """
             INSERT INTO data_transfer (data_transfer_package_id, origin_location_id, destination_location_id, route_id, method)
             VALUES (\(bundleID), \(originLocationID), \(destinationLocationID), \(routeID), \(method))
             RETURNING \(Self.transferColumns)
             """)
+        // The link it travels gets its concurrency row (default bounds) if it has none yet.
+        try await connection.execute(Self.insertLinks("SELECT \(originLocationID)::bigint AS origin_location_id, \(destinationLocationID)::bigint AS destination_location_id"))
+        return transfer
     }
 
     public func recordTransferCompleted(_ id: Int64, bytes: Int64) async throws {
