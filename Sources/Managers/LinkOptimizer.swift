@@ -66,7 +66,7 @@ struct LinkOptimizer {
     /// Decisions made this time.
     func run(_ db: OpsDB, logger: Logger) async throws -> Int {
         var decided = 0
-        for link in try await db.linkConcurrency() where Date().timeIntervalSince(link.decidedAt) >= settings.linkDecisionSeconds {
+        for link in try await db.linkConcurrency() where link.secondsSinceDecision >= settings.linkDecisionSeconds {
             let measured = try await db.linkMeasurement(link, since: link.decidedAt)
             let decision = rule.decide(limit: link.activeLimit, bounds: link.minActive...link.maxActive, previousEMA: link.emaBytesPerSecond, measured: measured)
             try await db.recordLinkDecision(link, measured: measured, decision: decision)

@@ -14,6 +14,8 @@ public struct LinkConcurrency: Codable, Sendable, Equatable {
     public var emaBytesPerSecond: Double?
     public var successRate: Double?
     public var decidedAt: Date
+    /// Seconds since that decision, by the database's clock (the one `decided_at` was set by).
+    public var secondsSinceDecision: Double
     public var reason: String
     /// Jobs carrying the link's transfers now, and due transfers waiting for a slot.
     public var activeJobs: Int
@@ -67,6 +69,7 @@ extension OpsDB {
     static let linkColumns: PostgresQuery = """
         os.short_name AS origin, ds.short_name AS destination, lc.origin_site_id, lc.destination_site_id, lc.active_limit,
         lc.min_active, lc.max_active, lc.configured, lc.ema_bytes_per_second, lc.success_rate, lc.decided_at, lc.reason,
+        extract(epoch FROM now() - lc.decided_at)::float8 AS seconds_since_decision,
         ccat_link_transfer_jobs(lc.origin_site_id, lc.destination_site_id) AS active_jobs,
         (SELECT count(*) FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
            JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
