@@ -188,6 +188,14 @@ let package = Package(
             path: "bench/integrity",
             swiftSettings: upcoming
         ),
+        // The emulated Chile-Cologne link of scripts/local-sites.sh (delay, rate and loss between two
+        // network namespaces, where the kernel lacks netem); used by the tests and `make bench`'s wan.
+        .executableTarget(
+            name: "ccat-wan-emulator",
+            dependencies: ["CGlibcExtras", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "bench/wan-emulator",
+            swiftSettings: upcoming
+        ),
         // `make bench`: the dispatch benchmark (not part of the test suite).
         .executableTarget(
             name: "ccat-bench-dispatch",

@@ -26,9 +26,9 @@ build_packages=(pkg-config make libpq-dev libarchive-dev libcurl4-openssl-dev li
 demo_packages=(postgresql munge rsync curl python3-venv)
 # The single-node Slurm cluster (slurmdbd keeps its accounting in MariaDB) and an ssh server for
 # transfers to "another host" over loopback; headless Chromium opens the daemon's status page;
-# iproute2 (ip netns, tc), nftables (loss) and openssl build the hosts of scripts/local-sites.sh, its
-# emulated WAN and its certificates.
-test_packages=(slurm-wlm slurmdbd mariadb-server openssh-server openssh-client chromium iproute2 openssl nftables)
+# iproute2 (ip netns) and openssl build the hosts of scripts/local-sites.sh and their certificates
+# (its emulated WAN is ccat-wan-emulator, built with the tests).
+test_packages=(slurm-wlm slurmdbd mariadb-server openssh-server openssh-client chromium iproute2 openssl)
 # dpkg-deb and dpkg-shlibdeps, lintian for the package's checks, man-db for `man` on the pages.
 package_packages=(dpkg-dev lintian man-db)
 # From PyPI, into the virtualenv: the S3 server the demo and the tests use, aws-cli for the

@@ -12,13 +12,16 @@
 #                                   prints "sslcert=... sslkey=..."
 #   scripts/local-sites.sh destroy  stop, and delete the keys, certificates and the database
 #   scripts/local-sites.sh wan on|off|status
-#                                   the telescope's link as the Chile-Cologne WAN (tc netem on both
-#                                   ends of its veth): CCAT_WAN_DELAY (default 100ms each way),
-#                                   CCAT_WAN_RATE (500mbit), CCAT_WAN_LOSS (0.01, percent); prints
-#                                   them. Without netem in the kernel: rate by tbf, loss by
-#                                   nftables, no delay
+#                                   the telescope-cologne path as the Chile-Cologne WAN (the
+#                                   ccat-wan-emulator, below): CCAT_WAN_DELAY (default 100ms each
+#                                   way), CCAT_WAN_RATE (500mbit), CCAT_WAN_LOSS (0.01, percent),
+#                                   CCAT_WAN_QUEUE (the bottleneck's queue, default one round trip,
+#                                   at least 50ms);
+#                                   both hosts get Linux's default TCP (CUBIC, 6 MiB/4 MiB buffers)
+#                                   unless CCAT_WAN_TCP=host; prints them
 #   scripts/local-sites.sh link down|up
-#                                   cut the telescope's link (an outage) or restore it
+#                                   cut the telescope's link, and the WAN when on (an outage), or
+#                                   restore it
 #
 # Hosts (namespace ccat-NAME, address 10.77.0.N/24 on eth0; the bridge ccat-sites has no address,
 # so the machine's own namespace is not on that network):
@@ -118,7 +121,10 @@ start() {
     hold_start_lock "$dir"
     # The namespaces' names are the machine's: one checkout's hosts at a time.
     if [ -f "$owner_file" ] && [ "$(cat "$owner_file")" != "$dir" ] && host_exists cologne; then
-        die "the hosts belong to $(cat "$owner_file"); stop them there first (its scripts/local-sites.sh stop)"
+        [ ! -d "$(cat "$owner_file")" ] || die "the hosts belong to $(cat "$owner_file"); stop them there first (its scripts/local-sites.sh stop)"
+        # Hosts of a checkout that no longer exists (removed, or seen from another mount namespace).
+        echo "local-sites: removing the hosts left by $(cat "$owner_file"), which no longer exists" >&2
+        remove_hosts
     fi
     mkdir -p "$(dirname "$owner_file")" && echo "$dir" >"$owner_file"
     build_network
@@ -139,15 +145,11 @@ start() {
     echo "export CCAT_SITES_S3_ENDPOINT=$endpoint"
 }
 
-stop() {
+# The namespaces, their links and the bridge; whatever still runs inside a host (a runner, a job)
+# ends with it.
+remove_hosts() {
     local host
-    if host_exists cologne; then
-        on_host cologne env CCAT_DEV_DIR="$dir/hosts/cologne" "$repo/scripts/local-s3.sh" stop >/dev/null 2>&1 || true
-    fi
-    if [ -d "$dir/postgres" ]; then CCAT_DEV_DIR="$dir" "$repo/scripts/local-postgres.sh" stop 2>/dev/null || true; fi
     for host in "${hosts[@]}"; do
-        [ -d "$dir/hosts/$host/sshd" ] && CCAT_DEV_DIR="$dir/hosts/$host" "$repo/scripts/local-sshd.sh" stop || true
-        # Whatever still runs inside the host (a runner, a job) ends with it.
         if host_exists "$host"; then
             ip netns pids "ccat-$host" 2>/dev/null | xargs -r kill -TERM 2>/dev/null || true
             ip netns del "ccat-$host"
@@ -155,6 +157,19 @@ stop() {
         ip link del "ccs-$host" 2>/dev/null || true
     done
     ip link del "$bridge" 2>/dev/null || true
+}
+
+stop() {
+    local host
+    wan_stop
+    if host_exists cologne; then
+        on_host cologne env CCAT_DEV_DIR="$dir/hosts/cologne" "$repo/scripts/local-s3.sh" stop >/dev/null 2>&1 || true
+    fi
+    if [ -d "$dir/postgres" ]; then CCAT_DEV_DIR="$dir" "$repo/scripts/local-postgres.sh" stop 2>/dev/null || true; fi
+    for host in "${hosts[@]}"; do
+        [ -d "$dir/hosts/$host/sshd" ] && CCAT_DEV_DIR="$dir/hosts/$host" "$repo/scripts/local-sshd.sh" stop || true
+    done
+    remove_hosts
     if [ -f "$owner_file" ] && [ "$(cat "$owner_file")" = "$dir" ]; then rm -f "$owner_file"; fi
 }
 
@@ -166,64 +181,80 @@ client_cert() {
     echo "sslcert=$tls/client-$role.crt sslkey=$tls/client-$role.key"
 }
 
-# The telescope's traffic to every other host crosses its veth: netem on the host's eth0 delays
-# and limits what leaves the telescope, on the bridge side what reaches it.
-wan_ends() { echo "telescope eth0"; echo "- ccs-telescope"; }
-on_end() { local host="$1"; shift; if [ "$host" = - ]; then "$@"; else on_host "$host" "$@"; fi; }
+# The Chile-Cologne WAN: ccat-wan-emulator (bench/wan-emulator) holds a TUN device named wan0 in
+# the telescope and the cologne hosts and carries every packet between them with a delay, a rate and
+# random loss (user space, because kernels without netem are common on test machines). Each host
+# routes the other's address through wan0, so the telescope's traffic to Cologne (its bundles, its
+# database connections) crosses the WAN; traffic to the other hosts still takes the bridge.
+wan_pid="$dir/wan.pid"
+wan_running() { [ -f "$wan_pid" ] && kill -0 "$(cat "$wan_pid")" 2>/dev/null; }
+wan_emulator() {
+    local candidate
+    for candidate in "${CCAT_WAN_EMULATOR:-}" "${CCAT_BIN_DIR:+$CCAT_BIN_DIR/ccat-wan-emulator}" \
+        "$repo/.build/debug/ccat-wan-emulator" "$repo/.build/release/ccat-wan-emulator"; do
+        [ -n "$candidate" ] && [ -x "$candidate" ] && { echo "$candidate"; return; }
+    done
+    die "ccat-wan-emulator is not built: run 'swift build --product ccat-wan-emulator' (or set CCAT_WAN_EMULATOR)"
+}
+wan_stop() {
+    if wan_running; then
+        local pid; pid="$(cat "$wan_pid")"
+        kill -TERM "$pid" 2>/dev/null || true
+        await 10 bash -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$wan_pid" "$dir/wan.conf"
+}
 
 wan() {
     host_exists telescope || die "no hosts: run '$0 start' first"
     local delay="${CCAT_WAN_DELAY:-100ms}" rate="${CCAT_WAN_RATE:-500mbit}" loss="${CCAT_WAN_LOSS:-0.01}"
-    local host device
+    local host peer emulator
     case "${1:-status}" in
         on)
-            while read -r host device; do
-                # netem gives delay, rate and loss in one; kernels without it (CONFIG_NET_SCH_NETEM)
-                # get the rate from tbf and the loss from nftables, and no delay.
-                if ! on_end "$host" tc qdisc replace dev "$device" root netem delay "$delay" rate "$rate" loss "$loss%" limit 100000 2>/dev/null; then
-                    on_end "$host" tc qdisc replace dev "$device" root tbf rate "$rate" burst 512kb latency 200ms
+            emulator="$(wan_emulator)"
+            wan_stop
+            "$emulator" --a ccat-telescope:wan0 --b ccat-cologne:wan0 --delay "$delay" --rate "$rate" --loss "$loss" \
+                ${CCAT_WAN_QUEUE:+--queue "$CCAT_WAN_QUEUE"} --pid-file "$wan_pid" >"$dir/wan.log" 2>&1 &
+            await 10 test -s "$wan_pid" || { cat "$dir/wan.log" >&2; die "the WAN emulator did not start (its log: $dir/wan.log)"; }
+            for host in telescope cologne; do
+                peer=cologne; [ "$host" = telescope ] || peer=telescope
+                on_host "$host" ip link set wan0 up
+                on_host "$host" ip route replace "$(address "$peer")/32" dev wan0 src "$(address "$host")"
+                # Linux's own defaults (CUBIC; at most 6 MiB receive and 4 MiB send buffers), not
+                # this machine's tuning, unless CCAT_WAN_TCP=host.
+                if [ "${CCAT_WAN_TCP:-linux}" != host ]; then
+                    # A namespace may only pick what the machine allows (a global list; adding
+                    # CUBIC to it changes no socket's choice).
+                    local allowed; allowed="$(sysctl -n net.ipv4.tcp_allowed_congestion_control)"
+                    [[ " $allowed " == *" cubic "* ]] || sysctl -qw net.ipv4.tcp_allowed_congestion_control="$allowed cubic"
+                    on_host "$host" sysctl -qw net.ipv4.tcp_congestion_control=cubic \
+                        net.ipv4.tcp_rmem="4096 131072 6291456" net.ipv4.tcp_wmem="4096 16384 4194304"
                 fi
-            done < <(wan_ends)
-            if ! on_host telescope tc qdisc show dev eth0 | grep -q netem; then
-                command -v nft >/dev/null || die "nft not found: install nftables (the loss without netem)"
-                local per_million
-                per_million="$(awk -v p="$loss" 'BEGIN { printf "%d", p * 10000 }')"
-                on_host telescope nft -f - <<NFT
-table inet ccat_wan
-delete table inet ccat_wan
-table inet ccat_wan {
-    chain out { type filter hook output priority 0; numgen random mod 1000000 < $per_million drop; }
-    chain in { type filter hook input priority 0; numgen random mod 1000000 < $per_million drop; }
-}
-NFT
-            fi
+            done
+            echo "delay ${delay} each way, rate ${rate} each way, loss ${loss}% each way, queue ${CCAT_WAN_QUEUE:-one round trip (at least 50ms)}" > "$dir/wan.conf"
             ;;
-        off)
-            while read -r host device; do
-                on_end "$host" tc qdisc del dev "$device" root 2>/dev/null || true
-            done < <(wan_ends)
-            on_host telescope nft delete table inet ccat_wan 2>/dev/null || true
-            ;;
+        off) wan_stop ;;
         status) ;;
         *) die "usage: $0 wan on|off|status" ;;
     esac
-    local shown
-    while read -r host device; do
-        shown="$(on_end "$host" tc qdisc show dev "$device" | grep -E 'netem|tbf' || true)"
-        echo "telescope link, ${host/-/bridge} side ($device): ${shown:-full speed, no delay}"
-    done < <(wan_ends)
-    if on_host telescope nft list table inet ccat_wan >/dev/null 2>&1; then
-        echo "telescope link loss (nftables, each direction): $(on_host telescope nft list chain inet ccat_wan out | grep -o 'numgen.*drop')"
-        echo "telescope link delay: not emulated (this kernel has no netem)"
+    if wan_running; then
+        echo "telescope <-> cologne over the emulated WAN (pid $(cat "$wan_pid")): $(cat "$dir/wan.conf")"
+        echo "TCP on both hosts: $(on_host telescope sysctl -n net.ipv4.tcp_congestion_control), receive buffers $(on_host telescope sysctl -n net.ipv4.tcp_rmem | tr '\t' ' '), send buffers $(on_host telescope sysctl -n net.ipv4.tcp_wmem | tr '\t' ' ')"
+    else
+        echo "telescope <-> cologne over the bridge: no delay, no rate limit, no loss"
     fi
 }
 
 link() {
     host_exists telescope || die "no hosts: run '$0 start' first"
     case "${1:-}" in
-        down) ip link set ccs-telescope down; echo "telescope link down: the telescope reaches no other host" ;;
+        down)
+            ip link set ccs-telescope down
+            if wan_running; then kill -USR1 "$(cat "$wan_pid")"; fi
+            echo "telescope link down: the telescope reaches no other host" ;;
         up)
             ip link set ccs-telescope up
+            if wan_running; then kill -USR2 "$(cat "$wan_pid")"; fi
             # Back when the telescope reaches the cologne host again (neighbour entries recover).
             await 60 on_host telescope bash -c "exec 3<>/dev/tcp/$database_host/22" || die "the telescope does not reach $database_host a minute after the link came up"
             echo "telescope link up" ;;
@@ -242,5 +273,5 @@ case "${1:-}" in
         done ;;
     client-cert) client_cert "${2:-}" ;;
     destroy) stop; CCAT_DEV_DIR="$dir" "$repo/scripts/local-postgres.sh" destroy 2>/dev/null || true; rm -rf "$dir" ;;
-    *) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

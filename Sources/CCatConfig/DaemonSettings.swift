@@ -23,6 +23,9 @@ public struct DaemonSettings: Sendable, Equatable {
     public var fixityInterval = 3600.0
     /// Seconds between decisions of the link optimizer (each link's concurrent transfer jobs).
     public var linkDecisionInterval = 60.0
+    /// Seconds an outage (a peer or the database out of reach, jobs that never reached their work)
+    /// may last before its failed attempts count against the operations' attempts.
+    public var outageGrace = 3600.0
     /// Staged data is kept this many seconds after it is ready; a PROCESSING location's own
     /// retention wins.
     public var stagingRetention: Int64 = 14 * 86400
@@ -82,6 +85,9 @@ public struct DaemonSettings: Sendable, Equatable {
         Key(name: "link_decision_interval", unit: .seconds, positive: true,
             meaning: "Seconds between the link optimizer's decisions on how many transfer jobs each link runs at once",
             value: \.linkDecisionInterval),
+        Key(name: "outage_grace", unit: .seconds, positive: false,
+            meaning: "Seconds an outage (a site or the database out of reach) may last before its failed attempts count against an operation's attempts; read by the daemon and the runners",
+            value: \.outageGrace),
         Key(name: "staging_retention", unit: .seconds, positive: false,
             meaning: "Keep staged data this many seconds after it is ready; a PROCESSING location's own retention wins", value: \.stagingRetentionValue),
         Key(name: "staging_job_max_bytes", unit: .bytes, positive: true, meaning: "Put up to this many bytes of one staging request into one batch job",

@@ -60,4 +60,32 @@ static inline int ccat_thread_setgroups(size_t count, const gid_t *groups) {
    struct stat into this module. */
 static const int ccat_o_path = 010000000;
 
+/* _GNU_SOURCE only: move the calling thread into another namespace (the WAN emulator of the test
+   hosts opens a TUN device inside each host's network namespace). */
+extern int setns(int fd, int nstype);
+
+static inline int ccat_enter_network_namespace(int fd) { return setns(fd, 0x40000000 /* CLONE_NEWNET */); }
+
+/* Attach descriptor fd (an open /dev/net/tun) to a new layer-3 TUN device named name, without the
+   packet-information header (IFF_TUN | IFF_NO_PI). <linux/if_tun.h>'s TUNSETIFF is
+   _IOW('T', 202, int); struct ifreq is a 16-byte name followed by the flags. */
+extern int ioctl(int fd, unsigned long request, ...);
+
+static inline int ccat_tun_attach(int fd, const char *name) {
+    struct { char name[16]; short flags; char pad[22]; } request = {{0}, 0x0001 | 0x1000, {0}};
+    for (int i = 0; i < 15 && name[i]; i++) request.name[i] = name[i];
+    return ioctl(fd, 0x400454caUL, &request);
+}
+
+/* _GNU_SOURCE only: poll with a timeout in nanoseconds (a negative timeout waits without limit). */
+#include <poll.h>
+#include <time.h>
+extern int ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout, const void *sigmask);
+
+static inline int ccat_poll_nanoseconds(struct pollfd *fds, nfds_t count, long long timeout) {
+    if (timeout < 0) return ppoll(fds, count, 0, 0);
+    struct timespec limit = { (time_t)(timeout / 1000000000LL), (long)(timeout % 1000000000LL) };
+    return ppoll(fds, count, &limit, 0);
+}
+
 #endif

@@ -68,6 +68,9 @@ struct LinkOptimizer {
         var decided = 0
         for link in try await db.linkConcurrency() where link.secondsSinceDecision >= settings.linkDecisionSeconds {
             let measured = try await db.linkMeasurement(link, since: link.decidedAt)
+            // A link that carried nothing and finished nothing has nothing to say: its interval
+            // grows until it does.
+            guard measured.attempts > 0 || measured.bytes > 0 else { continue }
             let decision = rule.decide(limit: link.activeLimit, bounds: link.minActive...link.maxActive, previousEMA: link.emaBytesPerSecond, measured: measured)
             try await db.recordLinkDecision(link, measured: measured, decision: decision)
             if decision.limit != link.activeLimit {

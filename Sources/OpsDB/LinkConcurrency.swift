@@ -22,6 +22,10 @@ public struct LinkConcurrency: Codable, Sendable, Equatable {
     public var waitingOperations: Int
     /// The cap of a bandwidth window in force now, shared by the link's jobs.
     public var rateCapBitsPerSecond: Int64?
+    /// Bytes the link has carried (runners count them as their copies send), and the count at
+    /// the last decision.
+    public var bytesMoved: Int64
+    public var bytesAtDecision: Int64
 
     /// Bounds of a link the topology does not name (FTS3 keeps 2 to 60 per link; a batch job here
     /// is a whole transfer process, so fewer).
@@ -48,7 +52,10 @@ public struct LinkMeasurement: Sendable, Equatable {
         self.waitingOperations = waitingOperations
     }
 
-    public var successRate: Double? { attempts > 0 ? Double(succeeded) / Double(attempts) : nil }
+    /// The share of attempts that succeeded; where none finished in the interval but the link
+    /// carried bytes, the link's rate from before (a transfer still on its way has not failed).
+    public var previousSuccessRate: Double?
+    public var successRate: Double? { attempts > 0 ? Double(succeeded) / Double(attempts) : (bytes > 0 ? previousSuccessRate ?? 1 : nil) }
     public var bytesPerSecond: Double? { seconds > 0 ? Double(bytes) / seconds : nil }
 }
 
@@ -75,7 +82,8 @@ extension OpsDB {
            JOIN data_location a ON a.id = t.origin_location_id JOIN data_location b ON b.id = t.destination_location_id
           WHERE o.operation_type = 'DATA_TRANSFER' AND o.state = 'pending' AND o.next_attempt_at <= now()
             AND a.site_id = lc.origin_site_id AND b.site_id = lc.destination_site_id)::int AS waiting_operations,
-        ccat_link_rate_cap(lc.origin_site_id, lc.destination_site_id) AS rate_cap_bits_per_second
+        ccat_link_rate_cap(lc.origin_site_id, lc.destination_site_id) AS rate_cap_bits_per_second,
+        lc.bytes_moved, lc.bytes_at_decision
         """
 
     /// Every link that has carried or waits to carry a transfer, with its jobs now. (Rows are made
@@ -101,26 +109,37 @@ extension OpsDB {
         """
     }
 
-    /// The link's finished DATA_TRANSFER attempts since `since`.
+    /// What the link did since `since` (its last decision): the bytes it carried, counted as its
+    /// transfers ran (`bytes_moved` as read with `link`), and the DATA_TRANSFER attempts that
+    /// finished, for the success rate.
     public func linkMeasurement(_ link: LinkConcurrency, since: Date) async throws -> LinkMeasurement {
         let row = try await connection.query("""
             SELECT count(*)::int AS attempts, (count(*) FILTER (WHERE ta.succeeded))::int AS succeeded,
-                   coalesce(sum(ta.bytes) FILTER (WHERE ta.succeeded), 0)::bigint AS bytes,
                    extract(epoch FROM now() - \(since))::float8 AS seconds
             FROM transfer_attempt ta
             JOIN data_location a ON a.id = ta.origin_location_id JOIN data_location b ON b.id = ta.destination_location_id
             WHERE ta.operation_type = 'DATA_TRANSFER' AND ta.finished_at > \(since)
               AND a.site_id = \(link.originSiteID) AND b.site_id = \(link.destinationSiteID)
             """).first
-        return LinkMeasurement(attempts: try row?["attempts"] ?? 0, succeeded: try row?["succeeded"] ?? 0, bytes: try row?["bytes"] ?? 0,
-                               seconds: try row?["seconds"] ?? 0, activeJobs: link.activeJobs, waitingOperations: link.waitingOperations)
+        var measured = LinkMeasurement(attempts: try row?["attempts"] ?? 0, succeeded: try row?["succeeded"] ?? 0,
+                                       bytes: max(0, link.bytesMoved - link.bytesAtDecision),
+                                       seconds: try row?["seconds"] ?? 0, activeJobs: link.activeJobs, waitingOperations: link.waitingOperations)
+        measured.previousSuccessRate = link.successRate
+        return measured
+    }
+
+    /// Adds bytes a transfer's copy has sent to its link's count (`ccat_link_sent`: a runner only
+    /// for a transfer its job is running).
+    public func recordLinkBytes(transferID: Int64, bytes: Int64) async throws {
+        guard bytes > 0 else { return }
+        try await connection.execute("SELECT ccat_link_sent(\(transferID), \(bytes))")
     }
 
     /// Records a decision and makes it the link's limit.
     public func recordLinkDecision(_ link: LinkConcurrency, measured: LinkMeasurement, decision: LinkDecision) async throws {
         try await transaction { db in
             try await db.connection.execute("""
-                UPDATE link_concurrency SET active_limit = \(decision.limit), ema_bytes_per_second = \(decision.emaBytesPerSecond),
+                UPDATE link_concurrency SET active_limit = \(decision.limit), ema_bytes_per_second = \(decision.emaBytesPerSecond), bytes_at_decision = \(link.bytesMoved),
                        success_rate = coalesce(\(measured.successRate), success_rate), decided_at = now(), reason = \(decision.reason)
                 WHERE origin_site_id = \(link.originSiteID) AND destination_site_id = \(link.destinationSiteID)
                 """)
@@ -189,7 +208,9 @@ extension OpsDB {
 
     /// Due DATA_TRANSFER operations of `queue` on one link that has a free slot (the link of the
     /// first due operation among links with room), locked for a new job; empty when every link
-    /// with due work is at its limit.
+    /// with due work is at its limit. A job takes at most `limit`, and at most the link's due
+    /// transfers divided by its `max_active`, so that transfers are left for the jobs a raised
+    /// limit would add.
     public func lockDueTransfers(queue: String, limit: Int) async throws -> [OperationRecord] {
         try await connection.execute(Self.insertLinks("""
             SELECT t.origin_location_id, t.destination_location_id FROM operation o JOIN data_transfer t ON t.id = o.data_transfer_id
@@ -210,12 +231,20 @@ extension OpsDB {
                 WHERE due.origin IS NULL OR due.origin = due.destination
                    OR EXISTS (SELECT 1 FROM open WHERE open.origin_site_id = due.origin AND open.destination_site_id = due.destination)
                 ORDER BY due.priority DESC, due.next_attempt_at, due.id LIMIT 1
+            ), mine AS (
+                SELECT due.id FROM due JOIN chosen ON due.origin IS NOT DISTINCT FROM chosen.origin
+                                                  AND due.destination IS NOT DISTINCT FROM chosen.destination
+            ), share AS (
+                -- A job on a link takes at most its share of the link's due transfers at the link's
+                -- maximum, so the optimizer can still raise the link's jobs to that maximum.
+                SELECT ceil((SELECT count(*) FROM mine)::float8 / coalesce(max(lc.max_active), 1))::int AS n
+                FROM chosen LEFT JOIN link_concurrency lc ON lc.origin_site_id = chosen.origin AND lc.destination_site_id = chosen.destination
+                                                         AND chosen.origin <> chosen.destination
             )
             SELECT \(Self.operationColumns) FROM operation
-            WHERE id IN (SELECT due.id FROM due JOIN chosen ON due.origin IS NOT DISTINCT FROM chosen.origin
-                                                         AND due.destination IS NOT DISTINCT FROM chosen.destination)
+            WHERE id IN (SELECT id FROM mine)
             ORDER BY priority DESC, next_attempt_at, id
-            LIMIT \(limit)
+            LIMIT least(\(limit), (SELECT n FROM share))
             FOR UPDATE SKIP LOCKED
             """)
     }

@@ -20,6 +20,16 @@ struct ExternalCopy {
     /// This copy's share of its link's bandwidth cap in force (a window of the topology's
     /// `links:`), for rsync's `--bwlimit`.
     var bandwidthLimitBitsPerSecond: Int64?
+    /// Asked every `shareInterval` while rsync runs: the copy's share now (nil: no cap). When a
+    /// window opens or closes, or the link's jobs change, rsync is restarted with the new limit;
+    /// it keeps what has arrived, so the restart costs a few round trips, not the data.
+    var currentShare: (@Sendable () async throws -> Int64?)?
+    var shareInterval: Duration = .seconds(60)
+    /// Told, every few seconds while rsync runs and once as it ends, how many more bytes it has
+    /// sent (what the sending rsync wrote to ssh), so the link's throughput is known while the
+    /// copy is on its way.
+    var reportSent: (@Sendable (Int64) async throws -> Void)?
+    var reportInterval: Duration = .seconds(5)
     /// After a stop, how long the tool has to end on SIGTERM before SIGKILL (under the local
     /// scheduler's and Slurm's KillWait, so that the runner still records the stop).
     var killAfter: Duration = .seconds(3)
@@ -63,27 +73,60 @@ struct ExternalCopy {
             throw StorageError(kind: .io, location: directory, object: log.path, problem: "cannot open the operation log: \(String(cString: strerror(errno)))")
         }
         defer { close(logFD) }
-        let process = try ChildProcess.spawn(executable, arguments, directory: directory, stdout: .descriptor(logFD), stderr: .descriptor(logFD))
-        // A stop request (SIGTERM, walltime warning) ends the copy: the tool and what it started
-        // (rsync's receiver and generator, ssh), which are looked up every second while it runs,
-        // so that they are known even if the tool ends first. rsync keeps its partial data for
-        // the next attempt.
-        var lastLook = ContinuousClock.now - .seconds(1)
-        while try process.poll() == nil, stop.stopReason == nil {
-            if ContinuousClock.now - lastLook >= .seconds(1) {
-                process.noteDescendants()
-                lastLook = .now
+        var copy = self
+        var status: Int32
+        while true {
+            let process = try ChildProcess.spawn(executable, try copy.arguments(), directory: directory, stdout: .descriptor(logFD), stderr: .descriptor(logFD))
+            // A stop request (SIGTERM, walltime warning) ends the copy: the tool and what it started
+            // (rsync's receiver and generator, ssh), which are looked up every second while it runs,
+            // so that they are known even if the tool ends first. rsync keeps its partial data for
+            // the next attempt.
+            var lastLook = ContinuousClock.now - .seconds(1)
+            var lastShareCheck = ContinuousClock.now
+            var newShare: Int64?? = nil
+            var sent = SentBytes(pid: process.pid)
+            while try process.poll() == nil, stop.stopReason == nil {
+                if ContinuousClock.now - lastLook >= .seconds(1) {
+                    process.noteDescendants()
+                    lastLook = .now
+                }
+                if let reportSent {
+                    sent.look()
+                    if ContinuousClock.now - sent.lastReport >= reportInterval { await sent.report(to: reportSent, log: log) }
+                }
+                if method == .rsync, let currentShare, ContinuousClock.now - lastShareCheck >= shareInterval {
+                    lastShareCheck = .now
+                    let share = try await currentShare()
+                    if Self.shareChanged(from: copy.bandwidthLimitBitsPerSecond, to: share) {
+                        newShare = .some(share)
+                        break
+                    }
+                }
+                try? await Task.sleep(for: .milliseconds(100))
             }
-            try? await Task.sleep(for: .milliseconds(100))
+            if let reportSent { await sent.report(to: reportSent, log: log) }
+            if let reason = stop.stopReason {
+                log.write("\(reason): sending SIGTERM to \(tool) (pid \(process.pid)) and the \(process.noteDescendants()) processes it started")
+                let ended = await process.terminate(grace: killAfter)
+                if ended.killed { log.write("\(tool) or what it started still ran \(killAfter) after SIGTERM; sent SIGKILL") }
+                if !ended.survivors.isEmpty { log.write("still running after SIGKILL: pids \(ended.survivors.map(String.init).joined(separator: ", "))") }
+                throw StopRequested(reason: reason)
+            }
+            if let share = newShare {
+                log.write("the link's bandwidth share changed from \(copy.bandwidthLimitBitsPerSecond.map(LinkWindow.rateText) ?? "no cap") to \(share.map(LinkWindow.rateText) ?? "no cap"): "
+                          + "restarting rsync (pid \(process.pid)) with it; what has arrived is kept")
+                let ended = await process.terminate(grace: killAfter)
+                if !ended.survivors.isEmpty { log.write("still running after SIGKILL: pids \(ended.survivors.map(String.init).joined(separator: ", "))") }
+                copy.bandwidthLimitBitsPerSecond = share
+                // The receiving rsync moves what it has to its partial directory once it sees the
+                // connection close, a round trip or two later; the next rsync starts from there.
+                try? await Task.sleep(for: .seconds(2))
+                log.write("running \(executable) \(try copy.arguments().joined(separator: " "))")
+                continue
+            }
+            status = try process.wait()
+            break
         }
-        if let reason = stop.stopReason {
-            log.write("\(reason): sending SIGTERM to \(tool) (pid \(process.pid)) and the \(process.noteDescendants()) processes it started")
-            let ended = await process.terminate(grace: killAfter)
-            if ended.killed { log.write("\(tool) or what it started still ran \(killAfter) after SIGTERM; sent SIGKILL") }
-            if !ended.survivors.isEmpty { log.write("still running after SIGKILL: pids \(ended.survivors.map(String.init).joined(separator: ", "))") }
-            throw StopRequested(reason: reason)
-        }
-        let status = try process.wait()
         try stop.check()
         if remote, method == .rsync, LinkUnreachable.rsyncNetworkStatuses.contains(status) {
             let host = target.split(separator: ":", maxSplits: 1).first.map(String.init) ?? target
@@ -92,6 +135,49 @@ struct ExternalCopy {
         guard status == 0 else {
             throw StorageError(kind: .transport, location: directory, object: (target as NSString).lastPathComponent,
                                problem: "\(tool) exited with status \(status); see \(log.path)")
+        }
+    }
+}
+
+/// What a sending rsync has written to its ssh (its `wchar` in /proc), looked at every loop of
+/// the wait (so little is missed when it ends) and reported as increments.
+struct SentBytes {
+    let pid: Int32
+    var seen: Int64 = 0
+    var reported: Int64 = 0
+    var lastReport = ContinuousClock.now
+
+    init(pid: Int32) { self.pid = pid }
+
+    mutating func look() {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("wchar:") }),
+              let value = Int64(line.dropFirst("wchar:".count).trimmingCharacters(in: .whitespaces)) else { return }
+        seen = max(seen, value)
+    }
+
+    /// Reports what was sent since the last report; a failure to count is logged, not fatal to
+    /// the copy (the optimizer then sees less on the link for a while).
+    mutating func report(to reportSent: @Sendable (Int64) async throws -> Void, log: OperationLog) async {
+        lastReport = .now
+        let increment = seen - reported
+        guard increment > 0 else { return }
+        do {
+            try await reportSent(increment)
+            reported = seen
+        } catch {
+            log.write("could not add \(increment) sent bytes to the link's count: \(error)")
+        }
+    }
+}
+
+extension ExternalCopy {
+    /// A new share is worth a restart when a cap comes or goes, or moves by more than 5%.
+    static func shareChanged(from old: Int64?, to new: Int64?) -> Bool {
+        switch (old, new) {
+        case (nil, nil): return false
+        case let (old?, new?): return Double(abs(new - old)) > 0.05 * Double(old)
+        default: return true
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CCatCLI
+import CCatConfig
 import Foundation
 import Logging
 import OpsDB
@@ -43,6 +44,8 @@ func withRunner(_ options: GlobalOptions, lease: LeaseOptions, owner: String, lo
     let stop = StopSignal()
     stop.installHandlers()
     let secret = try jobSecretSettings()
+    // The same outage grace as the daemon's (`outage_grace` under `daemon:` in the shared file).
+    let retryPolicy = RetryPolicy(outageGraceSeconds: (try options.loadConfiguration())?.daemonSettings.outageGrace ?? DaemonSettings().outageGrace)
     // Patient connections: a database restart or failover while a job runs costs a wait, not the job.
     return try await options.withDatabase(applicationName: "ccat-runner", logger: logger, patient: true, sessionSettings: secret) { connection, _ in
         try await requireCurrentSchema(connection)
@@ -51,7 +54,7 @@ func withRunner(_ options: GlobalOptions, lease: LeaseOptions, owner: String, lo
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
             let runner = OperationRunner(db: OpsDB(connection), heartbeatDB: OpsDB(heartbeat), owner: owner,
                                          settings: RunnerSettings(leaseSeconds: lease.leaseSeconds, heartbeatSeconds: lease.heartbeatSeconds,
-                                                                  logDirectory: logDirectory, s3: lease.s3),
+                                                                  retryPolicy: retryPolicy, logDirectory: logDirectory, s3: lease.s3),
                                          stop: stop, logger: logger)
             return try await body(runner)
         }

@@ -55,6 +55,9 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("fixity_interval").help))
     var fixityInterval: Double?
 
+    @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("outage_grace").help))
+    var outageGrace: Double?
+
     @Option(name: .long, help: ArgumentHelp(DaemonSettings.key("link_decision_interval").help))
     var linkDecisionInterval: Double?
 
@@ -90,6 +93,7 @@ struct Daemon: AsyncParsableCommand {
             ("interval", interval), ("poll_interval", pollInterval), ("package_settle", packageSettle),
             ("bundle_max_bytes", bundleMaxBytes.map(Double.init)), ("bundle_max_age", bundleMaxAge), ("retention", retention),
             ("monitoring_interval", monitoringInterval), ("fixity_interval", fixityInterval), ("link_decision_interval", linkDecisionInterval),
+            ("outage_grace", outageGrace),
             ("staging_retention", stagingRetention.map(Double.init)),
             ("staging_job_max_bytes", stagingJobMaxBytes.map(Double.init)), ("shutdown_timeout", shutdownTimeout.map(Double.init)),
         ]
@@ -147,7 +151,8 @@ struct Daemon: AsyncParsableCommand {
         }
         let dispatch = DispatchSettings(jobDirectory: setup.jobDirectory, runnerPath: runner,
                                         environment: jobEnvironment.variables,
-                                        ambiguousGraceSeconds: setup.scheduler == .local ? 10 : 120)
+                                        ambiguousGraceSeconds: setup.scheduler == .local ? 10 : 120,
+                                        retryPolicy: RetryPolicy(outageGraceSeconds: resolved.outageGrace))
         var settings = ManagerSettings(daemon: resolved)
         settings.munge = Munge.fromEnvironment(socket: mungeSocket, configured: configuration?.mungeSocket)
         // Staging for a Slurm job's burst-buffer directive is confirmed with Slurm itself.

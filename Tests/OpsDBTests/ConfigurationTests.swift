@@ -104,6 +104,9 @@ struct ConfigurationTests {
         let refused = #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("daemon:\n  interval: 5\n  poll_interval: 0\n", path: "ccat.yaml") }
         #expect(refused?.description.hasPrefix("ccat.yaml:3:") == true, "\(String(describing: refused))")
         #expect(try CCatConfiguration.parse("daemon:\n  interval: 5\n", path: "ccat.yaml").daemonSettings.interval == 5)
+        // The outage grace may be 0 (every outage-like failure counts at once), not negative.
+        #expect(try CCatConfiguration.parse("daemon:\n  outage_grace: 0\n", path: "ccat.yaml").daemonSettings.outageGrace == 0)
+        #expect(throws: ConfigurationError.self) { try CCatConfiguration.parse("daemon:\n  outage_grace: -1\n", path: "ccat.yaml") }
 
         // The options: every setting is one, with its default in the help.
         let help = try await runExecutable("ccat", ["daemon", "--help"])

@@ -9,6 +9,49 @@ import TestSupport
 /// record of a decision.
 @Suite("Concurrent transfer jobs per link", .enabled(if: TestEnvironment.runPostgresTests))
 struct LinkConcurrencyTests {
+    /// A job on a link leaves transfers for the jobs a raised limit would add: it takes at most the
+    /// link's due transfers divided by its maximum (rounded up), however many a job could carry.
+    @Test func aJobTakesItsShareOfTheLinksTransfersAtTheLinksMaximum() async throws {
+        try await withTestDatabase { _, connection in
+            try await Migrator.bundled().migrate(connection)
+            let db = OpsDB(connection)
+            let fx = try await Fixture.make(db)
+            let origin = try await db.insertLocation(siteID: fx.ccat.id, name: "buffer", type: .buffer, storage: .disk(rootPath: "/data/ccat-buffer"))
+            let queue = "ccat_buffer_data_transfer"
+            for index in 0..<10 {
+                let bundle = try await db.createDataTransferPackage(name: "bundle-\(index)", originLocationID: origin.id,
+                                                                   relativePath: "bundles/bundle-\(index).tar", packageIDs: [])
+                let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: origin.id, destinationLocationID: fx.buffer.id,
+                                                               routeID: nil, method: .rsync)
+                _ = try #require(try await db.createOperation(.dataTransfer, queue: queue, locationID: origin.id, target: .dataTransfer(transfer.id)))
+            }
+            try await db.setLinkBounds(originSiteID: fx.ccat.id, destinationSiteID: fx.cologne.id, bounds: 2...4)
+            var sizes: [Int] = []
+            while true {
+                let taken = try await db.transaction { db in
+                    let due = try await db.lockDueTransfers(queue: queue, limit: 100)
+                    if !due.isEmpty {
+                        _ = try await db.createBatchJob(id: try await db.nextBatchJobID(), scheduler: .local, cluster: nil, queue: queue, locationID: origin.id,
+                                                        operationType: .dataTransfer, scriptPath: "/tmp/j.sh", stdoutPath: "/tmp/j.out", stderrPath: "/tmp/j.err",
+                                                        operationIDs: due.map(\.id))
+                    }
+                    return due.count
+                }
+                if taken == 0 { break }
+                sizes.append(taken)
+                // The optimizer raises the limit to the maximum: every slot gets its share.
+                try await connection.execute("UPDATE link_concurrency SET active_limit = 4")
+            }
+            // 10 due at a maximum of 4: 3, then 7 left: 2, then 5 left: 2, then 3 left: 1.
+            #expect(sizes == [3, 2, 2, 1], "\(sizes)")
+            // With the batch's own limit below the share, the batch's limit holds.
+            try await connection.execute("UPDATE operation SET state = 'pending', batch_job_id = NULL")
+            try await connection.execute("DELETE FROM batch_job")
+            let capped = try await db.transaction { try await $0.lockDueTransfers(queue: queue, limit: 2) }
+            #expect(capped.count == 2)
+        }
+    }
+
     @Test func aLinkAtItsLimitWaitsWhileAnotherLinkGoesOn() async throws {
         try await withTestDatabase { _, connection in
             try await Migrator.bundled().migrate(connection)
@@ -66,19 +109,28 @@ struct LinkConcurrencyTests {
             #expect(next.compactMap { linkOf[$0] } == ["cologne"])
             #expect(try await nextJob().isEmpty)
 
-            // The optimizer measures what finished on the link since its last decision, and records
-            // the decision with its inputs.
+            // The optimizer measures what the link carried since its last decision (runners count
+            // it as they send) and the attempts that finished, and records the decision with them.
             let since = try #require(try await connection.query("SELECT now() - interval '10 seconds' AS t").first)["t"] as Date
             for id in jobs[1] + jobs[2] {
                 let operation = try #require(try await db.operation(id: id))
                 try await db.recordTransferAttempt(operation, succeeded: id == jobs[1][0], bytes: 1_000_000, seconds: 2, errorClass: nil, logPath: nil)
+                let transfer = try #require(try await connection.query("SELECT data_transfer_id FROM operation WHERE id = \(id)").first)["data_transfer_id"] as Int64
+                try await db.recordLinkBytes(transferID: transfer, bytes: 700_000)
             }
-            let measured = try await db.linkMeasurement(usLink, since: since)
-            #expect(measured.attempts == 2 && measured.succeeded == 1 && measured.bytes == 1_000_000)
+            let counted = try #require(try await db.linkConcurrency().first { $0.destination == "us" })
+            #expect(counted.bytesMoved == 1_400_000 && counted.bytesAtDecision == 0)
+            let measured = try await db.linkMeasurement(counted, since: since)
+            #expect(measured.attempts == 2 && measured.succeeded == 1 && measured.bytes == 1_400_000)
             #expect(measured.seconds >= 10 && measured.seconds < 60)
-            try await db.recordLinkDecision(usLink, measured: measured, decision: LinkDecision(limit: 1, emaBytesPerSecond: 100_000, reason: "fewer: test"))
+            try await db.recordLinkDecision(counted, measured: measured, decision: LinkDecision(limit: 1, emaBytesPerSecond: 100_000, reason: "fewer: test"))
             let after = try #require(try await db.linkConcurrency().first { $0.destination == "us" })
-            #expect(after.activeLimit == 1 && after.successRate == 0.5 && after.reason == "fewer: test")
+            #expect(after.activeLimit == 1 && after.successRate == 0.5 && after.reason == "fewer: test" && after.bytesAtDecision == 1_400_000)
+            // Bytes carried with no attempt finished: a measurement, with the link's earlier success rate.
+            try await db.recordLinkBytes(transferID: try #require(try await connection.query("SELECT data_transfer_id FROM operation WHERE id = \(jobs[1][0])").first)["data_transfer_id"] as Int64,
+                                         bytes: 500_000)
+            let later = try await db.linkMeasurement(try #require(try await db.linkConcurrency().first { $0.destination == "us" }), since: Date())
+            #expect(later.attempts == 0 && later.bytes == 500_000 && later.successRate == 0.5)
             let history = try await connection.query("SELECT previous_limit, new_limit, attempts FROM link_concurrency_decision")
             #expect(history.count == 1)
             #expect(try history.first?["previous_limit"] == 2 && history.first?["new_limit"] == 1 && history.first?["attempts"] == 2)

@@ -192,6 +192,23 @@ struct RoleTests {
             let rewrite = await Self.attempt(own, "UPDATE raw_data_package SET checksum = \(String(repeating: "f", count: 64)) WHERE id = \(world.pendingPackage)")
             #expect(rewrite == .refused("\(SQLState.insufficientPrivilege)"), "\(rewrite)")
 
+            // Bytes sent on a link count only for a transfer its job is running.
+            let bundle = try await db.createDataTransferPackage(name: "b-role", originLocationID: world.ccatBuffer, relativePath: "bundles/b-role.tar", packageIDs: [])
+            let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: world.ccatBuffer, destinationLocationID: world.cologneArchive,
+                                                           routeID: nil, method: .rsync)
+            let moving = try #require(try await db.connection.query("""
+                INSERT INTO operation (operation_type, queue, data_location_id, data_transfer_id, state, batch_job_id, lease_owner, lease_expires_at)
+                VALUES ('DATA_TRANSFER', 'q', \(world.ccatBuffer), \(transfer.id), 'running', \(world.otherJob), 'x', now() + interval '1 hour') RETURNING id
+                """).first)["id"] as Int64
+            func moved() async throws -> Int64 {
+                try #require(try await db.connection.query("SELECT coalesce(sum(bytes_moved), 0)::bigint AS b FROM link_concurrency").first)["b"]
+            }
+            try await own.execute("SELECT ccat_link_sent(\(transfer.id), 1000)")
+            #expect(try await moved() == 0, "a runner counted bytes for another job's transfer")
+            try await db.connection.execute("UPDATE operation SET batch_job_id = \(world.ownJob) WHERE id = \(moving)")
+            try await ownDB.recordLinkBytes(transferID: transfer.id, bytes: 1000)
+            #expect(try await moved() == 1000)
+
             try await ownDB.completeOperation(world.ownOperation, owner: "node:1:job", report: OperationReport(bytesProcessed: 100, resultJSON: "{}", logPath: nil))
             let done: String = try #require(try await db.connection.query("SELECT state::text AS s FROM operation WHERE id = \(world.ownOperation)").first)["s"]
             #expect(done == "succeeded")

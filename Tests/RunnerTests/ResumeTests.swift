@@ -79,6 +79,46 @@ struct ResumeTests {
         }
     }
 
+    /// The emulated WAN between the telescope and Cologne hosts: a TCP handshake takes at least
+    /// the round trip, a cut drops everything until the link is restored, and traffic to the other
+    /// hosts keeps the bridge.
+    @Test func theEmulatedWANDelaysCutsAndRestores() async throws {
+        try await TestEnvironment.withSitesToThemselves { try await emulatedWAN() }
+    }
+
+    func emulatedWAN() async throws {
+        _ = try TestEnvironment.requireSites()
+        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-sites.sh").path
+        let on = try runProcess("/bin/bash", [script, "wan", "on"], environment: ProcessInfo.processInfo.environment.merging(
+            ["CCAT_WAN_RATE": "100mbit", "CCAT_WAN_LOSS": "0", "CCAT_WAN_DELAY": "150ms"]) { $1 })
+        #expect(on.status == 0, "\(on.stderr)")
+        #expect(on.stdout.contains("delay 150ms each way, rate 100mbit each way") && on.stdout.contains("TCP on both hosts: cubic"), "\(on.stdout)")
+        defer { _ = try? runProcess("/bin/bash", [script, "wan", "off"]) }
+        /// Seconds a TCP connection from the telescope host to ADDRESS:22 takes, or nil when it fails within 3 s.
+        func connectSeconds(_ address: String) throws -> Double? {
+            let probe = try runProcess("/usr/bin/env", ["ip", "netns", "exec", "ccat-telescope", "python3", "-c", """
+                import socket, sys, time
+                start = time.monotonic()
+                try:
+                    socket.create_connection((sys.argv[1], 22), timeout=3).close()
+                except OSError:
+                    sys.exit(3)
+                print(time.monotonic() - start)
+                """, address])
+            return probe.status == 0 ? Double(probe.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) : nil
+        }
+        let cologne = try #require(try connectSeconds("10.77.0.20"), "the cologne host does not answer over the WAN")
+        #expect(cologne >= 0.29, "a handshake with Cologne took \(cologne) s, less than the 300 ms round trip")
+        #expect(try connectSeconds("10.77.0.30") != nil, "the US host does not answer over the bridge")
+
+        let down = try runProcess("/bin/bash", [script, "link", "down"])
+        #expect(down.status == 0, "\(down.stderr)")
+        #expect(try connectSeconds("10.77.0.20") == nil, "the cologne host answered with the link cut")
+        let up = try runProcess("/bin/bash", [script, "link", "up"])
+        #expect(up.status == 0, "\(up.stderr)")
+        #expect(try connectSeconds("10.77.0.20") != nil, "the cologne host does not answer after the link came back")
+    }
+
     /// A bandwidth window in force on the telescope's link to Cologne caps what crosses it.
     @Test func aBandwidthWindowCapsWhatCrossesTheLink() async throws {
         try await TestEnvironment.withSitesToThemselves { try await sendUnderACap() }
@@ -125,6 +165,73 @@ struct ResumeTests {
         }
     }
 
+    /// A window that opens while a bundle is on its way applies to that transfer: the runner asks
+    /// for its share again, restarts rsync with the cap (keeping what has arrived), and the rest
+    /// crosses under the cap.
+    @Test func aWindowOpeningDuringATransferSlowsIt() async throws {
+        try await TestEnvironment.withSitesToThemselves { try await windowOpensMidway() }
+    }
+
+    func windowOpensMidway() async throws {
+        let sites = try TestEnvironment.requireSites()
+        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-sites.sh").path
+        let slow = try runProcess("/bin/bash", [script, "wan", "on"], environment: ProcessInfo.processInfo.environment.merging(
+            ["CCAT_WAN_RATE": "40mbit", "CCAT_WAN_LOSS": "0", "CCAT_WAN_DELAY": "1ms"]) { $1 })
+        #expect(slow.status == 0, "\(slow.stderr)")
+        defer { _ = try? runProcess("/bin/bash", [script, "wan", "off"]) }
+        let cap: Int64 = 8_000_000
+        let bytes = 24 << 20
+        try await Pipeline.with(.disk) { pipeline in
+            let db = pipeline.db
+            let (transfer, operation) = try await Self.randomBundle(pipeline, bytes: bytes, name: "midway")
+            let telescope = try #require(try await db.location(siteShortName: "ccat", name: "buffer"))
+            let cologne = try #require(try await db.location(siteShortName: "cologne", name: "buffer"))
+            var environment = ProcessInfo.processInfo.environment.merging(pipeline.environment) { $1 }
+            environment["CCAT_SSH_CONFIG"] = sites.appendingPathComponent("ssh_config").path
+            environment["CCAT_BANDWIDTH_RECHECK"] = "1"
+            let arrivals = pipeline.path("cologne/buffer/bundles")
+            @Sendable func arrived() -> Int {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: arrivals)) ?? []
+                return (names.filter { $0.hasPrefix(".midway.tar.") }.map { "\(arrivals)/\($0)" } + ["\(arrivals)/.ccat-rsync-partial/midway.tar"]).map {
+                    ((try? FileManager.default.attributesOfItem(atPath: $0))?[.size] as? NSNumber)?.intValue ?? 0
+                }.max() ?? 0
+            }
+            let run = try ChildProcess.spawn("/usr/bin/env", ["ip", "netns", "exec", "ccat-telescope",
+                                                              TestEnvironment.binDirectory.appendingPathComponent("ccat-runner").path,
+                                                              "exec", "--operation", String(operation.id)], environment: environment)
+            // A quarter of the way at the link's speed, then a window from an hour ago to an hour on.
+            #expect(try await eventually(within: .seconds(120)) { arrived() >= bytes / 4 }, "a quarter of the bundle never arrived")
+            let now = try #require(try await db.connection.query("""
+                SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 hour', 'HH24:MI') AS a, to_char(now() AT TIME ZONE 'UTC' + interval '1 hour', 'HH24:MI') AS b
+                """).first)
+            try await db.setLinkWindows(originSiteID: telescope.siteID, destinationSiteID: cologne.siteID,
+                                        windows: [LinkWindow(starts: try now["a"], ends: try now["b"], timezone: "UTC", maxBitsPerSecond: cap)])
+            // The runner notices within its recheck interval; from its restart on, the rest is capped.
+            // (`ccat-runner exec` logs under the state directory's exec/.)
+            let logPath = pipeline.path("state/exec/operation-\(operation.id).log")
+            let log = { () -> String in (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+            let restartedForWindow = try await eventually(within: .seconds(60)) { log().contains("restarting rsync") }
+            let logAtRestart = log()
+            #expect(restartedForWindow, "the runner did not restart rsync for the window: \(logAtRestart)")
+            let before = try Self.sentBytes()
+            let atRestart = arrived()
+            let restarted = ContinuousClock.now
+            let status = try run.wait()
+            let finalLog = log()
+            #expect(status == 0, "\(finalLog)")
+            let elapsed = ContinuousClock.now - restarted
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            #expect(try await db.dataTransfer(id: transfer.id)?.status == .completed)
+            #expect(FileManager.default.contentsEqual(atPath: pipeline.path("buffer/bundles/midway.tar"), andPath: "\(arrivals)/midway.tar"))
+            let wire = Double(try Self.sentBytes() - before) * 8 / seconds
+            print("window opening mid-transfer: \(atRestart) of \(bytes) bytes had arrived; the rest crossed at \(Int(wire)) bit/s under a cap of \(cap)")
+            #expect(wire <= Double(cap) * 1.05, "after the restart the link carried \(Int(wire)) bit/s under a cap of \(cap)")
+            #expect(finalLog.contains("the link's bandwidth share changed from no cap to 8 Mbit/s"), "\(finalLog)")
+            // What had arrived before the window was kept: the rest is what crossed afterwards.
+            #expect(Double(try Self.sentBytes() - before) < Double(bytes - atRestart) * 1.1 + 1_000_000)
+        }
+    }
+
     /// A bundle of random bytes (so rsync finds nothing to reuse) at the telescope's buffer, its
     /// transfer by rsync to the Cologne host's buffer, and the transfer's operation.
     static func randomBundle(_ pipeline: Pipeline, bytes: Int, name: String) async throws -> (DataTransfer, OperationRecord) {
@@ -146,9 +253,13 @@ struct ResumeTests {
         return (transfer, try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)))
     }
 
-    /// Bytes the telescope host has sent on its link.
+    /// Bytes the telescope host has sent on its links: the bridge, and the emulated WAN to Cologne
+    /// while it is on.
     static func sentBytes() throws -> Int {
-        let read = try runProcess("/usr/bin/env", ["ip", "netns", "exec", "ccat-telescope", "cat", "/sys/class/net/eth0/statistics/tx_bytes"])
-        return try #require(Int(read.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(read.stderr)")
+        let read = try runProcess("/usr/bin/env", ["ip", "netns", "exec", "ccat-telescope", "sh", "-c",
+                                                   "cat /sys/class/net/eth0/statistics/tx_bytes /sys/class/net/wan0/statistics/tx_bytes 2>/dev/null"])
+        let counts = read.stdout.split(whereSeparator: \.isNewline).compactMap { Int($0) }
+        try #require(!counts.isEmpty, "\(read.stderr)")
+        return counts.reduce(0, +)
     }
 }

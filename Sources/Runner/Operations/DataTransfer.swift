@@ -59,8 +59,19 @@ enum DataTransferExecution {
                         context.log.write("the link's bandwidth window is in force (share \(LinkWindow.rateText(share))), but \(transfer.method.rawValue) cannot be limited; use rsync on this route")
                     }
                 }
-                try await ExternalCopy(method: transfer.method, source: source.path, target: remote.copyTarget, log: context.log, stop: context.stop,
-                                       remote: true, bandwidthLimitBitsPerSecond: share).run()
+                // While it runs, the share is asked again (a window opening or closing, the link's
+                // jobs changing) every CCAT_BANDWIDTH_RECHECK seconds (default 60).
+                let recheck = ProcessInfo.processInfo.environment["CCAT_BANDWIDTH_RECHECK"].flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 60
+                let currentShare: @Sendable () async throws -> Int64? = { try await db.linkRateShare(transferID: transferID) }
+                let reportSent: @Sendable (Int64) async throws -> Void = { try await db.recordLinkBytes(transferID: transferID, bytes: $0) }
+                var copy = ExternalCopy(method: transfer.method, source: source.path, target: remote.copyTarget, log: context.log, stop: context.stop,
+                                        remote: true, bandwidthLimitBitsPerSecond: share)
+                copy.currentShare = currentShare
+                copy.shareInterval = .milliseconds(Int(recheck * 1000))
+                if transfer.method == .rsync { copy.reportSent = reportSent }
+                try await copy.run()
+                // bbcp's progress is not followed: its bytes count for the link once it is done.
+                if transfer.method == .bbcp { try await db.recordLinkBytes(transferID: transferID, bytes: size) }
                 guard try await remote.holds(size: size, sha256: checksum) else {
                     try? await remote.remove()
                     throw StorageError(kind: .checksumMismatch, location: "\(destination.description) on \(remoteHost)", object: bundle.relativePath,
