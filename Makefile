@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 PG := scripts/local-postgres.sh
 BIN_DIR = $(shell $(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)
 
-.PHONY: all build deps db db-stop demo test bench fuzz install deb clean
+.PHONY: all build deps db db-stop demo test bench bench-wan fuzz install deb clean
 
 all: build
 
@@ -72,6 +72,16 @@ bench:
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  $(SWIFT) build $(BENCH_FLAGS) --product ccat && $(SWIFT) build $(BENCH_FLAGS) --product ccat-runner && \
 	  bench/slurm-staging.sh $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path); fi
+	@if command -v ip >/dev/null 2>&1 && [ -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory bench-wan; \
+	  else echo "bench: wan skipped (needs root, iproute2 and openssh-server: the hosts of scripts/local-sites.sh)"; fi
+
+## bench-wan: the Chile-Cologne link alone (bench/wan.sh, as root): one rsync stream against the
+## pipeline over the emulated WAN; WAN_RATE, WAN_GB, WAN_BUNDLE_MB, WAN_BOUNDS, WAN_DECISION
+bench-wan:
+	$(SWIFT) build $(BENCH_FLAGS) --product ccat
+	$(SWIFT) build $(BENCH_FLAGS) --product ccat-runner
+	$(SWIFT) build $(BENCH_FLAGS) --product ccat-wan-emulator
+	bench/wan.sh $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)
 
 ## fuzz: libFuzzer on the parsers of outside input, FUZZ_SECONDS per target (scripts/fuzz.sh;
 ## CI runs 10 s each after the tests)

@@ -25,6 +25,14 @@
 # the telescope's link that long while the pipeline runs; the instrument writes two more
 # observations meanwhile, which `ccat files scan` registers once the link is back.
 #
+# Sizes and limits (bench/wan.sh sets them): DEMO_FILE_BYTES (each file's size; default about
+# 200-330 kB), DEMO_BUNDLE_BYTES (the daemon's bundle_max_bytes, default 2000000), DEMO_LINK_BOUNDS
+# (MIN-MAX transfer jobs on the telescope's links, default 1-4), DEMO_LINK_DECISION (seconds
+# between the optimizer's decisions, default 5), DEMO_MAX_JOBS (max_queued_jobs per queue, default
+# 4, and then also the local scheduler's jobs per queue, by default the number of cores), DEMO_WAN=1 (with DEMO_SITES: the telescope-cologne
+# path becomes the emulated WAN, 'scripts/local-sites.sh wan on' with its CCAT_WAN_* settings),
+# DEMO_NO_US=1 (no US site: Cologne is the only archive site).
+#
 # A demo topology (CCAT source + buffer; Cologne buffer + S3 archive + ramses_processing; US
 # buffer + disk archive) under .ccat-dev/demo, synthetic observations, then `ccat daemon` until
 # every package is archived at both archive sites and the source and buffer copies are deleted;
@@ -95,13 +103,15 @@ for group in ${DEMO_STAGING_GROUPS:-}; do staging_groups="$staging_groups, $grou
 # With Slurm, a scientist's batch job stages too: the demo scientist's group may stage.
 [ "$scheduler" != slurm ] || staging_groups="$staging_groups, ccat_demo"
 
+link_bounds="${DEMO_LINK_BOUNDS:-1-4}"
+[[ "$link_bounds" =~ ^[1-9][0-9]*-[1-9][0-9]*$ ]] || { echo "demo: DEMO_LINK_BOUNDS is MIN-MAX, such as 2-16, not '$link_bounds'" >&2; exit 2; }
 # With DEMO_SITES, other sites reach a buffer by rsync over ssh to its host.
 ssh_host() { if [ -n "$sites" ]; then printf ', host: ccat-%s' "$1"; fi; }
 cat > "$demo/topology.yaml" <<EOF
 batch:
   time_limit: "0:30:00"
   memory: 1G
-  max_queued_jobs: 4
+  max_queued_jobs: ${DEMO_MAX_JOBS:-4}
 sites:
   - short_name: ccat
     name: CCAT Observatory
@@ -132,6 +142,7 @@ $(if [ -n "${DEMO_RELAY:-}" ]; then printf '%s\n' \
 '      - name: buffer' \
 '        type: BUFFER' \
 "        storage: {disk: {root: \"$demo/santiago/buffer\"}}"; fi)
+$(if [ -z "${DEMO_NO_US:-}" ]; then cat <<US
   - short_name: us
     name: US archive site
     locations:
@@ -141,17 +152,21 @@ $(if [ -n "${DEMO_RELAY:-}" ]; then printf '%s\n' \
       - name: long_term_archive
         type: LONG_TERM_ARCHIVE
         storage: {disk: {root: "$demo/us/archive"}}
+US
+fi)
 $(if [ -n "$sites" ]; then printf '%s\n' \
 '# The telescope'"'"'s links: the optimizer runs 1 to 4 transfer jobs on each.' \
 'links:' \
-'  - {from: ccat, to: cologne, min_active: 1, max_active: 4}' \
-'  - {from: ccat, to: us, min_active: 1, max_active: 4}'; fi)
+"  - {from: ccat, to: cologne, min_active: ${link_bounds%-*}, max_active: ${link_bounds#*-}}" \
+"$(if [ -z "${DEMO_NO_US:-}" ]; then echo "  - {from: ccat, to: us, min_active: ${link_bounds%-*}, max_active: ${link_bounds#*-}}"; fi)"; fi)
 EOF
 "$bin/ccat" db migrate >/dev/null
 on_host cologne "$bin/ccat" topology apply "$demo/topology.yaml" >/dev/null
 if [ -n "$sites" ]; then
     # Between hosts the bundles go by rsync over ssh (COPY cannot reach another host).
-    for link in ccat:cologne ccat:us cologne:us us:cologne; do
+    links="ccat:cologne"
+    [ -n "${DEMO_NO_US:-}" ] || links="$links ccat:us cologne:us us:cologne"
+    for link in $links; do
         from="${link%:*}" to="${link#*:}"
         "$bin/ccat" routes add "${from}_to_${to}_rsync" --type custom --from-location "$from.buffer" --to-location "$to.buffer" --method rsync >/dev/null
     done
@@ -210,7 +225,7 @@ for number in $(seq 1 "$observations"); do
     obs="$(printf '%02d' "$number")"
     mkdir -p "$demo/ccat/instrument_data/obs-2026-$obs"
     for file in $(seq 1 "$files_per_observation"); do
-        head -c $((200000 + RANDOM * 4)) /dev/urandom > "$demo/ccat/instrument_data/obs-2026-$obs/scan $file.fits"
+        head -c "${DEMO_FILE_BYTES:-$((200000 + RANDOM * 4))}" /dev/urandom > "$demo/ccat/instrument_data/obs-2026-$obs/scan $file.fits"
     done
 done
 on_host telescope "$bin/ccat" files scan --database "$daq_db" ccat:instrument_data --settle 0 --instrument primecam/mkid-1
@@ -259,10 +274,16 @@ daemon:
   poll_interval: 1
   package_settle: 0
   bundle_max_age: 0
-  bundle_max_bytes: 2000000
+  bundle_max_bytes: ${DEMO_BUNDLE_BYTES:-2000000}
   monitoring_interval: 60
-  link_decision_interval: 5
+  link_decision_interval: ${DEMO_LINK_DECISION:-5}
+$(if [ -n "${DEMO_MAX_JOBS:-}" ]; then echo "local_concurrency: $DEMO_MAX_JOBS"; fi)
 EOF
+if [ -n "${DEMO_WAN:-}" ]; then
+    [ -n "$sites" ] || { echo "demo: DEMO_WAN needs DEMO_SITES" >&2; exit 2; }
+    say "the telescope-cologne path as the Chile-Cologne WAN"
+    "$here/scripts/local-sites.sh" wan on
+fi
 if [ -n "${DEMO_SETUP_ONLY:-}" ]; then
     echo "database: $CCAT_DATABASE_URL"
     exit 0
