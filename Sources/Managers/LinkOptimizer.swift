@@ -7,16 +7,22 @@ import OpsDB
 /// always within the link's bounds, and only when the link uses the slots it has (less work than
 /// slots says nothing about the link).
 public struct LinkOptimizerRule: Sendable, Equatable {
-    /// Weight of the newest interval in the moving average of throughput.
-    public var emaWeight = 0.5
+    /// Weight of the newest interval in the moving average of throughput: low, so that one
+    /// interval's burst (transfers of a job start and end in steps) moves the average little and
+    /// the next ordinary interval does not read as a fall.
+    public var emaWeight = 0.25
     /// Below this share of successful attempts the link gets one job fewer.
     public var successFloor = 0.9
     /// At least this share must succeed for the link to get one job more.
     public var successToGrow = 0.97
     /// Throughput this much above the average is a rise ...
     public var rise = 1.05
+    /// ... and this much above it says the link is far from full (throughput still grows with
+    /// its jobs): the link gets half as many jobs again, not one, as TCP's slow start doubles its
+    /// window until the first sign of a full path.
+    public var steepRise = 1.25
     /// ... and this much below it a fall.
-    public var fall = 0.9
+    public var fall = 0.8
 
     public init() {}
 
@@ -26,7 +32,8 @@ public struct LinkOptimizerRule: Sendable, Equatable {
         guard let success = measured.successRate, let rate = measured.bytesPerSecond else {
             return LinkDecision(limit: current, emaBytesPerSecond: previousEMA, reason: "hold: no transfer on the link finished since the last decision")
         }
-        let ema = previousEMA.map { emaWeight * rate + (1 - emaWeight) * $0 } ?? rate
+        // An interval in which nothing moved yet does not start the average.
+        let ema = previousEMA.map { emaWeight * rate + (1 - emaWeight) * $0 } ?? (rate > 0 ? rate : nil)
         let shown = "\(Self.rate(rate)), \(Self.percent(success)) succeeded"
         let saturated = measured.activeJobs >= current && measured.waitingOperations > 0
         if success < successFloor {
@@ -41,9 +48,11 @@ public struct LinkOptimizerRule: Sendable, Equatable {
                 return LinkDecision(limit: current, emaBytesPerSecond: ema,
                                     reason: "hold: throughput rose but the link does not fill its \(current) slots (\(measured.activeJobs) jobs, \(measured.waitingOperations) waiting; \(shown))")
             }
-            let next = clamp(current + 1)
+            let step = change >= steepRise ? max(1, current / 2) : 1
+            let next = clamp(current + step)
             return LinkDecision(limit: next, emaBytesPerSecond: ema,
-                                reason: next > current ? "more: throughput rose \(Self.percent(change - 1)) (\(shown))" : "hold: at the link's maximum \(bounds.upperBound) (\(shown))")
+                                reason: next > current ? "more: throughput rose \(Self.percent(change - 1)) (\(shown))\(next - current > 1 ? "; +\(next - current) while it grows with the jobs" : "")"
+                                                       : "hold: at the link's maximum \(bounds.upperBound) (\(shown))")
         }
         if change <= fall && saturated {
             let next = clamp(current - 1)

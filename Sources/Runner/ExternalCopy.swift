@@ -25,11 +25,11 @@ struct ExternalCopy {
     /// it keeps what has arrived, so the restart costs a few round trips, not the data.
     var currentShare: (@Sendable () async throws -> Int64?)?
     var shareInterval: Duration = .seconds(60)
-    /// Told, every few seconds while rsync runs and once as it ends, how many more bytes it has
+    /// Told, every 2 s while rsync runs and once as it ends, how many more bytes it has
     /// sent (what the sending rsync wrote to ssh), so the link's throughput is known while the
     /// copy is on its way.
     var reportSent: (@Sendable (Int64) async throws -> Void)?
-    var reportInterval: Duration = .seconds(5)
+    var reportInterval: Duration = .seconds(2)
     /// After a stop, how long the tool has to end on SIGTERM before SIGKILL (under the local
     /// scheduler's and Slurm's KillWait, so that the runner still records the stop).
     var killAfter: Duration = .seconds(3)
