@@ -66,17 +66,23 @@ struct ExternalCopy {
         }
         // A remote target has no local directory: run next to the source instead.
         let directory = ((remote ? source : target) as NSString).deletingLastPathComponent
-        let arguments = try arguments()
-        log.write("running \(executable) \(arguments.joined(separator: " "))")
         let logFD = open(log.path, O_WRONLY | O_APPEND | O_CLOEXEC)
         guard logFD >= 0 else {
             throw StorageError(kind: .io, location: directory, object: log.path, problem: "cannot open the operation log: \(String(cString: strerror(errno)))")
         }
         defer { close(logFD) }
+        /// Ends the tool and what it started: SIGTERM, then SIGKILL after `killAfter`.
+        func end(_ process: ChildProcess) async {
+            let ended = await process.terminate(grace: killAfter)
+            if ended.killed { log.write("\(tool) or what it started still ran \(killAfter) after SIGTERM; sent SIGKILL") }
+            if !ended.survivors.isEmpty { log.write("still running after SIGKILL: pids \(ended.survivors.map(String.init).joined(separator: ", "))") }
+        }
         var copy = self
         var status: Int32
         while true {
-            let process = try ChildProcess.spawn(executable, try copy.arguments(), directory: directory, stdout: .descriptor(logFD), stderr: .descriptor(logFD))
+            let arguments = try copy.arguments()
+            log.write("running \(executable) \(arguments.joined(separator: " "))")
+            let process = try ChildProcess.spawn(executable, arguments, directory: directory, stdout: .descriptor(logFD), stderr: .descriptor(logFD))
             // A stop request (SIGTERM, walltime warning) ends the copy: the tool and what it started
             // (rsync's receiver and generator, ssh), which are looked up every second while it runs,
             // so that they are known even if the tool ends first. rsync keeps its partial data for
@@ -107,21 +113,17 @@ struct ExternalCopy {
             if let reportSent { await sent.report(to: reportSent, log: log) }
             if let reason = stop.stopReason {
                 log.write("\(reason): sending SIGTERM to \(tool) (pid \(process.pid)) and the \(process.noteDescendants()) processes it started")
-                let ended = await process.terminate(grace: killAfter)
-                if ended.killed { log.write("\(tool) or what it started still ran \(killAfter) after SIGTERM; sent SIGKILL") }
-                if !ended.survivors.isEmpty { log.write("still running after SIGKILL: pids \(ended.survivors.map(String.init).joined(separator: ", "))") }
+                await end(process)
                 throw StopRequested(reason: reason)
             }
             if let share = newShare {
                 log.write("the link's bandwidth share changed from \(copy.bandwidthLimitBitsPerSecond.map(LinkWindow.rateText) ?? "no cap") to \(share.map(LinkWindow.rateText) ?? "no cap"): "
                           + "restarting rsync (pid \(process.pid)) with it; what has arrived is kept")
-                let ended = await process.terminate(grace: killAfter)
-                if !ended.survivors.isEmpty { log.write("still running after SIGKILL: pids \(ended.survivors.map(String.init).joined(separator: ", "))") }
+                await end(process)
                 copy.bandwidthLimitBitsPerSecond = share
                 // The receiving rsync moves what it has to its partial directory once it sees the
                 // connection close, a round trip or two later; the next rsync starts from there.
                 try? await Task.sleep(for: .seconds(2))
-                log.write("running \(executable) \(try copy.arguments().joined(separator: " "))")
                 continue
             }
             status = try process.wait()

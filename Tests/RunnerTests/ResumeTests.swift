@@ -19,12 +19,9 @@ struct ResumeTests {
 
     func stopTwiceAndResume() async throws {
         let sites = try TestEnvironment.requireSites()
-        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-sites.sh").path
         // 40 Mbit/s: the bundle needs about 5 s on the link, time enough to stop it twice.
-        let slow = try runProcess("/bin/bash", [script, "wan", "on"], environment: ProcessInfo.processInfo.environment.merging(
-            ["CCAT_WAN_RATE": "40mbit", "CCAT_WAN_LOSS": "0", "CCAT_WAN_DELAY": "1ms"]) { $1 })
-        #expect(slow.status == 0, "\(slow.stderr)")
-        defer { _ = try? runProcess("/bin/bash", [script, "wan", "off"]) }
+        _ = try Self.wanOn(rate: "40mbit", delay: "1ms")
+        defer { Self.wanOff() }
 
         try await Pipeline.with(.disk) { pipeline in
             let db = pipeline.db
@@ -88,12 +85,9 @@ struct ResumeTests {
 
     func emulatedWAN() async throws {
         _ = try TestEnvironment.requireSites()
-        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-sites.sh").path
-        let on = try runProcess("/bin/bash", [script, "wan", "on"], environment: ProcessInfo.processInfo.environment.merging(
-            ["CCAT_WAN_RATE": "100mbit", "CCAT_WAN_LOSS": "0", "CCAT_WAN_DELAY": "150ms"]) { $1 })
-        #expect(on.status == 0, "\(on.stderr)")
-        #expect(on.stdout.contains("delay 150ms each way, rate 100mbit each way") && on.stdout.contains("TCP on both hosts: cubic"), "\(on.stdout)")
-        defer { _ = try? runProcess("/bin/bash", [script, "wan", "off"]) }
+        let on = try Self.wanOn(rate: "100mbit", delay: "150ms")
+        #expect(on.contains("delay 150ms each way, rate 100mbit each way") && on.contains("TCP on both hosts: cubic"), "\(on)")
+        defer { Self.wanOff() }
         /// Seconds a TCP connection from the telescope host to ADDRESS:22 takes, or nil when it fails within 3 s.
         func connectSeconds(_ address: String) throws -> Double? {
             let probe = try runProcess("/usr/bin/env", ["ip", "netns", "exec", "ccat-telescope", "python3", "-c", """
@@ -111,10 +105,10 @@ struct ResumeTests {
         #expect(cologne >= 0.29, "a handshake with Cologne took \(cologne) s, less than the 300 ms round trip")
         #expect(try connectSeconds("10.77.0.30") != nil, "the US host does not answer over the bridge")
 
-        let down = try runProcess("/bin/bash", [script, "link", "down"])
+        let down = try runProcess("/bin/bash", [Self.sitesScript, "link", "down"])
         #expect(down.status == 0, "\(down.stderr)")
         #expect(try connectSeconds("10.77.0.20") == nil, "the cologne host answered with the link cut")
-        let up = try runProcess("/bin/bash", [script, "link", "up"])
+        let up = try runProcess("/bin/bash", [Self.sitesScript, "link", "up"])
         #expect(up.status == 0, "\(up.stderr)")
         #expect(try connectSeconds("10.77.0.20") != nil, "the cologne host does not answer after the link came back")
     }
@@ -126,8 +120,7 @@ struct ResumeTests {
 
     func sendUnderACap() async throws {
         let sites = try TestEnvironment.requireSites()
-        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-sites.sh").path
-        _ = try runProcess("/bin/bash", [script, "wan", "off"])
+        Self.wanOff()
         let cap: Int64 = 16_000_000
         // About 8 s at the cap, so the runner's own start and checks (longer on a busy machine)
         // weigh little in the measured rate.
@@ -174,13 +167,10 @@ struct ResumeTests {
 
     func windowOpensMidway() async throws {
         let sites = try TestEnvironment.requireSites()
-        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-sites.sh").path
         // 16 Mbit/s: a quarter of the bundle arrives after about 3 s, and the runner has about 9 s
         // more to notice the window (every second here) before the copy would be done anyway.
-        let slow = try runProcess("/bin/bash", [script, "wan", "on"], environment: ProcessInfo.processInfo.environment.merging(
-            ["CCAT_WAN_RATE": "16mbit", "CCAT_WAN_LOSS": "0", "CCAT_WAN_DELAY": "1ms"]) { $1 })
-        #expect(slow.status == 0, "\(slow.stderr)")
-        defer { _ = try? runProcess("/bin/bash", [script, "wan", "off"]) }
+        _ = try Self.wanOn(rate: "16mbit", delay: "1ms")
+        defer { Self.wanOff() }
         let cap: Int64 = 8_000_000
         let bytes = 24 << 20
         try await Pipeline.with(.disk) { pipeline in
@@ -254,6 +244,19 @@ struct ResumeTests {
                                                        destinationLocationID: cologneBuffer.id, routeID: nil, method: .rsync)
         return (transfer, try await pipeline.operation(.dataTransfer, at: telescopeBuffer, .dataTransfer(transfer.id)))
     }
+
+    static let sitesScript = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/local-sites.sh").path
+
+    /// The telescope-cologne path as an emulated WAN without loss (`local-sites.sh wan on`); what
+    /// the script printed.
+    static func wanOn(rate: String, delay: String) throws -> String {
+        let on = try runProcess("/bin/bash", [sitesScript, "wan", "on"], environment: ProcessInfo.processInfo.environment.merging(
+            ["CCAT_WAN_RATE": rate, "CCAT_WAN_LOSS": "0", "CCAT_WAN_DELAY": delay]) { $1 })
+        try #require(on.status == 0, "scripts/local-sites.sh wan on: \(on.stderr)")
+        return on.stdout
+    }
+
+    static func wanOff() { _ = try? runProcess("/bin/bash", [sitesScript, "wan", "off"]) }
 
     /// Bytes the telescope host has sent on its links: the bridge, and the emulated WAN to Cologne
     /// while it is on.

@@ -64,7 +64,7 @@ struct WANEmulator: ParsableCommand {
         try pump(&forward, &backward)
         for (name, direction) in [(a, forward), (b, backward)] {
             let counts = direction.counts
-            say("ccat-wan-emulator: from \(name): \(counts.packets) packets, \(counts.bytes) bytes carried; dropped \(counts.lost) at random, \(counts.overflowed) by the full queue, \(counts.cut) while cut")
+            say("ccat-wan-emulator: from \(name): \(counts.packets) packets, \(counts.bytes) bytes carried; dropped \(counts.lost) at random, \(counts.overflowed) by the full queue, \(counts.cut) while cut, \(counts.unwritten) refused by the receiving device")
         }
     }
 
@@ -151,7 +151,7 @@ struct Direction {
     /// Packets on their way, in order of departure (the delay is constant, so FIFO order is due order).
     var inFlight: [(due: UInt64, bytes: [UInt8])] = []
     var head = 0
-    var counts = (packets: 0, bytes: 0, lost: 0, overflowed: 0, cut: 0)
+    var counts = (packets: 0, bytes: 0, lost: 0, overflowed: 0, cut: 0, unwritten: 0)
 
     init(from: Int32, to: Int32, link: Link) {
         self.from = from
@@ -183,7 +183,7 @@ struct Direction {
     mutating func deliver(now: UInt64) {
         while head < inFlight.count && inFlight[head].due <= now {
             let written = inFlight[head].bytes.withUnsafeBytes { write(to, $0.baseAddress, $0.count) }
-            if written > 0 { counts.packets += 1; counts.bytes += written } else { counts.overflowed += 1 }
+            if written > 0 { counts.packets += 1; counts.bytes += written } else { counts.unwritten += 1 }
             head += 1
         }
         if head > 4096 && head * 2 > inFlight.count {
