@@ -61,7 +61,7 @@ struct DispatchFixture {
                 signalMarginSeconds: 30, minimumSubmitInterval: .milliseconds(10), submitRetryDelay: .milliseconds(50),
                 // No outage grace: the stand-in runner never claims its operations, which would
                 // otherwise look like a runner that could not reach the database (OutageTests).
-                retryPolicy: RetryPolicy(baseDelaySeconds: 30, maximumDelaySeconds: 600, outageGraceSeconds: 0))
+                retryPolicy: RetryPolicy(baseDelaySeconds: 300, maximumDelaySeconds: 1200, outageGraceSeconds: 0))
             var fixture = DispatchFixture(kind: kind, database: database, db: db, work: work, scheduler: wrap?(real) ?? real,
                                           queue: queue, settings: settings)
             do {

@@ -53,9 +53,10 @@ struct DispatchTests {
                 #expect(operation.lastError?.contains("exit code 3") == true)
                 if attempt < 3 {
                     #expect(operation.state == .pending)
-                    // 30 s after the first failure, 60 s after the second, each spread by up to 25%.
+                    // 300 s after the first failure, 600 s after the second, each spread by up to 25%
+                    // (long enough that the check below cannot find it due again on a slow machine).
                     let delay = operation.nextAttemptAt.timeIntervalSince(operation.updatedAt)
-                    let expected = 30 * pow(2, Double(attempt - 1))
+                    let expected = 300 * pow(2, Double(attempt - 1))
                     #expect(delay >= expected * 0.75 - 1 && delay <= expected * 1.25 + 1, "delay \(delay)")
                     // Not due yet: nothing is dispatched.
                     #expect(try await fixture.dispatcher.dispatch(fixture.queue).jobsSubmitted == 0)
