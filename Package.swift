@@ -173,7 +173,7 @@ let package = Package(
             swiftSettings: upcoming
         ),
         // What the benchmarks share: options, timing, a database of their own.
-        .target(name: "BenchSupport", dependencies: ["Postgres"], path: "bench/Support", swiftSettings: upcoming),
+        .target(name: "BenchSupport", dependencies: ["OpsDB", "Postgres"], path: "bench/Support", swiftSettings: upcoming),
         // `make bench`: one cycle of each manager over 1,000,000 files.
         .executableTarget(
             name: "ccat-bench-managers",
@@ -205,7 +205,7 @@ let package = Package(
         ),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Storage", "Archiving", "Scheduling", "Processes", "Topology", "OpsDB", "Postgres", "TestSupport", "Managers",
                                                         "Monitor", "CCatConfig", .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
-        .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "Postgres", "OpsDB", "Auth", "CCatCLI", "Scheduling", "Processes", "Managers", "Storage",
+        .testTarget(name: "ManagersTests", dependencies: ["TestSupport", "BenchSupport", "Postgres", "OpsDB", "Auth", "CCatCLI", "Scheduling", "Processes", "Managers", "Storage",
                                                          .product(name: "Crypto", package: "swift-crypto"),
                                                          .product(name: "Logging", package: "swift-log")], swiftSettings: upcoming),
         .testTarget(name: "MonitorTests", dependencies: ["Monitor", "CCatConfig", "OpsDB", "Scheduling", "TestSupport",

@@ -25,6 +25,9 @@ public final class IntegrityManager: ManagerCycle, Sendable {
             created += try await work.attempt("fixity of location \(archive.id) (\(archive.name))") {
                 let notYet = nextFixityLook.withLock { $0[archive.id].map { ContinuousClock.now < $0 } ?? false }
                 guard !notYet, try await due(.fixity, at: archive.id, every: settings.fixityIntervalSeconds, db) else { return 0 }
+                // A pass already waiting or running: weighing the next one (a sum over the
+                // archive's copies) waits until it has ended.
+                guard try await !db.hasLiveOperation(.fixityCheck, locationID: archive.id) else { return 0 }
                 guard try await db.fixityPassWouldCheck(locationID: archive.id, policy: policy) else {
                     nextFixityLook.withLock { $0[archive.id] = .now + .seconds(settings.fixityIntervalSeconds) }
                     return 0

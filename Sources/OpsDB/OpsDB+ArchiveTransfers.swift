@@ -37,17 +37,18 @@ extension OpsDB {
 
     public func archiveTransfersWithoutOperation(limit: Int) async throws -> [Int64] {
         try await orphans("long_term_archive_transfer", column: "long_term_archive_transfer_id", type: .longTermArchiveTransfer,
-                          statuses: ["PENDING"], limit: limit)
+                          status: .pending, limit: limit)
     }
 
     /// Verified package copies in buffers at sites whose active archives lack a transfer for them.
     public func packagesToArchive(limit: Int) async throws -> [ArchiveCandidate] {
-        try await connection.query("""
+        let buffers = try await locationIDs(types: [.buffer])
+        return try await connection.query("""
             SELECT c.raw_data_package_id AS package, c.data_location_id AS buffer, a.id AS archive
             FROM physical_copy c
-            JOIN data_location l ON l.id = c.data_location_id AND l.location_type = 'BUFFER'
+            JOIN data_location l ON l.id = c.data_location_id
             JOIN data_location a ON a.site_id = l.site_id AND a.location_type = 'LONG_TERM_ARCHIVE' AND a.active
-            WHERE c.kind = 'RAW_DATA_PACKAGE' AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+            WHERE c.data_location_id = ANY(\(buffers)) AND c.kind = 'RAW_DATA_PACKAGE' AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM long_term_archive_transfer x
                               WHERE x.raw_data_package_id = c.raw_data_package_id AND x.destination_location_id = a.id)
             ORDER BY c.id LIMIT \(limit)

@@ -31,7 +31,7 @@ extension OpsDB {
     }
 
     public func bundlesWithoutOperation(limit: Int) async throws -> [Int64] {
-        try await orphans("data_transfer_package", column: "data_transfer_package_id", type: .dataTransferPackageCreation, statuses: ["PENDING"], limit: limit)
+        try await orphans("data_transfer_package", column: "data_transfer_package_id", type: .dataTransferPackageCreation, status: .pending, limit: limit)
     }
 
     public func dataTransferPackage(id: Int64) async throws -> DataTransferPackage? {
@@ -48,7 +48,8 @@ extension OpsDB {
                 """)
             try await db.connection.execute("""
                 UPDATE raw_data_package SET data_transfer_package_id = \(bundle.id), updated_at = now()
-                WHERE id = ANY(\(packageIDs)) AND data_transfer_package_id IS NULL
+                WHERE id = ANY(\(packageIDs)) AND coalesce(data_transfer_package_id, 0) = 0  -- by primary key, see createRawDataPackage
+                
                 """)
             return bundle
         }

@@ -8,13 +8,16 @@ extension OpsDB {
     /// moves on through the table), older than their location's retention, with no deletion
     /// operation. The caller checks each with `deletionBlocker` before scheduling it.
     public func deletionCandidates(afterID: Int64, defaultRetentionSeconds: Double, limit: Int) async throws -> [(copyID: Int64, locationID: Int64)] {
-        try await connection.query("""
+        let temporary = try await locationIDs(types: [.source, .buffer])
+        return try await connection.query("""
             SELECT c.id, c.data_location_id FROM physical_copy c
-            JOIN data_location l ON l.id = c.data_location_id AND l.location_type IN ('SOURCE', 'BUFFER')
-            WHERE c.id > \(afterID) AND c.status = 'PRESENT'
+            JOIN data_location l ON l.id = c.data_location_id
+            WHERE c.data_location_id = ANY(\(temporary)) AND c.id > \(afterID) AND c.status = 'PRESENT'
               -- A file not yet packaged can never be deleted: no need to ask deletionBlocker.
+              -- (A scalar subquery, looked up by primary key for each copy: EXISTS may be planned
+              -- as one pass over every packaged file.)
               AND (c.kind <> 'RAW_DATA_FILE'
-                   OR EXISTS (SELECT 1 FROM raw_data_file f WHERE f.id = c.raw_data_file_id AND f.raw_data_package_id IS NOT NULL))
+                   OR (SELECT f.raw_data_package_id FROM raw_data_file f WHERE f.id = c.raw_data_file_id) IS NOT NULL)
               AND c.created_at <= now() - coalesce(l.retention, make_interval(secs => \(defaultRetentionSeconds)))
               AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.physical_copy_id = c.id AND o.operation_type = 'DELETION'
                               AND o.state NOT IN ('cancelled'))

@@ -68,6 +68,14 @@ public struct IntegrityRunRefused: Error, Sendable, CustomStringConvertible {
 }
 
 extension OpsDB {
+    /// Whether an operation of `type` (a fixity pass or an audit) is waiting or running at the location.
+    public func hasLiveOperation(_ type: OperationType, locationID: Int64) async throws -> Bool {
+        try await !connection.query("""
+            SELECT 1 FROM operation WHERE operation_type = \(type) AND data_location_id = \(locationID)
+              AND state NOT IN ('succeeded', 'cancelled') LIMIT 1
+            """).isEmpty
+    }
+
     static let integrityRunColumns: PostgresQuery = """
         id, kind, data_location_id, operation_id, state, started_at, finished_at, catalogued_copies, checked_copies,
         checked_bytes, listed_objects, lost_count, corrupted_count, dark_count, stale_temporary_count, brake_limit, message,

@@ -160,12 +160,15 @@ extension OpsDB {
     /// Records of `table` in `statuses` that no live operation of `type` holds: work whose
     /// operation was never created (a crash between the two), was cancelled, or that was sent
     /// back (a bundle that arrived damaged goes back to PENDING after its transfer succeeded).
-    func orphans(_ table: String, column: String, type: OperationType, statuses: [String], unpackPending: Bool = false,
+    /// Rows of `table` in `status` (and, with `unpackPending`, not yet unpacked) without a live
+    /// operation of `type`. The status is compared as the enum it is, so the table's partial index
+    /// on unfinished rows applies and the cost follows the rows waiting, not the history.
+    func orphans(_ table: String, column: String, type: OperationType, status: Status, unpackPending: Bool = false,
                  limit: Int) async throws -> [Int64] {
         let extra: PostgresQuery = unpackPending ? "AND r.unpack_status = 'PENDING'" : ""
         return try await connection.query("""
             SELECT r.id FROM \(identifier: table) r
-            WHERE r.status::text = ANY(\(statuses)) \(extra)
+            WHERE r.status = \(status) \(extra)
               AND NOT EXISTS (SELECT 1 FROM operation o WHERE o.\(identifier: column) = r.id AND o.operation_type = \(type)
                               AND o.state NOT IN ('succeeded', 'cancelled'))
             ORDER BY r.id LIMIT \(limit)

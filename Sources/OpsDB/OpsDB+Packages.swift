@@ -21,8 +21,10 @@ extension OpsDB {
                 VALUES (\(name), \(observationID), \(sourceLocationID), \(relativePath))
                 RETURNING \(Self.rawDataPackageColumns)
             ), files AS (
+                -- Found by primary key. (Not written 'IS NULL', which the planner may answer by
+                -- walking the index of every unpackaged file, once for each package; ids are never 0.)
                 UPDATE raw_data_file SET raw_data_package_id = (SELECT id FROM package)
-                WHERE id = ANY(\(fileIDs)) AND raw_data_package_id IS NULL
+                WHERE id = ANY(\(fileIDs)) AND coalesce(raw_data_package_id, 0) = 0
                 RETURNING id
             )
             SELECT \(Self.rawDataPackageColumns) FROM package

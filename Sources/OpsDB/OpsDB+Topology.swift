@@ -47,6 +47,20 @@ extension OpsDB {
             """)
     }
 
+    /// The ids of the locations of these types, or at these sites. The managers bind them into
+    /// their searches as values, so the planner knows which locations a search reads and, from the
+    /// statistics of copies per location and status, that the live copies at buffers and sources
+    /// are few beside the archives' (an id only known at run time would hide that).
+    func locationIDs(types: [LocationType]) async throws -> [Int64] {
+        try await connection.query("""
+            SELECT id FROM data_location WHERE location_type = ANY(\(types.map(\.rawValue))::location_type[]) ORDER BY id
+            """).map { try $0["id"] }
+    }
+
+    func locationIDs(siteIDs: [Int64]) async throws -> [Int64] {
+        try await connection.query("SELECT id FROM data_location WHERE site_id = ANY(\(siteIDs)) ORDER BY id").map { try $0["id"] }
+    }
+
     public func location(id: Int64) async throws -> DataLocation? {
         try await optional(DataLocation.self, "SELECT \(Self.locationColumns) FROM data_location WHERE id = \(id)")
     }

@@ -41,21 +41,26 @@ extension OpsDB {
     }
 
     public func transfersWithoutOperation(limit: Int) async throws -> [Int64] {
-        try await orphans("data_transfer", column: "data_transfer_id", type: .dataTransfer, statuses: ["PENDING"], limit: limit)
+        try await orphans("data_transfer", column: "data_transfer_id", type: .dataTransfer, status: .pending, limit: limit)
     }
 
     /// Transfers that arrived and wait for unpacking, with no unpack operation yet.
     public func transfersToUnpack(limit: Int) async throws -> [Int64] {
-        try await orphans("data_transfer", column: "data_transfer_id", type: .dataTransferUnpacking, statuses: ["COMPLETED"],
+        try await orphans("data_transfer", column: "data_transfer_id", type: .dataTransferUnpacking, status: .completed,
                           unpackPending: true, limit: limit)
     }
 
     /// Completed bundles in a buffer of `siteIDs` (the SOURCE sites) that no transfer has taken yet.
     public func bundlesToSend(originSiteIDs: [Int64], limit: Int) async throws -> [DataTransferPackage] {
-        try await all(DataTransferPackage.self, """
+        // Found through the bundles' live copies at the origin sites (those not yet sent and those
+        // waiting to be deleted), not through every bundle ever made.
+        let origins = try await locationIDs(siteIDs: originSiteIDs)
+        return try await all(DataTransferPackage.self, """
             SELECT \(Self.bundleColumns) FROM data_transfer_package b
             WHERE b.status = 'COMPLETED'
-              AND b.origin_location_id IN (SELECT id FROM data_location WHERE site_id = ANY(\(originSiteIDs)))
+              AND b.id = ANY(ARRAY(SELECT c.data_transfer_package_id FROM physical_copy c
+                                   WHERE c.data_location_id = ANY(\(origins)) AND c.status = 'PRESENT' AND c.kind = 'DATA_TRANSFER_PACKAGE'))
+              AND b.origin_location_id = ANY(\(origins))
               AND NOT EXISTS (SELECT 1 FROM data_transfer t WHERE t.data_transfer_package_id = b.id)
             ORDER BY b.id LIMIT \(limit)
             """)
@@ -64,15 +69,17 @@ extension OpsDB {
     /// Bundles that arrived verified at a buffer of an archive site and have not reached every
     /// archive site yet: (bundle, the buffer holding it, sites it was or is being sent to).
     public func bundlesToReplicate(archiveSiteIDs: [Int64], limit: Int) async throws -> [(bundleID: Int64, bufferID: Int64, siteIDs: [Int64])] {
-        try await connection.query("""
+        // Driven by the bundles' live copies at the archive sites: what arrived and is not yet
+        // deleted, never the history of transfers.
+        let arrived = try await locationIDs(siteIDs: archiveSiteIDs)
+        return try await connection.query("""
             SELECT t.data_transfer_package_id AS bundle, t.destination_location_id AS buffer,
                    (SELECT array_agg(DISTINCT l2.site_id) FROM data_transfer t2 JOIN data_location l2 ON l2.id = t2.destination_location_id
                     WHERE t2.data_transfer_package_id = t.data_transfer_package_id) AS sites
-            FROM data_transfer t
-            JOIN data_location l ON l.id = t.destination_location_id AND l.site_id = ANY(\(archiveSiteIDs))
-            JOIN physical_copy c ON c.data_transfer_package_id = t.data_transfer_package_id AND c.data_location_id = t.destination_location_id
-                                AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
-            WHERE t.status = 'COMPLETED'
+            FROM physical_copy c
+            JOIN data_transfer t ON t.data_transfer_package_id = c.data_transfer_package_id AND t.destination_location_id = c.data_location_id
+            WHERE c.data_location_id = ANY(\(arrived)) AND c.kind = 'DATA_TRANSFER_PACKAGE' AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+              AND t.status = 'COMPLETED'
               AND (SELECT count(DISTINCT l2.site_id) FROM data_transfer t2 JOIN data_location l2 ON l2.id = t2.destination_location_id
                    WHERE t2.data_transfer_package_id = t.data_transfer_package_id
                      AND l2.site_id = ANY(\(archiveSiteIDs))) < cardinality(\(archiveSiteIDs))
@@ -83,14 +90,15 @@ extension OpsDB {
     /// Bundles that reached the relay site of their RELAY route, verified there, and were not sent
     /// on to the route's destination yet: (bundle, the relay buffer holding it, the route).
     public func relayedBundlesToForward(limit: Int) async throws -> [(bundleID: Int64, bufferID: Int64, routeID: Int64)] {
-        try await connection.query("""
+        let buffers = try await locationIDs(types: [.buffer])
+        return try await connection.query("""
             SELECT t.data_transfer_package_id AS bundle, t.destination_location_id AS buffer, r.id AS route
-            FROM data_transfer t
+            FROM physical_copy c
+            JOIN data_transfer t ON t.data_transfer_package_id = c.data_transfer_package_id AND t.destination_location_id = c.data_location_id
             JOIN data_transfer_route r ON r.id = t.route_id AND r.route_type = 'RELAY' AND r.active
             JOIN data_location l ON l.id = t.destination_location_id AND l.site_id = r.relay_site_id
-            JOIN physical_copy c ON c.data_transfer_package_id = t.data_transfer_package_id AND c.data_location_id = t.destination_location_id
-                                AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
-            WHERE t.status = 'COMPLETED'
+            WHERE c.data_location_id = ANY(\(buffers)) AND c.kind = 'DATA_TRANSFER_PACKAGE' AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+              AND t.status = 'COMPLETED'
               AND NOT EXISTS (SELECT 1 FROM data_transfer n JOIN data_location nl ON nl.id = n.destination_location_id
                               WHERE n.data_transfer_package_id = t.data_transfer_package_id AND nl.site_id = r.destination_site_id)
             ORDER BY t.id LIMIT \(limit)
