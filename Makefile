@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 PG := scripts/local-postgres.sh
 BIN_DIR = $(shell $(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)
 
-.PHONY: all build deps db db-stop demo test bench bench-wan fuzz install deb clean
+.PHONY: all build deps db db-stop demo test bench bench-10m bench-wan fuzz install deb clean
 
 all: build
 
@@ -55,6 +55,7 @@ test:
 
 ## bench: benchmarks against the standard tools, in release mode (bench/README.md says what each measures)
 BENCH_FLAGS ?= -c release
+BENCH_FILES ?= 1000000
 bench:
 	@$(PG) start >/dev/null
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then scripts/local-slurm.sh start >/dev/null; fi
@@ -67,13 +68,20 @@ bench:
 	@if [ -f .ccat-dev/slurm/etc/slurm.conf ]; then export SLURM_CONF="$$PWD/.ccat-dev/slurm/etc/slurm.conf"; fi; \
 	  $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-dispatch
 	CCAT_TEST_S3_ENDPOINT=$$(cat .ccat-dev/s3/endpoint) $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-storage
-	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-managers
+	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-managers --files $(BENCH_FILES)
 	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-integrity
 	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  $(SWIFT) build $(BENCH_FLAGS) --product ccat && $(SWIFT) build $(BENCH_FLAGS) --product ccat-runner && \
 	  bench/slurm-staging.sh $$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path); fi
 	@if command -v ip >/dev/null 2>&1 && [ -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory bench-wan; \
 	  else echo "bench: wan skipped (needs root, iproute2 and openssh-server: the hosts of scripts/local-sites.sh)"; fi
+
+## bench-10m: the managers' cycles on a catalogue of 10,000,000 files (about 10 GB of database,
+## eight minutes, most of it filling); BENCH_FILES=N sets another size
+bench-10m:
+	@$(PG) start >/dev/null
+	$(SWIFT) build $(BENCH_FLAGS) --product ccat-bench-managers
+	$$($(SWIFT) build $(BENCH_FLAGS) --show-bin-path)/ccat-bench-managers --files $(if $(filter command line,$(origin BENCH_FILES)),$(BENCH_FILES),10000000)
 
 ## bench-wan: the Chile-Cologne link alone (bench/wan.sh, as root): one rsync stream against the
 ## pipeline over the emulated WAN; WAN_RATE, WAN_GB, WAN_BUNDLE_MB, WAN_BOUNDS, WAN_DECISION

@@ -168,7 +168,7 @@ let package = Package(
         // `make bench`: packaging, unpack+verify and S3 upload against tar, sha256sum, cp and aws-cli.
         .executableTarget(
             name: "ccat-bench-storage",
-            dependencies: ["Archiving", "Processes", "Storage"],
+            dependencies: ["Archiving", "BenchSupport", "Processes", "Storage"],
             path: "bench/storage",
             swiftSettings: upcoming
         ),
