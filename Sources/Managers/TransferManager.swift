@@ -12,13 +12,13 @@ public struct TransferManager: ManagerCycle {
     public init(settings: ManagerSettings) { self.settings = settings }
 
     /// Where the first hop of the route from `origin` to `target` lands, by which method.
-    func destination(_ db: OpsDB, table: RouteTable, from origin: String, to target: String, places: Places,
+    func destination(_ db: OpsDB, table: RouteTable, from origin: String, to target: String, places: Places, buffers: LandingBuffers,
                      logger: Logger) async throws -> (location: Int64, method: TransferMethod, routeID: Int64?) {
         let route = try table.route(from: origin, to: target)
-        return try await landing(db, hop: route.hops[0], route: route, table: table, places: places, logger: logger)
+        return try await landing(db, hop: route.hops[0], route: route, table: table, places: places, buffers: buffers, logger: logger)
     }
 
-    func landing(_ db: OpsDB, hop: RouteHop, route: PlannedRoute, table: RouteTable, places: Places,
+    func landing(_ db: OpsDB, hop: RouteHop, route: PlannedRoute, table: RouteTable, places: Places, buffers: LandingBuffers,
                  logger: Logger) async throws -> (location: Int64, method: TransferMethod, routeID: Int64?) {
         var locationID: Int64
         if let name = hop.toLocation, let location = places.locations.values.first(where: {
@@ -26,7 +26,7 @@ public struct TransferManager: ManagerCycle {
         }) {
             locationID = location.id
         } else {
-            locationID = try await BufferSelection.primaryBuffer(db, siteShortName: hop.toSite, logger: logger).location.id
+            locationID = try await buffers.buffer(db, site: hop.toSite, logger: logger)
         }
         let routeID = route.name.flatMap { name in table.customRoutes.first { $0.name == name }?.id }
         return (locationID, hop.method, routeID)
@@ -37,6 +37,7 @@ public struct TransferManager: ManagerCycle {
         let places = work.places
         let table = try await RouteTable.load(db)
         let siteIDs = Dictionary(uniqueKeysWithValues: places.sites.values.map { ($0.shortName, $0.id) })
+        let buffers = LandingBuffers()
         var created = 0
         // Primary: from the SOURCE sites' buffers to one archive site, round-robin.
         let sourceSiteIDs = table.sourceSites.compactMap { siteIDs[$0] }
@@ -47,7 +48,7 @@ public struct TransferManager: ManagerCycle {
             guard !candidates.isEmpty else { continue }
             created += try await work.attempt("bundle \(bundle.id) (\(bundle.name))") {
                 let target = try await RoundRobin.next(db, sourceSite: site, candidates: candidates)
-                let hop = try await destination(db, table: table, from: originSite, to: target, places: places, logger: logger)
+                let hop = try await destination(db, table: table, from: originSite, to: target, places: places, buffers: buffers, logger: logger)
                 let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: bundle.originLocationID,
                                                                destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
                 logger.info("bundle \(bundle.name) goes \(originSite) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
@@ -62,7 +63,7 @@ public struct TransferManager: ManagerCycle {
             let reached = Set(candidate.siteIDs.compactMap { places.sites[$0]?.shortName } + [originSite])
             for target in table.archiveSites where !reached.contains(target) {
                 created += try await work.attempt("bundle \(bundle.id) (\(bundle.name)) to \(target)") {
-                    let hop = try await destination(db, table: table, from: from, to: target, places: places, logger: logger)
+                    let hop = try await destination(db, table: table, from: from, to: target, places: places, buffers: buffers, logger: logger)
                     let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: candidate.bufferID,
                                                                    destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
                     logger.info("bundle \(bundle.name) replicates \(from) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
@@ -79,7 +80,7 @@ public struct TransferManager: ManagerCycle {
                 guard let next = planned.hops.first(where: { $0.fromSite == at }) else {
                     throw RouteHasNoHop(route: route.name, site: at)
                 }
-                let hop = try await landing(db, hop: next, route: planned, table: table, places: places, logger: logger)
+                let hop = try await landing(db, hop: next, route: planned, table: table, places: places, buffers: buffers, logger: logger)
                 let transfer = try await db.createDataTransfer(bundleID: forward.bundleID, originLocationID: forward.bufferID,
                                                                destinationLocationID: hop.location, routeID: route.id, method: hop.method)
                 logger.info("bundle \(forward.bundleID) relays \(at) -> \(next.toSite) (route \(route.name))",
@@ -97,6 +98,19 @@ public struct TransferManager: ManagerCycle {
         // How many jobs each link may carry at once, from what its transfers achieved.
         _ = try await work.attempt("link optimizer") { try await LinkOptimizer(settings: settings).run(db, logger: logger) }
         return created
+    }
+}
+
+/// The buffer where bundles for each site land, chosen once per cycle (as the raw data package
+/// manager chooses a site's buffer for its packages) instead of once per bundle.
+final class LandingBuffers {
+    private var chosen: [String: Int64] = [:]
+
+    func buffer(_ db: OpsDB, site: String, logger: Logger) async throws -> Int64 {
+        if let id = chosen[site] { return id }
+        let id = try await BufferSelection.primaryBuffer(db, siteShortName: site, logger: logger).location.id
+        chosen[site] = id
+        return id
     }
 }
 
