@@ -56,6 +56,14 @@ die() { echo "local-sites: $*" >&2; exit 1; }
 address() { echo "$subnet.${number[$1]}"; }
 on_host() { local host="$1"; shift; ip netns exec "ccat-$host" "$@"; }
 host_exists() { [ -e "/run/netns/ccat-$1" ]; }
+# Whether any process runs inside one of the hosts.
+hosts_in_use() {
+    local host
+    for host in "${hosts[@]}"; do
+        if host_exists "$host" && [ -n "$(ip netns pids "ccat-$host" 2>/dev/null)" ]; then return 0; fi
+    done
+    return 1
+}
 
 # The network: one bridge, a veth pair per host (eth0 inside, ccat-NAME-ish outside).
 build_network() {
@@ -121,9 +129,18 @@ start() {
     hold_start_lock "$dir"
     # The namespaces' names are the machine's: one checkout's hosts at a time.
     if [ -f "$owner_file" ] && [ "$(cat "$owner_file")" != "$dir" ] && host_exists cologne; then
-        [ ! -d "$(cat "$owner_file")" ] || die "the hosts belong to $(cat "$owner_file"); stop them there first (its scripts/local-sites.sh stop)"
-        # Hosts of a checkout that no longer exists (removed, or seen from another mount namespace).
-        echo "local-sites: removing the hosts left by $(cat "$owner_file"), which no longer exists" >&2
+        local owner
+        owner="$(cat "$owner_file")"
+        if [ ! -d "$owner" ]; then
+            # Hosts of a checkout that no longer exists (removed, or seen from another mount namespace).
+            echo "local-sites: removing the hosts left by $owner, which no longer exists" >&2
+        elif ! hosts_in_use; then
+            # Namespaces outlive the processes in them: a session that ended, or a machine whose
+            # services were killed, leaves empty hosts behind.
+            echo "local-sites: removing the hosts left by $owner, where nothing runs any more" >&2
+        else
+            die "the hosts belong to $owner and its services run in them; stop them there first (its scripts/local-sites.sh stop)"
+        fi
         remove_hosts
     fi
     mkdir -p "$(dirname "$owner_file")" && echo "$dir" >"$owner_file"

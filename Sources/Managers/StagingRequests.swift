@@ -243,15 +243,8 @@ struct StagingRequestCycle {
         let selected = try await db.resolveSelection(selection)
         let bytes = selected.reduce(Int64(0)) { $0 + $1.stagedBytes }
         let packaged = selected.filter { $0.packageID != nil }
-        let waiting = selected.filter { !$0.isArchived }
-        if !waiting.isEmpty {
-            let unpackaged = waiting.filter { $0.packageID == nil }.reduce(0) { $0 + $1.files }
-            var parts: [String] = []
-            if waiting.count > (unpackaged > 0 ? 1 : 0) {
-                parts.append("\(waiting.count - (unpackaged > 0 ? 1 : 0)) of \(packaged.count) packages are not archived yet")
-            }
-            if unpackaged > 0 { parts.append("\(unpackaged) files are not packaged yet") }
-            try await db.setStagingRequestReason(request.id, "waiting: " + parts.joined(separator: ", "), packageCount: packaged.count, totalBytes: bytes)
+        if let waiting = selected.notStageableYet {
+            try await db.setStagingRequestReason(request.id, "waiting: " + waiting, packageCount: packaged.count, totalBytes: bytes)
             return 0
         }
         guard let destination = request.destinationLocationID, let username = request.username else { return 0 }

@@ -49,7 +49,6 @@ extension OpsDB {
             try await db.connection.execute("""
                 UPDATE raw_data_package SET data_transfer_package_id = \(bundle.id), updated_at = now()
                 WHERE id = ANY(\(packageIDs)) AND coalesce(data_transfer_package_id, 0) = 0  -- by primary key, see createRawDataPackage
-                
                 """)
             return bundle
         }

@@ -87,6 +87,24 @@ public struct SelectedPackage: Codable, Sendable, Equatable {
     public var stagedBytes: Int64 { packageBytes ?? bytes }
 }
 
+extension Array where Element == SelectedPackage {
+    /// What of a selection cannot be staged yet, as a person reads it ("2 of 5 packages are not
+    /// archived yet, 1 file is not packaged yet"); nil when all of it can.
+    public var notStageableYet: String? {
+        let packaged = filter { $0.packageID != nil }
+        let notArchived = packaged.filter { !$0.isArchived }.count
+        let unpackagedFiles = filter { $0.packageID == nil }.reduce(0) { $0 + $1.files }
+        var parts: [String] = []
+        if notArchived > 0 {
+            parts.append("\(notArchived) of \(packaged.count) \(packaged.count == 1 ? "package" : "packages") \(notArchived == 1 ? "is" : "are") not archived yet")
+        }
+        if unpackagedFiles > 0 {
+            parts.append("\(unpackagedFiles) \(unpackagedFiles == 1 ? "file is" : "files are") not packaged yet")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
+    }
+}
+
 /// A PROCESSING location as scientists see it (`staging_location`).
 public struct StagingLocation: Codable, Sendable, Equatable {
     public var id: Int64

@@ -1,5 +1,5 @@
 import Foundation
-import OpsDB
+@testable import OpsDB
 import Postgres
 import Testing
 import TestSupport
@@ -59,5 +59,17 @@ struct StagingPolicyTests {
             let refused = await #expect(throws: StagingPolicy.Refusal.self) { try await StagingPolicy.checkQuota(location, username: "alice", bytes: 401, db) }
             #expect(refused?.description.contains("this request needs 401 B, your open requests hold 600 B of 1.0 KB") == true, "\(String(describing: refused))")
         }
+    }
+
+    @Test func whatCannotBeStagedYetIsCountedInWords() {
+        func package(_ id: Int64?, files: Int, archivedAt sites: Int) -> SelectedPackage {
+            SelectedPackage(packageID: id, package: id.map { "p\($0)" }, obsID: "obs", files: files, bytes: 10, packageStatus: nil,
+                            packageBytes: nil, archiveSites: sites, packageCreatedAt: nil)
+        }
+        #expect([package(1, files: 3, archivedAt: 2)].notStageableYet == nil)
+        #expect([package(nil, files: 1, archivedAt: 0)].notStageableYet == "1 file is not packaged yet")
+        #expect([package(1, files: 3, archivedAt: 0)].notStageableYet == "1 of 1 package is not archived yet")
+        #expect([package(1, files: 3, archivedAt: 0), package(2, files: 3, archivedAt: 1), package(3, files: 3, archivedAt: 0),
+                 package(nil, files: 4, archivedAt: 0)].notStageableYet == "2 of 3 packages are not archived yet, 4 files are not packaged yet")
     }
 }

@@ -55,8 +55,7 @@ struct StagingPlan: Encodable {
             Estimate(bytesPerSecond: $0.bytesPerSecond, seconds: Double(bytes) / $0.bytesPerSecond, basedOnOperations: $0.operations)
         }
         var notes: [String] = []
-        let waiting = selected.filter { !$0.isArchived }
-        if !waiting.isEmpty { notes.append(try await StageRequest.archiveForecast(waiting, total: selected.count, db)) }
+        if let forecast = try await StageRequest.archiveForecast(selected, db) { notes.append(forecast) }
         do {
             try await StageRequest.requireDaemon(db)
         } catch let error as CommandError {
@@ -64,7 +63,7 @@ struct StagingPlan: Encodable {
         }
         return StagingPlan(selection: selection, location: "\(location.site).\(location.name)",
                            directory: location.rootPath.map { "\($0)/\(user)/<request id>" }, packages: packages,
-                           files: selected.reduce(0) { $0 + $1.files }, bytes: bytes, notArchived: waiting.count, quota: quota,
+                           files: selected.reduce(0) { $0 + $1.files }, bytes: bytes, notArchived: selected.filter { !$0.isArchived }.count, quota: quota,
                            estimate: estimate, notes: notes)
     }
 

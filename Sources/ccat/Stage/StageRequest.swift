@@ -137,9 +137,8 @@ struct StageRequest: AsyncParsableCommand {
             let (selected, _) = try await Self.checkedSelection(selection, into: target, user: user, groups: groups, db, quota: true)
             // A Slurm job's request may wait for the daemon: Slurm holds the job meanwhile.
             if slurmJob == nil { try await Self.requireDaemon(db) }
-            let waiting = selected.filter { !$0.isArchived }
-            if !waiting.isEmpty && !options.json {
-                printError(try await Self.archiveForecast(waiting, total: selected.count, db))
+            if !options.json, let forecast = try await Self.archiveForecast(selected, db) {
+                printError(forecast)
             }
             let onBehalf = slurmJob.flatMap { job in forUid.map { StagingCredentialPayload.OnBehalf(slurmJob: job, uid: $0, keep: keep) } }
             let payload = StagingCredentialPayload(selection: selection, destination: "\(target.site).\(target.name)", onBehalf: onBehalf,
@@ -230,15 +229,17 @@ struct StageRequest: AsyncParsableCommand {
         }
     }
 
-    /// "2 of 5 packages are not archived yet; expected by about ...".
-    static func archiveForecast(_ waiting: [SelectedPackage], total: Int, _ db: OpsDB) async throws -> String {
+    /// "note: 2 of 5 packages are not archived yet; ... expect them by ...", nil when all of the
+    /// selection can be staged now.
+    static func archiveForecast(_ selected: [SelectedPackage], _ db: OpsDB) async throws -> String? {
+        guard let summary = selected.notStageableYet else { return nil }
+        let waiting = selected.filter { !$0.isArchived }
         let latency = try await db.archiveLatencySeconds()
-        let unpackaged = waiting.filter { $0.packageID == nil }.reduce(0) { $0 + $1.files }
-        var text = "note: \(waiting.filter { $0.packageID != nil }.count) of \(total) selected packages are not archived yet"
-        if unpackaged > 0 { text += " and \(unpackaged) files are not packaged yet" }
+        let unpackaged = waiting.contains { $0.packageID == nil }
+        var text = "note: " + summary
         if let latency {
             let newest = waiting.compactMap(\.packageCreatedAt).max() ?? Date()
-            let expected = max(newest.addingTimeInterval(latency), Date().addingTimeInterval(unpackaged > 0 ? latency : 0))
+            let expected = max(newest.addingTimeInterval(latency), Date().addingTimeInterval(unpackaged ? latency : 0))
             text += "; archiving takes about \(StagingProgressLine.duration(latency)) lately, so expect them by \(formatTimestamp(expected))"
         } else {
             text += "; nothing has been archived recently to estimate when"
