@@ -3,8 +3,9 @@ import Logging
 import OpsDB
 import Synchronization
 
-/// 8. Every location is checked every `monitoringIntervalSeconds` (MONITORING operations), and
-/// transfer attempts older than `transferHistoryDays` are folded into daily totals per link.
+/// 8. Every location is checked every `monitoringIntervalSeconds` (MONITORING operations),
+/// transfer attempts older than `transferHistoryDays` are folded into daily totals per link, and
+/// the catalogue's tally into one row per figure.
 public final class MonitoringManager: ManagerCycle, Sendable {
     public let name = "monitoring-manager"
     let settings: ManagerSettings
@@ -13,6 +14,8 @@ public final class MonitoringManager: ManagerCycle, Sendable {
     public init(settings: ManagerSettings) { self.settings = settings }
 
     public func cycle(_ db: OpsDB, logger: Logger) async throws -> Int {
+        // Every cycle, not only when checks are due: the catalogue's tally stays a few hundred rows.
+        try await db.foldCatalogueTally()
         let due = last.withLock { last in
             if let last, ContinuousClock.now - last < .seconds(settings.monitoringIntervalSeconds) { return false }
             last = .now

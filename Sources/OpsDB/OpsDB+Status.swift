@@ -71,39 +71,21 @@ extension OpsDB {
     public static let staleAfterMinimumSeconds = 300
 
     public func pipelineStatus() async throws -> PipelineStatus {
-        let files = try await connection.query("SELECT count(*)::int AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes FROM raw_data_file").first
-        let stages = try await connection.query("""
-            SELECT 'raw_data_package' AS stage, status::text, count(*)::int AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes FROM raw_data_package GROUP BY status
-            UNION ALL SELECT 'data_transfer_package', status::text, count(*)::int, coalesce(sum(size_bytes), 0)::bigint FROM data_transfer_package GROUP BY status
-            UNION ALL SELECT 'data_transfer', status::text, count(*)::int, coalesce(sum(bytes_transferred), 0)::bigint FROM data_transfer GROUP BY status
-            UNION ALL SELECT 'unpacking', t.unpack_status::text, count(*)::int, coalesce(sum(b.size_bytes), 0)::bigint
-                FROM data_transfer t JOIN data_transfer_package b ON b.id = t.data_transfer_package_id WHERE t.status = 'COMPLETED' GROUP BY t.unpack_status
-            UNION ALL SELECT 'long_term_archive_transfer', t.status::text, count(*)::int, coalesce(sum(p.size_bytes), 0)::bigint
-                FROM long_term_archive_transfer t JOIN raw_data_package p ON p.id = t.raw_data_package_id GROUP BY t.status
-            UNION ALL SELECT 'staging_job', j.status::text, count(DISTINCT j.id)::int, coalesce(sum(p.size_bytes), 0)::bigint
-                FROM staging_job j LEFT JOIN staging_job_package jp ON jp.staging_job_id = j.id
-                LEFT JOIN raw_data_package p ON p.id = jp.raw_data_package_id GROUP BY j.status
-            ORDER BY 1, 2
-            """).map {
-            PipelineStatus.Stage(stage: try $0["stage"], status: try $0["status"], count: try $0["n"], bytes: try $0["bytes"])
+        // Files, stages and copies from the tally the triggers keep (migration 0023): a read of a
+        // few hundred rows however large the catalogue. Staging jobs are few and counted here.
+        let tally = try await catalogueTally()
+        func figures(_ subject: String) -> [TallyFigure] { tally.filter { $0.subject == subject } }
+        let fileFigures = figures("raw_data_file")
+        var stages = ["raw_data_package", "data_transfer_package", "data_transfer", "unpacking", "long_term_archive_transfer"].flatMap { stage in
+            figures(stage).filter { $0.rows != 0 }.map { PipelineStatus.Stage(stage: stage, status: $0.state, count: Int($0.rows), bytes: $0.bytes) }
         }
-        // Counted per location and kind first, then named: one pass over physical_copy.
-        let copies = try await connection.query("""
-            WITH per AS (
-                SELECT data_location_id, kind, count(*) FILTER (WHERE status = 'PRESENT')::int AS present,
-                       count(*) FILTER (WHERE status = 'DELETED')::int AS deleted,
-                       coalesce(sum(size_bytes) FILTER (WHERE status = 'PRESENT'), 0)::bigint AS bytes
-                FROM physical_copy GROUP BY 1, 2
-            )
-            SELECT s.short_name || ':' || l.name AS location, l.location_type::text AS type, per.kind::text AS kind,
-                   per.present, per.deleted, per.bytes,
-                   (CASE WHEN st.total_bytes > 0 THEN 100.0 * st.used_bytes / st.total_bytes END)::float8 AS used, st.reachable
-            FROM per JOIN data_location l ON l.id = per.data_location_id JOIN site s ON s.id = l.site_id
-            LEFT JOIN data_location_status st ON st.data_location_id = l.id ORDER BY 1, 3
-            """).map {
-            PipelineStatus.Copies(location: try $0["location"], locationType: try $0["type"], kind: try $0["kind"], present: try $0["present"],
-                                  deleted: try $0["deleted"], bytesPresent: try $0["bytes"], usedPercent: try $0["used"], reachable: try $0["reachable"])
-        }
+        stages += try await connection.query("""
+            SELECT j.status::text AS status, count(DISTINCT j.id)::int AS n, coalesce(sum(p.size_bytes), 0)::bigint AS bytes
+            FROM staging_job j LEFT JOIN staging_job_package jp ON jp.staging_job_id = j.id
+            LEFT JOIN raw_data_package p ON p.id = jp.raw_data_package_id GROUP BY j.status
+            """).map { PipelineStatus.Stage(stage: "staging_job", status: try $0["status"], count: try $0["n"], bytes: try $0["bytes"]) }
+        stages.sort { ($0.stage, $0.status) < ($1.stage, $1.status) }
+        let copies = try await copyFigures(figures("physical_copy"))
         let operations = try await connection.query("""
             SELECT queue, state::text AS state, count(*)::int AS n FROM operation
             WHERE state NOT IN ('succeeded', 'cancelled') GROUP BY queue, state ORDER BY queue, state
@@ -116,24 +98,51 @@ extension OpsDB {
             PipelineStatus.Attention(operationID: try $0["id"], type: try $0["type"], state: try $0["state"], attempts: try $0["attempts"],
                                      errorClass: try $0["error_class"], lastError: try $0["last_error"])
         }
-        // Packages with a verified copy at every active archive site: one grouped pass over the
-        // archive copies (not a lookup per package).
-        let archived = try await connection.query("""
-            WITH required AS (SELECT DISTINCT site_id FROM data_location WHERE location_type = 'LONG_TERM_ARCHIVE' AND active),
-            held AS (
-                SELECT c.raw_data_package_id FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
-                WHERE c.raw_data_package_id IS NOT NULL AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
-                  AND l.location_type = 'LONG_TERM_ARCHIVE' AND l.site_id IN (SELECT site_id FROM required)
-                GROUP BY c.raw_data_package_id HAVING count(DISTINCT l.site_id) >= (SELECT count(*) FROM required)
-            )
-            SELECT (SELECT count(*) FROM raw_data_package)::int AS total,
-                   (CASE WHEN (SELECT count(*) FROM required) > 0 THEN (SELECT count(*) FROM held) ELSE 0 END)::int AS everywhere
-            """).first
-        return PipelineStatus(files: try files?["n"] ?? 0, fileBytes: try files?["bytes"] ?? 0, stages: stages, copies: copies,
+        // Packages with a verified copy at as many archive sites as are active (each package's
+        // count is kept as its copies change).
+        let required = try await connection.query("""
+            SELECT count(DISTINCT site_id)::int AS n FROM data_location WHERE location_type = 'LONG_TERM_ARCHIVE' AND active
+            """).first?["n"] as Int? ?? 0
+        let everywhere = required == 0 ? 0 : figures("package_archive_sites").filter { (Int($0.state) ?? 0) >= required }.reduce(0) { $0 + $1.rows }
+        let packages = figures("raw_data_package").reduce(0) { $0 + $1.rows }
+        return PipelineStatus(files: Int(fileFigures.reduce(0) { $0 + $1.rows }), fileBytes: fileFigures.reduce(0) { $0 + $1.bytes },
+                              stages: stages, copies: copies,
                               operations: operations, services: services, attention: attention, setAside: try await managerIssues(limit: 50),
-                              packagesArchivedEverywhere: try archived?["everywhere"] ?? 0, packages: try archived?["total"] ?? 0,
+                              packagesArchivedEverywhere: Int(everywhere), packages: Int(packages),
                               integrity: try await archiveIntegrity(), links: try await linkThroughput(since: Date().addingTimeInterval(-86_400)),
                               alerts: try await openAlerts(limit: 50), linkConcurrency: try await linkConcurrency())
+    }
+
+    /// Copies per location and kind from the tally's physical_copy figures, with the location's
+    /// name, type and last-seen usage.
+    func copyFigures(_ figures: [TallyFigure]) async throws -> [PipelineStatus.Copies] {
+        let places = try await connection.query("""
+            SELECT l.id, s.short_name || ':' || l.name AS location, l.location_type::text AS type,
+                   (CASE WHEN st.total_bytes > 0 THEN 100.0 * st.used_bytes / st.total_bytes END)::float8 AS used, st.reachable
+            FROM data_location l JOIN site s ON s.id = l.site_id LEFT JOIN data_location_status st ON st.data_location_id = l.id
+            """)
+        var named: [Int64: (location: String, type: String, used: Double?, reachable: Bool?)] = [:]
+        for row in places {
+            named[try row["id"]] = (try row["location"], try row["type"], try row["used"], try row["reachable"])
+        }
+        var copies: [String: PipelineStatus.Copies] = [:]
+        for figure in figures where figure.rows != 0 {
+            guard let place = named[figure.dataLocationId] else { continue }
+            let key = "\(place.location)|\(figure.kind)"
+            var entry = copies[key] ?? PipelineStatus.Copies(location: place.location, locationType: place.type, kind: figure.kind, present: 0, deleted: 0,
+                                                             bytesPresent: 0, usedPercent: place.used, reachable: place.reachable)
+            switch figure.state {
+            case "PRESENT":
+                entry.present += Int(figure.rows)
+                entry.bytesPresent += figure.bytes
+            case "DELETED":
+                entry.deleted += Int(figure.rows)
+            default:
+                break
+            }
+            copies[key] = entry
+        }
+        return copies.values.sorted { ($0.location, $0.kind) < ($1.location, $1.kind) }
     }
 
     /// Every daemon service that runs, or stopped within the hour, with its heartbeat's age and

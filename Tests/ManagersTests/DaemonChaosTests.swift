@@ -1,4 +1,5 @@
 import Foundation
+import OpsDB
 import Postgres
 import Processes
 import Scheduling
@@ -127,6 +128,9 @@ struct DaemonChaosTests {
             return stuck == 0
         }
         #expect(stuck == 0, "operations neither succeeded nor cancelled a minute after the run ended")
+        // The counts the triggers kept through kills and restarts are what a fresh count says.
+        let tally = try await OpsDB(db).checkCatalogueTally()
+        #expect(tally.agrees, "the kept tally differs from a fresh count: \(tally)")
     }
 
     @Test func twoDaemonsKilledAtRandomFinishTheRunWithoutDuplicatesOrEarlyDeletion() async throws {

@@ -10,31 +10,12 @@ import TestSupport
 struct DeletionInvariantTests {
     @Test func aCorruptedMissingOrUnverifiedArchiveCopyKeepsTheBufferCopy() async throws {
         try await withTestDatabase { _, connection in
-            try await Migrator.bundled().migrate(connection)
-            let db = OpsDB(connection)
-            let ccat = try await db.insertSite(name: "CCAT", shortName: "ccat")
-            let source = try await db.insertLocation(siteID: ccat.id, name: "instrument_data", type: .source, storage: .disk(rootPath: "/data/source"))
-            let buffer = try await db.insertLocation(siteID: ccat.id, name: "buffer", type: .buffer, storage: .disk(rootPath: "/data/buffer"))
-            var archives: [DataLocation] = []
-            for site in ["cologne", "us"] {
-                let archiveSite = try await db.insertSite(name: site, shortName: site)
-                archives.append(try await db.insertLocation(siteID: archiveSite.id, name: "long_term_archive", type: .longTermArchive,
-                                                            storage: .disk(rootPath: "/data/\(site)/archive")))
-            }
-            let checksum = String(repeating: "a", count: 64)
-            let observation = try await db.upsertObservation(obsID: "obs-1")
-            let file = try await db.registerRawDataFile(NewRawDataFile(relativePath: "obs-1/a.fits", sizeBytes: 1000, checksum: checksum,
-                                                                       executedObsUnitID: observation.id, sourceLocationID: source.id))
-            let package = try await db.createRawDataPackage(name: "obs-1", observationID: observation.id, sourceLocationID: source.id,
-                                                            relativePath: "packages/obs-1.tar", fileIDs: [file.file.id])
-            try await db.recordRawDataPackageArchive(package.id, sizeBytes: 4096, checksum: checksum, manifestJSON: "[]")
-            let temporary = try await db.insertPhysicalCopy(of: .rawDataPackage(package.id), at: buffer.id, relativePath: package.relativePath,
-                                                            sizeBytes: 4096, checksum: checksum, verified: true)
+            let fixture = try await ArchiveSitesFixture.make(connection)
+            let db = fixture.db
+            let package = try await fixture.package([try await fixture.registerFile("a.fits", bytes: 1000)])
+            let temporary = try await fixture.copy(of: package, at: fixture.buffer)
             var archived: [PhysicalCopy] = []
-            for archive in archives {
-                archived.append(try await db.insertPhysicalCopy(of: .rawDataPackage(package.id), at: archive.id, relativePath: package.relativePath,
-                                                                sizeBytes: 4096, checksum: checksum, verified: true))
-            }
+            for archive in fixture.archives { archived.append(try await fixture.copy(of: package, at: archive)) }
             // Both archive sites hold a verified copy: the buffer copy may go.
             #expect(try await db.deletionBlocker(copyID: temporary.id, exceptOperation: 0) == nil)
             for status in ["CORRUPTED", "MISSING"] {

@@ -166,6 +166,8 @@ public func fillArchive(_ connection: PostgresConnection, files: Int, sites: Cat
     for unique in uniques {
         try await connection.execute("ALTER TABLE \(identifier: unique.table) ADD CONSTRAINT \(identifier: unique.name) \(PostgresQuery(stringLiteral: unique.definition))")
     }
+    // The triggers that keep the catalogue's tally were off with the foreign keys: count it once.
+    try await connection.execute("SELECT ccat_recount_catalogue_tally()")
     try await connection.executeScript("RESET maintenance_work_mem; RESET synchronous_commit")
     try await connection.execute("VACUUM ANALYZE")
     return (packages, bundles)
