@@ -58,15 +58,15 @@ public struct TransferManager: ManagerCycle {
         // Secondary: from the archive site that holds a verified copy to archive sites without one.
         let archiveSiteIDs = table.archiveSites.compactMap { siteIDs[$0] }
         for candidate in try await db.bundlesToReplicate(archiveSiteIDs: archiveSiteIDs, limit: settings.batchSize) {
-            guard let from = places.siteName(of: candidate.bufferID), let bundle = try await db.dataTransferPackage(id: candidate.bundleID),
-                  let originSite = places.siteName(of: bundle.originLocationID) else { continue }
+            guard let from = places.siteName(of: candidate.bufferID), let originSite = places.siteName(of: candidate.originLocationID) else { continue }
             let reached = Set(candidate.siteIDs.compactMap { places.sites[$0]?.shortName } + [originSite])
             for target in table.archiveSites where !reached.contains(target) {
-                created += try await work.attempt("bundle \(bundle.id) (\(bundle.name)) to \(target)") {
+                created += try await work.attempt("bundle \(candidate.bundleID) (\(candidate.bundleName)) to \(target)") {
                     let hop = try await destination(db, table: table, from: from, to: target, places: places, buffers: buffers, logger: logger)
-                    let transfer = try await db.createDataTransfer(bundleID: bundle.id, originLocationID: candidate.bufferID,
+                    let transfer = try await db.createDataTransfer(bundleID: candidate.bundleID, originLocationID: candidate.bufferID,
                                                                    destinationLocationID: hop.location, routeID: hop.routeID, method: hop.method)
-                    logger.info("bundle \(bundle.name) replicates \(from) -> \(target)", metadata: ["bundle": "\(bundle.id)", "transfer": "\(transfer.id)"])
+                    logger.info("bundle \(candidate.bundleName) replicates \(from) -> \(target)",
+                                metadata: ["bundle": "\(candidate.bundleID)", "transfer": "\(transfer.id)"])
                     return 1
                 }
             }
@@ -88,12 +88,12 @@ public struct TransferManager: ManagerCycle {
                 return 1
             }
         }
-        created += try await work.scheduleEach(try await db.transfersWithoutOperation(limit: settings.batchSize), item: { "transfer \($0)" }) { id in
-            guard let transfer = try await db.dataTransfer(id: id), let bundle = try await db.dataTransferPackage(id: transfer.dataTransferPackageID) else {
-                return nil
-            }
-            return OperationPlan(.dataTransfer, at: transfer.originLocationID, target: .dataTransfer(id), targetLocationID: transfer.destinationLocationID,
-                                 sizeHintBytes: bundle.sizeBytes ?? 0)
+        let unscheduled = try await db.transfersWithoutOperation(limit: settings.batchSize)
+        let ends = try await db.transferEnds(ids: unscheduled)
+        created += try await work.scheduleEach(unscheduled, item: { "transfer \($0)" }) { id in
+            guard let transfer = ends[id] else { return nil }
+            return OperationPlan(.dataTransfer, at: transfer.origin, target: .dataTransfer(id), targetLocationID: transfer.destination,
+                                 sizeHintBytes: transfer.bundleBytes)
         }
         // How many jobs each link may carry at once, from what its transfers achieved.
         _ = try await work.attempt("link optimizer") { try await LinkOptimizer(settings: settings).run(db, logger: logger) }

@@ -16,14 +16,18 @@ extension OpsDB {
 
     public func createDataTransfer(bundleID: Int64, originLocationID: Int64, destinationLocationID: Int64, routeID: Int64?,
                                    method: TransferMethod) async throws -> DataTransfer {
-        let transfer = try await one(DataTransfer.self, """
-            INSERT INTO data_transfer (data_transfer_package_id, origin_location_id, destination_location_id, route_id, method)
-            VALUES (\(bundleID), \(originLocationID), \(destinationLocationID), \(routeID), \(method))
-            RETURNING \(Self.transferColumns)
+        // The link it travels gets its concurrency row (default bounds) if it has none yet, in the
+        // same statement: one round trip per transfer.
+        try await one(DataTransfer.self, """
+            WITH transfer AS (
+                INSERT INTO data_transfer (data_transfer_package_id, origin_location_id, destination_location_id, route_id, method)
+                VALUES (\(bundleID), \(originLocationID), \(destinationLocationID), \(routeID), \(method))
+                RETURNING \(Self.transferColumns)
+            ), link AS (
+                \(Self.insertLinks("SELECT origin_location_id, destination_location_id FROM transfer"))
+            )
+            SELECT \(Self.transferColumns) FROM transfer
             """)
-        // The link it travels gets its concurrency row (default bounds) if it has none yet.
-        try await connection.execute(Self.insertLinks("SELECT \(originLocationID)::bigint AS origin_location_id, \(destinationLocationID)::bigint AS destination_location_id"))
-        return transfer
     }
 
     public func recordTransferCompleted(_ id: Int64, bytes: Int64) async throws {
@@ -42,6 +46,21 @@ extension OpsDB {
 
     public func transfersWithoutOperation(limit: Int) async throws -> [Int64] {
         try await orphans("data_transfer", column: "data_transfer_id", type: .dataTransfer, status: .pending, limit: limit)
+    }
+
+    /// What scheduling a transfer needs, for many at once: its ends and its bundle's size. Ids no
+    /// longer there are missing from the answer.
+    public func transferEnds(ids: [Int64]) async throws -> [Int64: (origin: Int64, destination: Int64, bundleBytes: Int64)] {
+        var ends: [Int64: (origin: Int64, destination: Int64, bundleBytes: Int64)] = [:]
+        for row in try await connection.query("""
+            SELECT t.id, t.origin_location_id, t.destination_location_id,
+                   -- by key per transfer: a join could hash every bundle ever made
+                   coalesce((SELECT b.size_bytes FROM data_transfer_package b WHERE b.id = t.data_transfer_package_id), 0) AS bytes
+            FROM data_transfer t WHERE t.id = ANY(\(ids))
+            """) {
+            ends[try row["id"]] = (try row["origin_location_id"], try row["destination_location_id"], try row["bytes"])
+        }
+        return ends
     }
 
     /// Transfers that arrived and wait for unpacking, with no unpack operation yet.
@@ -68,23 +87,25 @@ extension OpsDB {
 
     /// Bundles that arrived verified at a buffer of an archive site and have not reached every
     /// archive site yet: (bundle, the buffer holding it, sites it was or is being sent to).
-    public func bundlesToReplicate(archiveSiteIDs: [Int64], limit: Int) async throws -> [(bundleID: Int64, bufferID: Int64, siteIDs: [Int64])] {
+    public func bundlesToReplicate(archiveSiteIDs: [Int64], limit: Int) async throws
+        -> [(bundleID: Int64, bundleName: String, originLocationID: Int64, bufferID: Int64, siteIDs: [Int64])] {
         // Driven by the bundles' live copies at the archive sites: what arrived and is not yet
         // deleted, never the history of transfers.
         let arrived = try await locationIDs(siteIDs: archiveSiteIDs)
         return try await connection.query("""
-            SELECT t.data_transfer_package_id AS bundle, t.destination_location_id AS buffer,
+            SELECT t.data_transfer_package_id AS bundle, b.name, b.origin_location_id, t.destination_location_id AS buffer,
                    (SELECT array_agg(DISTINCT l2.site_id) FROM data_transfer t2 JOIN data_location l2 ON l2.id = t2.destination_location_id
                     WHERE t2.data_transfer_package_id = t.data_transfer_package_id) AS sites
             FROM physical_copy c
             JOIN data_transfer t ON t.data_transfer_package_id = c.data_transfer_package_id AND t.destination_location_id = c.data_location_id
+            JOIN data_transfer_package b ON b.id = t.data_transfer_package_id
             WHERE c.data_location_id = ANY(\(arrived)) AND c.kind = 'DATA_TRANSFER_PACKAGE' AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
               AND t.status = 'COMPLETED'
               AND (SELECT count(DISTINCT l2.site_id) FROM data_transfer t2 JOIN data_location l2 ON l2.id = t2.destination_location_id
                    WHERE t2.data_transfer_package_id = t.data_transfer_package_id
                      AND l2.site_id = ANY(\(archiveSiteIDs))) < cardinality(\(archiveSiteIDs))
             ORDER BY t.id LIMIT \(limit)
-            """).map { (try $0["bundle"], try $0["buffer"], try $0["sites"]) }
+            """).map { (try $0["bundle"], try $0["name"], try $0["origin_location_id"], try $0["buffer"], try $0["sites"]) }
     }
 
     /// Bundles that reached the relay site of their RELAY route, verified there, and were not sent

@@ -8,6 +8,8 @@
 // the machine's speed. Goals: idle under 50 ms, busy (a batch of 200 at every stage) under 1 s.
 // Then the daemon's HTTP side on the same catalogue: one /metrics scrape and one status page
 // answer (goal: under a second each), and the exposition's size beside the empty catalogue's.
+// Last, what the catalogue's tally costs: a recount, and writers' statements with its triggers
+// against the same statements without them.
 //
 //   ccat-bench-managers [--files 1000000] [--batch 200] [--explain]
 //
@@ -112,7 +114,85 @@ try await withBenchDatabase { conninfo in
     print(String(format: "/metrics: median %.3f s of 5 (goal < 1 s) %@; %d bytes, %d samples (empty catalogue: %d bytes, %d samples)",
                  full.metricsSeconds, full.metricsSeconds < 1 ? "met" : "NOT met", full.bytes, full.samples, emptyScrape.bytes, emptyScrape.samples))
     print(String(format: "status page: median %.3f s of 5 (goal < 1 s) %@", full.pageSeconds, full.pageSeconds < 1 ? "met" : "NOT met"))
+
+    // What the tally costs: counting it afresh (ccat db recount, and migration 0023 on an existing
+    // catalogue), and each writer's statements with its triggers against the same without.
+    let recheck = ContinuousClock.now
+    try await db.recountCatalogueTally()
+    let recheckSeconds = seconds(since: recheck)
+    // As migration 0023 finds an existing catalogue: no package's archive sites written yet.
+    try await connection.executeScript("""
+        SET session_replication_role = replica; UPDATE raw_data_package SET archive_sites = 0; SET session_replication_role = DEFAULT
+        """)
+    try await connection.execute("VACUUM raw_data_package")
+    let first = ContinuousClock.now
+    try await db.recountCatalogueTally()
+    print(String(format: "ccat db recount: %.1f s; the first time (migration 0023 on an existing catalogue, every archived package's sites written) %.1f s",
+                 recheckSeconds, seconds(since: first)))
+    for write in TallyWrite.allCases {
+        let cost = try await tallyWriteCost(connection, write, statements: 2000)
+        print(String(format: "%@: %.3f ms per statement with the tally's triggers, %.3f ms without (ratio %.2f; medians of 3)",
+                     write.rawValue, cost.on * 1000, cost.off * 1000, cost.on / cost.off))
+    }
     await connection.close()
+}
+
+enum TallyWrite: String, CaseIterable {
+    /// The costliest change for the triggers: the package's archive sites are counted again.
+    case archiveCopyStatus = "an archive copy's status"
+    /// What a fixity pass records for every copy it reads: nothing that counts changes.
+    case fixityRecorded = "a fixity check recorded"
+    /// A file registered, as `ccat files scan` does: the file and its copy at the source.
+    case fileRegistered = "a file registered (file and copy)"
+}
+
+/// Seconds per statement of `write`, with the triggers on and with them off (session_replication_role
+/// = replica), each round one transaction rolled back; on and off take turns for three rounds.
+func tallyWriteCost(_ connection: PostgresConnection, _ write: TallyWrite, statements: Int) async throws -> (on: Double, off: Double) {
+    let ids: [Int64] = try await connection.query("""
+        SELECT c.id FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
+        WHERE l.location_type = 'LONG_TERM_ARCHIVE' AND c.status = 'PRESENT' AND c.raw_data_package_id IS NOT NULL
+        ORDER BY c.id LIMIT \(statements)
+        """).map { try $0["id"] }
+    guard let sourceRow = try await connection.query("""
+        SELECT (SELECT id FROM data_location WHERE location_type = 'SOURCE' LIMIT 1) AS source, (SELECT min(id) FROM executed_obs_unit) AS observation
+        """).first else {
+        throw BenchError("the catalogue has no SOURCE location")
+    }
+    let source: Int64 = try sourceRow["source"], observation: Int64 = try sourceRow["observation"]
+    func round(triggers: Bool) async throws -> Double {
+        try await connection.execute("BEGIN")
+        if !triggers { try await connection.execute("SET LOCAL session_replication_role = replica") }
+        let start = ContinuousClock.now
+        for (index, id) in ids.enumerated() {
+            switch write {
+            case .archiveCopyStatus:
+                try await connection.execute("UPDATE physical_copy SET status = 'CORRUPTED' WHERE id = \(id)")
+            case .fixityRecorded:
+                try await connection.execute("UPDATE physical_copy SET fixity_checked_at = now() WHERE id = \(id)")
+            case .fileRegistered:
+                let path = "tally-cost/\(index).fits"
+                try await connection.execute("""
+                    WITH file AS (
+                        INSERT INTO raw_data_file (filename, relative_path, size_bytes, checksum, source_location_id, executed_obs_unit_id)
+                        VALUES (\("\(index).fits"), \(path), 1048576, \(String(repeating: "d", count: 64)), \(source), \(observation))
+                        RETURNING id, relative_path, size_bytes, checksum
+                    )
+                    INSERT INTO physical_copy (kind, raw_data_file_id, data_location_id, relative_path, size_bytes, checksum)
+                    SELECT 'RAW_DATA_FILE', id, \(source), relative_path, size_bytes, checksum FROM file
+                    """)
+            }
+        }
+        let time = seconds(since: start) / Double(max(1, ids.count))
+        try await connection.execute("ROLLBACK")
+        return time
+    }
+    var on: [Double] = [], off: [Double] = []
+    for _ in 0..<3 {
+        on.append(try await round(triggers: true))
+        off.append(try await round(triggers: false))
+    }
+    return (median(on), median(off))
 }
 
 /// Scrapes /metrics and loads the status page `times` times each from a `StatusServer` on
