@@ -15,15 +15,6 @@ public struct TallyFigure: Codable, Sendable, Equatable, Hashable {
     public var kind: String
     public var rows: Int64
     public var bytes: Int64
-
-    public init(subject: String, state: String, dataLocationId: Int64 = 0, kind: String = "", rows: Int64, bytes: Int64) {
-        self.subject = subject
-        self.state = state
-        self.dataLocationId = dataLocationId
-        self.kind = kind
-        self.rows = rows
-        self.bytes = bytes
-    }
 }
 
 /// Where the kept tally and a fresh count disagree (`ccat db recount --check`).
@@ -85,13 +76,7 @@ extension OpsDB {
                 keptByKey[name] == countedByKey[name] ? nil : TallyCheck.Difference(kept: keptByKey[name], counted: countedByKey[name])
             }
             let wrong = try await db.connection.query("""
-                SELECT p.id FROM raw_data_package p LEFT JOIN (
-                    SELECT c.raw_data_package_id AS id, count(DISTINCT l.site_id) AS sites
-                    FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
-                    WHERE c.raw_data_package_id IS NOT NULL AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
-                      AND l.location_type = 'LONG_TERM_ARCHIVE'
-                    GROUP BY 1
-                ) held ON held.id = p.id
+                SELECT p.id FROM raw_data_package p LEFT JOIN package_archive_sites_held held ON held.raw_data_package_id = p.id
                 WHERE p.archive_sites <> coalesce(held.sites, 0) ORDER BY p.id
                 """).map { try $0["id"] as Int64 }
             return TallyCheck(differences: differences, packagesWithWrongArchiveSites: wrong.count, examplePackageIds: Array(wrong.prefix(20)))

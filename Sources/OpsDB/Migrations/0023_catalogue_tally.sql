@@ -27,6 +27,17 @@ REVOKE INSERT, UPDATE, DELETE ON catalogue_tally FROM ccat_daemon, ccat_admin;
 -- not a pass over every archive copy.
 ALTER TABLE raw_data_package ADD COLUMN archive_sites smallint NOT NULL DEFAULT 0;
 
+-- What archive_sites should say, for packages with at least one such copy: the one definition the
+-- trigger, the recount and `ccat db recount --check` share. A condition on raw_data_package_id
+-- reaches the copies' index through the grouping.
+CREATE VIEW package_archive_sites_held AS
+SELECT c.raw_data_package_id, count(DISTINCT l.site_id)::smallint AS sites
+FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
+WHERE c.raw_data_package_id IS NOT NULL AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
+  AND l.location_type = 'LONG_TERM_ARCHIVE'
+GROUP BY c.raw_data_package_id;
+REVOKE INSERT, UPDATE, DELETE ON package_archive_sites_held FROM ccat_daemon, ccat_admin;
+
 CREATE FUNCTION ccat_count_archive_sites(packages bigint[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
@@ -38,9 +49,7 @@ BEGIN
     PERFORM 1 FROM raw_data_package WHERE id = ANY(packages) ORDER BY id FOR NO KEY UPDATE;
     UPDATE raw_data_package p SET archive_sites = held.sites
     FROM (
-        SELECT q.id, (SELECT count(DISTINCT l.site_id) FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
-                      WHERE c.raw_data_package_id = q.id AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
-                        AND l.location_type = 'LONG_TERM_ARCHIVE')::smallint AS sites
+        SELECT q.id, coalesce((SELECT h.sites FROM package_archive_sites_held h WHERE h.raw_data_package_id = q.id), 0) AS sites
         FROM unnest(packages) AS q(id)
     ) held
     WHERE p.id = held.id AND p.archive_sites <> held.sites;
@@ -199,13 +208,7 @@ CREATE FUNCTION ccat_recount_catalogue_tally() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     UPDATE raw_data_package p SET archive_sites = coalesce(held.sites, 0)
-    FROM raw_data_package q LEFT JOIN (
-        SELECT c.raw_data_package_id AS id, count(DISTINCT l.site_id)::smallint AS sites
-        FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
-        WHERE c.raw_data_package_id IS NOT NULL AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
-          AND l.location_type = 'LONG_TERM_ARCHIVE'
-        GROUP BY 1
-    ) held ON held.id = q.id
+    FROM raw_data_package q LEFT JOIN package_archive_sites_held held ON held.raw_data_package_id = q.id
     WHERE p.id = q.id AND p.archive_sites <> coalesce(held.sites, 0);
     LOCK TABLE catalogue_tally IN EXCLUSIVE MODE;
     DELETE FROM catalogue_tally;

@@ -11,8 +11,9 @@ struct DBRecount: AsyncParsableCommand {
             rows change, so that reading them costs the same however large the catalogue. After a \
             restore, or rows loaded with triggers off (session_replication_role = replica), count \
             them afresh with this command. --check only compares the kept counts with a fresh count \
-            and exits with 1 when they differ. Either reads every row of the catalogue (about 15 s \
-            at ten million files); recount with the daemon stopped, since writers wait for it.
+            and exits with 1 when they differ; a recount is followed by the same check. Each pass \
+            reads every row of the catalogue (about 15 s at ten million files); recount with the \
+            daemon stopped, since writers wait for it.
             """
     )
 
