@@ -306,7 +306,9 @@ done
 echo "status page: $page (metrics: ${page}metrics); open it while the demo runs"
 
 progress() {
-    "$bin/ccat" status --json | python3 -c '
+    local json
+    json="$("$bin/ccat" status --json 2>"$demo/status.err")" || return 1
+    printf '%s' "$json" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 left = sum(c["present"] for c in s["copies"] if c["location_type"] in ("SOURCE", "BUFFER"))
@@ -339,10 +341,15 @@ if [ -n "${DEMO_OUTAGE:-}" ]; then
 fi
 start=$SECONDS
 while true; do
-    read -r archived packages left stuck < <(progress)
-    printf '\r%4ss: packages archived at both sites %s/%s, temporary copies left %s   ' $((SECONDS - start)) "$archived" "$packages" "$left"
-    if [ "$packages" -gt 0 ] && [ "$archived" = "$packages" ] && [ "$left" = 0 ]; then echo; break; fi
-    if [ "$stuck" != 0 ]; then echo; echo "demo: operations need intervention; see 'ccat status' below and $demo/daemon.log" >&2; "$bin/ccat" status; exit 1; fi
+    # A status that does not come (the database busy past its connect timeout) is asked again; only
+    # the demo's own time limit ends the wait.
+    if read -r archived packages left stuck < <(progress); then
+        printf '\r%4ss: packages archived at both sites %s/%s, temporary copies left %s   ' $((SECONDS - start)) "$archived" "$packages" "$left"
+        if [ "$packages" -gt 0 ] && [ "$archived" = "$packages" ] && [ "$left" = 0 ]; then echo; break; fi
+        if [ "$stuck" != 0 ]; then echo; echo "demo: operations need intervention; see 'ccat status' below and $demo/daemon.log" >&2; "$bin/ccat" status; exit 1; fi
+    else
+        echo; echo "demo: ccat status failed, asking again: $(tail -1 "$demo/status.err")" >&2
+    fi
     if [ $((SECONDS - start)) -gt "$timeout" ]; then echo; echo "demo: not done after ${timeout}s; see $demo/daemon.log" >&2; "$bin/ccat" status; exit 1; fi
     sleep 2
 done
