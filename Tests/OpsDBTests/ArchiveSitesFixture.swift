@@ -12,8 +12,9 @@ struct ArchiveSitesFixture {
     let archives: [DataLocation]
     let observation: ExecutedObsUnit
 
-    static func make(_ connection: PostgresConnection) async throws -> ArchiveSitesFixture {
-        try await Migrator.bundled().migrate(connection)
+    /// `through`: the last migration applied (all of them when nil).
+    static func make(_ connection: PostgresConnection, through version: Int? = nil) async throws -> ArchiveSitesFixture {
+        try await Migrator(migrations: try Migrator.bundled().migrations.filter { $0.version <= version ?? .max }).migrate(connection)
         let db = OpsDB(connection)
         let ccat = try await db.insertSite(name: "CCAT", shortName: "ccat")
         let source = try await db.insertLocation(siteID: ccat.id, name: "instrument_data", type: .source, storage: .disk(rootPath: "/data/source"))

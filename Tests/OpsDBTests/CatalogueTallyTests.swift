@@ -136,4 +136,59 @@ struct CatalogueTallyTests {
             try await Self.expectAgreement(db, "two sites at once")
         }
     }
+
+    /// An archive site taken out of service (its location deactivated, its copies kept) no longer
+    /// counts towards "archived at every site", and counts again when it comes back (migration 0024).
+    @Test func aRetiredArchiveSiteNoLongerCounts() async throws {
+        try await withTestDatabase { _, connection in
+            let places = try await ArchiveSitesFixture.make(connection)
+            let db = places.db
+            let spareSite = try await db.insertSite(name: "spare", shortName: "spare")
+            let spare = try await db.insertLocation(siteID: spareSite.id, name: "long_term_archive", type: .longTermArchive,
+                                                    storage: .disk(rootPath: "/data/spare/archive"))
+            let package = try await places.package([try await places.registerFile("a.fits", bytes: 10)])
+            try await places.copy(of: package, at: places.archives[0])
+            try await places.copy(of: package, at: spare)
+            func sites() async throws -> Int {
+                try #require(try await connection.query("SELECT archive_sites::int AS n FROM raw_data_package WHERE id = \(package.id)").first)["n"]
+            }
+            // Cologne and the spare site of three: not everywhere.
+            #expect(try await sites() == 2)
+            #expect(try await db.pipelineStatus().packagesArchivedEverywhere == 0)
+
+            // The spare site retired: Cologne and the US remain, and the US has no copy.
+            try await connection.execute("UPDATE data_location SET active = false WHERE id = \(spare.id)")
+            #expect(try await sites() == 1)
+            #expect(try await db.pipelineStatus().packagesArchivedEverywhere == 0, "held at one of the two active sites")
+            try await Self.expectAgreement(db, "an archive site retired")
+
+            try await places.copy(of: package, at: places.archives[1])
+            #expect(try await db.pipelineStatus().packagesArchivedEverywhere == 1)
+            // Back in service: three of three.
+            try await connection.execute("UPDATE data_location SET active = true WHERE id = \(spare.id)")
+            #expect(try await sites() == 3)
+            #expect(try await db.pipelineStatus().packagesArchivedEverywhere == 1)
+            // Another column of the location changes nothing that counts.
+            try await connection.execute("UPDATE data_location SET name = 'long_term_archive_2' WHERE id = \(spare.id)")
+            #expect(try await sites() == 3)
+            try await Self.expectAgreement(db, "an archive site back in service")
+        }
+    }
+
+    /// Migration 0024 counts again the packages held in archives deactivated before it.
+    @Test func migration0024RecountsPackagesInArchivesRetiredBeforeIt() async throws {
+        try await withTestDatabase { _, connection in
+            let places = try await ArchiveSitesFixture.make(connection, through: 23)
+            let package = try await places.package([try await places.registerFile("a.fits", bytes: 10)])
+            for archive in places.archives { try await places.copy(of: package, at: archive) }
+            try await connection.execute("UPDATE data_location SET active = false WHERE id = \(places.archives[1].id)")
+            func sites() async throws -> Int {
+                try #require(try await connection.query("SELECT archive_sites::int AS n FROM raw_data_package WHERE id = \(package.id)").first)["n"]
+            }
+            #expect(try await sites() == 2, "before 0024 the retired archive's copy counted")
+            try await Migrator.bundled().migrate(connection)
+            #expect(try await sites() == 1)
+            try await Self.expectAgreement(places.db, "migrated to 0024")
+        }
+    }
 }
