@@ -20,6 +20,11 @@ struct CatalogueTallyTests {
         #expect(rows == (try await db.catalogueTally()).count, "\(step): rows left after folding", sourceLocation: sourceLocation)
     }
 
+    /// The archive sites the triggers keep for `package`.
+    static func archiveSites(_ connection: PostgresConnection, _ package: RawDataPackage) async throws -> Int {
+        try #require(try await connection.query("SELECT archive_sites::int AS n FROM raw_data_package WHERE id = \(package.id)").first)["n"]
+    }
+
     @Test func theTallyFollowsEveryChangeAndAgreesWithAFreshCount() async throws {
         try await withTestDatabase { database, connection in
             let places = try await ArchiveSitesFixture.make(connection)
@@ -131,8 +136,7 @@ struct CatalogueTallyTests {
             try await connection.execute("COMMIT")
             try await second.value
             try await other.execute("COMMIT")
-            let sites: Int = try #require(try await connection.query("SELECT archive_sites::int AS n FROM raw_data_package WHERE id = \(package.id)").first)["n"]
-            #expect(sites == 2)
+            #expect(try await Self.archiveSites(connection, package) == 2)
             try await Self.expectAgreement(db, "two sites at once")
         }
     }
@@ -149,9 +153,7 @@ struct CatalogueTallyTests {
             let package = try await places.package([try await places.registerFile("a.fits", bytes: 10)])
             try await places.copy(of: package, at: places.archives[0])
             try await places.copy(of: package, at: spare)
-            func sites() async throws -> Int {
-                try #require(try await connection.query("SELECT archive_sites::int AS n FROM raw_data_package WHERE id = \(package.id)").first)["n"]
-            }
+            func sites() async throws -> Int { try await Self.archiveSites(connection, package) }
             // Cologne and the spare site of three: not everywhere.
             #expect(try await sites() == 2)
             #expect(try await db.pipelineStatus().packagesArchivedEverywhere == 0)
@@ -182,9 +184,7 @@ struct CatalogueTallyTests {
             let package = try await places.package([try await places.registerFile("a.fits", bytes: 10)])
             for archive in places.archives { try await places.copy(of: package, at: archive) }
             try await connection.execute("UPDATE data_location SET active = false WHERE id = \(places.archives[1].id)")
-            func sites() async throws -> Int {
-                try #require(try await connection.query("SELECT archive_sites::int AS n FROM raw_data_package WHERE id = \(package.id)").first)["n"]
-            }
+            func sites() async throws -> Int { try await Self.archiveSites(connection, package) }
             #expect(try await sites() == 2, "before 0024 the retired archive's copy counted")
             try await Migrator.bundled().migrate(connection)
             #expect(try await sites() == 1)
