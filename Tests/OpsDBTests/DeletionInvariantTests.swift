@@ -31,4 +31,25 @@ struct DeletionInvariantTests {
             #expect(try await db.deletionBlocker(copyID: temporary.id, exceptOperation: 0) == nil)
         }
     }
+
+    /// A copy kept in a deactivated archive does not count, even at a site whose other archive is
+    /// active: the buffer copy stays until an active archive there holds the package.
+    @Test func aCopyInARetiredArchiveKeepsTheBufferCopy() async throws {
+        try await withTestDatabase { _, connection in
+            let fixture = try await ArchiveSitesFixture.make(connection)
+            let db = fixture.db
+            let package = try await fixture.package([try await fixture.registerFile("a.fits", bytes: 1000)])
+            let temporary = try await fixture.copy(of: package, at: fixture.buffer)
+            let retired = try await db.insertLocation(siteID: fixture.archives[0].siteID, name: "old_archive", type: .longTermArchive,
+                                                      storage: .disk(rootPath: "/data/cologne/old_archive"))
+            try await fixture.copy(of: package, at: retired)
+            try await fixture.copy(of: package, at: fixture.archives[1])
+            #expect(try await db.deletionBlocker(copyID: temporary.id, exceptOperation: 0) == nil, "both sites hold it while the old archive is active")
+            try await connection.execute("UPDATE data_location SET active = false WHERE id = \(retired.id)")
+            let blocker = try await db.deletionBlocker(copyID: temporary.id, exceptOperation: 0)
+            #expect(blocker?.contains("1 of 2 archive sites") == true, "\(blocker ?? "nothing blocks")")
+            try await fixture.copy(of: package, at: fixture.archives[0])
+            #expect(try await db.deletionBlocker(copyID: temporary.id, exceptOperation: 0) == nil)
+        }
+    }
 }
