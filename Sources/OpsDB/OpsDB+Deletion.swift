@@ -31,7 +31,7 @@ extension OpsDB {
     /// A copy in a SOURCE or BUFFER location may go only when every raw data package it holds has
     /// verified copies in active long-term archives at the required number of distinct sites (the
     /// topology's `required_archive_sites`, else every site that has an active long-term archive;
-    /// a copy in a deactivated archive counts for nothing, as for staging and the status), and
+    /// counted by the view `package_archive_sites_held`, the rule the status figures use), and
     /// no unfinished operation still reads it there. Long-term archive copies are never deleted
     /// here. Staged (PROCESSING) copies may go once their request is no longer being served.
     public func deletionBlocker(copyID: Int64, exceptOperation operationID: Int64) async throws -> String? {
@@ -66,9 +66,7 @@ extension OpsDB {
             ), packages AS (\(packages))
             SELECT coalesce(p.name, 'no package') AS name,
                    coalesce((SELECT required_archive_sites FROM archive_policy), (SELECT count(*) FROM required)) AS required,
-                   (SELECT count(DISTINCT l.site_id) FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
-                    WHERE c.raw_data_package_id = p.id AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
-                      AND l.location_type = 'LONG_TERM_ARCHIVE' AND l.active) AS archived
+                   coalesce((SELECT h.sites FROM package_archive_sites_held h WHERE h.raw_data_package_id = p.id), 0)::int AS archived
             FROM packages LEFT JOIN raw_data_package p ON p.id = packages.id
             """)
         if unarchived.isEmpty { return "it holds no raw data package" }

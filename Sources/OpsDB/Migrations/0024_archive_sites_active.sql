@@ -1,5 +1,5 @@
--- A package's archive sites count its verified copies in *active* long-term archives only, as the
--- deletion manager, staging and `ccat find` count them. A site taken out of the topology keeps its
+-- A package's archive sites count its verified copies in *active* long-term archives only, as
+-- staging and `ccat find` count them. A site taken out of the topology keeps its
 -- locations (deactivated) and their copies; until now those copies still counted towards "archived
 -- at every site", while `ccat status` asked for as many sites as are active, so a package held at
 -- one active site and one retired site passed for archived everywhere.
@@ -9,6 +9,9 @@ FROM physical_copy c JOIN data_location l ON l.id = c.data_location_id
 WHERE c.raw_data_package_id IS NOT NULL AND c.status = 'PRESENT' AND c.verified_at IS NOT NULL
   AND l.location_type = 'LONG_TERM_ARCHIVE' AND l.active
 GROUP BY c.raw_data_package_id;
+-- The deletion check (run by runners before they delete a temporary copy) reads the same rule here,
+-- so that what may be deleted and what the status calls archived everywhere cannot drift apart.
+GRANT SELECT ON package_archive_sites_held TO ccat_runner;
 
 -- A long-term archive deactivated or brought back (or moved to another site, or made another kind
 -- of location): the packages with copies there are counted again. Rare, and as costly as the
